@@ -1,0 +1,152 @@
+//! The API's one error type and its mapping to the SCIM-style error body:
+//! `{"status": "404", "detail": "...", "type"?: "...", "validation"?: [...]}` with
+//! `Content-Type: application/json`. Every error response of the API is built here.
+//!
+//! Invariant: details name what was wrong and where, and never contain a secret value or
+//! a token.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::raft::node::NodeError;
+use crate::secret::PathError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest {
+        kind: Option<&'static str>,
+        detail: String,
+        pointer: Option<String>,
+    },
+    #[error("{0}")]
+    InvalidPath(#[from] PathError),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{detail}")]
+    Conflict { kind: &'static str, detail: String },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            kind: None,
+            detail: detail.into(),
+            pointer: None,
+        }
+    }
+
+    /// A 400 about one field of the body, named by its JSON pointer.
+    pub fn invalid_field(kind: &'static str, pointer: &str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            kind: Some(kind),
+            detail: detail.into(),
+            pointer: Some(pointer.into()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } | ApiError::InvalidPath(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(&self) -> Option<&'static str> {
+        match self {
+            ApiError::BadRequest { kind, .. } => *kind,
+            ApiError::InvalidPath(_) => Some("invalidPath"),
+            ApiError::Unauthorized(_) => Some("unauthorized"),
+            ApiError::Forbidden(_) => Some("forbidden"),
+            ApiError::NotFound(_) => Some("notFound"),
+            ApiError::MethodNotAllowed(_) => Some("methodNotAllowed"),
+            ApiError::Conflict { kind, .. } => Some(kind),
+            ApiError::TooLarge(_) => Some("tooLarge"),
+            ApiError::Unavailable(_) => Some("unavailable"),
+            ApiError::Internal(_) => Some("internal"),
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Unavailable(m) => ApiError::Unavailable(m),
+            NodeError::Rejected(m) => ApiError::Conflict {
+                kind: "rejected",
+                detail: m,
+            },
+            NodeError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Validation {
+    #[serde(rename = "propertyPath")]
+    property_path: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    status: String,
+    detail: String,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation: Option<Vec<Validation>>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), detail = %self, "request failed");
+        }
+        let detail = self.to_string();
+        let validation = match &self {
+            ApiError::BadRequest {
+                pointer: Some(p),
+                detail,
+                ..
+            } => Some(vec![Validation {
+                property_path: p.clone(),
+                message: detail.clone(),
+            }]),
+            _ => None,
+        };
+        let body = ErrorBody {
+            status: status.as_u16().to_string(),
+            detail,
+            kind: self.kind(),
+            validation,
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

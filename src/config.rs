@@ -1,0 +1,428 @@
+//! Node configuration: flags, `RAFTSAFE_*` environment variables and an optional TOML file,
+//! merged in that order of precedence over built-in defaults, then validated once at start.
+//!
+//! Invariant: a [`Config`] that exists has passed [`Settings::resolve`]; every error there
+//! names the setting that is wrong. The defaults are the embedded single-node dev store
+//! (API on 127.0.0.1:8700, Raft on 127.0.0.1:8701, data in `./raftsafe-data`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::raft::{NodeId, NodeInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("setting `{setting}`: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// Every setting, optional at each layer. Field names are the TOML keys; flags are the
+/// kebab-case names; environment variables are `RAFTSAFE_` plus the upper-case name.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with any of these settings (flags and environment override it).
+    #[arg(long, env = "RAFTSAFE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This node's id in the cluster (1..). Never reuse an id for a different data dir.
+    #[arg(long, env = "RAFTSAFE_NODE_ID")]
+    pub node_id: Option<NodeId>,
+    /// Address the client API listens on.
+    #[arg(long, env = "RAFTSAFE_API_ADDR")]
+    pub api_addr: Option<SocketAddr>,
+    /// Address the internal Raft listener binds.
+    #[arg(long, env = "RAFTSAFE_RAFT_ADDR")]
+    pub raft_addr: Option<SocketAddr>,
+    /// host:port other nodes and clients use to reach this node's API (default: api_addr).
+    #[arg(long, env = "RAFTSAFE_ADVERTISE_API")]
+    pub advertise_api: Option<String>,
+    /// host:port other nodes use to reach this node's Raft listener (default: raft_addr).
+    #[arg(long, env = "RAFTSAFE_ADVERTISE_RAFT")]
+    pub advertise_raft: Option<String>,
+    /// Directory for the database, snapshots and keys.
+    #[arg(long, env = "RAFTSAFE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Initialize a new cluster from `peers` if this node has no state yet. Safe to leave on.
+    #[arg(long, env = "RAFTSAFE_BOOTSTRAP", num_args = 0..=1, default_missing_value = "true")]
+    pub bootstrap: Option<bool>,
+    /// Initial members, `ID=RAFT_HOST:PORT/API_HOST:PORT` separated by commas (this node included).
+    #[arg(long, env = "RAFTSAFE_PEERS")]
+    pub peers: Option<String>,
+    /// Local dial overrides, `ID=HOST:PORT,...`: reach that peer's Raft listener at this
+    /// address instead of the advertised one (proxies, NAT, fault-injection tests).
+    #[arg(long, env = "RAFTSAFE_PEER_ROUTES")]
+    pub peer_routes: Option<String>,
+    /// Leader heartbeat interval; also the timeout of each replication RPC.
+    #[arg(long, env = "RAFTSAFE_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Lower bound of the randomized election timeout.
+    #[arg(long, env = "RAFTSAFE_ELECTION_MIN_MS")]
+    pub election_min_ms: Option<u64>,
+    /// Upper bound of the randomized election timeout.
+    #[arg(long, env = "RAFTSAFE_ELECTION_MAX_MS")]
+    pub election_max_ms: Option<u64>,
+    /// How long a read or write may wait for the cluster before answering 503.
+    #[arg(long, env = "RAFTSAFE_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Timeout for sending one snapshot chunk (and installing the last one).
+    #[arg(long, env = "RAFTSAFE_SNAPSHOT_TIMEOUT_MS")]
+    pub snapshot_timeout_ms: Option<u64>,
+    /// Build a snapshot after this many applied entries since the last one.
+    #[arg(long, env = "RAFTSAFE_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// Log entries kept behind a snapshot (followers lagging further catch up by snapshot).
+    #[arg(long, env = "RAFTSAFE_KEEP_LOGS")]
+    pub keep_logs: Option<u64>,
+    /// Largest accepted `data` object, in bytes of JSON.
+    #[arg(long, env = "RAFTSAFE_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<usize>,
+    /// File holding the base64 master key (32 bytes) that seals secret values. The key can
+    /// also come from the `RAFTSAFE_MASTER_KEY` environment variable. Every node of a
+    /// cluster needs the same key; it never enters the Raft log.
+    #[arg(long, env = "RAFTSAFE_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: NodeId,
+    pub api_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    pub advertise: NodeInfo,
+    pub data_dir: PathBuf,
+    pub bootstrap: bool,
+    pub peers: BTreeMap<NodeId, NodeInfo>,
+    pub peer_routes: BTreeMap<NodeId, String>,
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+    pub request_timeout: Duration,
+    pub snapshot_timeout: Duration,
+    pub snapshot_every: u64,
+    pub keep_logs: u64,
+    pub max_value_bytes: usize,
+    pub master_key_file: Option<PathBuf>,
+}
+
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8700";
+pub const DEFAULT_RAFT_ADDR: &str = "127.0.0.1:8701";
+pub const DEFAULT_DATA_DIR: &str = "./raftsafe-data";
+
+macro_rules! merge {
+    ($into:ident, $from:ident, $($field:ident),*) => {
+        $( if $into.$field.is_none() { $into.$field = $from.$field.clone(); } )*
+    };
+}
+
+impl Settings {
+    /// Fills unset fields from `other` (lower precedence).
+    fn or(mut self, other: &Settings) -> Settings {
+        merge!(
+            self,
+            other,
+            node_id,
+            api_addr,
+            raft_addr,
+            advertise_api,
+            advertise_raft,
+            data_dir,
+            bootstrap,
+            peers,
+            peer_routes,
+            heartbeat_ms,
+            election_min_ms,
+            election_max_ms,
+            request_timeout_ms,
+            snapshot_timeout_ms,
+            snapshot_every,
+            keep_logs,
+            max_value_bytes,
+            master_key_file
+        );
+        self
+    }
+
+    fn load_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Merges flags/environment (self) over the file over defaults, and validates.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(p) => Settings::load_file(p)?,
+            None => Settings::default(),
+        };
+        let s = self.or(&file);
+
+        let node_id = s.node_id.unwrap_or(1);
+        if node_id == 0 {
+            return Err(invalid("node_id", "must be 1 or greater"));
+        }
+        let api_addr = s
+            .api_addr
+            .unwrap_or_else(|| DEFAULT_API_ADDR.parse().expect("valid default"));
+        let raft_addr = s
+            .raft_addr
+            .unwrap_or_else(|| DEFAULT_RAFT_ADDR.parse().expect("valid default"));
+        if api_addr == raft_addr {
+            return Err(invalid(
+                "raft_addr",
+                format!("must differ from api_addr ({api_addr})"),
+            ));
+        }
+        let advertise = NodeInfo {
+            raft_addr: s
+                .advertise_raft
+                .clone()
+                .unwrap_or_else(|| raft_addr.to_string()),
+            api_addr: s
+                .advertise_api
+                .clone()
+                .unwrap_or_else(|| api_addr.to_string()),
+        };
+        check_host_port("advertise_raft", &advertise.raft_addr)?;
+        check_host_port("advertise_api", &advertise.api_addr)?;
+
+        let mut peers = match &s.peers {
+            Some(text) => parse_peers(text)?,
+            None => BTreeMap::new(),
+        };
+        match peers.get(&node_id) {
+            None if peers.is_empty() => {
+                peers.insert(node_id, advertise.clone());
+            }
+            None => {
+                return Err(invalid(
+                    "peers",
+                    format!("does not include this node's id {node_id}"),
+                ));
+            }
+            Some(_) => {}
+        }
+        let peer_routes = match &s.peer_routes {
+            Some(text) => parse_routes(text)?,
+            None => BTreeMap::new(),
+        };
+        // With no peer list the node is a single-node store and bootstraps itself.
+        let bootstrap = s.bootstrap.unwrap_or(s.peers.is_none());
+
+        let heartbeat = Duration::from_millis(s.heartbeat_ms.unwrap_or(250));
+        let election_min = Duration::from_millis(s.election_min_ms.unwrap_or(1500));
+        let election_max = Duration::from_millis(s.election_max_ms.unwrap_or(3000));
+        if heartbeat.is_zero() {
+            return Err(invalid("heartbeat_ms", "must be greater than 0"));
+        }
+        if election_min <= heartbeat * 2 {
+            return Err(invalid(
+                "election_min_ms",
+                "must be more than twice heartbeat_ms",
+            ));
+        }
+        if election_max <= election_min {
+            return Err(invalid(
+                "election_max_ms",
+                "must be greater than election_min_ms",
+            ));
+        }
+        let request_timeout = Duration::from_millis(s.request_timeout_ms.unwrap_or(5000));
+        if request_timeout < heartbeat * 2 {
+            return Err(invalid(
+                "request_timeout_ms",
+                "must be at least twice heartbeat_ms",
+            ));
+        }
+        let snapshot_timeout = Duration::from_millis(s.snapshot_timeout_ms.unwrap_or(30_000));
+        let snapshot_every = s.snapshot_every.unwrap_or(5000);
+        if snapshot_every == 0 {
+            return Err(invalid("snapshot_every", "must be greater than 0"));
+        }
+        let keep_logs = s.keep_logs.unwrap_or(1000);
+        let max_value_bytes = s.max_value_bytes.unwrap_or(512 * 1024);
+        if max_value_bytes < 64 {
+            return Err(invalid("max_value_bytes", "must be at least 64"));
+        }
+
+        Ok(Config {
+            node_id,
+            api_addr,
+            raft_addr,
+            advertise,
+            data_dir: s
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            bootstrap,
+            peers,
+            peer_routes,
+            heartbeat,
+            election_min,
+            election_max,
+            request_timeout,
+            snapshot_timeout,
+            snapshot_every,
+            keep_logs,
+            max_value_bytes,
+            master_key_file: s.master_key_file.clone(),
+        })
+    }
+}
+
+fn check_host_port(setting: &'static str, s: &str) -> Result<(), ConfigError> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(invalid(setting, format!("'{s}' is not HOST:PORT"))),
+    }
+}
+
+fn parse_id(setting: &'static str, s: &str) -> Result<NodeId, ConfigError> {
+    match s.trim().parse::<NodeId>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(invalid(
+            setting,
+            format!("'{s}' is not a node id (1 or greater)"),
+        )),
+    }
+}
+
+/// `1=10.0.0.1:8701/10.0.0.1:8700,2=...`
+fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, NodeInfo>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addrs) = item
+            .split_once('=')
+            .ok_or_else(|| invalid("peers", format!("'{item}' is not ID=RAFT_ADDR/API_ADDR")))?;
+        let id = parse_id("peers", id)?;
+        let (raft, api) = addrs
+            .split_once('/')
+            .ok_or_else(|| invalid("peers", format!("'{item}' is not ID=RAFT_ADDR/API_ADDR")))?;
+        check_host_port("peers", raft)?;
+        check_host_port("peers", api)?;
+        let info = NodeInfo {
+            raft_addr: raft.to_string(),
+            api_addr: api.to_string(),
+        };
+        if out.insert(id, info).is_some() {
+            return Err(invalid("peers", format!("node id {id} listed twice")));
+        }
+    }
+    if out.is_empty() {
+        return Err(invalid("peers", "is empty"));
+    }
+    Ok(out)
+}
+
+/// `2=127.0.0.1:9999,...`
+fn parse_routes(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| invalid("peer_routes", format!("'{item}' is not ID=HOST:PORT")))?;
+        check_host_port("peer_routes", addr)?;
+        out.insert(parse_id("peer_routes", id)?, addr.to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_single_node_dev_store() {
+        let c = Settings::default().resolve().unwrap();
+        assert_eq!(c.api_addr.to_string(), DEFAULT_API_ADDR);
+        assert_eq!(c.raft_addr.to_string(), DEFAULT_RAFT_ADDR);
+        assert!(c.bootstrap);
+        assert_eq!(c.peers.len(), 1);
+        assert_eq!(c.peers[&1].api_addr, DEFAULT_API_ADDR);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let bad = |s: Settings| s.resolve().unwrap_err().to_string();
+        let e = bad(Settings {
+            peers: Some("1=a:1/b:2,1=c:3/d:4".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("`peers`") && e.contains("twice"), "{e}");
+        let e = bad(Settings {
+            peers: Some("2=a:1/b:2".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("`peers`") && e.contains("this node"), "{e}");
+        let e = bad(Settings {
+            election_min_ms: Some(100),
+            ..Default::default()
+        });
+        assert!(e.contains("`election_min_ms`"), "{e}");
+        let e = bad(Settings {
+            node_id: Some(0),
+            ..Default::default()
+        });
+        assert!(e.contains("`node_id`"), "{e}");
+        let e = bad(Settings {
+            peer_routes: Some("2=nope".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("`peer_routes`"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "node_id = 3\nheartbeat_ms = 100\npeers = \"3=h:1/h:2\"\n",
+        )
+        .unwrap();
+        let c = Settings {
+            config: Some(f.clone()),
+            heartbeat_ms: Some(200),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.heartbeat, Duration::from_millis(200));
+        assert!(
+            !c.bootstrap,
+            "a node with a peer list bootstraps only when told to"
+        );
+        std::fs::write(&f, "nodeid = 3\n").unwrap();
+        let e = Settings {
+            config: Some(f),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("nodeid"), "{e}");
+    }
+}

@@ -1,0 +1,216 @@
+//! The client side of the internal transport: one pooled HTTP client per process, used for
+//! Raft RPCs (append, vote, install-snapshot), read-index requests and forwarded writes.
+//!
+//! Invariants:
+//! - Every request names its target node id; the receiver refuses a request meant for
+//!   another node, so a stale or wrong address can never deliver a vote or log entries to
+//!   the wrong member.
+//! - Failures to connect are reported to openraft as `Unreachable` (it backs off); other
+//!   transport failures as `Network`. The caller decides whether a failed call may have
+//!   taken effect.
+//! - Bodies are encoded with [`crate::codec`] only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::rpc::{Envelope, TARGET_MISMATCH};
+use super::{NodeId, NodeInfo, TypeConfig};
+use crate::codec;
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Nothing was sent: the peer could not be connected to.
+    #[error("node {target} at {addr} unreachable: {message}")]
+    Unreachable {
+        target: NodeId,
+        addr: String,
+        message: String,
+    },
+    /// The request may or may not have been delivered (timeout, reset, bad answer).
+    #[error("call to node {target} at {addr} failed: {message}")]
+    Failed {
+        target: NodeId,
+        addr: String,
+        message: String,
+    },
+}
+
+/// The shared client. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    scheme: &'static str,
+    /// Local dial overrides by node id.
+    routes: Arc<BTreeMap<NodeId, String>>,
+}
+
+impl PeerClient {
+    pub fn new(http: reqwest::Client, tls: bool, routes: BTreeMap<NodeId, String>) -> Self {
+        PeerClient {
+            http,
+            scheme: if tls { "https" } else { "http" },
+            routes: Arc::new(routes),
+        }
+    }
+
+    /// The address this node dials to reach `target`.
+    pub fn route(&self, target: NodeId, advertised: &str) -> String {
+        self.routes
+            .get(&target)
+            .cloned()
+            .unwrap_or_else(|| advertised.to_string())
+    }
+
+    /// POSTs `body` to `path` on `target` and decodes the answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        node: &NodeInfo,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let addr = self.route(target, &node.raft_addr);
+        let url = format!("{}://{}{}", self.scheme, addr, path);
+        let envelope = Envelope { target, body };
+        let failed = |message: String| CallError::Failed {
+            target,
+            addr: addr.clone(),
+            message,
+        };
+        let resp = self
+            .http
+            .post(&url)
+            .timeout(timeout)
+            .body(codec::encode(&envelope))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    CallError::Unreachable {
+                        target,
+                        addr: addr.clone(),
+                        message: e.to_string(),
+                    }
+                } else {
+                    failed(error_chain(&e))
+                }
+            })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| failed(error_chain(&e)))?;
+        if status.as_u16() == TARGET_MISMATCH {
+            // Nothing was done: the listener is some other node.
+            return Err(CallError::Unreachable {
+                target,
+                addr: addr.clone(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        if !status.is_success() {
+            return Err(failed(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
+        codec::decode(&bytes).map_err(|e| failed(format!("bad response body: {e}")))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// Creates per-peer network handles for openraft; each is a clone of the shared client.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    pub client: PeerClient,
+}
+
+pub struct PeerNetwork {
+    client: PeerClient,
+    target: NodeId,
+    node: NodeInfo,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerNetwork {
+        PeerNetwork {
+            client: self.client.clone(),
+            target,
+            node: node.clone(),
+        }
+    }
+}
+
+type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>;
+
+impl PeerNetwork {
+    async fn rpc<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let answer: Result<Resp, RaftError<NodeId, E>> = self
+            .client
+            .call(self.target, &self.node, path, req, timeout)
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                CallError::Failed { .. } => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        self.rpc("/raft/append", &rpc, option.soft_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.rpc("/raft/snapshot", &rpc, option.soft_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
+        self.rpc("/raft/vote", &rpc, option.soft_ttl()).await
+    }
+}

@@ -1,0 +1,480 @@
+//! A raftsafe node: its openraft instance, its stores, and the two operations the API is
+//! built on — a linearizable read barrier and a write that reaches the leader from anywhere.
+//!
+//! Invariants:
+//! - Reads: [`Node::linearize`] returns only after this node has applied everything the
+//!   leader had committed when the read began, the leader having confirmed with a quorum that
+//!   it still leads (read-index). The API never reads the state machine without it. A node
+//!   that cannot get there within the request timeout answers `Unavailable`, never stale data.
+//! - Writes: only the leader turns a [`Proposal`] into a log entry, stamping the time. Any
+//!   other node relays it over the internal transport, at most [`MAX_HOPS`] times. Retries
+//!   (after a leader change or a lost connection) reuse the request id, and the state machine
+//!   deduplicates by it, so a write is applied at most once however often it is retried.
+//! - Every wait is bounded by the configured request timeout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{ChangeMembers, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+use super::network::{CallError, NetworkFactory, PeerClient};
+use super::rpc::{ForwardOp, ForwardReply, Forwarded};
+use super::{LogId, NodeId, NodeInfo, Raft};
+use crate::config::Config;
+use crate::secret::{Command, CommandResult, Request, RequestId};
+use crate::store::state_machine::Reader;
+use crate::store::{Db, LogStore, StateMachine, StoreError};
+
+/// Most relays a forwarded request may take (follower → leader, plus one leader change).
+pub const MAX_HOPS: u8 = 2;
+
+/// Pause between attempts while a leader is being elected.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The Raft layer's errors, as the API sees them. Serializable: a forwarded request's error
+/// travels back to the node the client called.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum NodeError {
+    /// No leader, no quorum, or the deadline passed: retryable. For a write it is unknown
+    /// whether it was applied.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A cluster operation that can never succeed as asked.
+    #[error("{0}")]
+    Rejected(String),
+    /// A fault in this node (storage, a stopped Raft core).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for NodeError {
+    fn from(e: StoreError) -> Self {
+        NodeError::Internal(format!("storage: {e}"))
+    }
+}
+
+/// A write as the client asked for it; the leader turns it into a [`Request`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: RequestId,
+    pub command: Command,
+}
+
+/// One node's view of itself, for `/cluster` and the chaos checks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub members: BTreeMap<NodeId, NodeInfo>,
+    /// SHA-256 over the state machine's data, with the applied index it was taken at.
+    pub digest: Option<(Option<u64>, String)>,
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub reader: Reader,
+    pub peers: PeerClient,
+    pub config: Arc<Config>,
+}
+
+enum Attempt<T> {
+    Done(Result<T, NodeError>),
+    Retry(String),
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+impl Node {
+    /// Opens the stores, starts Raft and, if this node is the bootstrap node of a cluster
+    /// that was never initialized, initializes it with the configured members.
+    pub async fn start(config: Arc<Config>, peers: PeerClient) -> Result<Arc<Node>, NodeError> {
+        let db = Db::open(&config.data_dir)?;
+        let log = LogStore::new(db.clone());
+        let sm = StateMachine::new(db);
+        let reader = sm.reader();
+        let raft_config = openraft::Config {
+            cluster_name: "raftsafe".into(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_min.as_millis() as u64,
+            election_timeout_max: config.election_max.as_millis() as u64,
+            install_snapshot_timeout: config.snapshot_timeout.as_millis() as u64,
+            max_payload_entries: 64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.keep_logs,
+            replication_lag_threshold: config.snapshot_every.max(config.keep_logs),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Internal(format!("raft config: {e}")))?;
+        let network = NetworkFactory {
+            client: peers.clone(),
+        };
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
+            .await
+            .map_err(|e| NodeError::Internal(format!("starting raft: {e}")))?;
+        let node = Arc::new(Node {
+            id: config.node_id,
+            raft,
+            reader,
+            peers,
+            config,
+        });
+        node.bootstrap_if_asked().await?;
+        Ok(node)
+    }
+
+    async fn bootstrap_if_asked(&self) -> Result<(), NodeError> {
+        if !self.config.bootstrap {
+            return Ok(());
+        }
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Internal(format!("raft stopped: {e}")))?;
+        if initialized {
+            tracing::info!("cluster state found on disk; not bootstrapping again");
+            return Ok(());
+        }
+        tracing::info!(members = ?self.config.peers.keys().collect::<Vec<_>>(), "bootstrapping a new cluster");
+        match self.raft.initialize(self.config.peers.clone()).await {
+            Ok(()) => Ok(()),
+            // Another path initialized it first (e.g. a vote arrived): nothing to do.
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(NodeError::Internal(format!(
+                "initializing the cluster: {e}"
+            ))),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    fn member(&self, id: NodeId) -> Option<NodeInfo> {
+        // Clone out at once: holding a metrics borrow blocks openraft's updates.
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+    }
+
+    /// Retries `attempt` until it is done or the request timeout passes.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        mut attempt: F,
+    ) -> Result<T, NodeError>
+    where
+        F: FnMut(Instant) -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
+        loop {
+            match attempt(deadline).await {
+                Attempt::Done(result) => return result,
+                Attempt::Retry(why) => {
+                    if remaining(deadline) <= RETRY_PAUSE {
+                        return Err(NodeError::Unavailable(format!(
+                            "{why} (gave up after {} ms)",
+                            self.config.request_timeout.as_millis()
+                        )));
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    // ----- reads -----
+
+    /// The read barrier: see the module doc.
+    pub async fn linearize(&self) -> Result<(), NodeError> {
+        let deadline = Instant::now() + self.config.request_timeout;
+        let read_log_id = self
+            .with_retries(deadline, |deadline| self.read_index_attempt(deadline))
+            .await?;
+        if let Some(index) = read_log_id.map(|l| l.index) {
+            self.raft
+                .wait(Some(remaining(deadline)))
+                .applied_index_at_least(Some(index), "linearizable read")
+                .await
+                .map_err(|_| {
+                    NodeError::Unavailable(format!(
+                        "could not apply up to the read index {index} in time"
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn read_index_attempt(&self, deadline: Instant) -> Attempt<Option<LogId>> {
+        let Some(leader) = self.raft.current_leader().await else {
+            return Attempt::Retry("no leader is known".into());
+        };
+        if leader == self.id {
+            return match self.leader_read_index().await {
+                Ok(id) => Attempt::Done(Ok(id)),
+                Err(NodeError::Unavailable(why)) => Attempt::Retry(why),
+                Err(e) => Attempt::Done(Err(e)),
+            };
+        }
+        let Some(info) = self.member(leader) else {
+            return Attempt::Retry(format!("leader {leader} is not in the membership"));
+        };
+        let answer: Result<Result<Option<LogId>, NodeError>, CallError> = self
+            .peers
+            .call(leader, &info, "/raft/read-index", &(), remaining(deadline))
+            .await;
+        match answer {
+            Ok(Ok(id)) => Attempt::Done(Ok(id)),
+            Ok(Err(NodeError::Unavailable(why))) => Attempt::Retry(why),
+            Ok(Err(e)) => Attempt::Done(Err(e)),
+            Err(e) => Attempt::Retry(e.to_string()),
+        }
+    }
+
+    /// On the leader: the log id a read must wait for, after confirming leadership with a
+    /// quorum. Fails on any other node.
+    pub async fn leader_read_index(&self) -> Result<Option<LogId>, NodeError> {
+        match tokio::time::timeout(self.config.request_timeout, self.raft.get_read_log_id()).await {
+            Err(_) => Err(NodeError::Unavailable(
+                "timed out confirming leadership".into(),
+            )),
+            Ok(Ok((read_log_id, _applied))) => Ok(read_log_id),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(NodeError::Unavailable(format!(
+                    "node {} is no longer the leader (leader now: {:?})",
+                    self.id, f.leader_id
+                )))
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
+                Err(NodeError::Unavailable(
+                    "the leader could not confirm its leadership with a quorum".into(),
+                ))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Internal(format!("raft stopped: {f}"))),
+        }
+    }
+
+    // ----- writes and cluster changes -----
+
+    /// Commits a write through the leader and returns the state machine's result.
+    pub async fn write(&self, proposal: Proposal) -> Result<CommandResult, NodeError> {
+        match self.execute(ForwardOp::Write(proposal), 0).await? {
+            ForwardReply::Written(r) => Ok(r),
+            ForwardReply::Done => Err(NodeError::Internal("unexpected reply to a write".into())),
+        }
+    }
+
+    pub async fn add_member(&self, id: NodeId, node: NodeInfo) -> Result<(), NodeError> {
+        self.execute(ForwardOp::AddMember { id, node }, 0)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), NodeError> {
+        self.execute(ForwardOp::RemoveMember { id }, 0)
+            .await
+            .map(|_| ())
+    }
+
+    /// Entry point for requests relayed by other nodes.
+    pub async fn handle_forwarded(&self, req: Forwarded) -> Result<ForwardReply, NodeError> {
+        self.execute(req.op, req.hops).await
+    }
+
+    async fn execute(&self, op: ForwardOp, hops: u8) -> Result<ForwardReply, NodeError> {
+        let op = Arc::new(op);
+        let deadline = Instant::now() + self.config.request_timeout;
+        self.with_retries(deadline, |deadline| {
+            let op = op.clone();
+            async move { self.execute_attempt(&op, hops, deadline).await }
+        })
+        .await
+    }
+
+    async fn execute_attempt(
+        &self,
+        op: &ForwardOp,
+        hops: u8,
+        deadline: Instant,
+    ) -> Attempt<ForwardReply> {
+        let Some(leader) = self.raft.current_leader().await else {
+            return Attempt::Retry("no leader is known".into());
+        };
+        if leader == self.id {
+            return self.execute_on_leader(op, deadline).await;
+        }
+        if hops >= MAX_HOPS {
+            return Attempt::Retry(format!("not forwarding further after {hops} hops"));
+        }
+        let Some(info) = self.member(leader) else {
+            return Attempt::Retry(format!("leader {leader} is not in the membership"));
+        };
+        let relayed = Forwarded {
+            hops: hops + 1,
+            op: op.clone(),
+        };
+        let answer: Result<Result<ForwardReply, NodeError>, CallError> = self
+            .peers
+            .call(
+                leader,
+                &info,
+                "/raft/forward",
+                &relayed,
+                remaining(deadline),
+            )
+            .await;
+        match answer {
+            Ok(result) => Attempt::Done(result),
+            // Whether or not it reached the leader, retrying is safe: writes are deduplicated
+            // by request id and membership changes are idempotent.
+            Err(e) => Attempt::Retry(e.to_string()),
+        }
+    }
+
+    // openraft's error types are large; they live only for the duration of this match.
+    #[allow(clippy::result_large_err)]
+    async fn execute_on_leader(&self, op: &ForwardOp, deadline: Instant) -> Attempt<ForwardReply> {
+        let left = remaining(deadline);
+        let outcome = match op {
+            ForwardOp::Write(p) => {
+                let request = Request {
+                    id: p.id.clone(),
+                    at_ms: now_ms(),
+                    command: p.command.clone(),
+                };
+                tokio::time::timeout(left, self.raft.client_write(request))
+                    .await
+                    .map(|r| r.map(|resp| ForwardReply::Written(resp.data)))
+            }
+            ForwardOp::AddMember { id, node } => tokio::time::timeout(left, async {
+                self.raft.add_learner(*id, node.clone(), true).await?;
+                let voters = BTreeSet::from([*id]);
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(voters), false)
+                    .await
+            })
+            .await
+            .map(|r| r.map(|_| ForwardReply::Done)),
+            ForwardOp::RemoveMember { id } => {
+                let voters = BTreeSet::from([*id]);
+                tokio::time::timeout(
+                    left,
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveVoters(voters), false),
+                )
+                .await
+                .map(|r| r.map(|_| ForwardReply::Done))
+            }
+        };
+        match outcome {
+            Err(_) => Attempt::Done(Err(NodeError::Unavailable(
+                "not committed within the request timeout; it may still take effect".into(),
+            ))),
+            Ok(Ok(reply)) => Attempt::Done(Ok(reply)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Attempt::Retry("leadership changed before the entry was proposed".into())
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Attempt::Done(Err(NodeError::Rejected(format!(
+                    "membership change refused: {e}"
+                ))))
+            }
+            Ok(Err(RaftError::Fatal(f))) => {
+                Attempt::Done(Err(NodeError::Internal(format!("raft stopped: {f}"))))
+            }
+        }
+    }
+
+    // ----- status -----
+
+    pub async fn local_status(&self, with_digest: bool) -> Result<NodeStatus, NodeError> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let learners: Vec<NodeId> = membership.learner_ids().collect();
+        let members: BTreeMap<NodeId, NodeInfo> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let digest = if with_digest {
+            let reader = self.reader.clone();
+            let (applied, hex) = crate::store::blocking(move || reader.digest()).await?;
+            Some((applied.map(|l| l.index), hex))
+        } else {
+            None
+        };
+        Ok(NodeStatus {
+            id: self.id,
+            state: format!("{:?}", m.state),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            last_applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            voters,
+            learners,
+            members,
+            digest,
+        })
+    }
+
+    /// Every member's status, asked over the internal transport (this node's own locally).
+    pub async fn cluster_status(&self) -> BTreeMap<NodeId, Result<NodeStatus, String>> {
+        let mut out = BTreeMap::new();
+        let members: Vec<(NodeId, NodeInfo)> = {
+            let m = self.raft.metrics().borrow().membership_config.clone();
+            m.membership()
+                .nodes()
+                .map(|(id, n)| (*id, n.clone()))
+                .collect()
+        };
+        let calls = members.into_iter().map(|(id, info)| async move {
+            if id == self.id {
+                return (
+                    id,
+                    self.local_status(false).await.map_err(|e| e.to_string()),
+                );
+            }
+            let answer: Result<Result<NodeStatus, NodeError>, CallError> = self
+                .peers
+                .call(id, &info, "/raft/status", &(), Duration::from_secs(1))
+                .await;
+            let status = match answer {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            (id, status)
+        });
+        for (id, status) in futures::future::join_all(calls).await {
+            out.insert(id, status);
+        }
+        out
+    }
+}

@@ -1,0 +1,134 @@
+//! The server side of the internal transport: the routes of the Raft listener and the
+//! messages they carry. Only other cluster members talk to this listener.
+//!
+//! Invariants:
+//! - A request whose envelope names another node id is refused with [`TARGET_MISMATCH`]
+//!   and has no effect.
+//! - Handlers are thin: decode, check the target, call into openraft or [`Node`], encode.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::node::{Node, NodeError, NodeStatus, Proposal};
+use super::{LogId, NodeId, NodeInfo, TypeConfig};
+use crate::codec;
+use crate::secret::CommandResult;
+
+/// HTTP status for "this listener is not the node you addressed" (421 Misdirected Request).
+pub const TARGET_MISMATCH: u16 = 421;
+
+/// Largest internal request: a batch of appended entries or a snapshot chunk.
+pub const MAX_INTERNAL_BODY: usize = 128 * 1024 * 1024;
+
+#[derive(Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub target: NodeId,
+    pub body: T,
+}
+
+/// A request relayed from the node a client called to the leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// How many nodes relayed it already; bounded so a confused cluster cannot loop.
+    pub hops: u8,
+    pub op: ForwardOp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardOp {
+    Write(Proposal),
+    AddMember { id: NodeId, node: NodeInfo },
+    RemoveMember { id: NodeId },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Written(CommandResult),
+    Done,
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .route("/raft/read-index", post(read_index))
+        .route("/raft/forward", post(forward))
+        .route("/raft/status", post(status))
+        .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY))
+        .with_state(node)
+}
+
+/// Decodes an envelope and checks it is addressed to this node.
+#[allow(clippy::result_large_err)] // the error is the finished response, returned at once
+fn open<T: DeserializeOwned>(node: &Node, bytes: &[u8]) -> Result<T, Response> {
+    let envelope: Envelope<T> = codec::decode(bytes).map_err(|e| {
+        (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")).into_response()
+    })?;
+    if envelope.target != node.id {
+        let status = StatusCode::from_u16(TARGET_MISMATCH).expect("valid status code");
+        let msg = format!("this is node {}, not node {}", node.id, envelope.target);
+        return Err((status, msg).into_response());
+    }
+    Ok(envelope.body)
+}
+
+fn reply<T: Serialize>(value: &T) -> Response {
+    (StatusCode::OK, codec::encode(value)).into_response()
+}
+
+async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: openraft::raft::AppendEntriesRequest<TypeConfig> = match open(&node, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    reply(&node.raft.append_entries(req).await)
+}
+
+async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: openraft::raft::VoteRequest<NodeId> = match open(&node, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    reply(&node.raft.vote(req).await)
+}
+
+async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: openraft::raft::InstallSnapshotRequest<TypeConfig> = match open(&node, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    reply(&node.raft.install_snapshot(req).await)
+}
+
+async fn read_index(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    if let Err(resp) = open::<()>(&node, &body) {
+        return resp;
+    }
+    let answer: Result<Option<LogId>, NodeError> = node.leader_read_index().await;
+    reply(&answer)
+}
+
+async fn forward(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: Forwarded = match open(&node, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let answer: Result<ForwardReply, NodeError> = node.handle_forwarded(req).await;
+    reply(&answer)
+}
+
+async fn status(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    if let Err(resp) = open::<()>(&node, &body) {
+        return resp;
+    }
+    let answer: Result<NodeStatus, NodeError> = node.local_status(false).await;
+    reply(&answer)
+}

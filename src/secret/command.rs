@@ -1,0 +1,106 @@
+//! Commands: what a Raft log entry asks the state machine to do, and what it answered.
+//!
+//! Invariants:
+//! - A [`Request`] is complete: the leader stamps the time (`at_ms`) and the client's request
+//!   id into it before proposing, so applying it needs no clock, randomness or local state
+//!   and every replica computes the same result.
+//! - Secret values travel only as sealed (encrypted) bytes; this module never sees plaintext.
+//! - Types here are encoded with bincode, so they use no `serde(flatten/skip/tag/untagged)`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::path::SecretPath;
+
+/// A client-chosen or server-generated id used to deduplicate retried writes.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId(pub String);
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One replicated write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: RequestId,
+    /// Wall-clock milliseconds since the Unix epoch, stamped by the leader.
+    pub at_ms: u64,
+    pub command: Command,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.id, self.command.name())
+    }
+}
+
+/// What a write does. Sealed bytes are opaque here: they are produced and opened by the
+/// crypto layer with the path bound in, so the state machine can store them but not read them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Write a new version of `path`. `cas`: only if the current version equals it (0 = absent).
+    Put {
+        path: SecretPath,
+        sealed: Vec<u8>,
+        cas: Option<u64>,
+    },
+    /// Soft-delete the latest version of `path`; its history is kept.
+    Delete { path: SecretPath },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Put { .. } => "put",
+            Command::Delete { .. } => "delete",
+        }
+    }
+}
+
+// Hand-written so that sealed bytes never reach a log line, even encrypted.
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Put { path, sealed, cas } => f
+                .debug_struct("Put")
+                .field("path", path)
+                .field("sealed_len", &sealed.len())
+                .field("cas", cas)
+                .finish(),
+            Command::Delete { path } => f.debug_struct("Delete").field("path", path).finish(),
+        }
+    }
+}
+
+/// Version metadata as the API shows it. Times are milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub deleted_at_ms: Option<u64>,
+}
+
+/// The state machine's answer to one log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum CommandResult {
+    /// Blank and membership entries: nothing to report.
+    #[default]
+    None,
+    Written(Metadata),
+    Deleted(Metadata),
+    NotFound,
+    CasMismatch {
+        current: u64,
+    },
+}

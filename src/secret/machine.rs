@@ -1,0 +1,443 @@
+//! The state machine's logic, as a pure function: given a committed [`Request`] and a view
+//! of the current state, compute the response and the key/value changes to persist.
+//!
+//! Invariants:
+//! - Deterministic: the result depends only on the request and the state (the leader stamped
+//!   the time into the request), so every replica that applies the same log ends up with
+//!   byte-identical state.
+//! - A request id seen before returns the recorded result and changes nothing, so a client
+//!   or forwarder retrying a write whose first attempt did commit cannot apply it twice.
+//!   The table of seen ids is a ring of [`DEDUP_CAPACITY`] slots: the oldest id is forgotten
+//!   when a new one arrives, which bounds its size without a clock.
+//! - `updated_at` never goes backwards, even if a new leader's clock is behind the old one's.
+//!
+//! Key layout (all in the state machine's data column family):
+//! - `m<path>`                   → [`SecretMeta`]
+//! - `v<path>\0<version u64 BE>` → [`VersionRecord`]
+//! - `r<request id>`             → the [`CommandResult`] first returned for it
+//! - `q<slot u64 BE>`            → the request id occupying that dedup slot
+//! - `c`                         → the dedup counter (u64 BE)
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::command::{Command, CommandResult, Metadata, Request, RequestId};
+use super::path::SecretPath;
+use crate::codec::{self, CodecError};
+
+/// How many recent request ids are remembered for deduplication.
+pub const DEDUP_CAPACITY: u64 = 65_536;
+
+/// Per-path metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretMeta {
+    /// Highest version written (deleted or not); 0 never occurs in storage.
+    pub current_version: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// One stored version of a secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub sealed: Vec<u8>,
+    pub created_at_ms: u64,
+    pub deleted_at_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for VersionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionRecord")
+            .field("sealed_len", &self.sealed.len())
+            .field("created_at_ms", &self.created_at_ms)
+            .field("deleted_at_ms", &self.deleted_at_ms)
+            .finish()
+    }
+}
+
+impl VersionRecord {
+    pub fn metadata(&self, meta: &SecretMeta, version: u64) -> Metadata {
+        Metadata {
+            version,
+            created_at_ms: meta.created_at_ms,
+            updated_at_ms: self.created_at_ms,
+            deleted_at_ms: self.deleted_at_ms,
+        }
+    }
+}
+
+pub mod keys {
+    use super::SecretPath;
+
+    pub const META: u8 = b'm';
+    pub const VERSION: u8 = b'v';
+    pub const DEDUP: u8 = b'r';
+    pub const DEDUP_SLOT: u8 = b'q';
+    pub const DEDUP_COUNTER: &[u8] = b"c";
+
+    pub fn meta(path: &SecretPath) -> Vec<u8> {
+        let mut k = vec![META];
+        k.extend_from_slice(path.as_str().as_bytes());
+        k
+    }
+
+    pub fn version(path: &SecretPath, version: u64) -> Vec<u8> {
+        let mut k = vec![VERSION];
+        k.extend_from_slice(path.as_str().as_bytes());
+        k.push(0);
+        k.extend_from_slice(&version.to_be_bytes());
+        k
+    }
+
+    pub fn dedup(id: &str) -> Vec<u8> {
+        let mut k = vec![DEDUP];
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+
+    pub fn dedup_slot(slot: u64) -> Vec<u8> {
+        let mut k = vec![DEDUP_SLOT];
+        k.extend_from_slice(&slot.to_be_bytes());
+        k
+    }
+}
+
+/// Read access to the current state.
+pub trait StateRead {
+    type Error: std::error::Error;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
+}
+
+/// Errors while applying: the stored state could not be read or decoded. These are storage
+/// faults, never caused by a request's content.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError<E: std::error::Error> {
+    #[error("reading state: {0}")]
+    Read(E),
+    #[error("decoding stored value under key {key:?}: {source}")]
+    Decode { key: String, source: CodecError },
+}
+
+/// Pending writes of one batch: `None` deletes. Reads through [`Changes::get`] see them, so
+/// several entries applied in one batch observe each other in log order.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Changes {
+    fn get<S: StateRead>(
+        &self,
+        state: &S,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, ApplyError<S::Error>> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => state.get(key).map_err(ApplyError::Read),
+        }
+    }
+
+    fn get_decoded<S: StateRead, T: serde::de::DeserializeOwned>(
+        &self,
+        state: &S,
+        key: &[u8],
+    ) -> Result<Option<T>, ApplyError<S::Error>> {
+        match self.get(state, key)? {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|source| ApplyError::Decode {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    source,
+                }),
+        }
+    }
+
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.writes.insert(key, Some(codec::encode(value)));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+}
+
+/// Applies one committed request, recording its writes in `changes`.
+pub fn apply<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    request: &Request,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    let dedup_key = keys::dedup(&request.id.0);
+    if let Some(previous) = changes.get_decoded::<S, CommandResult>(state, &dedup_key)? {
+        return Ok(previous);
+    }
+    let result = match &request.command {
+        Command::Put { path, sealed, cas } => {
+            put(state, changes, request.at_ms, path, sealed, *cas)?
+        }
+        Command::Delete { path } => delete(state, changes, request.at_ms, path)?,
+    };
+    remember(state, changes, &request.id, &result)?;
+    Ok(result)
+}
+
+fn put<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    at_ms: u64,
+    path: &SecretPath,
+    sealed: &[u8],
+    cas: Option<u64>,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    let meta_key = keys::meta(path);
+    let meta: Option<SecretMeta> = changes.get_decoded(state, &meta_key)?;
+    let current = meta.as_ref().map_or(0, |m| m.current_version);
+    if let Some(expected) = cas {
+        if expected != current {
+            return Ok(CommandResult::CasMismatch { current });
+        }
+    }
+    let version = current + 1;
+    let updated_at_ms = meta.as_ref().map_or(at_ms, |m| at_ms.max(m.updated_at_ms));
+    let meta = SecretMeta {
+        current_version: version,
+        created_at_ms: meta.as_ref().map_or(at_ms, |m| m.created_at_ms),
+        updated_at_ms,
+    };
+    let record = VersionRecord {
+        sealed: sealed.to_vec(),
+        created_at_ms: updated_at_ms,
+        deleted_at_ms: None,
+    };
+    let metadata = record.metadata(&meta, version);
+    changes.put(keys::version(path, version), &record);
+    changes.put(meta_key, &meta);
+    Ok(CommandResult::Written(metadata))
+}
+
+fn delete<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    at_ms: u64,
+    path: &SecretPath,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    let meta_key = keys::meta(path);
+    let Some(mut meta) = changes.get_decoded::<S, SecretMeta>(state, &meta_key)? else {
+        return Ok(CommandResult::NotFound);
+    };
+    let version_key = keys::version(path, meta.current_version);
+    let Some(mut record) = changes.get_decoded::<S, VersionRecord>(state, &version_key)? else {
+        return Ok(CommandResult::NotFound);
+    };
+    if record.deleted_at_ms.is_some() {
+        return Ok(CommandResult::NotFound);
+    }
+    let at_ms = at_ms.max(meta.updated_at_ms);
+    record.deleted_at_ms = Some(at_ms);
+    meta.updated_at_ms = at_ms;
+    let metadata = record.metadata(&meta, meta.current_version);
+    changes.put(version_key, &record);
+    changes.put(meta_key, &meta);
+    Ok(CommandResult::Deleted(metadata))
+}
+
+/// Records the result under the request id, evicting the id that held the slot before.
+fn remember<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    id: &RequestId,
+    result: &CommandResult,
+) -> Result<(), ApplyError<S::Error>> {
+    let counter = changes
+        .get(state, keys::DEDUP_COUNTER)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes);
+    let slot_key = keys::dedup_slot(counter % DEDUP_CAPACITY);
+    if let Some(old) = changes.get_decoded::<S, String>(state, &slot_key)? {
+        changes.delete(keys::dedup(&old));
+    }
+    changes.put(slot_key, &id.0);
+    changes.put(keys::dedup(&id.0), result);
+    changes.writes.insert(
+        keys::DEDUP_COUNTER.to_vec(),
+        Some((counter + 1).to_be_bytes().to_vec()),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-memory state: apply a batch, then fold its changes in, as the store does.
+    #[derive(Default)]
+    struct Mem(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl StateRead for Mem {
+        type Error = std::convert::Infallible;
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
+            Ok(self.0.get(key).cloned())
+        }
+    }
+
+    impl Mem {
+        fn run(&mut self, reqs: &[Request]) -> Vec<CommandResult> {
+            let mut changes = Changes::default();
+            let out = reqs
+                .iter()
+                .map(|r| apply(self, &mut changes, r).unwrap())
+                .collect();
+            for (k, v) in changes.writes {
+                match v {
+                    Some(v) => self.0.insert(k, v),
+                    None => self.0.remove(&k),
+                };
+            }
+            out
+        }
+    }
+
+    fn p(s: &str) -> SecretPath {
+        SecretPath::parse(s).unwrap()
+    }
+
+    fn put(id: &str, at: u64, path: &str, val: &[u8], cas: Option<u64>) -> Request {
+        Request {
+            id: RequestId(id.into()),
+            at_ms: at,
+            command: Command::Put {
+                path: p(path),
+                sealed: val.to_vec(),
+                cas,
+            },
+        }
+    }
+
+    fn del(id: &str, at: u64, path: &str) -> Request {
+        Request {
+            id: RequestId(id.into()),
+            at_ms: at,
+            command: Command::Delete { path: p(path) },
+        }
+    }
+
+    fn version(m: &CommandResult) -> u64 {
+        match m {
+            CommandResult::Written(m) | CommandResult::Deleted(m) => m.version,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn versions_count_writes_per_path() {
+        let mut s = Mem::default();
+        let r = s.run(&[
+            put("1", 10, "a", b"x", None),
+            put("2", 11, "a", b"y", None),
+            put("3", 12, "b", b"z", None),
+        ]);
+        assert_eq!(r.iter().map(version).collect::<Vec<_>>(), vec![1, 2, 1]);
+        let meta: SecretMeta = codec::decode(&s.0[&keys::meta(&p("a"))]).unwrap();
+        assert_eq!(
+            meta,
+            SecretMeta {
+                current_version: 2,
+                created_at_ms: 10,
+                updated_at_ms: 11
+            }
+        );
+        let v1: VersionRecord = codec::decode(&s.0[&keys::version(&p("a"), 1)]).unwrap();
+        assert_eq!(v1.sealed, b"x");
+    }
+
+    #[test]
+    fn same_result_in_one_batch_or_many() {
+        let reqs = [
+            put("1", 10, "a", b"x", None),
+            del("2", 11, "a"),
+            put("3", 12, "a", b"y", Some(1)),
+            put("4", 13, "a", b"z", Some(1)),
+        ];
+        let mut one = Mem::default();
+        let r1 = one.run(&reqs);
+        let mut many = Mem::default();
+        let r2: Vec<_> = reqs
+            .iter()
+            .flat_map(|r| many.run(std::slice::from_ref(r)))
+            .collect();
+        assert_eq!(r1, r2);
+        assert_eq!(one.0, many.0);
+        // A soft delete keeps the version counter: cas=1 still matches after deleting v1.
+        assert_eq!(version(&r1[2]), 2);
+        assert_eq!(r1[3], CommandResult::CasMismatch { current: 2 });
+    }
+
+    #[test]
+    fn cas_zero_means_absent() {
+        let mut s = Mem::default();
+        let r = s.run(&[
+            put("1", 1, "a", b"x", Some(0)),
+            put("2", 2, "a", b"y", Some(0)),
+        ]);
+        assert_eq!(version(&r[0]), 1);
+        assert_eq!(r[1], CommandResult::CasMismatch { current: 1 });
+    }
+
+    #[test]
+    fn retried_request_applies_once() {
+        let mut s = Mem::default();
+        let first = s.run(&[put("same", 1, "a", b"x", None)]);
+        let again = s.run(&[put("same", 5, "a", b"x", None)]);
+        assert_eq!(first, again);
+        let meta: SecretMeta = codec::decode(&s.0[&keys::meta(&p("a"))]).unwrap();
+        assert_eq!(meta.current_version, 1);
+    }
+
+    #[test]
+    fn delete_is_soft_and_next_put_continues_versions() {
+        let mut s = Mem::default();
+        let r = s.run(&[
+            put("1", 1, "a", b"x", None),
+            del("2", 2, "a"),
+            del("3", 3, "a"),
+            del("4", 4, "nope"),
+            put("5", 5, "a", b"y", None),
+        ]);
+        assert_eq!(version(&r[1]), 1);
+        assert_eq!(r[2], CommandResult::NotFound);
+        assert_eq!(r[3], CommandResult::NotFound);
+        assert_eq!(version(&r[4]), 2);
+        let v1: VersionRecord = codec::decode(&s.0[&keys::version(&p("a"), 1)]).unwrap();
+        assert_eq!(v1.deleted_at_ms, Some(2));
+    }
+
+    #[test]
+    fn updated_at_never_goes_backwards() {
+        let mut s = Mem::default();
+        let r = s.run(&[
+            put("1", 100, "a", b"x", None),
+            put("2", 50, "a", b"y", None),
+        ]);
+        match &r[1] {
+            CommandResult::Written(m) => assert_eq!(m.updated_at_ms, 100),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dedup_table_is_bounded() {
+        let mut s = Mem::default();
+        let n = DEDUP_CAPACITY + 10;
+        let reqs: Vec<_> = (0..n)
+            .map(|i| put(&format!("id{i}"), i, "a", b"v", None))
+            .collect();
+        s.run(&reqs);
+        let ids = s.0.keys().filter(|k| k[0] == keys::DEDUP).count() as u64;
+        assert_eq!(ids, DEDUP_CAPACITY);
+        // The oldest ids were forgotten, the newest are remembered.
+        assert!(!s.0.contains_key(&keys::dedup("id0")));
+        assert!(s.0.contains_key(&keys::dedup(&format!("id{}", n - 1))));
+    }
+}

@@ -1,0 +1,12 @@
+//! The secret domain: paths, versions, the commands that change them and the pure logic
+//! that applies those commands. Nothing here knows about HTTP, Raft or RocksDB; the state
+//! machine in `store` feeds committed commands to [`machine::apply`] and persists the
+//! changes it returns.
+
+pub mod command;
+pub mod crypto;
+pub mod machine;
+pub mod path;
+
+pub use command::{Command, CommandResult, Metadata, Request, RequestId};
+pub use path::{PathError, SecretPath};

@@ -1,0 +1,138 @@
+//! Durable storage on one RocksDB database: the Raft log store, the state machine and its
+//! snapshots.
+//!
+//! One DB with four column families (`log`, `raft_meta`, `sm_data`, `sm_meta`) instead of
+//! several DBs: a single write-ahead log orders writes across families, a synced write makes
+//! every earlier write durable, and a `WriteBatch` is atomic across families. The WAL is never
+//! disabled; every write that openraft relies on for safety is synced before it is reported
+//! done (see `log.rs` and `state_machine.rs` for which).
+//!
+//! RocksDB calls block, so the async trait methods run them on the blocking pool.
+
+pub mod log;
+pub mod snapshot;
+pub mod state_machine;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, Options, WriteOptions, DB};
+
+pub use log::LogStore;
+pub use state_machine::StateMachine;
+
+pub const CF_LOG: &str = "log";
+pub const CF_RAFT_META: &str = "raft_meta";
+pub const CF_SM_DATA: &str = "sm_data";
+pub const CF_SM_META: &str = "sm_meta";
+
+/// Storage-layer failures. They are faults of the disk or of stored bytes, never of a request.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("decoding {what}: {source}")]
+    Decode {
+        what: &'static str,
+        source: crate::codec::CodecError,
+    },
+    #[error("{what} at {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("blocking task failed: {0}")]
+    Join(String),
+    #[error("applying a committed entry: {0}")]
+    Apply(String),
+}
+
+impl StoreError {
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The open database plus the directory that holds snapshot files.
+pub struct Db {
+    pub db: DB,
+    pub dir: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database under `<data_dir>/db` and the snapshot
+    /// directory under `<data_dir>/snapshots`, both owner-only.
+    pub fn open(data_dir: &Path) -> Result<Arc<Db>, StoreError> {
+        create_private_dir(data_dir)?;
+        let db_dir = data_dir.join("db");
+        create_private_dir(&db_dir)?;
+        create_private_dir(&data_dir.join("snapshots"))?;
+
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        // Values are ciphertext: compression would only cost CPU.
+        opts.set_compression_type(DBCompressionType::None);
+        opts.set_keep_log_file_num(4);
+        let cfs = [CF_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META]
+            .into_iter()
+            .map(|name| {
+                let mut o = Options::default();
+                o.set_compression_type(DBCompressionType::None);
+                ColumnFamilyDescriptor::new(name, o)
+            });
+        let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
+        Ok(Arc::new(Db {
+            db,
+            dir: data_dir.to_path_buf(),
+        }))
+    }
+
+    pub fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // The four families are created at open; a missing one is a programming error.
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+}
+
+/// Write options for every write openraft depends on: synced to disk before returning.
+pub fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+/// Runs blocking RocksDB or file work off the async executor.
+pub async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+}
+
+/// Creates a directory readable only by its owner (secrets live below it).
+pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| StoreError::io("creating directory", dir, e))?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| StoreError::io("restricting directory permissions", dir, e))
+}

@@ -1,0 +1,586 @@
+//! The replicated core, proven with real processes: writes through any node, reads from
+//! every node, SIGKILL of the leader, catch-up by snapshot, a full-cluster restart, an
+//! isolated node refusing to serve, and bad input writing nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::cluster::{Cluster, Opts};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn followers(c: &Cluster, leader: u64) -> Vec<u64> {
+    c.nodes.keys().copied().filter(|id| *id != leader).collect()
+}
+
+/// Asserts every (path → value) is readable, with that value, from every running node.
+async fn assert_readable_everywhere(c: &Cluster, acked: &BTreeMap<String, Value>) {
+    for id in c.nodes.keys().copied().filter(|id| c.is_running(*id)) {
+        for (path, value) in acked {
+            let r = c.get(id, path).await.expect("GET answered");
+            assert_eq!(
+                r.status,
+                200,
+                "node {id} GET {path}: {:?}\n{}",
+                r.body,
+                c.logs_tail(20)
+            );
+            assert_eq!(&r.body["data"], value, "node {id} GET {path}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_via_follower_read_from_every_node() {
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let f = followers(&c, leader);
+
+    let r = c
+        .put(
+            f[0],
+            "app/db/creds",
+            json!({"user": "root", "secret": "passwd"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["data"], json!({"user": "root", "secret": "passwd"}));
+    assert_eq!(r.body["metadata"]["version"], 1);
+    let created = r.body["metadata"]["createdAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        created.ends_with('Z') && created.contains('T'),
+        "RFC 3339: {created}"
+    );
+
+    for id in [leader, f[0], f[1]] {
+        let r = c.get(id, "app/db/creds").await.unwrap();
+        assert_eq!(r.status, 200, "node {id}: {:?}", r.body);
+        assert_eq!(r.body["data"]["secret"], "passwd");
+        assert_eq!(r.body["metadata"]["version"], 1);
+        assert_eq!(r.body["metadata"]["createdAt"], created.as_str());
+    }
+
+    // A second write through the other follower makes version 2, visible everywhere at once.
+    let r = c
+        .put(
+            f[1],
+            "app/db/creds",
+            json!({"user": "root", "secret": "rotated"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.body["metadata"]["version"], 2, "{:?}", r.body);
+    for id in [leader, f[0], f[1]] {
+        let r = c.get(id, "app/db/creds").await.unwrap();
+        assert_eq!(
+            r.body["data"]["secret"], "rotated",
+            "node {id} served a stale value"
+        );
+        assert_eq!(r.body["metadata"]["version"], 2);
+        let old = c
+            .request(
+                id,
+                Method::GET,
+                "/api/v1/secrets/app/db/creds?version=1",
+                None,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(old.body["data"]["secret"], "passwd");
+    }
+
+    // Check-and-set, delete and list through followers.
+    let body = serde_json::to_vec(&json!({"data": {"x": 1}, "options": {"cas": 1}})).unwrap();
+    let r = c
+        .request(
+            f[0],
+            Method::PUT,
+            "/api/v1/secrets/app/db/creds",
+            Some(body),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(r.body["type"], "casMismatch");
+    assert_eq!(r.body["status"], "409");
+    let r = c
+        .request(
+            f[1],
+            Method::DELETE,
+            "/api/v1/secrets/app/db/creds",
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    let r = c.get(leader, "app/db/creds").await.unwrap();
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    c.put(leader, "app/other", json!({"k": "v"})).await.unwrap();
+    let r = c
+        .request(
+            f[0],
+            Method::GET,
+            "/api/v1/secrets?prefix=app",
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["totalResults"], 2, "{:?}", r.body);
+    let listed = serde_json::to_string(&r.body).unwrap();
+    assert!(
+        !listed.contains("passwd") && !listed.contains("rotated"),
+        "lists never show values"
+    );
+
+    let status = c
+        .request(
+            f[0],
+            Method::GET,
+            "/api/v1/cluster",
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.body["leader"], leader);
+    assert_eq!(status.body["members"].as_array().unwrap().len(), 3);
+    c.wait_converged(Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_sigkill_fails_over_and_loses_nothing() {
+    let mut c = Cluster::start(Opts::default()).await;
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let mut acked = BTreeMap::new();
+    let ids: Vec<u64> = c.nodes.keys().copied().collect();
+    for i in 0..15 {
+        let node = ids[i % 3];
+        let v = json!({"n": i, "phase": "before"});
+        let r = c.put(node, &format!("k/{i}"), v.clone()).await.unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        acked.insert(format!("k/{i}"), v);
+    }
+
+    c.kill(leader);
+    let killed_at = Instant::now();
+    let survivors = followers(&c, leader);
+    // The first write through a survivor that succeeds marks the end of the failover.
+    let mut i = 100;
+    let failover = loop {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "no write succeeded after the leader died"
+        );
+        let node = survivors[i % 2];
+        let v = json!({"n": i, "phase": "during"});
+        if let Ok(r) = c.put(node, &format!("k/{i}"), v.clone()).await {
+            if r.status == 200 {
+                acked.insert(format!("k/{i}"), v);
+                break killed_at.elapsed();
+            }
+            assert_eq!(
+                r.status, 503,
+                "only 503 is acceptable while electing: {:?}",
+                r.body
+            );
+        }
+        i += 1;
+    };
+    eprintln!(
+        "FAILOVER: leader {leader} SIGKILLed; first successful write after {} ms",
+        failover.as_millis()
+    );
+    let new_leader = c.wait_leader(Duration::from_secs(30)).await;
+    assert_ne!(new_leader, leader);
+    for j in 0..10 {
+        let v = json!({"n": j, "phase": "after"});
+        let r = c
+            .put(survivors[j % 2], &format!("after/{j}"), v.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        acked.insert(format!("after/{j}"), v);
+    }
+
+    c.restart(leader);
+    c.wait_converged(Duration::from_secs(30)).await;
+    assert_readable_everywhere(&c, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lagging_node_catches_up_by_snapshot() {
+    let flags = [("--snapshot-every", "20"), ("--keep-logs", "5")];
+    let mut c = Cluster::start(Opts {
+        flags: flags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    })
+    .await;
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let down = followers(&c, leader)[0];
+    c.kill(down);
+    let mut acked = BTreeMap::new();
+    for i in 0..120 {
+        let v = json!({"i": i});
+        let r = c
+            .put(leader, &format!("s/{}", i % 40), v.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        acked.insert(format!("s/{}", i % 40), v);
+    }
+    // openraft purges once no replication stream is using the range; the stream to the dead
+    // node releases it on its next failed attempt.
+    let t = Instant::now();
+    loop {
+        let st = c.status(leader).await.unwrap();
+        if st["purgedIndex"].as_u64().unwrap_or(0) > 50 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the leader never purged its log: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    c.restart(down);
+    c.wait_converged(Duration::from_secs(60)).await;
+    let st = c.status(down).await.unwrap();
+    assert!(
+        st["snapshotIndex"].as_u64().unwrap_or(0) > 50,
+        "caught up by snapshot: {st}"
+    );
+    let logs = std::fs::read_to_string(c.dir.path().join(format!("node-{down}.log"))).unwrap();
+    assert!(
+        logs.contains("installed snapshot"),
+        "node {down} never installed a snapshot"
+    );
+    assert_readable_everywhere(&c, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn whole_cluster_sigkill_and_restart_keeps_acknowledged_writes() {
+    let mut c = Cluster::start(Opts::default()).await;
+    c.wait_leader(Duration::from_secs(30)).await;
+    let mut acked = BTreeMap::new();
+    for i in 0..30u64 {
+        let v = json!({"i": i});
+        let r = c
+            .put(1 + i % 3, &format!("all/{i}"), v.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        acked.insert(format!("all/{i}"), v);
+    }
+    for id in [1, 2, 3] {
+        c.kill(id);
+    }
+    for id in [1, 2, 3] {
+        c.restart(id);
+    }
+    c.wait_leader(Duration::from_secs(30)).await;
+    assert_readable_everywhere(&c, &acked).await;
+    // Versions kept counting from where they were.
+    let r = c.put(2, "all/0", json!({"i": "again"})).await.unwrap();
+    assert_eq!(r.body["metadata"]["version"], 2, "{:?}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn isolated_node_answers_503_not_stale_data() {
+    let timeout_ms = 2000u64;
+    let mut c = Cluster::start(Opts {
+        flags: vec![("--request-timeout-ms".into(), timeout_ms.to_string())],
+        ..Default::default()
+    })
+    .await;
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let r = c.put(leader, "iso/key", json!({"v": "old"})).await.unwrap();
+    assert_eq!(r.status, 200);
+    c.wait_converged(Duration::from_secs(20)).await;
+
+    // Isolate the leader by pausing both followers (SIGSTOP), then by killing them.
+    let f = followers(&c, leader);
+    for (round, stop) in [("paused", true), ("killed", false)] {
+        for id in &f {
+            if stop {
+                c.pause(*id)
+            } else {
+                c.kill(*id)
+            }
+        }
+        for node in [leader] {
+            let t = Instant::now();
+            let r = c.get(node, "iso/key").await.unwrap();
+            let took = t.elapsed();
+            assert_eq!(
+                r.status, 503,
+                "{round}: GET on an isolated node must not serve: {:?}",
+                r.body
+            );
+            assert_eq!(r.body["type"], "unavailable");
+            assert!(
+                took < Duration::from_millis(timeout_ms * 3),
+                "{round}: GET took {took:?}"
+            );
+            let t = Instant::now();
+            let r = c.put(node, "iso/key", json!({"v": "new"})).await.unwrap();
+            let took = t.elapsed();
+            assert_eq!(
+                r.status, 503,
+                "{round}: PUT on an isolated node: {:?}",
+                r.body
+            );
+            assert!(
+                took < Duration::from_millis(timeout_ms * 3),
+                "{round}: PUT took {took:?}"
+            );
+        }
+        if stop {
+            for id in &f {
+                c.resume(*id);
+            }
+        }
+    }
+    // A follower cut off from everyone answers 503 too.
+    for id in &f {
+        c.restart(*id);
+    }
+    c.wait_leader(Duration::from_secs(30)).await;
+    let lone = f[0];
+    for id in [leader, f[1]] {
+        c.kill(id);
+    }
+    let t = Instant::now();
+    let r = c.get(lone, "iso/key").await.unwrap();
+    assert_eq!(r.status, 503, "isolated follower: {:?}", r.body);
+    assert!(t.elapsed() < Duration::from_millis(timeout_ms * 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_4xx_and_writes_nothing() {
+    let c = Cluster::start(Opts {
+        flags: vec![("--max-value-bytes".into(), "1024".into())],
+        ..Default::default()
+    })
+    .await;
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let node = followers(&c, leader)[0];
+    c.put(node, "ok/key", json!({"v": 1})).await.unwrap();
+    let before = c.wait_converged(Duration::from_secs(20)).await;
+
+    let big = format!("{{\"data\":{{\"v\":\"{}\"}}}}", "x".repeat(2000));
+    let huge = format!("{{\"data\":{{\"v\":\"{}\"}}}}", "x".repeat(100_000));
+    let long_path = format!("/api/v1/secrets/{}", "a".repeat(600));
+    let deep = format!("{{\"data\":{}1{}}}", "{\"a\":".repeat(40), "}".repeat(40));
+    /// (method, path, body, status, type, detail fragment)
+    type Case<'a> = (&'a str, &'a str, Option<String>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        // (method, path, body, status, type, detail fragment)
+        (
+            "PUT",
+            "/api/v1/secrets/a//b",
+            Some(r#"{"data":{}}"#.into()),
+            400,
+            "invalidPath",
+            "empty segment",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/a/%2E%2E%2Fb",
+            Some(r#"{"data":{}}"#.into()),
+            400,
+            "invalidPath",
+            "'..'",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/a%20b",
+            Some(r#"{"data":{}}"#.into()),
+            400,
+            "invalidPath",
+            "contains ' '",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/a%zz",
+            Some(r#"{"data":{}}"#.into()),
+            400,
+            "invalidPath",
+            "percent",
+        ),
+        ("GET", &long_path, None, 400, "invalidPath", "512-byte"),
+        (
+            "PUT",
+            "/api/v1/secrets/ok/key",
+            Some("not json".into()),
+            400,
+            "",
+            "not valid JSON",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/ok/key",
+            Some("[1,2]".into()),
+            400,
+            "",
+            "JSON object",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/ok/key",
+            Some(r#"{"data":"str"}"#.into()),
+            400,
+            "invalidData",
+            "must be a JSON object",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/ok/key",
+            Some(r#"{"data":{},"extra":1}"#.into()),
+            400,
+            "unknownField",
+            "'extra'",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/ok/key",
+            Some(r#"{"data":{},"options":{"ttl":3}}"#.into()),
+            400,
+            "unknownField",
+            "options.ttl",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/ok/key",
+            Some(big),
+            413,
+            "tooLarge",
+            "1024-byte limit",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/ok/key",
+            Some(huge),
+            413,
+            "tooLarge",
+            "limit",
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/ok/key",
+            Some(deep),
+            400,
+            "tooDeep",
+            "deeper than 32",
+        ),
+        (
+            "GET",
+            "/api/v1/secrets/ok/key?version=zero",
+            None,
+            400,
+            "",
+            "'version'",
+        ),
+        (
+            "GET",
+            "/api/v1/secrets/ok/key?bogus=1",
+            None,
+            400,
+            "",
+            "'bogus'",
+        ),
+        (
+            "GET",
+            "/api/v1/secrets/ok/key?ciphertext=abc",
+            None,
+            400,
+            "",
+            "ondemand",
+        ),
+        (
+            "GET",
+            "/api/v1/nope",
+            None,
+            404,
+            "notFound",
+            "no such endpoint",
+        ),
+        (
+            "PATCH",
+            "/api/v1/secrets/ok/key",
+            None,
+            405,
+            "methodNotAllowed",
+            "not allowed",
+        ),
+    ];
+    for (method, path, body, status, kind, fragment) in cases {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let r = c
+            .request(
+                node,
+                m,
+                path,
+                body.map(String::into_bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        let short: String = path.chars().take(60).collect();
+        assert_eq!(r.status, status, "{method} {short}: {:?}", r.body);
+        assert_eq!(
+            r.body["status"],
+            status.to_string(),
+            "{method} {short}: SCIM body {:?}",
+            r.body
+        );
+        if !kind.is_empty() {
+            assert_eq!(r.body["type"], kind, "{method} {short}: {:?}", r.body);
+        }
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(fragment),
+            "{method} {short}: detail {detail:?} should mention {fragment:?}"
+        );
+    }
+    // A literal `..` segment, sent raw (HTTP clients normalise it away before sending).
+    let (status, body) = c
+        .raw(
+            node,
+            "PUT /api/v1/secrets/a/../b HTTP/1.1\r\nContent-Length: 11\r\n\r\n{\"data\":{}}",
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("invalidPath") && body.contains("'..'"),
+        "{body}"
+    );
+    let r = c.get(leader, "b").await.unwrap();
+    assert_eq!(
+        r.status, 404,
+        "nothing written at the normalised path either"
+    );
+
+    let r = c.get(leader, "ok/key").await.unwrap();
+    assert_eq!(r.body["data"], json!({"v": 1}));
+    assert_eq!(
+        r.body["metadata"]["version"], 1,
+        "bad input must not have written"
+    );
+    let after = c.wait_converged(Duration::from_secs(20)).await;
+    assert_eq!(before, after, "nothing was applied by rejected requests");
+}
