@@ -87,8 +87,10 @@ struct ClientArgs {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTSAFE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }

@@ -214,6 +214,10 @@ impl Node {
 
     /// The read barrier: see the module doc.
     pub async fn linearize(&self) -> Result<(), NodeError> {
+        #[cfg(feature = "stale-reads-for-testing")]
+        if self.raft.current_leader().await != Some(self.id) {
+            return Ok(());
+        }
         let deadline = Instant::now() + self.config.request_timeout;
         let read_log_id = self
             .with_retries(deadline, |deadline| self.read_index_attempt(deadline))

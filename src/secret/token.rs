@@ -1,0 +1,257 @@
+//! API tokens: what a token may do, and how a presented token is recognised.
+//!
+//! Invariants:
+//! - A token is shown once, when created; only its SHA-256 hash is kept, inside a record
+//!   that is itself sealed at rest. The record is found by the token's *accessor* (the first
+//!   8 bytes of the hash, hex), which identifies a token in listings and revocation without
+//!   revealing anything that would let one use it.
+//! - The full hash is compared in constant time.
+//! - A policy grants scopes on path patterns: `*` (everything), `prefix/*` (everything
+//!   under `prefix`, segment-aware) or an exact path. Scopes do not imply each other:
+//!   `admin` manages tokens, keys and the cluster but reads no secret by itself.
+
+use std::fmt;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::path::SecretPath;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    ReadSecret,
+    WriteSecret,
+    Admin,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "read:secret" => Some(Scope::ReadSecret),
+            "write:secret" => Some(Scope::WriteSecret),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::ReadSecret => "read:secret",
+            Scope::WriteSecret => "write:secret",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// A path pattern: `*`, `prefix/*`, or an exact path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathPattern(String);
+
+impl PathPattern {
+    pub fn parse(s: &str) -> Result<PathPattern, String> {
+        if s == "*" {
+            return Ok(PathPattern(s.into()));
+        }
+        let base = s.strip_suffix("/*").unwrap_or(s);
+        SecretPath::parse_decoded(base).map_err(|e| format!("path pattern '{s}': {e}"))?;
+        Ok(PathPattern(s.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn matches(&self, path: &SecretPath) -> bool {
+        if self.0 == "*" {
+            return true;
+        }
+        match self.0.strip_suffix("/*") {
+            Some(prefix) => path.has_prefix(prefix) && path.as_str() != prefix,
+            None => path.as_str() == self.0,
+        }
+    }
+
+    /// True when every path under `prefix` could match (used to filter listings).
+    pub fn covers_prefix(&self, prefix: &str) -> bool {
+        if self.0 == "*" {
+            return true;
+        }
+        match self.0.strip_suffix("/*") {
+            Some(p) => {
+                let prefix = prefix.trim_end_matches('/');
+                prefix == p || prefix.starts_with(&format!("{p}/"))
+            }
+            None => false,
+        }
+    }
+}
+
+/// What a token grants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub scopes: Vec<Scope>,
+    pub paths: Vec<PathPattern>,
+}
+
+impl Policy {
+    pub fn root() -> Policy {
+        Policy {
+            scopes: vec![Scope::ReadSecret, Scope::WriteSecret, Scope::Admin],
+            paths: vec![PathPattern("*".into())],
+        }
+    }
+
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn allows(&self, scope: Scope, path: &SecretPath) -> bool {
+        self.has_scope(scope) && self.paths.iter().any(|p| p.matches(path))
+    }
+}
+
+/// The stored form of a token (sealed before it is proposed).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub accessor: String,
+    pub name: String,
+    pub hash: [u8; 32],
+    pub policy: Policy,
+    pub created_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("accessor", &self.accessor)
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenRecord {
+    /// Whether `presented` is this token, in constant time over the hash.
+    pub fn matches(&self, presented: &str) -> bool {
+        hash(presented).ct_eq(&self.hash).into()
+    }
+
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|t| now_ms >= t)
+    }
+}
+
+/// A secret token string. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl Token {
+    pub const PREFIX: &'static str = "rs.";
+
+    /// A new random token: `rs.` plus 32 random bytes, base64url.
+    pub fn generate() -> Result<Token, super::crypto::CryptoError> {
+        use base64::Engine;
+        let mut b = [0u8; 32];
+        SystemRandom::new().fill(&mut b).map_err(|_| super::crypto::CryptoError::Random)?;
+        Ok(Token(format!(
+            "{}{}",
+            Self::PREFIX,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        )))
+    }
+
+    /// Wraps a token given by an operator (root token file or environment).
+    pub fn from_operator(s: &str) -> Result<Token, String> {
+        let s = s.trim();
+        if s.len() < 16 || s.len() > 256 || !s.chars().all(|c| c.is_ascii_graphic()) {
+            return Err("a token must be 16-256 printable ASCII characters".into());
+        }
+        Ok(Token(s.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn accessor(&self) -> String {
+        accessor(&self.0)
+    }
+
+    pub fn hash(&self) -> [u8; 32] {
+        hash(&self.0)
+    }
+}
+
+pub fn hash(token: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The accessor of a presented token string.
+pub fn accessor(token: &str) -> String {
+    hash(token)[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> SecretPath {
+        SecretPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn patterns() {
+        let under = PathPattern::parse("app/*").unwrap();
+        assert!(under.matches(&p("app/db")));
+        assert!(under.matches(&p("app/db/x")));
+        assert!(!under.matches(&p("app")));
+        assert!(!under.matches(&p("apple/x")));
+        let exact = PathPattern::parse("shared/db").unwrap();
+        assert!(exact.matches(&p("shared/db")));
+        assert!(!exact.matches(&p("shared/db/x")));
+        assert!(PathPattern::parse("*").unwrap().matches(&p("x")));
+        assert!(PathPattern::parse("a//b").is_err());
+        assert!(under.covers_prefix("app/db"));
+        assert!(!under.covers_prefix("ap"));
+    }
+
+    #[test]
+    fn policy_needs_scope_and_path() {
+        let pol = Policy { scopes: vec![Scope::ReadSecret], paths: vec![PathPattern::parse("app/*").unwrap()] };
+        assert!(pol.allows(Scope::ReadSecret, &p("app/x")));
+        assert!(!pol.allows(Scope::WriteSecret, &p("app/x")));
+        assert!(!pol.allows(Scope::ReadSecret, &p("other/x")));
+        assert!(!Policy { scopes: vec![Scope::Admin], paths: vec![] }.allows(Scope::Admin, &p("a")));
+    }
+
+    #[test]
+    fn tokens_hash_and_hide() {
+        let t = Token::generate().unwrap();
+        assert!(t.expose().starts_with("rs."));
+        assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+        let rec = TokenRecord {
+            accessor: t.accessor(),
+            name: "n".into(),
+            hash: t.hash(),
+            policy: Policy::root(),
+            created_at_ms: 0,
+            expires_at_ms: Some(10),
+        };
+        assert!(rec.matches(t.expose()));
+        assert!(!rec.matches("rs.other"));
+        assert!(rec.expired(10) && !rec.expired(9));
+        assert!(!format!("{rec:?}").contains(&format!("{:?}", rec.hash)));
+        assert_eq!(t.accessor().len(), 16);
+    }
+}
