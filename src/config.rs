@@ -98,6 +98,20 @@ pub struct Settings {
     /// cluster needs the same key; it never enters the Raft log.
     #[arg(long, env = "RAFTSAFE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// PEM certificate of this node (with `tls_key` and `tls_ca`: HTTPS API, mutual TLS
+    /// between nodes). Without the three, the node runs in dev mode: plain HTTP, loopback only.
+    #[arg(long, env = "RAFTSAFE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of this node's certificate.
+    #[arg(long, env = "RAFTSAFE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate of the cluster CA: peers must present a certificate it signed.
+    #[arg(long, env = "RAFTSAFE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Bootstrap node only: file holding the root token to create with a new cluster (or
+    /// env `RAFTSAFE_ROOT_TOKEN`). Without it a random root token is printed once.
+    #[arg(long, env = "RAFTSAFE_ROOT_TOKEN_FILE")]
+    pub root_token_file: Option<PathBuf>,
 }
 
 /// The resolved, validated configuration.
@@ -120,6 +134,8 @@ pub struct Config {
     pub keep_logs: u64,
     pub max_value_bytes: usize,
     pub master_key_file: Option<PathBuf>,
+    pub tls: Option<crate::tls::TlsFiles>,
+    pub root_token_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8700";
@@ -155,7 +171,11 @@ impl Settings {
             snapshot_every,
             keep_logs,
             max_value_bytes,
-            master_key_file
+            master_key_file,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            root_token_file
         );
         self
     }
@@ -267,6 +287,21 @@ impl Settings {
             return Err(invalid("max_value_bytes", "must be at least 64"));
         }
 
+        let tls = match (&s.tls_cert, &s.tls_key, &s.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            (None, None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "tls_cert",
+                    "tls_cert, tls_key and tls_ca must be given together",
+                ))
+            }
+        };
+
         Ok(Config {
             node_id,
             api_addr,
@@ -288,6 +323,8 @@ impl Settings {
             keep_logs,
             max_value_bytes,
             master_key_file: s.master_key_file.clone(),
+            tls,
+            root_token_file: s.root_token_file.clone(),
         })
     }
 }

@@ -11,9 +11,11 @@
 //! [`server`] wires them together for `raftsafe serve`; [`config`] resolves settings.
 
 pub mod api;
+pub mod barrier;
 pub mod codec;
 pub mod config;
 pub mod raft;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod tls;

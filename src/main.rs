@@ -52,6 +52,24 @@ enum Cmd {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Exit 0 if the node's `/health/ready` answers 200 (for container health checks).
+    Health {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a cluster CA and a certificate per node (server and client auth).
+    Certs {
+        /// Directory to write ca.pem, ca.key, node-<id>.pem and node-<id>.key into.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// `ID=NAME,NAME,...`: a node and the DNS names / IP addresses it is reached at.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+    },
+    /// Print a new random master key (base64, 32 bytes).
+    GenKey,
+    /// Print a new random API token (e.g. for a root token file).
+    GenToken,
     /// Cluster status and membership.
     Cluster {
         #[command(subcommand)]
@@ -82,6 +100,12 @@ struct ClientArgs {
     /// Base URL of any node's API.
     #[arg(long, env = "RAFTSAFE_ADDR", default_value = "http://127.0.0.1:8700")]
     addr: String,
+    /// PEM file of the CA that signed the node's certificate (for https URLs).
+    #[arg(long, env = "RAFTSAFE_CA")]
+    ca: Option<std::path::PathBuf>,
+    /// API token (sent as `Authorization: Bearer`).
+    #[arg(long, env = "RAFTSAFE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 fn init_logging() {
@@ -129,20 +153,101 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Certs { out, nodes } => {
+            raftsafe::server::install_crypto_provider();
+            let mut specs = Vec::new();
+            for n in &nodes {
+                let Some((id, names)) = n.split_once('=') else {
+                    eprintln!("error: --node '{n}' is not ID=NAME,NAME,...");
+                    return ExitCode::from(2);
+                };
+                let names: Vec<String> = names
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                specs.push(raftsafe::tls::NodeCert {
+                    id: id.trim().to_string(),
+                    names,
+                });
+            }
+            match raftsafe::tls::generate(&out, &specs) {
+                Ok(()) => {
+                    println!(
+                        "wrote ca.pem, ca.key and {} node certificates to {}",
+                        specs.len(),
+                        out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::GenKey => match raftsafe::secret::crypto::random_key() {
+            Ok(k) => {
+                use base64::Engine;
+                println!("{}", base64::engine::general_purpose::STANDARD.encode(k));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::GenToken => match raftsafe::secret::token::Token::generate() {
+            Ok(t) => {
+                println!("{}", t.expose());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         other => runtime.block_on(client(other)),
     }
 }
 
+fn http_client(args: &ClientArgs) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder().no_proxy();
+    if let Some(ca) = &args.ca {
+        let roots = raftsafe::tls::roots(ca).map_err(|e| e.to_string())?;
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        b = b.tls_backend_preconfigured(tls);
+    }
+    b.build().map_err(|e| format!("building HTTP client: {e}"))
+}
+
 async fn client(cmd: Cmd) -> ExitCode {
     raftsafe::server::install_crypto_provider();
-    let http = match reqwest::Client::builder().no_proxy().build() {
+    let args = match &cmd {
+        Cmd::Get { client, .. }
+        | Cmd::Put { client, .. }
+        | Cmd::Delete { client, .. }
+        | Cmd::List { client, .. }
+        | Cmd::Health { client }
+        | Cmd::Cluster { client, .. } => client,
+        _ => unreachable!("handled in main"),
+    };
+    let http = match http_client(args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: building HTTP client: {e}");
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     let (method, url, body) = match &cmd {
+        Cmd::Health { client } => (
+            reqwest::Method::GET,
+            format!("{}/api/v1/health/ready", client.addr),
+            None,
+        ),
         Cmd::Get {
             path,
             version,
@@ -214,9 +319,12 @@ async fn client(cmd: Cmd) -> ExitCode {
                 None,
             ),
         },
-        Cmd::Serve(_) => unreachable!("handled in main"),
+        _ => unreachable!("handled in main"),
     };
     let mut req = http.request(method, &url);
+    if let Some(token) = &args.token {
+        req = req.bearer_auth(token);
+    }
     if let Some(body) = body {
         req = req
             .header("content-type", "application/json")

@@ -372,8 +372,10 @@ async fn isolated_node_answers_503_not_stale_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_4xx_and_writes_nothing() {
+    // Plain HTTP (dev mode) so that a raw request can carry a literal `..` segment.
     let c = Cluster::start(Opts {
         flags: vec![("--max-value-bytes".into(), "1024".into())],
+        tls: false,
         ..Default::default()
     })
     .await;

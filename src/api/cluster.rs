@@ -7,10 +7,13 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Principal;
 use super::error::ApiError;
 use super::State;
 use crate::raft::node::NodeStatus;
 use crate::raft::NodeInfo;
+use crate::secret::token::Scope;
+use axum::extract::Extension;
 
 fn status_json(s: &NodeStatus) -> Value {
     json!({
@@ -27,7 +30,11 @@ fn status_json(s: &NodeStatus) -> Value {
 }
 
 /// The cluster as this node sees it, with every member's own report.
-pub async fn status(state: State) -> Result<Json<Value>, ApiError> {
+pub async fn status(
+    state: State,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    who.require(Scope::Admin)?;
     let me = state.node.local_status(false).await?;
     let reports = state.node.cluster_status().await;
     let members: Vec<Value> = me
@@ -57,7 +64,11 @@ pub async fn status(state: State) -> Result<Json<Value>, ApiError> {
 }
 
 /// This node only, with a digest of its state machine (used to check convergence).
-pub async fn node_status(state: State) -> Result<Json<Value>, ApiError> {
+pub async fn node_status(
+    state: State,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    who.require(Scope::Admin)?;
     let me = state.node.local_status(true).await?;
     Ok(Json(status_json(&me)))
 }
@@ -70,7 +81,12 @@ pub struct AddMember {
     api_addr: String,
 }
 
-pub async fn add_member(state: State, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn add_member(
+    state: State,
+    Extension(who): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    who.require(Scope::Admin)?;
     let m: AddMember = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "body must be {{\"id\", \"raftAddr\", \"apiAddr\"}}: {e}"
@@ -96,7 +112,12 @@ pub async fn add_member(state: State, body: axum::body::Bytes) -> Result<Respons
     Ok((StatusCode::OK, Json(json!({"status": "OK", "added": m.id}))).into_response())
 }
 
-pub async fn remove_member(state: State, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn remove_member(
+    state: State,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require(Scope::Admin)?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "'{}' is not a node id",
@@ -108,7 +129,11 @@ pub async fn remove_member(state: State, Path(id): Path<String>) -> Result<Respo
 }
 
 /// Builds a snapshot on this node now (and so lets it purge its log).
-pub async fn snapshot(state: State) -> Result<Response, ApiError> {
+pub async fn snapshot(
+    state: State,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    who.require(Scope::Admin)?;
     state
         .node
         .raft

@@ -88,6 +88,15 @@ impl ApiError {
     }
 }
 
+impl From<crate::barrier::BarrierError> for ApiError {
+    fn from(e: crate::barrier::BarrierError) -> Self {
+        match e {
+            crate::barrier::BarrierError::NoKeyring => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         match e {

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod error;
 pub mod health;
 pub mod secrets;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -17,24 +18,22 @@ use axum::http::{HeaderMap, Uri};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
+use crate::barrier::Barrier;
 use crate::raft::node::Node;
-use crate::secret::crypto::SealingKey;
 use crate::secret::RequestId;
 use error::ApiError;
 
 /// What every handler can reach.
 pub struct AppState {
     pub node: Arc<Node>,
-    pub key: SealingKey,
+    pub barrier: Arc<Barrier>,
     pub max_value_bytes: usize,
 }
 
 pub type State = axum::extract::State<Arc<AppState>>;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/health/alive", get(health::alive))
-        .route("/health/ready", get(health::ready))
+    let authenticated = Router::new()
         .route("/secrets", get(secrets::list))
         .route(
             "/secrets/",
@@ -46,13 +45,26 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/secrets/{*path}",
             get(secrets::get).put(secrets::put).delete(secrets::delete),
         )
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{accessor}", delete(tokens::revoke))
+        .route("/keys", get(tokens::keys))
+        .route("/keys/rotate", post(tokens::rotate))
         .route("/cluster", get(cluster::status))
         .route("/cluster/self", get(cluster::node_status))
         .route("/cluster/members", post(cluster::add_member))
         .route("/cluster/members/{id}", delete(cluster::remove_member))
         .route("/cluster/snapshot", post(cluster::snapshot))
-        .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(axum::middleware::from_fn(auth::authenticate));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    // Health needs no token: orchestrators probe it.
+    let open = Router::new()
+        .route("/health/alive", get(health::alive))
+        .route("/health/ready", get(health::ready));
+    let api = authenticated
+        .merge(open)
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)

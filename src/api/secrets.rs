@@ -3,7 +3,8 @@
 //! Invariants:
 //! - Input is fully validated (path, query, body shape, depth, size, unknown fields) before
 //!   anything is proposed; bad input writes nothing.
-//! - Reads pass the node's read barrier first ([`crate::raft::node::Node::linearize`]).
+//! - Reads happen after the node's read barrier ([`crate::raft::node::Node::linearize`]),
+//!   which the auth layer runs for every authenticated request before the handler.
 //! - Values are sealed with the path as associated data before they leave this node, and
 //!   opened only here, after a read.
 
@@ -11,15 +12,17 @@ use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{OriginalUri, RawQuery};
+use axum::extract::{Extension, OriginalUri, RawQuery};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use super::auth::Principal;
 use super::error::ApiError;
 use super::{request_id, State};
 use crate::raft::node::Proposal;
+use crate::secret::token::Scope;
 use crate::secret::{Command, CommandResult, Metadata, PathError, SecretPath};
 
 /// Deepest nesting accepted inside `data`.
@@ -37,7 +40,7 @@ pub fn metadata_json(m: &Metadata) -> Value {
     Value::Object(o)
 }
 
-fn rfc3339(ms: u64) -> String {
+pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -126,7 +129,6 @@ pub async fn get(
         .get("version")
         .map(|v| parse_u64("version", v, 1))
         .transpose()?;
-    state.node.linearize().await?;
     let reader = state.node.reader.clone();
     let p = path.clone();
     let stored = crate::store::blocking(move || reader.get(&p, version))
@@ -138,15 +140,7 @@ pub async fn get(
             None => ApiError::NotFound(format!("secret '{path}' not found")),
         });
     };
-    let plain = state
-        .key
-        .open(path.as_str().as_bytes(), &stored.sealed)
-        .map_err(|e| {
-            ApiError::Internal(format!(
-                "opening '{path}' version {}: {e}",
-                stored.metadata.version
-            ))
-        })?;
+    let plain = state.barrier.open_secret(&path, &stored.sealed)?;
     let data: Value = serde_json::from_slice(&plain)
         .map_err(|e| ApiError::Internal(format!("stored value of '{path}' is not JSON: {e}")))?;
     Ok(Json(json!({"data": data, "metadata": metadata_json(&stored.metadata)})).into_response())
@@ -267,22 +261,21 @@ async fn read_body(body: Body, max_value_bytes: usize) -> Result<Vec<u8>, ApiErr
 
 pub async fn put(
     state: State,
+    Extension(who): Extension<Principal>,
     OriginalUri(uri): OriginalUri,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let path = path_of(&uri)?;
+    who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
     let id = request_id(&headers)?;
     let bytes = read_body(body, state.max_value_bytes).await?;
     let PutBody { data, cas } = parse_put_body(&bytes, state.max_value_bytes)?;
     let plain =
         serde_json::to_vec(&data).map_err(|e| ApiError::Internal(format!("encoding data: {e}")))?;
-    let sealed = state
-        .key
-        .seal(path.as_str().as_bytes(), &plain)
-        .map_err(|e| ApiError::Internal(format!("sealing '{path}': {e}")))?;
+    let sealed = state.barrier.seal_secret(&path, &plain)?;
     let command = Command::Put {
         path: path.clone(),
         sealed,
@@ -305,11 +298,13 @@ pub async fn put(
 
 pub async fn delete(
     state: State,
+    Extension(who): Extension<Principal>,
     OriginalUri(uri): OriginalUri,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let path = path_of(&uri)?;
+    who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
     let id = request_id(&headers)?;
     let command = Command::Delete { path: path.clone() };
@@ -322,7 +317,13 @@ pub async fn delete(
     }
 }
 
-pub async fn list(state: State, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+/// Lists the paths under `prefix` that the caller may read (others are not counted either).
+pub async fn list(
+    state: State,
+    Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    who.require(Scope::ReadSecret)?;
     let q = query(raw, &["prefix", "startIndex", "count"])?;
     let prefix = q.get("prefix").cloned().unwrap_or_default();
     let trimmed = prefix.trim_end_matches('/');
@@ -344,13 +345,14 @@ pub async fn list(state: State, RawQuery(raw): RawQuery) -> Result<Response, Api
             "query parameter 'count' must be at most 1000",
         ));
     }
-    state.node.linearize().await?;
     let reader = state.node.reader.clone();
     let p = trimmed.to_string();
-    let (page, total) =
-        crate::store::blocking(move || reader.list(&p, (start - 1) as usize, count as usize))
-            .await
-            .map_err(|e| ApiError::Internal(format!("listing '{trimmed}': {e}")))?;
+    let visible = move |path: &SecretPath| who.policy.allows(Scope::ReadSecret, path);
+    let (page, total) = crate::store::blocking(move || {
+        reader.list(&p, (start - 1) as usize, count as usize, visible)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("listing '{trimmed}': {e}")))?;
     let resources: Vec<Value> = page
         .iter()
         .map(|l| json!({"path": l.path, "metadata": metadata_json(&l.metadata)}))

@@ -107,8 +107,11 @@ fn remaining(deadline: Instant) -> Duration {
 impl Node {
     /// Opens the stores, starts Raft and, if this node is the bootstrap node of a cluster
     /// that was never initialized, initializes it with the configured members.
-    pub async fn start(config: Arc<Config>, peers: PeerClient) -> Result<Arc<Node>, NodeError> {
-        let db = Db::open(&config.data_dir)?;
+    pub async fn start(
+        config: Arc<Config>,
+        peers: PeerClient,
+        db: Arc<Db>,
+    ) -> Result<Arc<Node>, NodeError> {
         let log = LogStore::new(db.clone());
         let sm = StateMachine::new(db);
         let reader = sm.reader();

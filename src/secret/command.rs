@@ -56,6 +56,18 @@ pub enum Command {
     },
     /// Soft-delete the latest version of `path`; its history is kept.
     Delete { path: SecretPath },
+    /// Add data key `id` (wrapped under the master key) and make it current. Applies only
+    /// if `id` is the current key id + 1, so concurrent rotations cannot both win.
+    AddDataKey { id: u32, wrapped: Vec<u8> },
+    /// Store a token record (sealed). `bootstrap`: the root token made at cluster
+    /// creation, which is accepted once per cluster.
+    CreateToken {
+        accessor: String,
+        sealed: Vec<u8>,
+        bootstrap: bool,
+    },
+    /// Revoke a token from now on.
+    RevokeToken { accessor: String },
 }
 
 impl Command {
@@ -63,6 +75,9 @@ impl Command {
         match self {
             Command::Put { .. } => "put",
             Command::Delete { .. } => "delete",
+            Command::AddDataKey { .. } => "add_data_key",
+            Command::CreateToken { .. } => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
         }
     }
 }
@@ -78,6 +93,23 @@ impl fmt::Debug for Command {
                 .field("cas", cas)
                 .finish(),
             Command::Delete { path } => f.debug_struct("Delete").field("path", path).finish(),
+            Command::AddDataKey { id, .. } => f
+                .debug_struct("AddDataKey")
+                .field("id", id)
+                .finish_non_exhaustive(),
+            Command::CreateToken {
+                accessor,
+                bootstrap,
+                ..
+            } => f
+                .debug_struct("CreateToken")
+                .field("accessor", accessor)
+                .field("bootstrap", bootstrap)
+                .finish_non_exhaustive(),
+            Command::RevokeToken { accessor } => f
+                .debug_struct("RevokeToken")
+                .field("accessor", accessor)
+                .finish(),
         }
     }
 }
@@ -103,4 +135,15 @@ pub enum CommandResult {
     CasMismatch {
         current: u64,
     },
+    KeyAdded {
+        id: u32,
+    },
+    /// A rotation raced with another: the current key id is not the one expected.
+    KeyConflict {
+        current: u32,
+    },
+    TokenCreated,
+    TokenRevoked,
+    /// The cluster's root token was created before.
+    AlreadyBootstrapped,
 }

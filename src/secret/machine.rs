@@ -17,6 +17,11 @@
 //! - `r<request id>`             → the [`CommandResult`] first returned for it
 //! - `q<slot u64 BE>`            → the request id occupying that dedup slot
 //! - `c`                         → the dedup counter (u64 BE)
+//! - `k<key id u32 BE>`          → a data key, wrapped under the master key
+//! - `K`                         → the current data key id (u32 BE)
+//! - `t<accessor>`               → a token record, sealed
+//! - `x<accessor>`               → when that token was revoked (u64 BE ms)
+//! - `b`                         → present once the root token was created
 
 use std::collections::BTreeMap;
 
@@ -75,6 +80,29 @@ pub mod keys {
     pub const DEDUP: u8 = b'r';
     pub const DEDUP_SLOT: u8 = b'q';
     pub const DEDUP_COUNTER: &[u8] = b"c";
+    pub const DATA_KEY: u8 = b'k';
+    pub const CURRENT_KEY: &[u8] = b"K";
+    pub const TOKEN: u8 = b't';
+    pub const REVOKED: u8 = b'x';
+    pub const BOOTSTRAPPED: &[u8] = b"b";
+
+    pub fn data_key(id: u32) -> Vec<u8> {
+        let mut k = vec![DATA_KEY];
+        k.extend_from_slice(&id.to_be_bytes());
+        k
+    }
+
+    pub fn token(accessor: &str) -> Vec<u8> {
+        let mut k = vec![TOKEN];
+        k.extend_from_slice(accessor.as_bytes());
+        k
+    }
+
+    pub fn revoked(accessor: &str) -> Vec<u8> {
+        let mut k = vec![REVOKED];
+        k.extend_from_slice(accessor.as_bytes());
+        k
+    }
 
     pub fn meta(path: &SecretPath) -> Vec<u8> {
         let mut k = vec![META];
@@ -178,6 +206,52 @@ pub fn apply<S: StateRead>(
             put(state, changes, request.at_ms, path, sealed, *cas)?
         }
         Command::Delete { path } => delete(state, changes, request.at_ms, path)?,
+        Command::AddDataKey { id, wrapped } => {
+            let current = changes
+                .get(state, keys::CURRENT_KEY)?
+                .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+                .map_or(0, u32::from_be_bytes);
+            if *id != current + 1 {
+                CommandResult::KeyConflict { current }
+            } else {
+                changes
+                    .writes
+                    .insert(keys::data_key(*id), Some(wrapped.clone()));
+                changes
+                    .writes
+                    .insert(keys::CURRENT_KEY.to_vec(), Some(id.to_be_bytes().to_vec()));
+                CommandResult::KeyAdded { id: *id }
+            }
+        }
+        Command::CreateToken {
+            accessor,
+            sealed,
+            bootstrap,
+        } => {
+            if *bootstrap && changes.get(state, keys::BOOTSTRAPPED)?.is_some() {
+                CommandResult::AlreadyBootstrapped
+            } else {
+                if *bootstrap {
+                    changes
+                        .writes
+                        .insert(keys::BOOTSTRAPPED.to_vec(), Some(vec![1]));
+                }
+                changes
+                    .writes
+                    .insert(keys::token(accessor), Some(sealed.clone()));
+                changes.writes.insert(keys::revoked(accessor), None);
+                CommandResult::TokenCreated
+            }
+        }
+        Command::RevokeToken { accessor } => {
+            if changes.get(state, &keys::token(accessor))?.is_none() {
+                CommandResult::NotFound
+            } else {
+                let at = request.at_ms.to_be_bytes().to_vec();
+                changes.writes.insert(keys::revoked(accessor), Some(at));
+                CommandResult::TokenRevoked
+            }
+        }
     };
     remember(state, changes, &request.id, &result)?;
     Ok(result)
@@ -424,6 +498,82 @@ mod tests {
             CommandResult::Written(m) => assert_eq!(m.updated_at_ms, 100),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn cmd(id: &str, command: Command) -> Request {
+        Request {
+            id: RequestId(id.into()),
+            at_ms: 7,
+            command,
+        }
+    }
+
+    #[test]
+    fn data_keys_rotate_in_order_only() {
+        let mut s = Mem::default();
+        let add = |i: &str, id| {
+            cmd(
+                i,
+                Command::AddDataKey {
+                    id,
+                    wrapped: vec![id as u8],
+                },
+            )
+        };
+        let r = s.run(&[add("1", 1), add("2", 1), add("3", 3), add("4", 2)]);
+        assert_eq!(
+            r,
+            vec![
+                CommandResult::KeyAdded { id: 1 },
+                CommandResult::KeyConflict { current: 1 },
+                CommandResult::KeyConflict { current: 1 },
+                CommandResult::KeyAdded { id: 2 },
+            ]
+        );
+        assert_eq!(s.0[keys::CURRENT_KEY], 2u32.to_be_bytes());
+        assert_eq!(s.0[&keys::data_key(1)], vec![1]);
+    }
+
+    #[test]
+    fn root_token_once_and_revocation() {
+        let mut s = Mem::default();
+        let create = |i: &str, acc: &str, bootstrap| {
+            cmd(
+                i,
+                Command::CreateToken {
+                    accessor: acc.into(),
+                    sealed: vec![9],
+                    bootstrap,
+                },
+            )
+        };
+        let revoke = |i: &str, acc: &str| {
+            cmd(
+                i,
+                Command::RevokeToken {
+                    accessor: acc.into(),
+                },
+            )
+        };
+        let r = s.run(&[
+            create("1", "aa", true),
+            create("2", "bb", true),
+            create("3", "cc", false),
+            revoke("4", "cc"),
+            revoke("5", "zz"),
+        ]);
+        assert_eq!(
+            r,
+            vec![
+                CommandResult::TokenCreated,
+                CommandResult::AlreadyBootstrapped,
+                CommandResult::TokenCreated,
+                CommandResult::TokenRevoked,
+                CommandResult::NotFound,
+            ]
+        );
+        assert!(!s.0.contains_key(&keys::token("bb")));
+        assert_eq!(s.0[&keys::revoked("cc")], 7u64.to_be_bytes());
     }
 
     #[test]

@@ -5,8 +5,10 @@
 
 pub mod command;
 pub mod crypto;
+pub mod keyring;
 pub mod machine;
 pub mod path;
+pub mod token;
 
 pub use command::{Command, CommandResult, Metadata, Request, RequestId};
 pub use path::{PathError, SecretPath};

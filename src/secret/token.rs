@@ -160,7 +160,9 @@ impl Token {
     pub fn generate() -> Result<Token, super::crypto::CryptoError> {
         use base64::Engine;
         let mut b = [0u8; 32];
-        SystemRandom::new().fill(&mut b).map_err(|_| super::crypto::CryptoError::Random)?;
+        SystemRandom::new()
+            .fill(&mut b)
+            .map_err(|_| super::crypto::CryptoError::Random)?;
         Ok(Token(format!(
             "{}{}",
             Self::PREFIX,
@@ -199,7 +201,10 @@ pub fn hash(token: &str) -> [u8; 32] {
 
 /// The accessor of a presented token string.
 pub fn accessor(token: &str) -> String {
-    hash(token)[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hash(token)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -228,11 +233,18 @@ mod tests {
 
     #[test]
     fn policy_needs_scope_and_path() {
-        let pol = Policy { scopes: vec![Scope::ReadSecret], paths: vec![PathPattern::parse("app/*").unwrap()] };
+        let pol = Policy {
+            scopes: vec![Scope::ReadSecret],
+            paths: vec![PathPattern::parse("app/*").unwrap()],
+        };
         assert!(pol.allows(Scope::ReadSecret, &p("app/x")));
         assert!(!pol.allows(Scope::WriteSecret, &p("app/x")));
         assert!(!pol.allows(Scope::ReadSecret, &p("other/x")));
-        assert!(!Policy { scopes: vec![Scope::Admin], paths: vec![] }.allows(Scope::Admin, &p("a")));
+        assert!(!Policy {
+            scopes: vec![Scope::Admin],
+            paths: vec![]
+        }
+        .allows(Scope::Admin, &p("a")));
     }
 
     #[test]

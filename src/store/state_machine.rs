@@ -276,6 +276,14 @@ pub struct Listed {
     pub metadata: Metadata,
 }
 
+/// A token record as stored: sealed, with its revocation time if revoked.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    pub accessor: String,
+    pub sealed: Vec<u8>,
+    pub revoked_at_ms: Option<u64>,
+}
+
 /// A version of a secret as stored: sealed bytes plus metadata.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -330,6 +338,7 @@ impl Reader {
         prefix: &str,
         skip: usize,
         take: usize,
+        visible: impl Fn(&SecretPath) -> bool,
     ) -> Result<(Vec<Listed>, usize), StoreError> {
         let mut start = vec![keys::META];
         start.extend_from_slice(prefix.as_bytes());
@@ -345,16 +354,16 @@ impl Reader {
                 break;
             }
             let path = String::from_utf8_lossy(&k[1..]).into_owned();
-            let under = SecretPath::parse_decoded(&path)
-                .map(|p| p.has_prefix(prefix))
-                .unwrap_or(false);
-            if !under {
+            // Stored paths were validated on the way in; one that fails now is skipped.
+            let Ok(p) = SecretPath::parse_decoded(&path) else {
+                continue;
+            };
+            if !p.has_prefix(prefix) || !visible(&p) {
                 continue;
             }
             total += 1;
             if total > skip && page.len() < take {
                 let meta: SecretMeta = decode("secret metadata", &v)?;
-                let p = SecretPath::parse_decoded(&path).expect("checked above");
                 let deleted_at_ms = match self.db.db.get_cf(
                     self.db.cf(CF_SM_DATA),
                     keys::version(&p, meta.current_version),
@@ -374,6 +383,64 @@ impl Reader {
             }
         }
         Ok((page, total))
+    }
+
+    fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.db.get_cf(self.db.cf(CF_SM_DATA), key)?)
+    }
+
+    /// The id of the data key that seals new values, once the keyring exists.
+    pub fn current_key_id(&self) -> Result<Option<u32>, StoreError> {
+        Ok(self
+            .raw(keys::CURRENT_KEY)?
+            .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+            .map(u32::from_be_bytes))
+    }
+
+    /// Whether the cluster's root token was created.
+    pub fn bootstrapped(&self) -> Result<bool, StoreError> {
+        Ok(self.raw(keys::BOOTSTRAPPED)?.is_some())
+    }
+
+    /// Data key `id`, wrapped under the master key.
+    pub fn wrapped_key(&self, id: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        self.raw(&keys::data_key(id))
+    }
+
+    /// A token's sealed record and, if revoked, when.
+    pub fn token(&self, accessor: &str) -> Result<Option<StoredToken>, StoreError> {
+        let Some(sealed) = self.raw(&keys::token(accessor))? else {
+            return Ok(None);
+        };
+        let revoked_at_ms = self
+            .raw(&keys::revoked(accessor))?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes);
+        Ok(Some(StoredToken {
+            accessor: accessor.to_string(),
+            sealed,
+            revoked_at_ms,
+        }))
+    }
+
+    /// Every token, in accessor order.
+    pub fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+        let start = [keys::TOKEN];
+        let it = self.db.db.iterator_cf(
+            self.db.cf(CF_SM_DATA),
+            IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in it {
+            let (k, _) = item?;
+            if k.first() != Some(&keys::TOKEN) {
+                break;
+            }
+            if let Some(t) = self.token(&String::from_utf8_lossy(&k[1..]))? {
+                out.push(t);
+            }
+        }
+        Ok(out)
     }
 
     /// The applied log id as persisted.

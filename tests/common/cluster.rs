@@ -18,12 +18,18 @@ use super::proxy::{LinkMode, Proxy};
 /// A fixed master key for test clusters (base64 of 32 bytes); every node needs the same.
 pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=";
 
+/// The root token the bootstrap node creates; [`Cluster::request`] sends it.
+pub const ROOT_TOKEN: &str = "rs.test-root-token-0123456789abcdef";
+
 pub struct Opts {
     pub nodes: u64,
     /// Put a [`Proxy`] on every directed Raft link so tests can cut or degrade it.
     pub proxies: bool,
     /// Extra `serve` flags for every node, e.g. `("--snapshot-every", "20")`.
     pub flags: Vec<(String, String)>,
+    /// HTTPS for clients and mutual TLS between nodes, as in production (the default).
+    /// Off: dev mode, plain HTTP on loopback.
+    pub tls: bool,
 }
 
 impl Default for Opts {
@@ -32,6 +38,7 @@ impl Default for Opts {
             nodes: 3,
             proxies: false,
             flags: Vec::new(),
+            tls: true,
         }
     }
 }
@@ -60,6 +67,11 @@ pub struct Cluster {
     pub proxies: BTreeMap<(u64, u64), Proxy>,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    /// Environment for every node (master key, root token); tests may change it before a
+    /// restart.
+    pub env: BTreeMap<String, String>,
 }
 
 fn free_addr() -> SocketAddr {
@@ -92,6 +104,17 @@ impl Cluster {
                 }
             }
         }
+        let certs = dir.path().join("certs");
+        if opts.tls {
+            let specs: Vec<raftsafe::tls::NodeCert> = ids
+                .iter()
+                .map(|id| raftsafe::tls::NodeCert {
+                    id: id.to_string(),
+                    names: vec!["localhost".into(), "127.0.0.1".into()],
+                })
+                .collect();
+            raftsafe::tls::generate(&certs, &specs).expect("generate test certificates");
+        }
         let mut nodes = BTreeMap::new();
         for id in &ids {
             let (api, raft) = addrs[id];
@@ -120,6 +143,16 @@ impl Cluster {
                 args.push("--peer-routes".into());
                 args.push(routes.join(","));
             }
+            if opts.tls {
+                for (flag, file) in [
+                    ("--tls-cert", format!("node-{id}.pem")),
+                    ("--tls-key", format!("node-{id}.key")),
+                    ("--tls-ca", "ca.pem".to_string()),
+                ] {
+                    args.push(flag.into());
+                    args.push(certs.join(file).display().to_string());
+                }
+            }
             for (k, v) in &opts.flags {
                 args.push(k.clone());
                 args.push(v.clone());
@@ -139,16 +172,33 @@ impl Cluster {
                 },
             );
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .no_proxy()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("http client");
+            .pool_max_idle_per_host(0);
+        if opts.tls {
+            let roots = raftsafe::tls::roots(&certs.join("ca.pem")).expect("test CA");
+            let tls = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            http = http.tls_backend_preconfigured(tls);
+        }
+        let http = http.build().expect("http client");
+        let env = BTreeMap::from([
+            (
+                "RAFTSAFE_MASTER_KEY".to_string(),
+                TEST_MASTER_KEY.to_string(),
+            ),
+            ("RAFTSAFE_ROOT_TOKEN".to_string(), ROOT_TOKEN.to_string()),
+            ("RAFTSAFE_LOG".to_string(), "info,openraft=warn".to_string()),
+        ]);
+        let scheme = if opts.tls { "https" } else { "http" };
         let mut cluster = Cluster {
             nodes,
             proxies,
             http,
             dir,
+            scheme,
+            env,
         };
         for id in ids {
             cluster.spawn(id);
@@ -165,8 +215,7 @@ impl Cluster {
             .expect("open node log");
         let child = Command::new(env!("CARGO_BIN_EXE_raftsafe"))
             .args(&node.args)
-            .env("RAFTSAFE_MASTER_KEY", TEST_MASTER_KEY)
-            .env("RAFTSAFE_LOG", "info,openraft=warn")
+            .envs(&self.env)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
@@ -245,6 +294,7 @@ impl Cluster {
         }
     }
 
+    /// An API call as the root token.
     pub async fn request(
         &self,
         id: u64,
@@ -253,8 +303,25 @@ impl Cluster {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<Resp, reqwest::Error> {
-        let url = format!("http://{}{}", self.api(id), path_and_query);
+        self.request_as(Some(ROOT_TOKEN), id, method, path_and_query, body, timeout)
+            .await
+    }
+
+    /// An API call with the given bearer token, or none.
+    pub async fn request_as(
+        &self,
+        token: Option<&str>,
+        id: u64,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Resp, reqwest::Error> {
+        let url = format!("{}://{}{}", self.scheme, self.api(id), path_and_query);
         let mut req = self.http.request(method, url).timeout(timeout);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
@@ -288,14 +355,19 @@ impl Cluster {
         .await
     }
 
-    /// Sends `head_and_body` (a request line, headers and body, without `Host` and
-    /// `Connection`) byte for byte, for requests an HTTP client would normalise.
+    /// Sends `head_and_body` (a request line, headers and body, without `Host`,
+    /// `Connection` and `Authorization`) byte for byte, as the root token, for requests an
+    /// HTTP client would normalise. Plain-HTTP clusters only (`tls: false`).
     /// Returns the status code and the raw response body.
     pub async fn raw(&self, id: u64, head_and_body: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        assert_eq!(
+            self.scheme, "http",
+            "raw requests need a plain-HTTP cluster"
+        );
         let (line, rest) = head_and_body.split_once("\r\n").expect("request line");
         let req = format!(
-            "{line}\r\nHost: {}\r\nConnection: close\r\n{rest}",
+            "{line}\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {ROOT_TOKEN}\r\n{rest}",
             self.api(id)
         );
         let mut s = tokio::net::TcpStream::connect(self.api(id))
