@@ -6,8 +6,9 @@
 #   cluster/run-local.sh stop    # stop the nodes this script started (and only those)
 #   cluster/run-local.sh wipe    # stop, then delete the local cluster's data
 #
-# State lives in cluster/local/: one data directory per node, logs, the shared master key and
-# the PIDs this script started.
+# State lives in cluster/local/: one data directory per node, logs, the shared master key,
+# the root token (cluster/local/root.token) and the PIDs this script started. The nodes run
+# in dev mode (plain HTTP on loopback); see README "Security model" for TLS.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -22,7 +23,10 @@ start() {
   mkdir -p "$state"
   chmod 700 "$state"
   if [ ! -f "$state/master.key" ]; then
-    (umask 077 && head -c 32 /dev/urandom | base64 > "$state/master.key")
+    (umask 077 && "$bin" gen-key > "$state/master.key")
+  fi
+  if [ ! -f "$state/root.token" ]; then
+    (umask 077 && "$bin" gen-token > "$state/root.token")
   fi
   for id in 1 2 3; do
     pidfile="$state/node-$id.pid"
@@ -30,7 +34,7 @@ start() {
       echo "node $id already running (pid $(cat "$pidfile"))"
       continue
     fi
-    RAFTSAFE_MASTER_KEY_FILE="$state/master.key" "$bin" serve \
+    RAFTSAFE_MASTER_KEY_FILE="$state/master.key" RAFTSAFE_ROOT_TOKEN_FILE="$state/root.token" "$bin" serve \
       --node-id "$id" \
       --api-addr "127.0.0.1:87${id}0" --raft-addr "127.0.0.1:87${id}1" \
       --data-dir "$state/node-$id" --peers "$peers" \
@@ -40,10 +44,13 @@ start() {
     echo "node $id: pid $!, API http://127.0.0.1:87${id}0, log $state/node-$id.log"
   done
   for _ in $(seq 1 100); do
-    if curl -fsS "http://127.0.0.1:8710/api/v1/health/ready" >/dev/null 2>&1; then
+    # Ready once the bootstrap node has created the root token (it follows the keyring).
+    if curl -fsS -H "Authorization: Bearer $(cat "$state/root.token")" \
+        "http://127.0.0.1:8710/api/v1/cluster" >/dev/null 2>&1; then
       echo "cluster ready. Try:"
-      echo "  curl -s -X PUT http://127.0.0.1:8720/api/v1/secrets/app/db -d '{\"data\":{\"password\":\"s3cret\"}}'"
-      echo "  curl -s http://127.0.0.1:8730/api/v1/secrets/app/db"
+      echo "  export T=\$(cat $state/root.token)"
+      echo "  curl -s -H \"Authorization: Bearer \$T\" -X PUT http://127.0.0.1:8720/api/v1/secrets/app/db -d '{\"data\":{\"password\":\"s3cret\"}}'"
+      echo "  curl -s -H \"Authorization: Bearer \$T\" http://127.0.0.1:8730/api/v1/secrets/app/db"
       return 0
     fi
     sleep 0.2
@@ -71,7 +78,7 @@ stop() {
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
-  status) curl -fsS http://127.0.0.1:8710/api/v1/cluster; echo ;;
+  status) curl -fsS -H "Authorization: Bearer $(cat "$state/root.token")" http://127.0.0.1:8710/api/v1/cluster; echo ;;
   wipe) stop; rm -rf "$state"; echo "wiped $state" ;;
   *) echo "usage: $0 start|status|stop|wipe" >&2; exit 2 ;;
 esac

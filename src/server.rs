@@ -255,16 +255,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     };
 
-    let keyring =
-        Keyring::new(&master_key(&config)?).map_err(|e| ServeError::MasterKey(e.to_string()))?;
+    let master = master_key(&config)?;
+    let keyring = || Keyring::new(&master).map_err(|e| ServeError::MasterKey(e.to_string()));
+    // Check the master key against the keyring on disk through a read-only handle: a node
+    // with the wrong key must stop before it writes anything.
+    if let Some(existing) = Db::open_read_only(&config.data_dir)? {
+        Barrier::new(keyring()?, StateMachine::new(existing).reader())
+            .verify_master_key()
+            .map_err(|e| ServeError::MasterKey(format!("refusing to start: {e}")))?;
+    }
     let db = Db::open(&config.data_dir)?;
     let barrier = Arc::new(Barrier::new(
-        keyring,
+        keyring()?,
         StateMachine::new(db.clone()).reader(),
     ));
-    barrier
-        .verify_master_key()
-        .map_err(|e| ServeError::MasterKey(e.to_string()))?;
     let root = operator_root_token(&config)?;
 
     let config = Arc::new(config);

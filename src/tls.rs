@@ -68,7 +68,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = fs::read(path).map_err(|e| file_err("reading private key", path, e))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| file_err("parsing private key", path, e))?

@@ -1,25 +1,46 @@
 //! Health endpoints (no token needed): `alive` says the process answers; `ready` says this
-//! node knows a leader and has applied everything that leader had committed, i.e. it could
-//! serve a linearizable read right now.
+//! node knows a leader, has applied everything that leader had committed (it could serve a
+//! linearizable read right now), and holds a keyring it can unwrap (it could seal and open
+//! values).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use super::State;
 
-pub async fn alive() -> Json<serde_json::Value> {
+pub async fn alive() -> Json<Value> {
     Json(json!({"status": "OK"}))
 }
 
 pub async fn ready(state: State) -> Response {
+    let mut errors = Map::new();
     match state.node.linearize().await {
-        Ok(()) => Json(json!({"status": "OK"})).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "UNAVAILABLE", "errors": {"raft": e.to_string()}})),
-        )
-            .into_response(),
+        Err(e) => {
+            errors.insert("raft".into(), json!(e.to_string()));
+        }
+        Ok(()) => match state.barrier.current_key_id() {
+            Ok(Some(_)) => {
+                if let Err(e) = state.barrier.verify_master_key() {
+                    errors.insert("keyring".into(), json!(e.to_string()));
+                }
+            }
+            Ok(None) => {
+                errors.insert(
+                    "keyring".into(),
+                    json!("not initialized yet (cluster bootstrapping)"),
+                );
+            }
+            Err(e) => {
+                errors.insert("keyring".into(), json!(e.to_string()));
+            }
+        },
+    }
+    if errors.is_empty() {
+        Json(json!({"status": "OK"})).into_response()
+    } else {
+        let body = json!({"status": "UNAVAILABLE", "errors": errors});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }

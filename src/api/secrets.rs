@@ -115,10 +115,12 @@ pub async fn empty_path() -> ApiError {
 
 pub async fn get(
     state: State,
+    Extension(who): Extension<Principal>,
     OriginalUri(uri): OriginalUri,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let path = path_of(&uri)?;
+    who.require_path(Scope::ReadSecret, &path)?;
     let q = query(raw, &["version", "ciphertext"])?;
     if q.contains_key("ciphertext") {
         return Err(ApiError::bad_request(format!(

@@ -93,6 +93,26 @@ impl Db {
         }))
     }
 
+    /// Opens an existing database without writing anything, or returns `None` when there is
+    /// none yet. Used to check the keyring before a node is allowed to start.
+    pub fn open_read_only(data_dir: &Path) -> Result<Option<Arc<Db>>, StoreError> {
+        let db_dir = data_dir.join("db");
+        if !db_dir.join("CURRENT").exists() {
+            return Ok(None);
+        }
+        let opts = Options::default();
+        let db = DB::open_cf_for_read_only(
+            &opts,
+            &db_dir,
+            [CF_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META],
+            false,
+        )?;
+        Ok(Some(Arc::new(Db {
+            db,
+            dir: data_dir.to_path_buf(),
+        })))
+    }
+
     pub fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         // The four families are created at open; a missing one is a programming error.
         self.db

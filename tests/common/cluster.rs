@@ -59,6 +59,7 @@ pub struct NodeProc {
 pub struct Resp {
     pub status: u16,
     pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 pub struct Cluster {
@@ -77,6 +78,13 @@ pub struct Cluster {
 fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr")
+}
+
+impl NodeProc {
+    /// The `serve` arguments this node runs with.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
 }
 
 impl Cluster {
@@ -327,9 +335,14 @@ impl Cluster {
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let bytes = resp.bytes().await?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Resp { status, body })
+        Ok(Resp {
+            status,
+            body,
+            headers,
+        })
     }
 
     pub async fn put(&self, id: u64, path: &str, data: Value) -> Result<Resp, reqwest::Error> {

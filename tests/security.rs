@@ -1,0 +1,567 @@
+//! Guarantees 3 and 4 with real processes: who may do what (401/403 for every endpoint,
+//! on the leader and on a follower), no plaintext secret or token on disk or in logs (even
+//! after a snapshot install), mutual TLS between nodes, a node with the wrong master key
+//! refusing to start, and key rotation.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use common::cluster::{Cluster, Opts, ROOT_TOKEN};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(15);
+
+async fn create_token(
+    c: &Cluster,
+    node: u64,
+    name: &str,
+    scopes: &[&str],
+    paths: &[&str],
+    ttl: Option<u64>,
+) -> (String, String) {
+    let mut body = json!({"name": name, "scopes": scopes, "paths": paths});
+    if let Some(ttl) = ttl {
+        body["ttlSeconds"] = json!(ttl);
+    }
+    let r = c
+        .request(
+            node,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(serde_json::to_vec(&body).unwrap()),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    (
+        r.body["token"].as_str().unwrap().to_string(),
+        r.body["accessor"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auth_matrix_on_leader_and_follower() {
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let follower = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
+    c.put(leader, "app/x", json!({"k": "v"})).await.unwrap();
+
+    let (reader, _) = create_token(&c, leader, "reader", &["read:secret"], &["app/*"], None).await;
+    let (writer, _) =
+        create_token(&c, follower, "writer", &["write:secret"], &["app/*"], None).await;
+    let (admin, _) = create_token(&c, leader, "admin", &["admin"], &["*"], None).await;
+    let (revoked, revoked_acc) =
+        create_token(&c, leader, "gone", &["read:secret"], &["*"], None).await;
+    let (expired, _) = create_token(&c, follower, "short", &["read:secret"], &["*"], Some(1)).await;
+    let r = c
+        .request(
+            follower,
+            Method::DELETE,
+            &format!("/api/v1/tokens/{revoked_acc}"),
+            None,
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // (method, path, body, the token that is right for it, a token with the wrong scope, a
+    // token whose paths exclude it (if the endpoint has a path), expected success status)
+    let put_body = || Some(serde_json::to_vec(&json!({"data": {"k": "w"}})).unwrap());
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        fn() -> Option<Vec<u8>>,
+        &'a str,
+        &'a str,
+        Option<(&'a str, &'a str)>,
+        u16,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "GET",
+            "/api/v1/secrets/app/x",
+            || None,
+            &reader,
+            &writer,
+            Some((&reader, "/api/v1/secrets/other/x")),
+            200,
+        ),
+        (
+            "PUT",
+            "/api/v1/secrets/app/x",
+            put_body,
+            &writer,
+            &reader,
+            Some((&writer, "/api/v1/secrets/other/x")),
+            200,
+        ),
+        (
+            "GET",
+            "/api/v1/secrets?prefix=app",
+            || None,
+            &reader,
+            &admin,
+            None,
+            200,
+        ),
+        (
+            "GET",
+            "/api/v1/cluster",
+            || None,
+            &admin,
+            &reader,
+            None,
+            200,
+        ),
+        ("GET", "/api/v1/tokens", || None, &admin, &writer, None, 200),
+        ("GET", "/api/v1/keys", || None, &admin, &reader, None, 200),
+        (
+            "DELETE",
+            "/api/v1/secrets/app/x",
+            || None,
+            &writer,
+            &admin,
+            Some((&writer, "/api/v1/secrets/other/x")),
+            204,
+        ),
+    ];
+    for node in [leader, follower] {
+        for (method, path, body, good, wrong_scope, outside, ok) in &rows {
+            let m = Method::from_bytes(method.as_bytes()).unwrap();
+            for (label, token) in [
+                ("no token", None),
+                ("bad token", Some("rs.not-a-real-token-at-all-000")),
+                ("expired", Some(expired.as_str())),
+                ("revoked", Some(revoked.as_str())),
+            ] {
+                let r = c
+                    .request_as(token, node, m.clone(), path, body(), T)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    r.status, 401,
+                    "node {node} {method} {path} {label}: {:?}",
+                    r.body
+                );
+                assert_eq!(
+                    r.headers
+                        .get("www-authenticate")
+                        .map(|v| v.to_str().unwrap()),
+                    Some("Bearer")
+                );
+                assert_eq!(r.body["status"], "401");
+            }
+            let r = c
+                .request_as(Some(wrong_scope), node, m.clone(), path, body(), T)
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status, 403,
+                "node {node} {method} {path} wrong scope: {:?}",
+                r.body
+            );
+            if let Some((token, other)) = outside {
+                let r = c
+                    .request_as(Some(token), node, m.clone(), other, body(), T)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    r.status, 403,
+                    "node {node} {method} {other} outside paths: {:?}",
+                    r.body
+                );
+            }
+            let r = c
+                .request_as(Some(good), node, m.clone(), path, body(), T)
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status, *ok,
+                "node {node} {method} {path} correct token: {:?}",
+                r.body
+            );
+            if *method == "DELETE" {
+                // Put it back for the next node's round.
+                c.put(leader, "app/x", json!({"k": "v"})).await.unwrap();
+            }
+        }
+    }
+    // Health needs no token; listings show only what the token may read.
+    let r = c
+        .request_as(None, follower, Method::GET, "/api/v1/health/ready", None, T)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    c.put(leader, "other/y", json!({"k": 1})).await.unwrap();
+    let r = c
+        .request_as(
+            Some(&reader),
+            follower,
+            Method::GET,
+            "/api/v1/secrets",
+            None,
+            T,
+        )
+        .await
+        .unwrap();
+    let paths: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, vec!["app/x"], "{:?}", r.body);
+    // Token listings never contain the token itself.
+    let r = c
+        .request(follower, Method::GET, "/api/v1/tokens", None, T)
+        .await
+        .unwrap();
+    let listed = serde_json::to_string(&r.body).unwrap();
+    for t in [reader.as_str(), &writer, &admin, &revoked, ROOT_TOKEN] {
+        assert!(!listed.contains(t), "token listing leaks a token");
+    }
+    assert_eq!(r.body["totalResults"], 6, "root + 5 created: {:?}", r.body);
+}
+
+/// Every byte string a value could appear as on disk: raw, and base64 (three alignments,
+/// standard and URL-safe alphabets).
+fn encodings(value: &str) -> Vec<Vec<u8>> {
+    let mut out = vec![value.as_bytes().to_vec()];
+    for pad in 0..3 {
+        let mut input = vec![b'x'; pad];
+        input.extend_from_slice(value.as_bytes());
+        for engine in [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            let enc = engine.encode(&input);
+            // Skip the characters that depend on the padding prefix; keep a long stable run.
+            let skip = (pad * 4).div_ceil(3) + 1;
+            out.push(enc.as_bytes()[skip..skip + 16].to_vec());
+        }
+    }
+    out
+}
+
+fn scan(dir: &Path, needles: &[Vec<u8>], hits: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            scan(&p, needles, hits);
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            for n in needles {
+                if bytes.windows(n.len()).any(|w| w == n.as_slice()) {
+                    hits.push(format!(
+                        "{} contains {:?}",
+                        p.display(),
+                        String::from_utf8_lossy(n)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_plaintext_canary_on_disk_or_in_logs() {
+    let flags = [("--snapshot-every", "20"), ("--keep-logs", "5")];
+    let mut c = Cluster::start(Opts {
+        flags: flags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    })
+    .await;
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let lagging = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
+    let canary = format!("CANARY-{}-d3adb33f", std::process::id());
+    let r = c
+        .put(leader, "app/canary", json!({"secret": canary}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    c.kill(lagging);
+    for i in 0..60 {
+        let r = c
+            .put(leader, &format!("filler/{}", i % 10), json!({"i": i}))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let r = c
+        .request(leader, Method::POST, "/api/v1/cluster/snapshot", None, T)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202);
+    let t = std::time::Instant::now();
+    while c.status(leader).await.unwrap()["purgedIndex"]
+        .as_u64()
+        .unwrap_or(0)
+        < 20
+    {
+        assert!(t.elapsed() < Duration::from_secs(30), "leader never purged");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.restart(lagging);
+    c.wait_converged(Duration::from_secs(60)).await;
+    let st = c.status(lagging).await.unwrap();
+    assert!(
+        st["snapshotIndex"].as_u64().unwrap_or(0) >= 20,
+        "the lagging node installed a snapshot: {st}"
+    );
+    let r = c.get(lagging, "app/canary").await.unwrap();
+    assert_eq!(
+        r.body["data"]["secret"],
+        canary.as_str(),
+        "the value is readable where it was installed"
+    );
+
+    let mut needles = encodings(&canary);
+    needles.extend(encodings(ROOT_TOKEN));
+    let mut hits = Vec::new();
+    for id in c.nodes.keys() {
+        scan(c.data_dir(*id), &needles, &mut hits);
+    }
+    let logs = c.logs();
+    for n in &needles {
+        if logs.as_bytes().windows(n.len()).any(|w| w == n.as_slice()) {
+            hits.push(format!(
+                "node logs contain {:?}",
+                String::from_utf8_lossy(n)
+            ));
+        }
+    }
+    assert!(hits.is_empty(), "plaintext found:\n{}", hits.join("\n"));
+    // The scan itself works: the canary is findable where it is expected in plaintext.
+    let mut control = Vec::new();
+    let probe = c.dir.path().join("probe");
+    std::fs::create_dir_all(&probe).unwrap();
+    std::fs::write(
+        probe.join("f"),
+        format!(
+            "..{}..",
+            base64::engine::general_purpose::STANDARD.encode(format!("zz{canary}"))
+        ),
+    )
+    .unwrap();
+    scan(&probe, &needles, &mut control);
+    assert!(
+        !control.is_empty(),
+        "the scanner finds a base64-encoded canary"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raft_listener_requires_a_cluster_certificate() {
+    let c = Cluster::start(Opts::default()).await;
+    c.wait_leader(Duration::from_secs(30)).await;
+    let raft = c.nodes[&1].raft;
+    let certs = c.dir.path().join("certs");
+    let ca = raftsafe::tls::roots(&certs.join("ca.pem")).unwrap();
+    let vote = |client: reqwest::Client| async move {
+        client
+            .post(format!("https://{raft}/raft/vote"))
+            .body(vec![1u8, 2, 3])
+            .timeout(T)
+            .send()
+            .await
+    };
+    // No client certificate: the handshake is refused.
+    let no_cert = rustls::ClientConfig::builder()
+        .with_root_certificates(ca.clone())
+        .with_no_client_auth();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(no_cert)
+        .build()
+        .unwrap();
+    assert!(
+        vote(client).await.is_err(),
+        "a peer without a certificate reached the Raft listener"
+    );
+
+    // A certificate from another CA: refused too.
+    let foreign = c.dir.path().join("foreign");
+    raftsafe::tls::generate(
+        &foreign,
+        &[raftsafe::tls::NodeCert {
+            id: "9".into(),
+            names: vec!["127.0.0.1".into()],
+        }],
+    )
+    .unwrap();
+    let foreign_cert = raftsafe::tls::load_certs(&foreign.join("node-9.pem")).unwrap();
+    let foreign_key = raftsafe::tls::load_key(&foreign.join("node-9.key")).unwrap();
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(ca.clone())
+        .with_client_auth_cert(foreign_cert, foreign_key)
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(cfg)
+        .build()
+        .unwrap();
+    assert!(
+        vote(client).await.is_err(),
+        "a peer with a foreign certificate reached the Raft listener"
+    );
+
+    // The cluster's own certificate gets through TLS (and then fails to decode, as it should).
+    let own_cert = raftsafe::tls::load_certs(&certs.join("node-2.pem")).unwrap();
+    let own_key = raftsafe::tls::load_key(&certs.join("node-2.key")).unwrap();
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(ca)
+        .with_client_auth_cert(own_cert, own_key)
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(cfg)
+        .build()
+        .unwrap();
+    let r = vote(client).await.expect("a cluster member is let in");
+    assert_eq!(r.status().as_u16(), 400);
+
+    // The client API refuses plain HTTP when TLS is on.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = plain
+        .get(format!("http://{}/api/v1/health/alive", c.api(1)))
+        .timeout(T)
+        .send()
+        .await;
+    assert!(
+        r.map(|r| !r.status().is_success()).unwrap_or(true),
+        "plain HTTP was served"
+    );
+}
+
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(tree(&p));
+        } else {
+            out.insert(p.display().to_string(), std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_master_key_refuses_to_start_and_writes_nothing() {
+    let mut c = Cluster::start(Opts::default()).await;
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    c.put(leader, "app/k", json!({"v": 1})).await.unwrap();
+    c.wait_converged(Duration::from_secs(20)).await;
+    let victim = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
+    c.kill(victim);
+    let before = tree(c.data_dir(victim));
+
+    // Start the node by hand with another master key and wait for it to exit.
+    let other_key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let mut env = c.env.clone();
+    env.insert("RAFTSAFE_MASTER_KEY".into(), other_key);
+    let args = c.nodes[&victim].args().to_vec();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_raftsafe"))
+        .args(&args)
+        .envs(&env)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("exits promptly")
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a node with the wrong master key started"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("master key") && stderr.contains("refusing to start"),
+        "{stderr}"
+    );
+    assert_eq!(
+        before,
+        tree(c.data_dir(victim)),
+        "the refused start changed the data directory"
+    );
+
+    // With the right key it starts and catches up.
+    c.restart(victim);
+    c.put(leader, "app/k", json!({"v": 2})).await.unwrap();
+    c.wait_converged(Duration::from_secs(30)).await;
+    assert_eq!(c.get(victim, "app/k").await.unwrap().body["data"]["v"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_rotation_keeps_old_values_readable() {
+    let mut c = Cluster::start(Opts::default()).await;
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let mut written: Vec<(String, Value)> = Vec::new();
+    for round in 0..3 {
+        for i in 0..3 {
+            let path = format!("rot/{round}/{i}");
+            let v = json!({"round": round, "i": i});
+            let node = 1 + (round * 3 + i) as u64 % 3;
+            assert_eq!(c.put(node, &path, v.clone()).await.unwrap().status, 200);
+            written.push((path, v));
+        }
+        let r = c
+            .request(
+                1 + round as u64,
+                Method::POST,
+                "/api/v1/keys/rotate",
+                None,
+                T,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["currentKeyId"], round + 2);
+    }
+    // One path rewritten after the rotations: its old versions stay under old keys.
+    assert_eq!(
+        c.put(leader, "rot/0/0", json!({"new": true}))
+            .await
+            .unwrap()
+            .body["metadata"]["version"],
+        2
+    );
+    for id in [1, 2, 3] {
+        c.kill(id);
+    }
+    for id in [1, 2, 3] {
+        c.restart(id);
+    }
+    c.wait_leader(Duration::from_secs(30)).await;
+    for node in [1, 2, 3] {
+        for (path, v) in &written[1..] {
+            let r = c.get(node, path).await.unwrap();
+            assert_eq!(&r.body["data"], v, "node {node} {path}");
+        }
+        let r = c
+            .request(
+                node,
+                Method::GET,
+                "/api/v1/secrets/rot/0/0?version=1",
+                None,
+                T,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.body["data"], json!({"round": 0, "i": 0}));
+        let r = c
+            .request(node, Method::GET, "/api/v1/keys", None, T)
+            .await
+            .unwrap();
+        assert_eq!(r.body["currentKeyId"], 4);
+    }
+}
