@@ -221,14 +221,7 @@ async fn leader_sigkill_fails_over_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_node_catches_up_by_snapshot() {
     let flags = [("--snapshot-every", "20"), ("--keep-logs", "5")];
-    let mut c = Cluster::start(Opts {
-        flags: flags
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    })
-    .await;
+    let mut c = Cluster::start(Opts::with_flags(&flags)).await;
     let leader = c.wait_leader(Duration::from_secs(30)).await;
     let down = followers(&c, leader)[0];
     c.kill(down);

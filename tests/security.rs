@@ -273,14 +273,7 @@ fn scan(dir: &Path, needles: &[Vec<u8>], hits: &mut Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_plaintext_canary_on_disk_or_in_logs() {
     let flags = [("--snapshot-every", "20"), ("--keep-logs", "5")];
-    let mut c = Cluster::start(Opts {
-        flags: flags
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    })
-    .await;
+    let mut c = Cluster::start(Opts::with_flags(&flags)).await;
     let leader = c.wait_leader(Duration::from_secs(30)).await;
     let lagging = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
     let canary = format!("CANARY-{}-d3adb33f", std::process::id());

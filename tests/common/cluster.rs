@@ -32,6 +32,19 @@ pub struct Opts {
     pub tls: bool,
 }
 
+impl Opts {
+    /// The default cluster with these extra `serve` flags.
+    pub fn with_flags(flags: &[(&str, &str)]) -> Opts {
+        Opts {
+            flags: flags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for Opts {
     fn default() -> Self {
         Opts {
