@@ -353,6 +353,24 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
     );
 }
 
+/// An HTTPS client trusting `roots`, presenting `<dir>/<name>.pem` and `.key` if given.
+fn tls_client(roots: &rustls::RootCertStore, identity: Option<(&Path, &str)>) -> reqwest::Client {
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots.clone());
+    let cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some((dir, name)) => {
+            let certs = raftsafe::tls::load_certs(&dir.join(format!("{name}.pem"))).unwrap();
+            let key = raftsafe::tls::load_key(&dir.join(format!("{name}.key"))).unwrap();
+            builder.with_client_auth_cert(certs, key).unwrap()
+        }
+    };
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(cfg)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn raft_listener_requires_a_cluster_certificate() {
     let c = Cluster::start(Opts::default()).await;
@@ -369,14 +387,7 @@ async fn raft_listener_requires_a_cluster_certificate() {
             .await
     };
     // No client certificate: the handshake is refused.
-    let no_cert = rustls::ClientConfig::builder()
-        .with_root_certificates(ca.clone())
-        .with_no_client_auth();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .tls_backend_preconfigured(no_cert)
-        .build()
-        .unwrap();
+    let client = tls_client(&ca, None);
     assert!(
         vote(client).await.is_err(),
         "a peer without a certificate reached the Raft listener"
@@ -392,34 +403,14 @@ async fn raft_listener_requires_a_cluster_certificate() {
         }],
     )
     .unwrap();
-    let foreign_cert = raftsafe::tls::load_certs(&foreign.join("node-9.pem")).unwrap();
-    let foreign_key = raftsafe::tls::load_key(&foreign.join("node-9.key")).unwrap();
-    let cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(ca.clone())
-        .with_client_auth_cert(foreign_cert, foreign_key)
-        .unwrap();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .tls_backend_preconfigured(cfg)
-        .build()
-        .unwrap();
+    let client = tls_client(&ca, Some((&foreign, "node-9")));
     assert!(
         vote(client).await.is_err(),
         "a peer with a foreign certificate reached the Raft listener"
     );
 
     // The cluster's own certificate gets through TLS (and then fails to decode, as it should).
-    let own_cert = raftsafe::tls::load_certs(&certs.join("node-2.pem")).unwrap();
-    let own_key = raftsafe::tls::load_key(&certs.join("node-2.key")).unwrap();
-    let cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(ca)
-        .with_client_auth_cert(own_cert, own_key)
-        .unwrap();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .tls_backend_preconfigured(cfg)
-        .build()
-        .unwrap();
+    let client = tls_client(&ca, Some((&certs, "node-2")));
     let r = vote(client).await.expect("a cluster member is let in");
     assert_eq!(r.status().as_u16(), 400);
 
