@@ -471,18 +471,10 @@ impl Cluster {
         while Instant::now() < deadline {
             last.clear();
             for id in self.nodes.keys().filter(|id| self.is_running(**id)) {
-                let s = self.status(*id).await;
-                let d = s.and_then(|s| {
-                    let i = s["digest"]["appliedIndex"].as_u64()?;
-                    Some((i, s["digest"]["sha256"].as_str()?.to_string()))
-                });
-                last.push((*id, d));
+                last.push((*id, self.status(*id).await.as_ref().and_then(digest_of)));
             }
-            let first = last.first().and_then(|(_, d)| d.clone());
-            if let Some(agreed) = &first {
-                if last.iter().all(|(_, d)| d.as_ref() == Some(agreed)) {
-                    return agreed.clone();
-                }
+            if let Some(agreed) = agreed_digest(&last) {
+                return agreed;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -519,6 +511,24 @@ impl Cluster {
     pub fn data_dir(&self, id: u64) -> &Path {
         &self.nodes[&id].data_dir
     }
+}
+
+/// The `(applied index, sha256)` digest in a `/cluster/self` answer.
+pub fn digest_of(status: &Value) -> Option<(u64, String)> {
+    let d = &status["digest"];
+    Some((
+        d["appliedIndex"].as_u64()?,
+        d["sha256"].as_str()?.to_string(),
+    ))
+}
+
+/// The digest every node reported, if they all reported the same one.
+pub fn agreed_digest(reports: &[(u64, Option<(u64, String)>)]) -> Option<(u64, String)> {
+    let first = reports.first()?.1.clone()?;
+    reports
+        .iter()
+        .all(|(_, d)| d.as_ref() == Some(&first))
+        .then_some(first)
 }
 
 impl Drop for Cluster {

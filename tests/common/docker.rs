@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::cluster::Resp;
+use super::cluster::{agreed_digest, digest_of, Resp};
 use super::nemesis::{describe, Faults};
 use super::proxy::{LinkMode, ProxyStats};
 use super::workload::Target;
@@ -821,17 +821,11 @@ impl Faults for ComposeCluster {
                 .iter()
                 .filter(|id| self.state(**id) == NodeState::Running)
             {
-                let d = self.status(*id).await.and_then(|s| {
-                    let i = s["digest"]["appliedIndex"].as_u64()?;
-                    Some((i, s["digest"]["sha256"].as_str()?.to_string()))
-                });
+                let d = self.status(*id).await.as_ref().and_then(digest_of);
                 last.push((*id, d));
             }
-            let first = last.first().and_then(|(_, d)| d.clone());
-            if let Some(agreed) = &first {
-                if last.iter().all(|(_, d)| d.as_ref() == Some(agreed)) {
-                    return Ok(agreed.clone());
-                }
+            if let Some(agreed) = agreed_digest(&last) {
+                return Ok(agreed);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
