@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod barrier;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod raft;

@@ -55,10 +55,7 @@ pub enum ServeError {
     Unsafe(String),
 }
 
-/// Installs the one TLS crypto provider of the process (ring). Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::tls::install_crypto_provider;
 
 const DEV_KEY_FILE: &str = "dev-master.key";
 

@@ -30,6 +30,12 @@ pub enum TlsError {
     Generate(String),
 }
 
+/// Installs the one TLS crypto provider of the process (ring). Idempotent; every entry
+/// point that builds a rustls configuration calls it first.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn file_err(what: &'static str, path: &Path, e: impl std::fmt::Display) -> TlsError {
     TlsError::File {
         what,

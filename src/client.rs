@@ -1,0 +1,426 @@
+//! The API client: one type for the `raftsafe` CLI, the benchmark tool and every test
+//! harness, so that there is one way to build a request, send the token and read the answer.
+//!
+//! Invariants:
+//! - A [`Client`] talks to one node's API (`base`); [`Client::at`] makes a client for
+//!   another node that shares the connection pool, TLS roots and token.
+//! - The token is sent as `Authorization: Bearer` and is never part of an error message or
+//!   of `Debug` output.
+//! - An answer from the server, whatever its status, is `Ok(Response)`; `Err` means no
+//!   complete answer arrived ([`ClientError`] says whether anything could have reached the
+//!   server, which decides whether a write may have taken effect).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+pub use reqwest::Method;
+use serde_json::{json, Value};
+
+/// How a request failed before a complete answer arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The connection could not be made: nothing reached the server.
+    Connect,
+    /// The deadline passed; the request may or may not have been acted on.
+    Timeout,
+    /// Anything else on the way (reset, bad TLS, a truncated body): may have been acted on.
+    Other,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The client could not be built (unreadable CA file, bad address, …).
+    #[error("{0}")]
+    Setup(String),
+    /// The request went out (or tried to) and no complete answer came back.
+    #[error("{url}: {kind_word}: {message}", kind_word = kind_word(kind))]
+    Transport {
+        url: String,
+        kind: FailureKind,
+        message: String,
+    },
+}
+
+fn kind_word(k: &FailureKind) -> &'static str {
+    match k {
+        FailureKind::Connect => "cannot connect",
+        FailureKind::Timeout => "timed out",
+        FailureKind::Other => "request failed",
+    }
+}
+
+impl ClientError {
+    /// The transport failure's kind, if it was one.
+    pub fn kind(&self) -> Option<&FailureKind> {
+        match self {
+            ClientError::Transport { kind, .. } => Some(kind),
+            ClientError::Setup(_) => None,
+        }
+    }
+
+    pub fn is_connect(&self) -> bool {
+        self.kind() == Some(&FailureKind::Connect)
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == Some(&FailureKind::Timeout)
+    }
+}
+
+/// An answer from the server: its status, headers and body (parsed as JSON when it is JSON).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The body as JSON, or `Value::Null` when it is empty or not JSON.
+    pub body: Value,
+    /// The body as received.
+    pub bytes: Vec<u8>,
+}
+
+impl Response {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The `detail` of an error body, or the raw text.
+    pub fn detail(&self) -> String {
+        match self.body["detail"].as_str() {
+            Some(d) => d.to_string(),
+            None => String::from_utf8_lossy(&self.bytes).into_owned(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How to build a [`Client`].
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    /// PEM file of the CA that signed the nodes' certificates (for `https` addresses).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// API token, sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    /// Default per-request deadline (connect, send, and read the whole answer).
+    pub timeout: Option<Duration>,
+    /// Keep connections open between requests (default). Chaos tests turn it off so that a
+    /// connection to a node that was killed is never reused by a later request.
+    pub no_pool: bool,
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("ca_file", &self.ca_file)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("no_pool", &self.no_pool)
+            .finish()
+    }
+}
+
+/// A client of one node's API. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Arc<str>,
+    token: Option<Arc<str>>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default deadline of one request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Client {
+    /// A client for the node at `addr` (`https://host:port`, `http://host:port`, or
+    /// `host:port`, which means `https` when a CA file is given and `http` otherwise).
+    pub fn new(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        crate::tls::install_crypto_provider();
+        let mut b = reqwest::Client::builder().no_proxy().tcp_nodelay(true);
+        if options.no_pool {
+            b = b.pool_max_idle_per_host(0);
+        }
+        if let Some(ca) = &options.ca_file {
+            b = b.tls_backend_preconfigured(client_tls(ca)?);
+        }
+        let http = b
+            .build()
+            .map_err(|e| ClientError::Setup(format!("building the HTTP client: {e}")))?;
+        let base = normalize(addr, options.ca_file.is_some())?;
+        Ok(Client {
+            http,
+            base: base.into(),
+            token: options.token.map(Into::into),
+            timeout: options.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        })
+    }
+
+    /// The same client (pool, TLS roots, token) for another node.
+    pub fn at(&self, addr: &str) -> Result<Client, ClientError> {
+        let https = self.base.starts_with("https://");
+        Ok(Client {
+            base: normalize(addr, https)?.into(),
+            ..self.clone()
+        })
+    }
+
+    /// The same client with another token (or none).
+    pub fn with_token(&self, token: Option<&str>) -> Client {
+        Client {
+            token: token.map(Into::into),
+            ..self.clone()
+        }
+    }
+
+    /// The same client with another default deadline.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// `scheme://host:port` of the node this client talks to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Sends one request. `path_and_query` starts with `/` (e.g. `/api/v1/secrets/a`);
+    /// `body` is sent as JSON.
+    pub async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Response, ClientError> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.send(method, path_and_query, body, &[], None).await
+    }
+
+    /// Sends one request with raw body bytes, extra headers and an optional deadline.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+        timeout: Option<Duration>,
+    ) -> Result<Response, ClientError> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .timeout(timeout.unwrap_or(self.timeout));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let fail = |e: reqwest::Error| transport(&url, &e);
+        let resp = req.send().await.map_err(fail)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(fail)?.to_vec();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Response {
+            status,
+            headers,
+            body,
+            bytes,
+        })
+    }
+
+    // ----- the API's calls -----
+
+    /// `GET /secrets/{path}`, optionally one version.
+    pub async fn get(&self, path: &str, version: Option<u64>) -> Result<Response, ClientError> {
+        let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
+        self.request(Method::GET, &format!("{SECRETS}/{path}{q}"), None)
+            .await
+    }
+
+    /// `PUT /secrets/{path}` with `{"data": data}` and, if given, `options.cas`.
+    pub async fn put(
+        &self,
+        path: &str,
+        data: &Value,
+        cas: Option<u64>,
+    ) -> Result<Response, ClientError> {
+        let mut body = json!({ "data": data });
+        if let Some(cas) = cas {
+            body["options"] = json!({ "cas": cas });
+        }
+        self.request(Method::PUT, &format!("{SECRETS}/{path}"), Some(&body))
+            .await
+    }
+
+    /// `DELETE /secrets/{path}`.
+    pub async fn delete(&self, path: &str) -> Result<Response, ClientError> {
+        self.request(Method::DELETE, &format!("{SECRETS}/{path}"), None)
+            .await
+    }
+
+    /// `GET /secrets?prefix=…` (the first page of up to 1000).
+    pub async fn list(&self, prefix: &str) -> Result<Response, ClientError> {
+        let prefix = encode_query_value(prefix);
+        self.request(
+            Method::GET,
+            &format!("{SECRETS}?prefix={prefix}&count=1000"),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /health/ready`.
+    pub async fn ready(&self) -> Result<Response, ClientError> {
+        self.request(Method::GET, "/api/v1/health/ready", None)
+            .await
+    }
+
+    /// `GET /cluster`: every member as this node sees it.
+    pub async fn cluster_status(&self) -> Result<Response, ClientError> {
+        self.request(Method::GET, "/api/v1/cluster", None).await
+    }
+
+    /// `GET /cluster/self`: this node's own status with its state digest.
+    pub async fn node_status(&self) -> Result<Response, ClientError> {
+        self.request(Method::GET, "/api/v1/cluster/self", None)
+            .await
+    }
+}
+
+const SECRETS: &str = "/api/v1/secrets";
+
+/// A rustls client configuration that trusts only the CA in `ca`.
+fn client_tls(ca: &Path) -> Result<rustls::ClientConfig, ClientError> {
+    let roots = crate::tls::roots(ca).map_err(|e| ClientError::Setup(e.to_string()))?;
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn normalize(addr: &str, https_default: bool) -> Result<String, ClientError> {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.is_empty() {
+        return Err(ClientError::Setup(
+            "no server address: pass --addr or set RAFTSAFE_ADDR".into(),
+        ));
+    }
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        return Ok(addr.to_string());
+    }
+    if addr.contains("://") {
+        return Err(ClientError::Setup(format!(
+            "address '{addr}' must start with http:// or https://"
+        )));
+    }
+    let scheme = if https_default { "https" } else { "http" };
+    Ok(format!("{scheme}://{addr}"))
+}
+
+fn transport(url: &str, e: &reqwest::Error) -> ClientError {
+    let kind = if e.is_timeout() {
+        FailureKind::Timeout
+    } else if e.is_connect() {
+        FailureKind::Connect
+    } else {
+        FailureKind::Other
+    };
+    // The whole cause chain: reqwest's own message is often just "error sending request".
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    ClientError::Transport {
+        url: url.to_string(),
+        kind,
+        message,
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters and `/`).
+fn encode_query_value(v: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(v, SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_get_a_scheme() {
+        assert_eq!(normalize("127.0.0.1:1", false).unwrap(), "http://127.0.0.1:1");
+        assert_eq!(normalize("127.0.0.1:1", true).unwrap(), "https://127.0.0.1:1");
+        assert_eq!(normalize("https://h:1/", false).unwrap(), "https://h:1");
+        assert!(normalize("ftp://h:1", false).is_err());
+        assert!(normalize("", false).is_err());
+    }
+
+    #[test]
+    fn token_never_shows() {
+        let c = Client::new(
+            "127.0.0.1:1",
+            ClientOptions {
+                token: Some("rs.very-secret".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("very-secret"));
+        let o = ClientOptions {
+            token: Some("rs.very-secret".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{o:?}").contains("very-secret"));
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_a_connect_failure() {
+        // Bind and drop a listener: the port is then (almost certainly) closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = Client::new(&format!("127.0.0.1:{port}"), ClientOptions::default()).unwrap();
+        let e = c.get("a", None).await.unwrap_err();
+        assert!(e.is_connect(), "{e}");
+        assert!(e.to_string().contains("cannot connect"), "{e}");
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode_query_value("app/db"), "app/db");
+        assert_eq!(encode_query_value("a b&c"), "a%20b%26c");
+    }
+}
