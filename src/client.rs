@@ -379,8 +379,14 @@ mod tests {
 
     #[test]
     fn addresses_get_a_scheme() {
-        assert_eq!(normalize("127.0.0.1:1", false).unwrap(), "http://127.0.0.1:1");
-        assert_eq!(normalize("127.0.0.1:1", true).unwrap(), "https://127.0.0.1:1");
+        assert_eq!(
+            normalize("127.0.0.1:1", false).unwrap(),
+            "http://127.0.0.1:1"
+        );
+        assert_eq!(
+            normalize("127.0.0.1:1", true).unwrap(),
+            "https://127.0.0.1:1"
+        );
         assert_eq!(normalize("https://h:1/", false).unwrap(), "https://h:1");
         assert!(normalize("ftp://h:1", false).is_err());
         assert!(normalize("", false).is_err());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::raft::{NodeId, NodeInfo};
+use crate::store::types::{NodeId, NodeInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -142,42 +142,35 @@ pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8700";
 pub const DEFAULT_RAFT_ADDR: &str = "127.0.0.1:8701";
 pub const DEFAULT_DATA_DIR: &str = "./raftsafe-data";
 
-macro_rules! merge {
-    ($into:ident, $from:ident, $($field:ident),*) => {
-        $( if $into.$field.is_none() { $into.$field = $from.$field.clone(); } )*
-    };
-}
-
 impl Settings {
-    /// Fills unset fields from `other` (lower precedence).
-    fn or(mut self, other: &Settings) -> Settings {
-        merge!(
-            self,
-            other,
-            node_id,
-            api_addr,
-            raft_addr,
-            advertise_api,
-            advertise_raft,
-            data_dir,
-            bootstrap,
-            peers,
-            peer_routes,
-            heartbeat_ms,
-            election_min_ms,
-            election_max_ms,
-            request_timeout_ms,
-            snapshot_timeout_ms,
-            snapshot_every,
-            keep_logs,
-            max_value_bytes,
-            master_key_file,
-            tls_cert,
-            tls_key,
-            tls_ca,
-            root_token_file
-        );
-        self
+    /// Fills unset fields from `other` (lower precedence). A struct literal without `..`
+    /// must name every field, so adding a setting without merging it here does not compile.
+    fn or(self, other: Settings) -> Settings {
+        Settings {
+            config: self.config,
+            node_id: self.node_id.or(other.node_id),
+            api_addr: self.api_addr.or(other.api_addr),
+            raft_addr: self.raft_addr.or(other.raft_addr),
+            advertise_api: self.advertise_api.or(other.advertise_api),
+            advertise_raft: self.advertise_raft.or(other.advertise_raft),
+            data_dir: self.data_dir.or(other.data_dir),
+            bootstrap: self.bootstrap.or(other.bootstrap),
+            peers: self.peers.or(other.peers),
+            peer_routes: self.peer_routes.or(other.peer_routes),
+            heartbeat_ms: self.heartbeat_ms.or(other.heartbeat_ms),
+            election_min_ms: self.election_min_ms.or(other.election_min_ms),
+            election_max_ms: self.election_max_ms.or(other.election_max_ms),
+            request_timeout_ms: self.request_timeout_ms.or(other.request_timeout_ms),
+            snapshot_timeout_ms: self.snapshot_timeout_ms.or(other.snapshot_timeout_ms),
+            snapshot_every: self.snapshot_every.or(other.snapshot_every),
+            keep_logs: self.keep_logs.or(other.keep_logs),
+            max_value_bytes: self.max_value_bytes.or(other.max_value_bytes),
+            master_key_file: self.master_key_file.or(other.master_key_file),
+            tls_cert: self.tls_cert.or(other.tls_cert),
+            tls_key: self.tls_key.or(other.tls_key),
+            tls_ca: self.tls_ca.or(other.tls_ca),
+            root_token_file: self.root_token_file.or(other.root_token_file),
+        }
     }
 
     fn load_file(path: &Path) -> Result<Settings, ConfigError> {
@@ -197,16 +190,68 @@ impl Settings {
             Some(p) => Settings::load_file(p)?,
             None => Settings::default(),
         };
-        let s = self.or(&file);
+        let s = self.or(file);
+        let addrs = s.addresses()?;
+        let timing = s.timing()?;
+        let tls = s.tls()?;
+        let max_value_bytes = s.max_value_bytes.unwrap_or(512 * 1024);
+        if max_value_bytes < 64 {
+            return Err(invalid("max_value_bytes", "must be at least 64"));
+        }
+        // With no peer list the node is a single-node store and bootstraps itself.
+        let bootstrap = s.bootstrap.unwrap_or(s.peers.is_none());
+        let Addresses {
+            node_id,
+            api_addr,
+            raft_addr,
+            advertise,
+            peers,
+            peer_routes,
+        } = addrs;
+        let Timing {
+            heartbeat,
+            election_min,
+            election_max,
+            request_timeout,
+            snapshot_timeout,
+            snapshot_every,
+            keep_logs,
+        } = timing;
+        Ok(Config {
+            node_id,
+            api_addr,
+            raft_addr,
+            advertise,
+            data_dir: s
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            bootstrap,
+            peers,
+            peer_routes,
+            heartbeat,
+            election_min,
+            election_max,
+            request_timeout,
+            snapshot_timeout,
+            snapshot_every,
+            keep_logs,
+            max_value_bytes,
+            master_key_file: s.master_key_file,
+            tls,
+            root_token_file: s.root_token_file,
+        })
+    }
 
-        let node_id = s.node_id.unwrap_or(1);
+    /// This node's id, where it listens and is reached, and the other members.
+    fn addresses(&self) -> Result<Addresses, ConfigError> {
+        let node_id = self.node_id.unwrap_or(1);
         if node_id == 0 {
             return Err(invalid("node_id", "must be 1 or greater"));
         }
-        let api_addr = s
+        let api_addr = self
             .api_addr
             .unwrap_or_else(|| DEFAULT_API_ADDR.parse().expect("valid default"));
-        let raft_addr = s
+        let raft_addr = self
             .raft_addr
             .unwrap_or_else(|| DEFAULT_RAFT_ADDR.parse().expect("valid default"));
         if api_addr == raft_addr {
@@ -216,19 +261,18 @@ impl Settings {
             ));
         }
         let advertise = NodeInfo {
-            raft_addr: s
+            raft_addr: self
                 .advertise_raft
                 .clone()
                 .unwrap_or_else(|| raft_addr.to_string()),
-            api_addr: s
+            api_addr: self
                 .advertise_api
                 .clone()
                 .unwrap_or_else(|| api_addr.to_string()),
         };
         check_host_port("advertise_raft", &advertise.raft_addr)?;
         check_host_port("advertise_api", &advertise.api_addr)?;
-
-        let mut peers = match &s.peers {
+        let mut peers = match &self.peers {
             Some(text) => parse_peers(text)?,
             None => BTreeMap::new(),
         };
@@ -244,16 +288,26 @@ impl Settings {
             }
             Some(_) => {}
         }
-        let peer_routes = match &s.peer_routes {
+        let peer_routes = match &self.peer_routes {
             Some(text) => parse_routes(text)?,
             None => BTreeMap::new(),
         };
-        // With no peer list the node is a single-node store and bootstraps itself.
-        let bootstrap = s.bootstrap.unwrap_or(s.peers.is_none());
+        Ok(Addresses {
+            node_id,
+            api_addr,
+            raft_addr,
+            advertise,
+            peers,
+            peer_routes,
+        })
+    }
 
-        let heartbeat = Duration::from_millis(s.heartbeat_ms.unwrap_or(250));
-        let election_min = Duration::from_millis(s.election_min_ms.unwrap_or(1500));
-        let election_max = Duration::from_millis(s.election_max_ms.unwrap_or(3000));
+    /// Raft timing, request deadlines and the snapshot policy.
+    fn timing(&self) -> Result<Timing, ConfigError> {
+        let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
+        let heartbeat = ms(self.heartbeat_ms, 250);
+        let election_min = ms(self.election_min_ms, 1500);
+        let election_max = ms(self.election_max_ms, 3000);
         if heartbeat.is_zero() {
             return Err(invalid("heartbeat_ms", "must be greater than 0"));
         }
@@ -269,64 +323,62 @@ impl Settings {
                 "must be greater than election_min_ms",
             ));
         }
-        let request_timeout = Duration::from_millis(s.request_timeout_ms.unwrap_or(5000));
+        let request_timeout = ms(self.request_timeout_ms, 5000);
         if request_timeout < heartbeat * 2 {
             return Err(invalid(
                 "request_timeout_ms",
                 "must be at least twice heartbeat_ms",
             ));
         }
-        let snapshot_timeout = Duration::from_millis(s.snapshot_timeout_ms.unwrap_or(30_000));
-        let snapshot_every = s.snapshot_every.unwrap_or(5000);
+        let snapshot_every = self.snapshot_every.unwrap_or(5000);
         if snapshot_every == 0 {
             return Err(invalid("snapshot_every", "must be greater than 0"));
         }
-        let keep_logs = s.keep_logs.unwrap_or(1000);
-        let max_value_bytes = s.max_value_bytes.unwrap_or(512 * 1024);
-        if max_value_bytes < 64 {
-            return Err(invalid("max_value_bytes", "must be at least 64"));
-        }
-
-        let tls = match (&s.tls_cert, &s.tls_key, &s.tls_ca) {
-            (Some(cert), Some(key), Some(ca)) => Some(crate::tls::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                ca: ca.clone(),
-            }),
-            (None, None, None) => None,
-            _ => {
-                return Err(invalid(
-                    "tls_cert",
-                    "tls_cert, tls_key and tls_ca must be given together",
-                ))
-            }
-        };
-
-        Ok(Config {
-            node_id,
-            api_addr,
-            raft_addr,
-            advertise,
-            data_dir: s
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            bootstrap,
-            peers,
-            peer_routes,
+        Ok(Timing {
             heartbeat,
             election_min,
             election_max,
             request_timeout,
-            snapshot_timeout,
+            snapshot_timeout: ms(self.snapshot_timeout_ms, 30_000),
             snapshot_every,
-            keep_logs,
-            max_value_bytes,
-            master_key_file: s.master_key_file.clone(),
-            tls,
-            root_token_file: s.root_token_file.clone(),
+            keep_logs: self.keep_logs.unwrap_or(1000),
         })
     }
+
+    /// The TLS files: all three or none.
+    fn tls(&self) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            })),
+            (None, None, None) => Ok(None),
+            _ => Err(invalid(
+                "tls_cert",
+                "tls_cert, tls_key and tls_ca must be given together",
+            )),
+        }
+    }
+}
+
+struct Addresses {
+    node_id: NodeId,
+    api_addr: SocketAddr,
+    raft_addr: SocketAddr,
+    advertise: NodeInfo,
+    peers: BTreeMap<NodeId, NodeInfo>,
+    peer_routes: BTreeMap<NodeId, String>,
+}
+
+struct Timing {
+    heartbeat: Duration,
+    election_min: Duration,
+    election_max: Duration,
+    request_timeout: Duration,
+    snapshot_timeout: Duration,
+    snapshot_every: u64,
+    keep_logs: u64,
 }
 
 fn check_host_port(setting: &'static str, s: &str) -> Result<(), ConfigError> {

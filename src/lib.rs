@@ -1,17 +1,25 @@
 //! raftsafe: a replicated secrets store on openraft and RocksDB.
 //!
-//! The layers, top to bottom:
+//! The layers, top to bottom (each imports only the ones below it):
 //! - [`api`]: the client HTTP API (`/api/v1`): routing, auth, input validation, errors.
+//! - [`bootstrap`]: creating a new cluster's first data key and root token through Raft.
+//! - [`barrier`]: sealing and opening values and token records with the replicated keyring.
 //! - [`raft`]: openraft's type configuration, the internal transport, and the node that
 //!   turns API calls into linearizable reads and replicated writes.
 //! - [`store`]: RocksDB storage for the Raft log, the state machine and snapshots.
 //! - [`secret`]: the domain — paths, commands, versions, sealing — with no knowledge of
 //!   HTTP, Raft or RocksDB.
 //!
-//! [`server`] wires them together for `raftsafe serve`; [`config`] resolves settings.
+//! Beside them: [`server`] wires the layers together for `raftsafe serve`; [`cli`] is the
+//! command line and [`client`] the API client it (and every test harness) uses; [`config`]
+//! resolves settings; [`tls`], [`codec`] and [`time`] are small leaf helpers.
+//!
+//! `docs/design.md` follows a PUT and a GET from the socket to the disk.
 
 pub mod api;
 pub mod barrier;
+pub mod bootstrap;
+pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
@@ -19,4 +27,5 @@ pub mod raft;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod time;
 pub mod tls;

@@ -1,18 +1,21 @@
 //! Authentication and authorization of API calls.
 //!
-//! Every route except `/health/*` passes through [`authenticate`]: it takes the bearer
-//! token, runs the node's read barrier (so a token revoked by an acknowledged write is
-//! refused from then on, on every node), and looks the token up in the replicated token
-//! table. Handlers then ask the [`Principal`] for the scope and path they need.
+//! Every route except `/health/*` passes through one of two middlewares, chosen by the
+//! route's group in [`super::router`]: [`authenticate_current`] takes the bearer token, runs
+//! the node's read barrier (so a token revoked by an acknowledged write is refused from then
+//! on, on every node), and looks the token up in the replicated token table;
+//! [`authenticate_local`] does the same without the barrier. Handlers then ask the
+//! [`Principal`] for the scope and path they need.
 //!
 //! Invariants:
 //! - Missing, malformed, unknown, expired or revoked token → 401 with `WWW-Authenticate:
-//!   Bearer`; a valid token outside its scopes or paths → 403.
-//! - The read barrier has run before any handler reads secrets or tokens: handlers rely on
-//!   it. The one exception is `GET /cluster...`: cluster status is served from local state
-//!   even when this node cannot reach a quorum — exactly when an operator needs it — and
-//!   the token is then checked against this node's copy of the token table, which may lag
-//!   a revocation by as much as this node lags the leader.
+//!   Bearer`; a valid token outside its scopes or paths → 403. A request without a usable
+//!   `Authorization` header is refused before any quorum round.
+//! - In the current group the read barrier has run before any handler reads secrets or
+//!   tokens: handlers rely on it. The local group (`GET /cluster...`) is served from local
+//!   state even when this node cannot reach a quorum — exactly when an operator needs it —
+//!   and the token is then checked against this node's copy of the token table, which may
+//!   lag a revocation by as much as this node lags the leader.
 //! - The token itself is never logged or echoed; only its accessor may appear.
 
 use std::sync::Arc;
@@ -23,10 +26,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::AppState;
-use crate::raft::node::now_ms;
+use super::state::AppState;
 use crate::secret::token::{self, Policy, Scope};
 use crate::secret::SecretPath;
+use crate::time::now_ms;
 
 /// The caller, as established by its token.
 #[derive(Clone, Debug)]
@@ -113,25 +116,36 @@ fn identify(state: &AppState, presented: &str) -> Result<Principal, ApiError> {
     })
 }
 
-/// Whether a request reads replicated state that must be current (see the module doc).
-fn needs_read_barrier(request: &Request) -> bool {
-    // Inside the nested router the `/api/v1` prefix is already stripped; accept both.
-    let path = request.uri().path();
-    let path = path.strip_prefix("/api/v1").unwrap_or(path);
-    let local_status = request.method() == axum::http::Method::GET && path.starts_with("/cluster");
-    !local_status
+/// Authenticates after the read barrier: for every route that touches secrets, tokens or
+/// keys.
+pub async fn authenticate_current(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    authenticate(state, request, next, true).await
 }
 
-pub async fn authenticate(
+/// Authenticates against this node's local state: for cluster status only.
+pub async fn authenticate_local(
     State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    authenticate(state, request, next, false).await
+}
+
+async fn authenticate(
+    state: Arc<AppState>,
     mut request: Request,
     next: Next,
+    read_barrier: bool,
 ) -> Response {
     let presented = match bearer(request.headers()) {
         Ok(t) => t.to_string(),
         Err(e) => return e.into_response(),
     };
-    if needs_read_barrier(&request) {
+    if read_barrier {
         if let Err(e) = state.node.linearize().await {
             return ApiError::from(e).into_response();
         }

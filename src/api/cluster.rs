@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::State;
+use super::state::State;
 use crate::raft::node::NodeStatus;
 use crate::raft::NodeInfo;
 use crate::secret::token::Scope;
@@ -134,12 +134,6 @@ pub async fn snapshot(
     Extension(who): Extension<Principal>,
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
-    state
-        .node
-        .raft
-        .trigger()
-        .snapshot()
-        .await
-        .map_err(|e| ApiError::Internal(format!("triggering a snapshot: {e}")))?;
+    state.node.trigger_snapshot().await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "OK"}))).into_response())
 }

@@ -1,14 +1,14 @@
 //! Health endpoints (no token needed): `alive` says the process answers; `ready` says this
 //! node knows a leader, has applied everything that leader had committed (it could serve a
-//! linearizable read right now), and holds a keyring it can unwrap (it could seal and open
-//! values).
+//! linearizable read right now), holds a keyring it can unwrap (it could seal and open
+//! values), and the cluster's root token exists (bootstrap is complete).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::State;
+use super::state::State;
 
 pub async fn alive() -> Json<Value> {
     Json(json!({"status": "OK"}))
@@ -24,6 +24,20 @@ pub async fn ready(state: State) -> Response {
             Ok(Some(_)) => {
                 if let Err(e) = state.barrier.verify_master_key() {
                     errors.insert("keyring".into(), json!(e.to_string()));
+                }
+                // The bootstrap node creates the keyring, then the root token: until both
+                // exist every authenticated call would get 401.
+                match state.node.reader().bootstrapped() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        errors.insert(
+                            "tokens".into(),
+                            json!("the root token is not created yet (cluster bootstrapping)"),
+                        );
+                    }
+                    Err(e) => {
+                        errors.insert("tokens".into(), json!(e.to_string()));
+                    }
                 }
             }
             Ok(None) => {

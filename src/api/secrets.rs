@@ -8,22 +8,21 @@
 //! - Values are sealed with the path as associated data before they leave this node, and
 //!   opened only here, after a read.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, UNIX_EPOCH};
-
 use axum::body::Body;
 use axum::extract::{Extension, OriginalUri, RawQuery};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::{request_id, State};
+use super::input::{parse_u64, path_after, query, read_body, request_id};
+use super::state::State;
 use crate::raft::node::Proposal;
 use crate::secret::token::Scope;
 use crate::secret::{Command, CommandResult, Metadata, PathError, SecretPath};
+use crate::time::rfc3339;
 
 /// Deepest nesting accepted inside `data`.
 pub const MAX_DEPTH: usize = 32;
@@ -40,75 +39,6 @@ pub fn metadata_json(m: &Metadata) -> Value {
     Value::Object(o)
 }
 
-pub fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-/// The path as sent, taken from the raw URI so that it is percent-decoded exactly once.
-fn path_of(uri: &Uri) -> Result<SecretPath, ApiError> {
-    let raw = uri.path().strip_prefix(PREFIX).unwrap_or("");
-    Ok(SecretPath::parse(raw)?)
-}
-
-/// Query parameters, rejecting any not in `allowed` and any given twice.
-fn query(raw: Option<String>, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut out = BTreeMap::new();
-    let Some(raw) = raw else { return Ok(out) };
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = decode_query(k)?;
-        let v = decode_query(v)?;
-        if !allowed.contains(&k.as_str()) {
-            let name: String = k.chars().take(64).collect();
-            return Err(ApiError::bad_request(format!(
-                "unknown query parameter '{name}' (allowed: {})",
-                allowed.join(", ")
-            )));
-        }
-        if out.insert(k.clone(), v).is_some() {
-            return Err(ApiError::bad_request(format!(
-                "query parameter '{k}' given more than once"
-            )));
-        }
-    }
-    Ok(out)
-}
-
-fn decode_query(s: &str) -> Result<String, ApiError> {
-    let s = s.replace('+', " ");
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
-            let Some(byte) = byte else {
-                return Err(ApiError::bad_request(
-                    "query string has an invalid percent-encoding",
-                ));
-            };
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request("query string is not UTF-8"))
-}
-
-fn parse_u64(name: &str, v: &str, min: u64) -> Result<u64, ApiError> {
-    match v.parse::<u64>() {
-        Ok(n) if n >= min => Ok(n),
-        _ => Err(ApiError::bad_request(format!(
-            "query parameter '{name}' must be an integer >= {min}"
-        ))),
-    }
-}
-
 pub async fn empty_path() -> ApiError {
     ApiError::InvalidPath(PathError::Empty)
 }
@@ -119,7 +49,7 @@ pub async fn get(
     OriginalUri(uri): OriginalUri,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let path = path_of(&uri)?;
+    let path = path_after(&uri, PREFIX)?;
     who.require_path(Scope::ReadSecret, &path)?;
     let q = query(raw, &["version", "ciphertext"])?;
     if q.contains_key("ciphertext") {
@@ -131,7 +61,7 @@ pub async fn get(
         .get("version")
         .map(|v| parse_u64("version", v, 1))
         .transpose()?;
-    let reader = state.node.reader.clone();
+    let reader = state.node.reader().clone();
     let p = path.clone();
     let stored = crate::store::blocking(move || reader.get(&p, version))
         .await
@@ -242,25 +172,6 @@ fn parse_put_body(bytes: &[u8], max_value_bytes: usize) -> Result<PutBody, ApiEr
     Ok(PutBody { data, cas })
 }
 
-async fn read_body(body: Body, max_value_bytes: usize) -> Result<Vec<u8>, ApiError> {
-    use futures::StreamExt;
-    // Room for the envelope around `data`; `data` itself is measured after parsing.
-    let limit = max_value_bytes + 16 * 1024;
-    let mut stream = body.into_data_stream();
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
-        if out.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge(format!(
-                "request body is larger than the {limit}-byte limit"
-            )));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
 pub async fn put(
     state: State,
     Extension(who): Extension<Principal>,
@@ -269,11 +180,12 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let path = path_of(&uri)?;
+    let path = path_after(&uri, PREFIX)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
     let id = request_id(&headers)?;
-    let bytes = read_body(body, state.max_value_bytes).await?;
+    // Room for the envelope around `data`; `data` itself is measured after parsing.
+    let bytes = read_body(body, state.max_value_bytes + 16 * 1024).await?;
     let PutBody { data, cas } = parse_put_body(&bytes, state.max_value_bytes)?;
     let plain =
         serde_json::to_vec(&data).map_err(|e| ApiError::Internal(format!("encoding data: {e}")))?;
@@ -305,7 +217,7 @@ pub async fn delete(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let path = path_of(&uri)?;
+    let path = path_after(&uri, PREFIX)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
     let id = request_id(&headers)?;
@@ -347,7 +259,7 @@ pub async fn list(
             "query parameter 'count' must be at most 1000",
         ));
     }
-    let reader = state.node.reader.clone();
+    let reader = state.node.reader().clone();
     let p = trimmed.to_string();
     let visible = move |path: &SecretPath| who.policy.allows(Scope::ReadSecret, path);
     let (page, total) = crate::store::blocking(move || {
@@ -409,19 +321,5 @@ mod tests {
         assert!(detail.contains("deeper than 32"), "{detail}");
         let ok_depth = format!("{{\"data\":{}1{}}}", "{\"a\":".repeat(32), "}".repeat(32));
         assert_eq!(status(parse_put_body(ok_depth.as_bytes(), 100_000)).0, 200);
-    }
-
-    #[test]
-    fn query_rules() {
-        assert!(query(Some("version=2".into()), &["version"]).is_ok());
-        let e = query(Some("verzion=2".into()), &["version"])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("verzion"), "{e}");
-        assert!(query(Some("version=1&version=2".into()), &["version"]).is_err());
-        assert_eq!(
-            query(Some("prefix=a%2Fb".into()), &["prefix"]).unwrap()["prefix"],
-            "a/b"
-        );
     }
 }

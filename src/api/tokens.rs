@@ -1,4 +1,4 @@
-//! `/tokens` and `/keys`: managing API tokens and the data keyring (`admin` scope).
+//! `/tokens`: managing API tokens (`admin` scope).
 //!
 //! A created token is returned once, in the response to its creation; afterwards only its
 //! accessor, name, policy and dates are shown.
@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::secrets::rfc3339;
-use super::{random_id, State};
-use crate::raft::node::{now_ms, Proposal};
+use super::state::State;
+use crate::raft::node::Proposal;
 use crate::secret::token::{PathPattern, Policy, Scope, Token, TokenRecord};
-use crate::secret::{Command, CommandResult, RequestId};
+use crate::secret::{Command, CommandResult};
+use crate::time::{now_ms, rfc3339};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -103,14 +103,7 @@ pub async fn create(
         sealed,
         bootstrap: false,
     };
-    match state
-        .node
-        .write(Proposal {
-            id: RequestId(random_id()),
-            command,
-        })
-        .await?
-    {
+    match state.node.write(Proposal::new(command)).await? {
         CommandResult::TokenCreated => {
             tracing::info!(accessor = %record.accessor, by = %who.accessor, "token created");
             let mut body = token_json(&record, None);
@@ -156,14 +149,7 @@ pub async fn revoke(
     let command = Command::RevokeToken {
         accessor: accessor.clone(),
     };
-    match state
-        .node
-        .write(Proposal {
-            id: RequestId(random_id()),
-            command,
-        })
-        .await?
-    {
+    match state.node.write(Proposal::new(command)).await? {
         CommandResult::TokenRevoked => {
             tracing::info!(%accessor, by = %who.accessor, "token revoked");
             Ok(StatusCode::NO_CONTENT.into_response())
@@ -173,28 +159,4 @@ pub async fn revoke(
             "unexpected result revoking a token: {other:?}"
         ))),
     }
-}
-
-pub async fn keys(
-    state: State,
-    Extension(who): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
-    who.require(Scope::Admin)?;
-    let current = state.barrier.current_key_id()?;
-    Ok(Json(
-        json!({"currentKeyId": current, "algorithm": "AES-256-GCM"}),
-    ))
-}
-
-/// Makes a new data key current; values sealed under older keys still open.
-pub async fn rotate(
-    state: State,
-    Extension(who): Extension<Principal>,
-) -> Result<Response, ApiError> {
-    who.require(Scope::Admin)?;
-    let id = crate::barrier::rotate(&state.node, &state.barrier)
-        .await
-        .map_err(ApiError::Unavailable)?;
-    tracing::info!(key_id = id, by = %who.accessor, "data key rotated");
-    Ok((StatusCode::OK, Json(json!({"currentKeyId": id}))).into_response())
 }

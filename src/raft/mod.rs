@@ -1,54 +1,17 @@
-//! Raft plumbing: the openraft type configuration, the node address type, the HTTP
-//! transport between nodes and the node's lifecycle (start, bootstrap, reads, writes).
+//! Raft plumbing: the HTTP transport between nodes ([`network`] dials, [`rpc`] serves,
+//! [`wire`] holds what crosses it) and the node's lifecycle ([`node`]: start, bootstrap,
+//! the read barrier, writes, forwarding).
 //!
-//! Everything openraft-specific lives below this module or in `store`; the API layer talks
-//! to [`node::Node`] only.
+//! The openraft type configuration lives in [`crate::store::types`] (the storage traits
+//! below this layer are written against it) and is re-exported here. The API layer talks to
+//! [`node::Node`] only.
 
 pub mod network;
 pub mod node;
 pub mod rpc;
+pub mod wire;
 
-use std::fmt;
-use std::io::Cursor;
-
-use serde::{Deserialize, Serialize};
-
-use crate::secret::{CommandResult, Request};
-
-pub type NodeId = u64;
-
-/// Where a cluster member can be reached. Stored in the replicated membership, so every node
-/// agrees on it; a node may still dial a peer through a local override (see `Config`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    /// host:port of the internal (Raft) listener.
-    pub raft_addr: String,
-    /// host:port of the client API listener.
-    pub api_addr: String,
-}
-
-impl fmt::Display for NodeInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "raft={} api={}", self.raft_addr, self.api_addr)
-    }
-}
-
-openraft::declare_raft_types!(
-    pub TypeConfig:
-        D = Request,
-        R = CommandResult,
-        NodeId = NodeId,
-        Node = NodeInfo,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
-);
-
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
-pub type Snapshot = openraft::Snapshot<TypeConfig>;
-pub type StorageError = openraft::StorageError<NodeId>;
+pub use crate::store::types::{
+    Entry, LogId, NodeId, NodeInfo, Raft, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig, Vote,
+};

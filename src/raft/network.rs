@@ -24,7 +24,7 @@ use openraft::raft::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::rpc::{Envelope, TARGET_MISMATCH};
+use super::wire::{Envelope, ROUTE_APPEND, ROUTE_SNAPSHOT, ROUTE_VOTE, TARGET_MISMATCH};
 use super::{NodeId, NodeInfo, TypeConfig};
 use crate::codec;
 
@@ -195,7 +195,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        self.rpc("/raft/append", &rpc, option.soft_ttl()).await
+        self.rpc(ROUTE_APPEND, &rpc, option.soft_ttl()).await
     }
 
     async fn install_snapshot(
@@ -203,7 +203,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.rpc("/raft/snapshot", &rpc, option.soft_ttl()).await
+        self.rpc(ROUTE_SNAPSHOT, &rpc, option.soft_ttl()).await
     }
 
     async fn vote(
@@ -211,6 +211,6 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        self.rpc("/raft/vote", &rpc, option.soft_ttl()).await
+        self.rpc(ROUTE_VOTE, &rpc, option.soft_ttl()).await
     }
 }

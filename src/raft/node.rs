@@ -14,19 +14,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, SnapshotPolicy};
-use serde::{Deserialize, Serialize};
 
 use super::network::{CallError, NetworkFactory, PeerClient};
-use super::rpc::{ForwardOp, ForwardReply, Forwarded};
+use super::wire::{
+    ForwardOp, ForwardReply, Forwarded, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_STATUS,
+};
+pub use super::wire::{NodeError, NodeStatus, Proposal};
 use super::{LogId, NodeId, NodeInfo, Raft};
 use crate::config::Config;
-use crate::secret::{Command, CommandResult, Request, RequestId};
+use crate::secret::{CommandResult, Request};
 use crate::store::state_machine::Reader;
-use crate::store::{Db, LogStore, StateMachine, StoreError};
+use crate::store::{Db, LogStore, StateMachine};
+use crate::time::now_ms;
 
 /// Most relays a forwarded request may take (follower → leader, plus one leader change).
 pub const MAX_HOPS: u8 = 2;
@@ -34,70 +37,19 @@ pub const MAX_HOPS: u8 = 2;
 /// Pause between attempts while a leader is being elected.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// The Raft layer's errors, as the API sees them. Serializable: a forwarded request's error
-/// travels back to the node the client called.
-#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
-pub enum NodeError {
-    /// No leader, no quorum, or the deadline passed: retryable. For a write it is unknown
-    /// whether it was applied.
-    #[error("{0}")]
-    Unavailable(String),
-    /// A cluster operation that can never succeed as asked.
-    #[error("{0}")]
-    Rejected(String),
-    /// A fault in this node (storage, a stopped Raft core).
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for NodeError {
-    fn from(e: StoreError) -> Self {
-        NodeError::Internal(format!("storage: {e}"))
-    }
-}
-
-/// A write as the client asked for it; the leader turns it into a [`Request`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Proposal {
-    pub id: RequestId,
-    pub command: Command,
-}
-
-/// One node's view of itself, for `/cluster` and the chaos checks.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NodeStatus {
-    pub id: NodeId,
-    pub state: String,
-    pub term: u64,
-    pub leader: Option<NodeId>,
-    pub last_log_index: Option<u64>,
-    pub last_applied_index: Option<u64>,
-    pub snapshot_index: Option<u64>,
-    pub purged_index: Option<u64>,
-    pub voters: Vec<NodeId>,
-    pub learners: Vec<NodeId>,
-    pub members: BTreeMap<NodeId, NodeInfo>,
-    /// SHA-256 over the state machine's data, with the applied index it was taken at.
-    pub digest: Option<(Option<u64>, String)>,
-}
-
+/// A running node. The API reaches Raft only through its methods.
 pub struct Node {
-    pub id: NodeId,
-    pub raft: Raft,
-    pub reader: Reader,
-    pub peers: PeerClient,
-    pub config: Arc<Config>,
+    id: NodeId,
+    /// `pub(super)`: the Raft listener (`rpc.rs`) hands inbound RPCs straight to openraft.
+    pub(super) raft: Raft,
+    reader: Reader,
+    peers: PeerClient,
+    config: Arc<Config>,
 }
 
 enum Attempt<T> {
     Done(Result<T, NodeError>),
     Retry(String),
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn remaining(deadline: Instant) -> Duration {
@@ -168,6 +120,29 @@ impl Node {
                 "initializing the cluster: {e}"
             ))),
         }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Reads the local state machine. Callers run [`Node::linearize`] first when the read
+    /// must be current.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Builds a snapshot on this node now (which also lets it purge its log).
+    pub async fn trigger_snapshot(&self) -> Result<(), NodeError> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| NodeError::Internal(format!("triggering a snapshot: {e}")))
     }
 
     pub async fn shutdown(&self) {
@@ -255,7 +230,7 @@ impl Node {
         };
         let answer: Result<Result<Option<LogId>, NodeError>, CallError> = self
             .peers
-            .call(leader, &info, "/raft/read-index", &(), remaining(deadline))
+            .call(leader, &info, ROUTE_READ_INDEX, &(), remaining(deadline))
             .await;
         match answer {
             Ok(Ok(id)) => Attempt::Done(Ok(id)),
@@ -349,13 +324,7 @@ impl Node {
         };
         let answer: Result<Result<ForwardReply, NodeError>, CallError> = self
             .peers
-            .call(
-                leader,
-                &info,
-                "/raft/forward",
-                &relayed,
-                remaining(deadline),
-            )
+            .call(leader, &info, ROUTE_FORWARD, &relayed, remaining(deadline))
             .await;
         match answer {
             Ok(result) => Attempt::Done(result),
@@ -470,7 +439,7 @@ impl Node {
             }
             let answer: Result<Result<NodeStatus, NodeError>, CallError> = self
                 .peers
-                .call(id, &info, "/raft/status", &(), Duration::from_secs(1))
+                .call(id, &info, ROUTE_STATUS, &(), Duration::from_secs(1))
                 .await;
             let status = match answer {
                 Ok(Ok(s)) => Ok(s),

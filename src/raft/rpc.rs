@@ -2,7 +2,7 @@
 //! messages they carry. Only other cluster members talk to this listener.
 //!
 //! Invariants:
-//! - A request whose envelope names another node id is refused with [`TARGET_MISMATCH`]
+//! - A request whose envelope names another node id is refused with `TARGET_MISMATCH`
 //!   and has no effect.
 //! - Handlers are thin: decode, check the target, call into openraft or [`Node`], encode.
 
@@ -14,54 +14,24 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 
-use super::node::{Node, NodeError, NodeStatus, Proposal};
-use super::{LogId, NodeId, NodeInfo, TypeConfig};
+use super::node::Node;
+use super::wire::{
+    Envelope, ForwardReply, Forwarded, NodeError, NodeStatus, MAX_INTERNAL_BODY, ROUTE_APPEND,
+    ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_STATUS, ROUTE_VOTE, TARGET_MISMATCH,
+};
+use super::{LogId, NodeId, TypeConfig};
 use crate::codec;
-use crate::secret::CommandResult;
-
-/// HTTP status for "this listener is not the node you addressed" (421 Misdirected Request).
-pub const TARGET_MISMATCH: u16 = 421;
-
-/// Largest internal request: a batch of appended entries or a snapshot chunk.
-pub const MAX_INTERNAL_BODY: usize = 128 * 1024 * 1024;
-
-#[derive(Serialize, Deserialize)]
-pub struct Envelope<T> {
-    pub target: NodeId,
-    pub body: T,
-}
-
-/// A request relayed from the node a client called to the leader.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Forwarded {
-    /// How many nodes relayed it already; bounded so a confused cluster cannot loop.
-    pub hops: u8,
-    pub op: ForwardOp,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ForwardOp {
-    Write(Proposal),
-    AddMember { id: NodeId, node: NodeInfo },
-    RemoveMember { id: NodeId },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub enum ForwardReply {
-    Written(CommandResult),
-    Done,
-}
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .route("/raft/append", post(append))
-        .route("/raft/vote", post(vote))
-        .route("/raft/snapshot", post(snapshot))
-        .route("/raft/read-index", post(read_index))
-        .route("/raft/forward", post(forward))
-        .route("/raft/status", post(status))
+        .route(ROUTE_APPEND, post(append))
+        .route(ROUTE_VOTE, post(vote))
+        .route(ROUTE_SNAPSHOT, post(snapshot))
+        .route(ROUTE_READ_INDEX, post(read_index))
+        .route(ROUTE_FORWARD, post(forward))
+        .route(ROUTE_STATUS, post(status))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY))
         .with_state(node)
 }
@@ -72,9 +42,9 @@ fn open<T: DeserializeOwned>(node: &Node, bytes: &[u8]) -> Result<T, Response> {
     let envelope: Envelope<T> = codec::decode(bytes).map_err(|e| {
         (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")).into_response()
     })?;
-    if envelope.target != node.id {
+    if envelope.target != node.id() {
         let status = StatusCode::from_u16(TARGET_MISMATCH).expect("valid status code");
-        let msg = format!("this is node {}, not node {}", node.id, envelope.target);
+        let msg = format!("this is node {}, not node {}", node.id(), envelope.target);
         return Err((status, msg).into_response());
     }
     Ok(envelope.body)

@@ -17,6 +17,23 @@ use super::path::SecretPath;
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId(pub String);
 
+impl RequestId {
+    /// A fresh random id (128 bits, hex) for a write the client did not name.
+    pub fn random() -> RequestId {
+        use ring::rand::SecureRandom;
+        let mut b = [0u8; 16];
+        // The system RNG failing is not recoverable for a secrets store; fall back to the
+        // clock and a process-wide counter so the id is still unique, as dedup needs.
+        if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            b[..8].copy_from_slice(&crate::time::now_ms().to_be_bytes());
+            b[8..].copy_from_slice(&n.to_be_bytes());
+        }
+        RequestId(b.iter().map(|x| format!("{x:02x}")).collect())
+    }
+}
+
 impl fmt::Debug for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
@@ -128,7 +145,7 @@ pub struct Metadata {
 pub enum CommandResult {
     /// Blank and membership entries: nothing to report.
     #[default]
-    None,
+    NoOp,
     Written(Metadata),
     Deleted(Metadata),
     NotFound,

@@ -53,10 +53,6 @@ impl SealingKey {
         })
     }
 
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()

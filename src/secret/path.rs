@@ -90,31 +90,23 @@ fn is_segment_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'
 }
 
-/// Decodes `%XX` escapes once. The result must be UTF-8; anything after decoding is then
-/// subject to the segment rules, so `%2F` becomes a separator and `%00` is rejected as a
-/// character, never passed on.
+/// Decodes `%XX` escapes once (with the `percent-encoding` crate). Every `%` must start a
+/// valid escape and the result must be UTF-8; the segment rules then apply to the decoded
+/// text, so `%2F` becomes a separator and `%00` is rejected as a character, never passed on.
 fn percent_decode(raw: &str) -> Result<String, PathError> {
-    if !raw.contains('%') {
-        return Ok(raw.to_string());
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .ok_or(PathError::BadPercentEncoding)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| PathError::BadPercentEncoding)?;
-            let b = u8::from_str_radix(hex, 16).map_err(|_| PathError::BadPercentEncoding)?;
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+    // The crate passes a malformed escape through as literal text; a path must not be
+    // ambiguous, so refuse it instead.
+    let b = raw.as_bytes();
+    for (i, _) in raw.match_indices('%') {
+        let hex = b.get(i + 1..i + 3).ok_or(PathError::BadPercentEncoding)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(PathError::BadPercentEncoding);
         }
     }
-    String::from_utf8(out).map_err(|_| PathError::BadPercentEncoding)
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| PathError::BadPercentEncoding)
 }
 
 #[cfg(test)]

@@ -19,9 +19,9 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
-use super::{blocking, synced, Db, StoreError, CF_LOG, CF_RAFT_META};
+use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use super::{blocking, Db, Durability, StoreError, CF_LOG, CF_RAFT_META};
 use crate::codec;
-use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
@@ -52,7 +52,7 @@ impl LogStore {
         &self,
         key: &'static [u8],
     ) -> Result<Option<T>, StoreError> {
-        match self.db.db.get_cf(self.db.cf(CF_RAFT_META), key)? {
+        match self.db.get(CF_RAFT_META, key)? {
             None => Ok(None),
             Some(bytes) => codec::decode(&bytes)
                 .map(Some)
@@ -68,20 +68,13 @@ impl LogStore {
         key: &[u8],
         value: &T,
     ) -> Result<(), StoreError> {
-        self.db.db.put_cf_opt(
-            self.db.cf(CF_RAFT_META),
-            key,
-            codec::encode(value),
-            &synced(),
-        )?;
-        Ok(())
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.db.cf(CF_RAFT_META), key, codec::encode(value));
+        self.db.write(batch, Durability::Synced)
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId>, StoreError> {
-        let mut it = self
-            .db
-            .db
-            .iterator_cf(self.db.cf(CF_LOG), IteratorMode::End);
+        let mut it = self.db.iter(CF_LOG, IteratorMode::End);
         match it.next() {
             None => Ok(None),
             Some(item) => {
@@ -97,8 +90,8 @@ impl LogStore {
 
     fn read_range(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
-        let it = self.db.db.iterator_cf(
-            self.db.cf(CF_LOG),
+        let it = self.db.iter(
+            CF_LOG,
             IteratorMode::From(&index_key(start), Direction::Forward),
         );
         for item in it {
@@ -183,12 +176,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // sooner; losing the latest value only delays that, it never loses data.
         let this = self.clone();
         blocking(move || {
-            this.db.db.put_cf(
+            let mut batch = WriteBatch::default();
+            batch.put_cf(
                 this.db.cf(CF_RAFT_META),
                 KEY_COMMITTED,
                 codec::encode(&committed),
-            )?;
-            Ok(())
+            );
+            this.db.write(batch, Durability::Buffered)
         })
         .await
         .map_err(|e| StorageIOError::write(&e).into())
@@ -219,7 +213,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // One synced batch: the entries are both readable and durable when it returns, so
         // the callback can fire right away.
         let result = blocking(move || {
-            this.db.db.write_opt(batch, &synced())?;
+            this.db.write(batch, Durability::Synced)?;
             Ok(())
         })
         .await;
@@ -245,7 +239,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 index_key(u64::MAX),
             );
             batch.delete_cf(this.db.cf(CF_LOG), index_key(u64::MAX));
-            this.db.db.write_opt(batch, &synced())?;
+            this.db.write(batch, Durability::Synced)?;
             Ok(())
         })
         .await
@@ -266,7 +260,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 index_key(0),
                 index_key(log_id.index + 1),
             );
-            this.db.db.write_opt(batch, &synced())?;
+            this.db.write(batch, Durability::Synced)?;
             Ok(())
         })
         .await

@@ -12,6 +12,7 @@
 pub mod log;
 pub mod snapshot;
 pub mod state_machine;
+pub mod types;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,10 +59,21 @@ impl StoreError {
     }
 }
 
-/// The open database plus the directory that holds snapshot files.
+/// The open database plus the directory that holds snapshot files. Callers name column
+/// families by their constant (`CF_LOG`, …); the RocksDB handle stays inside.
 pub struct Db {
-    pub db: DB,
-    pub dir: PathBuf,
+    db: DB,
+    dir: PathBuf,
+}
+
+/// Whether a write must be on disk before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync'd (through the WAL) before returning: for everything openraft relies on.
+    Synced,
+    /// In the WAL's OS buffer; made durable by the next synced write (one WAL orders all
+    /// families), lost on a machine crash before that.
+    Buffered,
 }
 
 impl Db {
@@ -113,6 +125,30 @@ impl Db {
         })))
     }
 
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Iterates `cf` from `from` (inclusive) forwards, or from its end backwards.
+    pub fn iter(&self, cf: &str, mode: rocksdb::IteratorMode<'_>) -> rocksdb::DBIterator<'_> {
+        self.db.iterator_cf(self.cf(cf), mode)
+    }
+
+    pub fn write(
+        &self,
+        batch: rocksdb::WriteBatch,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        let mut w = WriteOptions::default();
+        w.set_sync(durability == Durability::Synced);
+        Ok(self.db.write_opt(batch, &w)?)
+    }
+
+    /// A point-in-time view of every family.
+    pub fn snapshot(&self) -> rocksdb::Snapshot<'_> {
+        self.db.snapshot()
+    }
+
     pub fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         // The four families are created at open; a missing one is a programming error.
         self.db
@@ -123,13 +159,6 @@ impl Db {
     pub fn snapshot_dir(&self) -> PathBuf {
         self.dir.join("snapshots")
     }
-}
-
-/// Write options for every write openraft depends on: synced to disk before returning.
-pub fn synced() -> WriteOptions {
-    let mut w = WriteOptions::default();
-    w.set_sync(true);
-    w
 }
 
 /// Runs blocking RocksDB or file work off the async executor.

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::types::SnapshotMeta;
 use super::StoreError;
 use crate::codec;
-use crate::raft::SnapshotMeta;
 
 const CURRENT: &str = "current.snap";
 const TMP: &str = "current.snap.tmp";

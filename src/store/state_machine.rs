@@ -19,11 +19,11 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use rocksdb::{IteratorMode, WriteBatch};
 
 use super::snapshot::{self, SnapshotData};
-use super::{blocking, synced, Db, StoreError, CF_SM_DATA, CF_SM_META};
-use crate::codec;
-use crate::raft::{
+use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use super::{blocking, Db, Durability, StoreError, CF_SM_DATA, CF_SM_META};
+use crate::codec;
 use crate::secret::machine::{self, keys, Changes, SecretMeta, StateRead, VersionRecord};
 use crate::secret::{CommandResult, Metadata, SecretPath};
 
@@ -48,9 +48,9 @@ pub struct Reader {
 struct DbView<'a>(&'a Db);
 
 impl StateRead for DbView<'_> {
-    type Error = rocksdb::Error;
+    type Error = StoreError;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
-        self.0.db.get_cf(self.0.cf(CF_SM_DATA), key)
+        self.0.get(CF_SM_DATA, key)
     }
 }
 
@@ -76,12 +76,11 @@ impl StateMachine {
     }
 
     fn applied_state_blocking(db: &Db) -> Result<(Option<LogId>, StoredMembership), StoreError> {
-        let cf = db.cf(CF_SM_META);
-        let last = match db.db.get_cf(cf, KEY_LAST_APPLIED)? {
+        let last = match db.get(CF_SM_META, KEY_LAST_APPLIED)? {
             Some(b) => decode("last applied log id", &b)?,
             None => None,
         };
-        let membership = match db.db.get_cf(cf, KEY_MEMBERSHIP)? {
+        let membership = match db.get(CF_SM_META, KEY_MEMBERSHIP)? {
             Some(b) => decode("membership", &b)?,
             None => StoredMembership::default(),
         };
@@ -97,12 +96,12 @@ impl StateMachine {
         for entry in entries {
             last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => CommandResult::None,
+                EntryPayload::Blank => CommandResult::NoOp,
                 EntryPayload::Normal(request) => machine::apply(&view, &mut changes, &request)
                     .map_err(|e| StoreError::Apply(format!("entry {}: {e}", entry.log_id)))?,
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                    CommandResult::None
+                    CommandResult::NoOp
                 }
             };
             results.push(result);
@@ -122,7 +121,7 @@ impl StateMachine {
         if let Some(m) = membership {
             batch.put_cf(meta, KEY_MEMBERSHIP, codec::encode(&m));
         }
-        db.db.write_opt(batch, &synced())?;
+        db.write(batch, Durability::Synced)?;
         Ok(results)
     }
 
@@ -138,7 +137,7 @@ impl StateMachine {
         let m = db.cf(CF_SM_META);
         batch.put_cf(m, KEY_LAST_APPLIED, codec::encode(&meta.last_log_id));
         batch.put_cf(m, KEY_MEMBERSHIP, codec::encode(&meta.last_membership));
-        db.db.write_opt(batch, &synced())?;
+        db.write(batch, Durability::Synced)?;
         Ok(())
     }
 }
@@ -152,7 +151,7 @@ pub struct SnapshotBuilder {
 impl SnapshotBuilder {
     fn build_blocking(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
         let db = &self.db;
-        let snap = db.db.snapshot();
+        let snap = db.snapshot();
         let meta_cf = db.cf(CF_SM_META);
         let last_applied: Option<LogId> = match snap.get_cf(meta_cf, KEY_LAST_APPLIED)? {
             Some(b) => decode("last applied log id", &b)?,
@@ -293,11 +292,7 @@ pub struct Stored {
 
 impl Reader {
     fn meta(&self, path: &SecretPath) -> Result<Option<SecretMeta>, StoreError> {
-        match self
-            .db
-            .db
-            .get_cf(self.db.cf(CF_SM_DATA), keys::meta(path))?
-        {
+        match self.db.get(CF_SM_DATA, &keys::meta(path))? {
             Some(b) => Ok(Some(decode("secret metadata", &b)?)),
             None => Ok(None),
         }
@@ -313,11 +308,7 @@ impl Reader {
             return Ok(None);
         };
         let version = version.unwrap_or(meta.current_version);
-        let Some(bytes) = self
-            .db
-            .db
-            .get_cf(self.db.cf(CF_SM_DATA), keys::version(path, version))?
-        else {
+        let Some(bytes) = self.db.get(CF_SM_DATA, &keys::version(path, version))? else {
             return Ok(None);
         };
         let record: VersionRecord = decode("secret version", &bytes)?;
@@ -342,8 +333,8 @@ impl Reader {
     ) -> Result<(Vec<Listed>, usize), StoreError> {
         let mut start = vec![keys::META];
         start.extend_from_slice(prefix.as_bytes());
-        let it = self.db.db.iterator_cf(
-            self.db.cf(CF_SM_DATA),
+        let it = self.db.iter(
+            CF_SM_DATA,
             IteratorMode::From(&start, rocksdb::Direction::Forward),
         );
         let mut page = Vec::new();
@@ -364,10 +355,10 @@ impl Reader {
             total += 1;
             if total > skip && page.len() < take {
                 let meta: SecretMeta = decode("secret metadata", &v)?;
-                let deleted_at_ms = match self.db.db.get_cf(
-                    self.db.cf(CF_SM_DATA),
-                    keys::version(&p, meta.current_version),
-                )? {
+                let deleted_at_ms = match self
+                    .db
+                    .get(CF_SM_DATA, &keys::version(&p, meta.current_version))?
+                {
                     Some(b) => decode::<VersionRecord>("secret version", &b)?.deleted_at_ms,
                     None => None,
                 };
@@ -386,7 +377,7 @@ impl Reader {
     }
 
     fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.db.get_cf(self.db.cf(CF_SM_DATA), key)?)
+        self.db.get(CF_SM_DATA, key)
     }
 
     /// The id of the data key that seals new values, once the keyring exists.
@@ -426,8 +417,8 @@ impl Reader {
     /// Every token, in accessor order.
     pub fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
         let start = [keys::TOKEN];
-        let it = self.db.db.iterator_cf(
-            self.db.cf(CF_SM_DATA),
+        let it = self.db.iter(
+            CF_SM_DATA,
             IteratorMode::From(&start, rocksdb::Direction::Forward),
         );
         let mut out = Vec::new();
@@ -443,15 +434,10 @@ impl Reader {
         Ok(out)
     }
 
-    /// The applied log id as persisted.
-    pub fn last_applied(&self) -> Result<Option<LogId>, StoreError> {
-        Ok(StateMachine::applied_state_blocking(&self.db)?.0)
-    }
-
     /// A digest of all state-machine data, used to check that replicas converged.
     /// Read from one RocksDB snapshot so it matches the returned applied id.
     pub fn digest(&self) -> Result<(Option<LogId>, String), StoreError> {
-        let snap = self.db.db.snapshot();
+        let snap = self.db.snapshot();
         let last: Option<LogId> = match snap.get_cf(self.db.cf(CF_SM_META), KEY_LAST_APPLIED)? {
             Some(b) => decode("last applied log id", &b)?,
             None => None,

@@ -1,0 +1,63 @@
+//! `/keys`: the data keyring (`admin` scope). Showing the current key id, and rotating:
+//! proposing key `current + 1`, which the state machine accepts only if no other rotation
+//! got there first.
+
+use axum::extract::Extension;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::state::State;
+use crate::raft::node::Proposal;
+use crate::secret::token::Scope;
+use crate::secret::{Command, CommandResult};
+
+/// How often a rotation retries after losing a race to a concurrent one.
+const ROTATE_ATTEMPTS: usize = 5;
+
+pub async fn show(
+    state: State,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    who.require(Scope::Admin)?;
+    let current = state.barrier.current_key_id()?;
+    Ok(Json(
+        json!({"currentKeyId": current, "algorithm": "AES-256-GCM"}),
+    ))
+}
+
+/// Makes a new data key current; values sealed under older keys still open.
+pub async fn rotate(
+    state: State,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    who.require(Scope::Admin)?;
+    for _ in 0..ROTATE_ATTEMPTS {
+        let id = state.barrier.current_key_id()?.unwrap_or(0) + 1;
+        let wrapped = state.barrier.new_wrapped_key(id)?;
+        let proposal = Proposal::new(Command::AddDataKey { id, wrapped });
+        match state.node.write(proposal).await? {
+            CommandResult::KeyAdded { id } => {
+                tracing::info!(key_id = id, by = %who.accessor, "data key rotated");
+                return Ok((StatusCode::OK, Json(json!({"currentKeyId": id}))).into_response());
+            }
+            // Another rotation won the race; our view of `current` is stale. Try again once
+            // this node has applied it.
+            CommandResult::KeyConflict { .. } => state.node.linearize().await?,
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "unexpected result of a key rotation: {other:?}"
+                )))
+            }
+        }
+    }
+    Err(ApiError::Conflict {
+        kind: "rotationConflict",
+        detail: format!(
+            "the data key changed under {ROTATE_ATTEMPTS} concurrent rotations in a row; try again"
+        ),
+    })
+}

@@ -1,0 +1,15 @@
+//! What every handler can reach: the node, the barrier and the request limits.
+
+use std::sync::Arc;
+
+use crate::barrier::Barrier;
+use crate::raft::node::Node;
+
+pub struct AppState {
+    pub node: Arc<Node>,
+    pub barrier: Arc<Barrier>,
+    pub max_value_bytes: usize,
+}
+
+/// The axum extractor handlers take.
+pub type State = axum::extract::State<Arc<AppState>>;

@@ -1,0 +1,345 @@
+//! The `raftsafe` command line: `serve` runs a node; every other subcommand is a thin client
+//! of any node's API over [`crate::client::Client`], plus a few offline helpers (certificates,
+//! keys, tokens).
+//!
+//! Invariants:
+//! - One error type, [`CliError`], and one place that turns it into an exit code
+//!   ([`CliError::exit_code`]): 0 success, 1 any error, 2 "not found" (the API said 404).
+//! - A token is never printed, except by `gen-token`, whose job it is.
+//! - Client-side errors say what to do next.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::client::{Client, ClientError, ClientOptions, Method, Response};
+use crate::config::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "raftsafe",
+    version,
+    about = "A replicated secrets store on Raft"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run a node (with no settings: a single-node dev store on 127.0.0.1:8700).
+    Serve(Box<Settings>),
+    /// Read a secret.
+    Get {
+        path: String,
+        #[arg(long)]
+        version: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write a secret: DATA is a JSON object.
+    Put {
+        path: String,
+        data: String,
+        /// Only write if the current version is this (0: only if absent).
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Soft-delete the latest version of a secret.
+    Delete {
+        path: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List secret paths under a prefix.
+    List {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Exit 0 if the node's `/health/ready` answers 200 (for container health checks).
+    Health {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a cluster CA and a certificate per node (server and client auth).
+    Certs {
+        /// Directory to write ca.pem, ca.key, node-<id>.pem and node-<id>.key into.
+        #[arg(long)]
+        out: PathBuf,
+        /// `ID=NAME,NAME,...`: a node and the DNS names / IP addresses it is reached at.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+    },
+    /// Print a new random master key (base64, 32 bytes).
+    GenKey,
+    /// Print a new random API token (e.g. for a root token file).
+    GenToken,
+    /// Cluster status and membership.
+    Cluster {
+        #[command(subcommand)]
+        op: ClusterOp,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterOp {
+    /// Leader, term, members and their log indices.
+    Status,
+    /// Add a node: it joins as a learner and becomes a voter once caught up.
+    Add {
+        id: u64,
+        raft_addr: String,
+        api_addr: String,
+    },
+    /// Remove a node from the cluster.
+    Remove { id: u64 },
+    /// Build a snapshot on the node addressed.
+    Snapshot,
+}
+
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    /// Base URL of any node's API.
+    #[arg(long, env = "RAFTSAFE_ADDR", default_value = "http://127.0.0.1:8700")]
+    addr: String,
+    /// PEM file of the CA that signed the node's certificate (for https URLs).
+    #[arg(long, env = "RAFTSAFE_CA")]
+    ca: Option<PathBuf>,
+    /// API token (sent as `Authorization: Bearer`).
+    #[arg(long, env = "RAFTSAFE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ClientArgs {
+    fn client(&self) -> Result<Client, CliError> {
+        Client::new(
+            &self.addr,
+            ClientOptions {
+                ca_file: self.ca.clone(),
+                token: self.token.clone(),
+                ..Default::default()
+            },
+        )
+        .map_err(CliError::from)
+    }
+}
+
+/// Everything that can go wrong in a subcommand.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The arguments cannot work (bad JSON, a malformed `--node`).
+    #[error("{0}")]
+    Usage(String),
+    /// The server answered 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The server answered with another error status.
+    #[error("{0}")]
+    Server(String),
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// A local failure (writing files, the random number generator).
+    #[error("{0}")]
+    Local(String),
+}
+
+impl CliError {
+    /// The process exit code: 2 for "not found", 1 for every other error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::NotFound(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs `raftsafe serve`.
+pub fn serve(settings: Settings) -> ExitCode {
+    init_logging();
+    let config = match settings.resolve() {
+        Ok(c) => c,
+        Err(e) => return fail(&CliError::Usage(e.to_string())),
+    };
+    let span = tracing::info_span!("node", id = config.node_id);
+    let _guard = span.enter();
+    let outcome = runtime().and_then(|rt| {
+        rt.block_on(crate::server::serve(
+            config,
+            crate::server::shutdown_signal(),
+        ))
+        .map_err(|e| {
+            tracing::error!("{e}");
+            CliError::Local(e.to_string())
+        })
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Runs any other subcommand.
+pub fn run(cmd: Cmd) -> ExitCode {
+    let outcome = match cmd {
+        Cmd::Serve(settings) => return serve(*settings),
+        Cmd::Certs { out, nodes } => certs(&out, &nodes),
+        Cmd::GenKey => gen_key(),
+        Cmd::GenToken => gen_token(),
+        remote => runtime().and_then(|rt| rt.block_on(call(remote))),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &CliError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(e.exit_code())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Local(format!("starting the async runtime: {e}")))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTSAFE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn certs(out: &std::path::Path, nodes: &[String]) -> Result<(), CliError> {
+    crate::tls::install_crypto_provider();
+    let mut specs = Vec::new();
+    for n in nodes {
+        let (id, names) = n
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--node '{n}' is not ID=NAME,NAME,...")))?;
+        let names = names
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        specs.push(crate::tls::NodeCert {
+            id: id.trim().to_string(),
+            names,
+        });
+    }
+    crate::tls::generate(out, &specs).map_err(|e| CliError::Local(e.to_string()))?;
+    println!(
+        "wrote ca.pem, ca.key and {} node certificates to {}",
+        specs.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn gen_key() -> Result<(), CliError> {
+    use base64::Engine;
+    let k = crate::secret::crypto::random_key().map_err(|e| CliError::Local(e.to_string()))?;
+    println!("{}", base64::engine::general_purpose::STANDARD.encode(k));
+    Ok(())
+}
+
+fn gen_token() -> Result<(), CliError> {
+    let t = crate::secret::token::Token::generate().map_err(|e| CliError::Local(e.to_string()))?;
+    println!("{}", t.expose());
+    Ok(())
+}
+
+/// The subcommands that talk to a node.
+async fn call(cmd: Cmd) -> Result<(), CliError> {
+    let resp = match cmd {
+        Cmd::Health { client } => client.client()?.ready().await?,
+        Cmd::Get {
+            path,
+            version,
+            client,
+        } => client.client()?.get(&path, version).await?,
+        Cmd::Put {
+            path,
+            data,
+            cas,
+            client,
+        } => {
+            let data: Value = serde_json::from_str(&data)
+                .map_err(|e| CliError::Usage(format!("DATA is not JSON: {e}")))?;
+            client.client()?.put(&path, &data, cas).await?
+        }
+        Cmd::Delete { path, client } => client.client()?.delete(&path).await?,
+        Cmd::List { prefix, client } => client.client()?.list(&prefix).await?,
+        Cmd::Cluster { op, client } => {
+            let c = client.client()?;
+            match op {
+                ClusterOp::Status => c.cluster_status().await?,
+                ClusterOp::Add {
+                    id,
+                    raft_addr,
+                    api_addr,
+                } => {
+                    let body =
+                        serde_json::json!({"id": id, "raftAddr": raft_addr, "apiAddr": api_addr});
+                    c.request(Method::POST, "/api/v1/cluster/members", Some(&body))
+                        .await?
+                }
+                ClusterOp::Remove { id } => {
+                    c.request(
+                        Method::DELETE,
+                        &format!("/api/v1/cluster/members/{id}"),
+                        None,
+                    )
+                    .await?
+                }
+                ClusterOp::Snapshot => {
+                    c.request(Method::POST, "/api/v1/cluster/snapshot", None)
+                        .await?
+                }
+            }
+        }
+        Cmd::Serve(_) | Cmd::Certs { .. } | Cmd::GenKey | Cmd::GenToken => {
+            return Err(CliError::Local("not a client subcommand".into()))
+        }
+    };
+    show(resp)
+}
+
+/// Prints the answer (pretty JSON when it is JSON) and maps its status to success or error.
+fn show(resp: Response) -> Result<(), CliError> {
+    let text = if resp.body.is_null() {
+        String::from_utf8_lossy(&resp.bytes).into_owned()
+    } else {
+        serde_json::to_string_pretty(&resp.body).unwrap_or_default()
+    };
+    match resp.status {
+        s if (200..300).contains(&s) => {
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            Ok(())
+        }
+        404 => Err(CliError::NotFound(format!("HTTP 404: {}", resp.detail()))),
+        401 => Err(CliError::Server(format!(
+            "HTTP 401: {} (set RAFTSAFE_TOKEN or pass --token)",
+            resp.detail()
+        ))),
+        s => Err(CliError::Server(format!("HTTP {s}: {}", resp.detail()))),
+    }
+}

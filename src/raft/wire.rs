@@ -1,0 +1,122 @@
+//! The internal transport's wire types and routes: everything that crosses the Raft
+//! listener, shared by the client side ([`super::network`]) and the server side
+//! ([`super::rpc`]) so that neither has to import the other.
+//!
+//! Invariants:
+//! - Every request travels in an [`Envelope`] naming its target node id; a listener that is
+//!   not that node answers [`TARGET_MISMATCH`] and does nothing.
+//! - Every route is spelled once, here, as a constant.
+//! - These types are encoded with [`crate::codec`] (bincode): no `serde(flatten/skip/tag/
+//!   untagged)`, and a change to any of them is a wire-format change.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{NodeId, NodeInfo};
+use crate::secret::{Command, CommandResult, RequestId};
+
+/// Raft's AppendEntries (replication and heartbeats).
+pub const ROUTE_APPEND: &str = "/raft/append";
+/// Raft's RequestVote.
+pub const ROUTE_VOTE: &str = "/raft/vote";
+/// One chunk of InstallSnapshot.
+pub const ROUTE_SNAPSHOT: &str = "/raft/snapshot";
+/// A follower asks the leader for a read index (the leader confirms with a quorum first).
+pub const ROUTE_READ_INDEX: &str = "/raft/read-index";
+/// A write or membership change relayed to the leader.
+pub const ROUTE_FORWARD: &str = "/raft/forward";
+/// One node's own status.
+pub const ROUTE_STATUS: &str = "/raft/status";
+
+/// HTTP status for "this listener is not the node you addressed" (421 Misdirected Request).
+pub const TARGET_MISMATCH: u16 = 421;
+
+/// Largest internal request: a batch of appended entries or a snapshot chunk.
+pub const MAX_INTERNAL_BODY: usize = 128 * 1024 * 1024;
+
+/// Every internal request: its target and its body.
+#[derive(Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub target: NodeId,
+    pub body: T,
+}
+
+/// The Raft layer's errors, as the API sees them. Serializable: a forwarded request's error
+/// travels back to the node the client called.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum NodeError {
+    /// No leader, no quorum, or the deadline passed: retryable. For a write it is unknown
+    /// whether it was applied.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A cluster operation that can never succeed as asked.
+    #[error("{0}")]
+    Rejected(String),
+    /// A fault in this node (storage, a stopped Raft core).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::store::StoreError> for NodeError {
+    fn from(e: crate::store::StoreError) -> Self {
+        NodeError::Internal(format!("storage: {e}"))
+    }
+}
+
+/// A write as the client asked for it; the leader turns it into a
+/// [`crate::secret::Request`] by stamping the time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: RequestId,
+    pub command: Command,
+}
+
+impl Proposal {
+    /// A proposal with a fresh random request id (for writes the client did not name).
+    pub fn new(command: Command) -> Proposal {
+        Proposal {
+            id: RequestId::random(),
+            command,
+        }
+    }
+}
+
+/// A request relayed from the node a client called to the leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// How many nodes relayed it already; bounded so a confused cluster cannot loop.
+    pub hops: u8,
+    pub op: ForwardOp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardOp {
+    Write(Proposal),
+    AddMember { id: NodeId, node: NodeInfo },
+    RemoveMember { id: NodeId },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Written(CommandResult),
+    Done,
+}
+
+/// One node's view of itself, for `/cluster` and the chaos checks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub members: BTreeMap<NodeId, NodeInfo>,
+    /// SHA-256 over the state machine's data, with the applied index it was taken at.
+    pub digest: Option<(Option<u64>, String)>,
+}

@@ -1,0 +1,186 @@
+//! `raftsafe serve`: wires configuration, storage, the barrier, Raft and the two listeners
+//! together and runs until told to stop. Each part lives in its own module; this one only
+//! decides the order.
+//!
+//! Start-up order matters:
+//! 1. The master key is resolved ([`master_key`]), and checked against any keyring already on
+//!    disk, before Raft starts: a node with the wrong key refuses to start and writes nothing.
+//! 2. TLS material is loaded; without it the node is a dev server and may only bind loopback.
+//! 3. Listeners bind ([`listener`]) before Raft starts so peers can reach this node as it
+//!    votes.
+//! 4. The bootstrap node of a new cluster then creates the keyring and the root token
+//!    ([`crate::bootstrap`]).
+
+pub mod listener;
+pub mod master_key;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{self, AppState};
+use crate::barrier::Barrier;
+use crate::config::Config;
+use crate::raft::network::PeerClient;
+use crate::raft::node::Node;
+use crate::raft::rpc;
+use crate::secret::keyring::Keyring;
+use crate::store::state_machine::StateMachine;
+use crate::store::Db;
+use crate::tls::Tls;
+
+pub use crate::tls::install_crypto_provider;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    MasterKey(#[from] master_key::MasterKeyError),
+    #[error("master key: refusing to start: {0}")]
+    WrongMasterKey(crate::barrier::BarrierError),
+    #[error("{0}")]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    #[error("{0}")]
+    Listener(#[from] listener::ListenerError),
+    #[error("{0}")]
+    Node(#[from] crate::raft::node::NodeError),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("building the peer HTTP client: {0}")]
+    PeerClient(String),
+    #[error("{0}")]
+    Unsafe(String),
+}
+
+fn peer_http_client(config: &Config, tls: Option<&Tls>) -> Result<reqwest::Client, ServeError> {
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(config.heartbeat.max(Duration::from_millis(500)))
+        .pool_idle_timeout(Duration::from_secs(30));
+    if let Some(tls) = tls {
+        b = b.tls_backend_preconfigured(tls.peer_client.clone());
+    }
+    b.build().map_err(|e| ServeError::PeerClient(e.to_string()))
+}
+
+/// Loads TLS, or checks that a node without it binds loopback only.
+fn load_tls(config: &Config) -> Result<Option<Tls>, ServeError> {
+    match &config.tls {
+        Some(files) => Ok(Some(Tls::load(files)?)),
+        None => {
+            let plain = [config.api_addr, config.raft_addr];
+            if let Some(addr) = plain.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(ServeError::Unsafe(format!(
+                    "refusing to serve plain HTTP on non-loopback address {addr}: set tls_cert, tls_key and tls_ca"
+                )));
+            }
+            tracing::warn!(
+                "DEV MODE: plain HTTP on loopback only, no TLS — do not put real secrets here"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Opens the database, after checking the master key against any keyring on disk through a
+/// read-only handle: a node with the wrong key must stop before it writes anything.
+fn open_store(config: &Config, master: &[u8]) -> Result<(Arc<Db>, Arc<Barrier>), ServeError> {
+    let keyring = || Keyring::new(master).map_err(|e| master_key::MasterKeyError(e.to_string()));
+    if let Some(existing) = Db::open_read_only(&config.data_dir)? {
+        Barrier::new(keyring()?, StateMachine::new(existing).reader())
+            .verify_master_key()
+            .map_err(ServeError::WrongMasterKey)?;
+    }
+    let db = Db::open(&config.data_dir)?;
+    let barrier = Arc::new(Barrier::new(
+        keyring()?,
+        StateMachine::new(db.clone()).reader(),
+    ));
+    Ok((db, barrier))
+}
+
+/// Runs a node until `shutdown` completes (see [`shutdown_signal`] for the binary's).
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    install_crypto_provider();
+    // Everything this process creates (database, snapshots, keys) is owner-only.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+    let tls = load_tls(&config)?;
+    let master = master_key::resolve(&config)?;
+    let (db, barrier) = open_store(&config, &master)?;
+    let root = crate::bootstrap::operator_root_token(&config)?;
+
+    let config = Arc::new(config);
+    let api_listener = listener::bind("the API", config.api_addr)?;
+    let raft_listener = listener::bind("the Raft listener", config.raft_addr)?;
+
+    let peers = PeerClient::new(
+        peer_http_client(&config, tls.as_ref())?,
+        tls.is_some(),
+        config.peer_routes.clone(),
+    );
+    let node = Node::start(config.clone(), peers, db).await?;
+
+    let state = Arc::new(AppState {
+        node: node.clone(),
+        barrier: barrier.clone(),
+        max_value_bytes: config.max_value_bytes,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let raft_server = raft_listener.serve(
+        rpc::router(node.clone()),
+        tls.as_ref().map(|t| t.raft.clone()),
+        stop_rx.clone(),
+    )?;
+    let api_server = api_listener.serve(
+        api::router(state),
+        tls.as_ref().map(|t| t.api.clone()),
+        stop_rx,
+    )?;
+    tracing::info!(
+        node = config.node_id,
+        api = %config.api_addr,
+        raft = %config.raft_addr,
+        tls = tls.is_some(),
+        "raftsafe node serving"
+    );
+
+    if config.bootstrap {
+        let (node, barrier) = (node.clone(), barrier.clone());
+        tokio::spawn(async move {
+            crate::bootstrap::bootstrap_and_report(&node, &barrier, root).await;
+        });
+    }
+
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    node.shutdown().await;
+    // In-flight requests get a moment to finish; then the process exits regardless.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = api_server.await;
+        let _ = raft_server.await;
+    })
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+}
