@@ -9,7 +9,8 @@
 //! - Secret values are bound to their path and token records to their accessor (associated
 //!   data): a sealed blob moved to another key opens nowhere.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use crate::secret::crypto::{self, CryptoError, SealingKey};
 use crate::secret::keyring::{secret_aad, token_aad, Keyring};
@@ -37,11 +38,22 @@ pub enum BarrierError {
 pub struct Barrier {
     keyring: Keyring,
     reader: Reader,
+    /// Opened token records by accessor, with the sealed bytes they came from. Every lookup
+    /// still reads the sealed record and the revocation from the state machine; the cache
+    /// only skips decrypting and decoding a record whose sealed bytes did not change.
+    opened: RwLock<HashMap<String, (Vec<u8>, TokenRecord)>>,
 }
+
+/// Most opened token records kept (the cache is cleared when it would grow past this).
+const OPENED_TOKENS: usize = 10_000;
 
 impl Barrier {
     pub fn new(keyring: Keyring, reader: Reader) -> Barrier {
-        Barrier { keyring, reader }
+        Barrier {
+            keyring,
+            reader,
+            opened: RwLock::default(),
+        }
     }
 
     fn key(&self, id: u32) -> Result<Arc<SealingKey>, BarrierError> {
@@ -140,13 +152,29 @@ impl Barrier {
         &self,
         accessor: &str,
     ) -> Result<Option<(TokenRecord, Option<u64>)>, BarrierError> {
-        match self.reader.token(accessor)? {
-            None => Ok(None),
-            Some(t) => Ok(Some((
-                self.open_token(accessor, &t.sealed)?,
-                t.revoked_at_ms,
-            ))),
-        }
+        let Some(stored) = self.reader.token(accessor)? else {
+            return Ok(None);
+        };
+        let cached = self
+            .opened
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(accessor)
+            .filter(|(sealed, _)| *sealed == stored.sealed)
+            .map(|(_, record)| record.clone());
+        let record = match cached {
+            Some(record) => record,
+            None => {
+                let record = self.open_token(accessor, &stored.sealed)?;
+                let mut opened = self.opened.write().unwrap_or_else(|p| p.into_inner());
+                if opened.len() >= OPENED_TOKENS {
+                    opened.clear();
+                }
+                opened.insert(accessor.to_string(), (stored.sealed, record.clone()));
+                record
+            }
+        };
+        Ok(Some((record, stored.revoked_at_ms)))
     }
 
     pub fn tokens(&self) -> Result<Vec<(TokenRecord, Option<u64>)>, BarrierError> {

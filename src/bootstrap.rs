@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use crate::barrier::{Barrier, BarrierError};
 use crate::config::Config;
-use crate::raft::node::{Node, NodeError, Proposal};
+use crate::raft::node::{Node, NodeError};
 use crate::secret::token::{Policy, Token, TokenRecord};
-use crate::secret::{Command, CommandResult, RequestId};
+use crate::secret::{Command, CommandResult, Op, RequestId};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,11 +100,12 @@ async fn bootstrap_once(
     node.linearize().await?;
     if barrier.current_key_id()?.is_none() {
         let wrapped = barrier.new_wrapped_key(1)?;
-        let proposal = Proposal {
+        let op = Op {
             id: RequestId("bootstrap-data-key-1".into()),
+            caller: None,
             command: Command::AddDataKey { id: 1, wrapped },
         };
-        match node.write(proposal).await? {
+        match node.write(op).await? {
             CommandResult::KeyAdded { .. } | CommandResult::KeyConflict { .. } => {}
             result => {
                 return Err(BootstrapError::Unexpected {
@@ -134,17 +135,14 @@ async fn bootstrap_once(
         expires_at_ms: None,
     };
     let sealed = barrier.seal_token(&record)?;
-    let proposal = Proposal {
-        // A fresh id: if this attempt's answer is lost and it is retried with a new token,
-        // the state machine's once-only rule (not dedup) decides, and says so.
-        id: RequestId::random(),
-        command: Command::CreateToken {
-            accessor: record.accessor.clone(),
-            sealed,
-            bootstrap: true,
-        },
+    // A fresh id: if this attempt's answer is lost and it is retried with a new token, the
+    // state machine's once-only rule (not dedup) decides, and says so.
+    let command = Command::CreateToken {
+        accessor: record.accessor.clone(),
+        sealed,
+        bootstrap: true,
     };
-    match node.write(proposal).await? {
+    match node.write(Op::new(command, None)).await? {
         CommandResult::TokenCreated if generated => Ok(RootToken::Generated(token)),
         CommandResult::TokenCreated => Ok(RootToken::Created),
         CommandResult::AlreadyBootstrapped => Ok(RootToken::Existed),

@@ -1,21 +1,28 @@
 //! Authentication and authorization of API calls.
 //!
-//! Every route except `/health/*` passes through one of two middlewares, chosen by the
-//! route's group in [`super::router`]: [`authenticate_current`] takes the bearer token, runs
-//! the node's read barrier (so a token revoked by an acknowledged write is refused from then
-//! on, on every node), and looks the token up in the replicated token table;
-//! [`authenticate_local`] does the same without the barrier. Handlers then ask the
-//! [`Principal`] for the scope and path they need.
+//! Every route except `/health/*` passes through one of three middlewares, chosen by the
+//! route's group in [`super::router`]. Each takes the bearer token and looks it up in the
+//! replicated token table; they differ in how current that table must be:
+//! - [`authenticate_current`] (reads of secrets, tokens and keys; membership changes) runs
+//!   the node's read barrier first, so a token revoked by an acknowledged write is refused
+//!   from then on, on every node.
+//! - [`authenticate_write`] (writes of secrets, tokens and keys) checks against this node's
+//!   table and proposes the write with the token's accessor; the state machine checks again
+//!   that the token exists and is neither revoked nor expired *where the write lands in the
+//!   log* (`secret::machine`), so a write can never commit after an acknowledged revocation
+//!   — and a write costs one quorum round, not two. A token this node does not know yet
+//!   (created moments ago) gets the read barrier and a second look before a 401.
+//! - [`authenticate_local`] (`GET /cluster...`) uses this node's table as it is, so an
+//!   isolated node can still be inspected; the check may lag a revocation by as much as
+//!   this node lags the leader.
+//!
+//! Handlers then ask the [`Principal`] for the scope and path they need: a token's scopes
+//! and paths never change after it is created, so this node's copy of them is always right.
 //!
 //! Invariants:
 //! - Missing, malformed, unknown, expired or revoked token → 401 with `WWW-Authenticate:
 //!   Bearer`; a valid token outside its scopes or paths → 403. A request without a usable
 //!   `Authorization` header is refused before any quorum round.
-//! - In the current group the read barrier has run before any handler reads secrets or
-//!   tokens: handlers rely on it. The local group (`GET /cluster...`) is served from local
-//!   state even when this node cannot reach a quorum — exactly when an operator needs it —
-//!   and the token is then checked against this node's copy of the token table, which may
-//!   lag a revocation by as much as this node lags the leader.
 //! - The token itself is never logged or echoed; only its accessor may appear.
 
 use std::sync::Arc;
@@ -28,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::state::AppState;
 use crate::secret::token::{self, Policy, Scope};
-use crate::secret::SecretPath;
+use crate::secret::{Caller, SecretPath};
 use crate::time::now_ms;
 
 /// The caller, as established by its token.
@@ -37,9 +44,18 @@ pub struct Principal {
     pub accessor: String,
     pub name: String,
     pub policy: Policy,
+    pub expires_at_ms: Option<u64>,
 }
 
 impl Principal {
+    /// The token behind a write, for the state machine to check again where it applies.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            accessor: self.accessor.clone(),
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.policy.has_scope(scope) {
             Ok(())
@@ -88,32 +104,56 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-fn identify(state: &AppState, presented: &str) -> Result<Principal, ApiError> {
+/// Why a presented token was not accepted.
+enum Refusal {
+    /// Not in this node's token table (yet).
+    Unknown,
+    Other(ApiError),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::Unknown => ApiError::Unauthorized("unknown token".into()),
+            Refusal::Other(e) => e,
+        }
+    }
+}
+
+fn identify(state: &AppState, presented: &str) -> Result<Principal, Refusal> {
     let accessor = token::accessor(presented);
-    let unknown = || ApiError::Unauthorized("unknown token".into());
     let (record, revoked) = state
         .barrier
         .token(&accessor)
-        .map_err(ApiError::from)?
-        .ok_or_else(unknown)?;
+        .map_err(|e| Refusal::Other(e.into()))?
+        .ok_or(Refusal::Unknown)?;
     if !record.matches(presented) {
-        return Err(unknown());
+        return Err(Refusal::Unknown);
     }
+    let refuse = |detail: String| Err(Refusal::Other(ApiError::Unauthorized(detail)));
     if revoked.is_some() {
-        return Err(ApiError::Unauthorized(format!(
-            "token {accessor} has been revoked"
-        )));
+        return refuse(format!("token {accessor} has been revoked"));
     }
     if record.expired(now_ms()) {
-        return Err(ApiError::Unauthorized(format!(
-            "token {accessor} has expired"
-        )));
+        return refuse(format!("token {accessor} has expired"));
     }
     Ok(Principal {
         accessor,
         name: record.name,
         policy: record.policy,
+        expires_at_ms: record.expires_at_ms,
     })
+}
+
+/// How current the token table must be for a route group (see the module doc).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// After the read barrier.
+    Current,
+    /// This node's table; the state machine checks again where the write applies.
+    Write,
+    /// This node's table as it is.
+    Local,
 }
 
 /// Authenticates after the read barrier: for every route that touches secrets, tokens or
@@ -123,7 +163,16 @@ pub async fn authenticate_current(
     request: Request,
     next: Next,
 ) -> Response {
-    authenticate(state, request, next, true).await
+    authenticate(state, request, next, Freshness::Current).await
+}
+
+/// Authenticates a write against this node's table (see the module doc).
+pub async fn authenticate_write(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    authenticate(state, request, next, Freshness::Write).await
 }
 
 /// Authenticates against this node's local state: for cluster status only.
@@ -132,29 +181,44 @@ pub async fn authenticate_local(
     request: Request,
     next: Next,
 ) -> Response {
-    authenticate(state, request, next, false).await
+    authenticate(state, request, next, Freshness::Local).await
 }
 
 async fn authenticate(
     state: Arc<AppState>,
     mut request: Request,
     next: Next,
-    read_barrier: bool,
+    freshness: Freshness,
 ) -> Response {
     let presented = match bearer(request.headers()) {
         Ok(t) => t.to_string(),
         Err(e) => return e.into_response(),
     };
-    if read_barrier {
-        if let Err(e) = state.node.linearize().await {
-            return ApiError::from(e).into_response();
+    let barrier = || async {
+        state
+            .node
+            .linearize()
+            .await
+            .map_err(|e| ApiError::from(e).into_response())
+    };
+    if freshness == Freshness::Current {
+        if let Err(resp) = barrier().await {
+            return resp;
         }
     }
-    match identify(&state, &presented) {
+    let identified = match identify(&state, &presented) {
+        // A token created moments ago may not have reached this node yet.
+        Err(Refusal::Unknown) if freshness == Freshness::Write => match barrier().await {
+            Ok(()) => identify(&state, &presented),
+            Err(resp) => return resp,
+        },
+        other => other,
+    };
+    match identified {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -58,6 +58,16 @@ impl ApiError {
         }
     }
 
+    /// The error for a state-machine result the handler of `what` does not handle itself: a
+    /// token refused where the write applied is a 401 for every write; anything else is a
+    /// bug (500).
+    pub fn unexpected(what: &str, result: crate::secret::CommandResult) -> Self {
+        match result {
+            crate::secret::CommandResult::Unauthorized(why) => ApiError::Unauthorized(why),
+            other => ApiError::Internal(format!("unexpected result of {what}: {other:?}")),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } | ApiError::InvalidPath(_) => StatusCode::BAD_REQUEST,

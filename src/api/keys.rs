@@ -11,9 +11,8 @@ use serde_json::{json, Value};
 use super::auth::Principal;
 use super::error::ApiError;
 use super::state::State;
-use crate::raft::node::Proposal;
 use crate::secret::token::Scope;
-use crate::secret::{Command, CommandResult};
+use crate::secret::{Command, CommandResult, Op};
 
 /// How often a rotation retries after losing a race to a concurrent one.
 const ROTATE_ATTEMPTS: usize = 5;
@@ -38,8 +37,8 @@ pub async fn rotate(
     for _ in 0..ROTATE_ATTEMPTS {
         let id = state.barrier.current_key_id()?.unwrap_or(0) + 1;
         let wrapped = state.barrier.new_wrapped_key(id)?;
-        let proposal = Proposal::new(Command::AddDataKey { id, wrapped });
-        match state.node.write(proposal).await? {
+        let op = Op::new(Command::AddDataKey { id, wrapped }, Some(who.caller()));
+        match state.node.write(op).await? {
             CommandResult::KeyAdded { id } => {
                 tracing::info!(key_id = id, by = %who.accessor, "data key rotated");
                 return Ok((StatusCode::OK, Json(json!({"currentKeyId": id}))).into_response());
@@ -47,11 +46,7 @@ pub async fn rotate(
             // Another rotation won the race; our view of `current` is stale. Try again once
             // this node has applied it.
             CommandResult::KeyConflict { .. } => state.node.linearize().await?,
-            other => {
-                return Err(ApiError::Internal(format!(
-                    "unexpected result of a key rotation: {other:?}"
-                )))
-            }
+            other => return Err(ApiError::unexpected("a key rotation", other)),
         }
     }
     Err(ApiError::Conflict {

@@ -6,11 +6,12 @@
 //! machine. Every error leaves through [`error::ApiError`].
 //!
 //! Invariants:
-//! - The routes are in two groups, and the group decides whether the read barrier runs
-//!   before the token check: every route that reads or writes secrets, tokens or keys is in
-//!   the *current* group (barrier first, so a revocation acknowledged anywhere holds here);
-//!   only `GET /cluster` and `GET /cluster/self` are in the *local* group, answered from this
-//!   node's own state so an isolated node can still be inspected.
+//! - The routes are in three groups, and the group decides how current the token table must
+//!   be (see [`auth`]): *current* — every read of secrets, tokens or keys and every
+//!   membership change runs the read barrier before the token check; *write* — writes of
+//!   secrets, tokens and keys are checked against this node's table and again by the state
+//!   machine where they apply; *local* — `GET /cluster` and `GET /cluster/self` are answered
+//!   from this node's own state so an isolated node can still be inspected.
 //! - Health needs no token.
 
 pub mod auth;
@@ -28,36 +29,59 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use error::ApiError;
 pub use state::{AppState, State};
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let current = Router::new()
-        .route("/secrets", get(secrets::list))
+    let current = || from_fn_with_state(state.clone(), auth::authenticate_current);
+    let write = || from_fn_with_state(state.clone(), auth::authenticate_write);
+    // A method router per group, merged per path: the group, not the path, picks the check.
+    let secrets = Router::new()
+        .route("/secrets", get(secrets::list).route_layer(current()))
         .route(
             "/secrets/",
-            get(secrets::empty_path)
-                .put(secrets::empty_path)
-                .delete(secrets::empty_path),
+            get(secrets::empty_path).route_layer(current()).merge(
+                put(secrets::empty_path)
+                    .delete(secrets::empty_path)
+                    .route_layer(write()),
+            ),
         )
         .route(
             "/secrets/{*path}",
-            get(secrets::get).put(secrets::put).delete(secrets::delete),
+            get(secrets::get).route_layer(current()).merge(
+                put(secrets::put)
+                    .delete(secrets::delete)
+                    .route_layer(write()),
+            ),
+        );
+    let admin = Router::new()
+        .route(
+            "/tokens",
+            get(tokens::list)
+                .route_layer(current())
+                .merge(post(tokens::create).route_layer(write())),
         )
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{accessor}", delete(tokens::revoke))
-        .route("/keys", get(keys::show))
-        .route("/keys/rotate", post(keys::rotate))
-        .route("/cluster/members", post(cluster::add_member))
-        .route("/cluster/members/{id}", delete(cluster::remove_member))
-        .route("/cluster/snapshot", post(cluster::snapshot))
-        .route_layer(from_fn_with_state(
-            state.clone(),
-            auth::authenticate_current,
-        ));
+        .route(
+            "/tokens/{accessor}",
+            delete(tokens::revoke).route_layer(write()),
+        )
+        .route("/keys", get(keys::show).route_layer(current()))
+        .route("/keys/rotate", post(keys::rotate).route_layer(write()))
+        .route(
+            "/cluster/members",
+            post(cluster::add_member).route_layer(current()),
+        )
+        .route(
+            "/cluster/members/{id}",
+            delete(cluster::remove_member).route_layer(current()),
+        )
+        .route(
+            "/cluster/snapshot",
+            post(cluster::snapshot).route_layer(current()),
+        );
     let local = Router::new()
         .route("/cluster", get(cluster::status))
         .route("/cluster/self", get(cluster::node_status))
@@ -65,7 +89,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let open = Router::new()
         .route("/health/alive", get(health::alive))
         .route("/health/ready", get(health::ready));
-    let api = current
+    let api = secrets
+        .merge(admin)
         .merge(local)
         .merge(open)
         .method_not_allowed_fallback(method_not_allowed);

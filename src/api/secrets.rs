@@ -19,9 +19,8 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{parse_u64, path_after, query, read_body, request_id};
 use super::state::State;
-use crate::raft::node::Proposal;
 use crate::secret::token::Scope;
-use crate::secret::{Command, CommandResult, Metadata, PathError, SecretPath};
+use crate::secret::{Command, CommandResult, Metadata, Op, PathError, SecretPath};
 use crate::time::rfc3339;
 
 /// Deepest nesting accepted inside `data`.
@@ -195,7 +194,12 @@ pub async fn put(
         sealed,
         cas,
     };
-    match state.node.write(Proposal { id, command }).await? {
+    let op = Op {
+        id,
+        caller: Some(who.caller()),
+        command,
+    };
+    match state.node.write(op).await? {
         CommandResult::Written(meta) => {
             Ok(Json(json!({"data": data, "metadata": metadata_json(&meta)})).into_response())
         }
@@ -206,7 +210,7 @@ pub async fn put(
                 cas.unwrap_or_default()
             ),
         }),
-        other => Err(ApiError::Internal(format!("unexpected result of a put: {other:?}"))),
+        other => Err(ApiError::unexpected("a put", other)),
     }
 }
 
@@ -221,13 +225,15 @@ pub async fn delete(
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
     let id = request_id(&headers)?;
-    let command = Command::Delete { path: path.clone() };
-    match state.node.write(Proposal { id, command }).await? {
+    let op = Op {
+        id,
+        caller: Some(who.caller()),
+        command: Command::Delete { path: path.clone() },
+    };
+    match state.node.write(op).await? {
         CommandResult::Deleted(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
-        other => Err(ApiError::Internal(format!(
-            "unexpected result of a delete: {other:?}"
-        ))),
+        other => Err(ApiError::unexpected("a delete", other)),
     }
 }
 

@@ -16,9 +16,8 @@ use serde_json::{json, Value};
 use super::auth::Principal;
 use super::error::ApiError;
 use super::state::State;
-use crate::raft::node::Proposal;
 use crate::secret::token::{PathPattern, Policy, Scope, Token, TokenRecord};
-use crate::secret::{Command, CommandResult};
+use crate::secret::{Command, CommandResult, Op};
 use crate::time::{now_ms, rfc3339};
 
 #[derive(Deserialize)]
@@ -103,16 +102,18 @@ pub async fn create(
         sealed,
         bootstrap: false,
     };
-    match state.node.write(Proposal::new(command)).await? {
+    match state
+        .node
+        .write(Op::new(command, Some(who.caller())))
+        .await?
+    {
         CommandResult::TokenCreated => {
             tracing::info!(accessor = %record.accessor, by = %who.accessor, "token created");
             let mut body = token_json(&record, None);
             body["token"] = json!(token.expose());
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
-        other => Err(ApiError::Internal(format!(
-            "unexpected result creating a token: {other:?}"
-        ))),
+        other => Err(ApiError::unexpected("creating a token", other)),
     }
 }
 
@@ -149,14 +150,16 @@ pub async fn revoke(
     let command = Command::RevokeToken {
         accessor: accessor.clone(),
     };
-    match state.node.write(Proposal::new(command)).await? {
+    match state
+        .node
+        .write(Op::new(command, Some(who.caller())))
+        .await?
+    {
         CommandResult::TokenRevoked => {
             tracing::info!(%accessor, by = %who.accessor, "token revoked");
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         CommandResult::NotFound => Err(ApiError::NotFound(format!("token {accessor} not found"))),
-        other => Err(ApiError::Internal(format!(
-            "unexpected result revoking a token: {other:?}"
-        ))),
+        other => Err(ApiError::unexpected("revoking a token", other)),
     }
 }

@@ -6,6 +6,8 @@
 //! below this layer are written against it) and is re-exported here. The API layer talks to
 //! [`node::Node`] only.
 
+pub mod batch;
+pub mod coalesce;
 pub mod network;
 pub mod node;
 pub mod rpc;

@@ -6,10 +6,15 @@
 //!   leader had committed when the read began, the leader having confirmed with a quorum that
 //!   it still leads (read-index). The API never reads the state machine without it. A node
 //!   that cannot get there within the request timeout answers `Unavailable`, never stale data.
-//! - Writes: only the leader turns a [`Proposal`] into a log entry, stamping the time. Any
-//!   other node relays it over the internal transport, at most [`MAX_HOPS`] times. Retries
-//!   (after a leader change or a lost connection) reuse the request id, and the state machine
-//!   deduplicates by it, so a write is applied at most once however often it is retried.
+//!   Concurrent reads share rounds ([`super::coalesce`]): on a follower, one read-index call
+//!   to the leader serves every read that arrived before it was sent; on the leader, one
+//!   quorum confirmation serves every read (local or from followers) that arrived before it
+//!   was sent. A read is never answered by a round that started before it arrived.
+//! - Writes: only the leader turns [`Op`]s into log entries, many to an entry
+//!   ([`super::batch`]), stamping the time. Any other node relays an op over the internal
+//!   transport, at most [`MAX_HOPS`] times. Retries (after a leader change or a lost
+//!   connection) reuse the request id, and the state machine deduplicates by it, so a write
+//!   is applied at most once however often it is retried.
 //! - Every wait is bounded by the configured request timeout.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,17 +24,18 @@ use std::time::{Duration, Instant};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, SnapshotPolicy};
 
+use super::batch::{BatchError, Batcher};
+use super::coalesce::Coalescer;
 use super::network::{CallError, NetworkFactory, PeerClient};
 use super::wire::{
     ForwardOp, ForwardReply, Forwarded, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_STATUS,
 };
-pub use super::wire::{NodeError, NodeStatus, Proposal};
+pub use super::wire::{NodeError, NodeStatus};
 use super::{LogId, NodeId, NodeInfo, Raft};
 use crate::config::Config;
-use crate::secret::{CommandResult, Request};
+use crate::secret::{CommandResult, Op};
 use crate::store::state_machine::Reader;
 use crate::store::{Db, LogStore, StateMachine};
-use crate::time::now_ms;
 
 /// Most relays a forwarded request may take (follower → leader, plus one leader change).
 pub const MAX_HOPS: u8 = 2;
@@ -45,6 +51,17 @@ pub struct Node {
     reader: Reader,
     peers: PeerClient,
     config: Arc<Config>,
+    /// Group commit of writes while this node leads.
+    batcher: Batcher,
+    /// Quorum confirmations while this node leads.
+    leader_reads: Coalescer<Option<LogId>, NodeError>,
+    /// Read-index calls to the leader while this node follows.
+    remote_reads: Coalescer<Option<LogId>, NodeError>,
+}
+
+/// A read round was dropped without an answer (the node is shutting down).
+fn read_aborted() -> NodeError {
+    NodeError::Unavailable("the read-index round was abandoned".into())
 }
 
 enum Attempt<T> {
@@ -63,9 +80,9 @@ impl Node {
         config: Arc<Config>,
         peers: PeerClient,
         db: Arc<Db>,
+        sm: StateMachine,
     ) -> Result<Arc<Node>, NodeError> {
-        let log = LogStore::new(db.clone());
-        let sm = StateMachine::new(db);
+        let log = LogStore::new(db);
         let reader = sm.reader();
         let raft_config = openraft::Config {
             cluster_name: "raftsafe".into(),
@@ -87,12 +104,16 @@ impl Node {
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| NodeError::Internal(format!("starting raft: {e}")))?;
+        let batcher = Batcher::start(raft.clone(), config.request_timeout);
         let node = Arc::new(Node {
             id: config.node_id,
             raft,
             reader,
             peers,
             config,
+            batcher,
+            leader_reads: Coalescer::default(),
+            remote_reads: Coalescer::default(),
         });
         node.bootstrap_if_asked().await?;
         Ok(node)
@@ -218,56 +239,42 @@ impl Node {
         let Some(leader) = self.raft.current_leader().await else {
             return Attempt::Retry("no leader is known".into());
         };
-        if leader == self.id {
-            return match self.leader_read_index().await {
-                Ok(id) => Attempt::Done(Ok(id)),
-                Err(NodeError::Unavailable(why)) => Attempt::Retry(why),
-                Err(e) => Attempt::Done(Err(e)),
+        let answer = if leader == self.id {
+            self.leader_read_index().await
+        } else {
+            let round = {
+                let (raft, peers, me) = (self.raft.clone(), self.peers.clone(), self.id);
+                let timeout = self.config.request_timeout;
+                move || remote_read_index(raft.clone(), peers.clone(), me, timeout)
             };
-        }
-        let Some(info) = self.member(leader) else {
-            return Attempt::Retry(format!("leader {leader} is not in the membership"));
+            let call = self.remote_reads.call(round, read_aborted());
+            tokio::time::timeout(remaining(deadline), call)
+                .await
+                .unwrap_or_else(|_| Err(NodeError::Unavailable("read index timed out".into())))
         };
-        let answer: Result<Result<Option<LogId>, NodeError>, CallError> = self
-            .peers
-            .call(leader, &info, ROUTE_READ_INDEX, &(), remaining(deadline))
-            .await;
         match answer {
-            Ok(Ok(id)) => Attempt::Done(Ok(id)),
-            Ok(Err(NodeError::Unavailable(why))) => Attempt::Retry(why),
-            Ok(Err(e)) => Attempt::Done(Err(e)),
-            Err(e) => Attempt::Retry(e.to_string()),
+            Ok(id) => Attempt::Done(Ok(id)),
+            Err(NodeError::Unavailable(why)) => Attempt::Retry(why),
+            Err(e) => Attempt::Done(Err(e)),
         }
     }
 
     /// On the leader: the log id a read must wait for, after confirming leadership with a
-    /// quorum. Fails on any other node.
+    /// quorum (shared with every read that arrived before the confirmation was sent). Fails
+    /// on any other node.
     pub async fn leader_read_index(&self) -> Result<Option<LogId>, NodeError> {
-        match tokio::time::timeout(self.config.request_timeout, self.raft.get_read_log_id()).await {
-            Err(_) => Err(NodeError::Unavailable(
-                "timed out confirming leadership".into(),
-            )),
-            Ok(Ok((read_log_id, _applied))) => Ok(read_log_id),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                Err(NodeError::Unavailable(format!(
-                    "node {} is no longer the leader (leader now: {:?})",
-                    self.id, f.leader_id
-                )))
-            }
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
-                Err(NodeError::Unavailable(
-                    "the leader could not confirm its leadership with a quorum".into(),
-                ))
-            }
-            Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Internal(format!("raft stopped: {f}"))),
-        }
+        let round = {
+            let (raft, me, timeout) = (self.raft.clone(), self.id, self.config.request_timeout);
+            move || confirm_leadership(raft.clone(), me, timeout)
+        };
+        self.leader_reads.call(round, read_aborted()).await
     }
 
     // ----- writes and cluster changes -----
 
     /// Commits a write through the leader and returns the state machine's result.
-    pub async fn write(&self, proposal: Proposal) -> Result<CommandResult, NodeError> {
-        match self.execute(ForwardOp::Write(proposal), 0).await? {
+    pub async fn write(&self, op: Op) -> Result<CommandResult, NodeError> {
+        match self.execute(ForwardOp::Write(op), 0).await? {
             ForwardReply::Written(r) => Ok(r),
             ForwardReply::Done => Err(NodeError::Internal("unexpected reply to a write".into())),
         }
@@ -339,15 +346,19 @@ impl Node {
     async fn execute_on_leader(&self, op: &ForwardOp, deadline: Instant) -> Attempt<ForwardReply> {
         let left = remaining(deadline);
         let outcome = match op {
-            ForwardOp::Write(p) => {
-                let request = Request {
-                    id: p.id.clone(),
-                    at_ms: now_ms(),
-                    command: p.command.clone(),
+            ForwardOp::Write(op) => {
+                let submitted = self.batcher.submit(op.clone());
+                return match tokio::time::timeout(left, submitted).await {
+                    Ok(Ok(result)) => Attempt::Done(Ok(ForwardReply::Written(result))),
+                    Ok(Err(BatchError::NotLeader(why))) => Attempt::Retry(why),
+                    Ok(Err(BatchError::Fatal(why))) => Attempt::Done(Err(NodeError::Internal(why))),
+                    Ok(Err(BatchError::Timeout)) | Err(_) => {
+                        Attempt::Done(Err(NodeError::Unavailable(
+                            "not committed within the request timeout; it may still take effect"
+                                .into(),
+                        )))
+                    }
                 };
-                tokio::time::timeout(left, self.raft.client_write(request))
-                    .await
-                    .map(|r| r.map(|resp| ForwardReply::Written(resp.data)))
             }
             ForwardOp::AddMember { id, node } => tokio::time::timeout(left, async {
                 self.raft.add_learner(*id, node.clone(), true).await?;
@@ -453,4 +464,63 @@ impl Node {
         }
         out
     }
+}
+
+/// One quorum confirmation on the leader (a round of [`Node::leader_read_index`]).
+async fn confirm_leadership(
+    raft: Raft,
+    me: NodeId,
+    timeout: Duration,
+) -> Result<Option<LogId>, NodeError> {
+    match tokio::time::timeout(timeout, raft.get_read_log_id()).await {
+        Err(_) => Err(NodeError::Unavailable(
+            "timed out confirming leadership".into(),
+        )),
+        Ok(Ok((read_log_id, _applied))) => Ok(read_log_id),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Err(NodeError::Unavailable(format!(
+                "node {me} is no longer the leader (leader now: {:?})",
+                f.leader_id
+            )))
+        }
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
+            Err(NodeError::Unavailable(
+                "the leader could not confirm its leadership with a quorum".into(),
+            ))
+        }
+        Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Internal(format!("raft stopped: {f}"))),
+    }
+}
+
+/// One read-index call to the current leader (a round of a follower's read-index
+/// coalescer). The leader is looked up when the round starts.
+async fn remote_read_index(
+    raft: Raft,
+    peers: PeerClient,
+    me: NodeId,
+    timeout: Duration,
+) -> Result<Option<LogId>, NodeError> {
+    let leader = raft
+        .current_leader()
+        .await
+        .ok_or_else(|| NodeError::Unavailable("no leader is known".into()))?;
+    if leader == me {
+        return Err(NodeError::Unavailable(
+            "this node became the leader; asking itself".into(),
+        ));
+    }
+    let info = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&leader)
+        .cloned()
+        .ok_or_else(|| {
+            NodeError::Unavailable(format!("leader {leader} is not in the membership"))
+        })?;
+    let answer: Result<Result<Option<LogId>, NodeError>, CallError> = peers
+        .call(leader, &info, ROUTE_READ_INDEX, &(), timeout)
+        .await;
+    answer.map_err(|e| NodeError::Unavailable(e.to_string()))?
 }

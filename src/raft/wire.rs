@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{NodeId, NodeInfo};
-use crate::secret::{Command, CommandResult, RequestId};
+use crate::secret::{CommandResult, Op};
 
 /// Raft's AppendEntries (replication and heartbeats).
 pub const ROUTE_APPEND: &str = "/raft/append";
@@ -64,24 +64,6 @@ impl From<crate::store::StoreError> for NodeError {
     }
 }
 
-/// A write as the client asked for it; the leader turns it into a
-/// [`crate::secret::Request`] by stamping the time.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Proposal {
-    pub id: RequestId,
-    pub command: Command,
-}
-
-impl Proposal {
-    /// A proposal with a fresh random request id (for writes the client did not name).
-    pub fn new(command: Command) -> Proposal {
-        Proposal {
-            id: RequestId::random(),
-            command,
-        }
-    }
-}
-
 /// A request relayed from the node a client called to the leader.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Forwarded {
@@ -92,7 +74,7 @@ pub struct Forwarded {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardOp {
-    Write(Proposal),
+    Write(Op),
     AddMember { id: NodeId, node: NodeInfo },
     RemoveMember { id: NodeId },
 }

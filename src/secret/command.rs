@@ -1,9 +1,12 @@
 //! Commands: what a Raft log entry asks the state machine to do, and what it answered.
 //!
 //! Invariants:
-//! - A [`Request`] is complete: the leader stamps the time (`at_ms`) and the client's request
-//!   id into it before proposing, so applying it needs no clock, randomness or local state
-//!   and every replica computes the same result.
+//! - A [`Request`] (one log entry) is complete: it is a batch of [`Op`]s, each with the
+//!   client's request id and the caller's token accessor, and the leader stamps the time
+//!   (`at_ms`) once for the batch before proposing. Applying it needs no clock, randomness or
+//!   local state, so every replica computes the same result.
+//! - Batching is invisible to the domain: a batch applies exactly as its ops would one after
+//!   another, in order.
 //! - Secret values travel only as sealed (encrypted) bytes; this module never sees plaintext.
 //! - Types here are encoded with bincode, so they use no `serde(flatten/skip/tag/untagged)`.
 
@@ -46,19 +49,60 @@ impl fmt::Display for RequestId {
     }
 }
 
-/// One replicated write.
+/// One replicated log entry: a batch of writes, stamped once by the leader. Concurrent
+/// writes share an entry (and so one fsync and one replication round).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    pub id: RequestId,
     /// Wall-clock milliseconds since the Unix epoch, stamped by the leader.
     pub at_ms: u64,
-    pub command: Command,
+    pub ops: Vec<Op>,
 }
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ops.as_slice() {
+            [one] => write!(f, "{one}"),
+            ops => write!(f, "batch of {}", ops.len()),
+        }
+    }
+}
+
+/// One write as a client asked for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// Deduplicates retries: an id seen before returns the first result.
+    pub id: RequestId,
+    /// The token that asked for it, checked again when the op applies (`None`: the cluster
+    /// itself, e.g. bootstrap).
+    pub caller: Option<Caller>,
+    pub command: Command,
+}
+
+impl Op {
+    /// An op with a fresh random request id.
+    pub fn new(command: Command, caller: Option<Caller>) -> Op {
+        Op {
+            id: RequestId::random(),
+            caller,
+            command,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.id, self.command.name())
     }
+}
+
+/// The token behind a write. The node that received the write checked the token's scopes
+/// and paths (they never change); apply checks that the token still exists, is not revoked
+/// and has not expired *at the write's place in the log*, so a write can never commit after
+/// an acknowledged revocation of its token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub accessor: String,
+    pub expires_at_ms: Option<u64>,
 }
 
 /// What a write does. Sealed bytes are opaque here: they are produced and opened by the
@@ -88,6 +132,17 @@ pub enum Command {
 }
 
 impl Command {
+    /// About how many bytes this command adds to a log entry (for batch sizing).
+    pub fn size_hint(&self) -> usize {
+        64 + match self {
+            Command::Put { path, sealed, .. } => path.as_str().len() + sealed.len(),
+            Command::Delete { path } => path.as_str().len(),
+            Command::AddDataKey { wrapped, .. } => wrapped.len(),
+            Command::CreateToken { sealed, .. } => sealed.len(),
+            Command::RevokeToken { .. } => 16,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Command::Put { .. } => "put",
@@ -163,4 +218,6 @@ pub enum CommandResult {
     TokenRevoked,
     /// The cluster's root token was created before.
     AlreadyBootstrapped,
+    /// The caller's token was revoked, expired or unknown when the op applied.
+    Unauthorized(String),
 }

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Command, CommandResult, Metadata, Request, RequestId};
+use super::command::{Caller, Command, CommandResult, Metadata, Op, Request, RequestId};
 use super::path::SecretPath;
 use crate::codec::{self, CodecError};
 
@@ -191,21 +191,72 @@ impl Changes {
     }
 }
 
-/// Applies one committed request, recording its writes in `changes`.
+/// Applies one committed entry (a batch of ops, in order), recording its writes in
+/// `changes`. Returns one result per op.
 pub fn apply<S: StateRead>(
     state: &S,
     changes: &mut Changes,
     request: &Request,
+) -> Result<Vec<CommandResult>, ApplyError<S::Error>> {
+    request
+        .ops
+        .iter()
+        .map(|op| apply_op(state, changes, request.at_ms, op))
+        .collect()
+}
+
+fn apply_op<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    at_ms: u64,
+    op: &Op,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
-    let dedup_key = keys::dedup(&request.id.0);
+    let dedup_key = keys::dedup(&op.id.0);
     if let Some(previous) = changes.get_decoded::<S, CommandResult>(state, &dedup_key)? {
         return Ok(previous);
     }
-    let result = match &request.command {
-        Command::Put { path, sealed, cas } => {
-            put(state, changes, request.at_ms, path, sealed, *cas)?
-        }
-        Command::Delete { path } => delete(state, changes, request.at_ms, path)?,
+    let refused = match &op.caller {
+        Some(caller) => check_caller(state, changes, at_ms, caller)?,
+        None => None,
+    };
+    let result = match (refused, &op.command) {
+        (Some(refused), _) => refused,
+        (None, command) => apply_command(state, changes, at_ms, command)?,
+    };
+    remember(state, changes, &op.id, &result)?;
+    Ok(result)
+}
+
+/// `Some(Unauthorized)` when the caller's token no longer allows anything at this point of
+/// the log: unknown, revoked, or expired at the entry's time.
+fn check_caller<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    at_ms: u64,
+    caller: &Caller,
+) -> Result<Option<CommandResult>, ApplyError<S::Error>> {
+    let accessor = &caller.accessor;
+    let why = if changes.get(state, &keys::token(accessor))?.is_none() {
+        format!("token {accessor} is unknown")
+    } else if changes.get(state, &keys::revoked(accessor))?.is_some() {
+        format!("token {accessor} has been revoked")
+    } else if caller.expires_at_ms.is_some_and(|t| at_ms >= t) {
+        format!("token {accessor} has expired")
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(CommandResult::Unauthorized(why)))
+}
+
+fn apply_command<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    at_ms: u64,
+    command: &Command,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    Ok(match command {
+        Command::Put { path, sealed, cas } => put(state, changes, at_ms, path, sealed, *cas)?,
+        Command::Delete { path } => delete(state, changes, at_ms, path)?,
         Command::AddDataKey { id, wrapped } => {
             let current = changes
                 .get(state, keys::CURRENT_KEY)?
@@ -247,14 +298,12 @@ pub fn apply<S: StateRead>(
             if changes.get(state, &keys::token(accessor))?.is_none() {
                 CommandResult::NotFound
             } else {
-                let at = request.at_ms.to_be_bytes().to_vec();
+                let at = at_ms.to_be_bytes().to_vec();
                 changes.writes.insert(keys::revoked(accessor), Some(at));
                 CommandResult::TokenRevoked
             }
         }
-    };
-    remember(state, changes, &request.id, &result)?;
-    Ok(result)
+    })
 }
 
 fn put<S: StateRead>(
@@ -361,7 +410,7 @@ mod tests {
             let mut changes = Changes::default();
             let out = reqs
                 .iter()
-                .map(|r| apply(self, &mut changes, r).unwrap())
+                .flat_map(|r| apply(self, &mut changes, r).unwrap())
                 .collect();
             for (k, v) in changes.writes {
                 match v {
@@ -377,24 +426,29 @@ mod tests {
         SecretPath::parse(s).unwrap()
     }
 
-    fn put(id: &str, at: u64, path: &str, val: &[u8], cas: Option<u64>) -> Request {
+    /// A one-op entry.
+    fn single(id: &str, at_ms: u64, caller: Option<Caller>, command: Command) -> Request {
         Request {
-            id: RequestId(id.into()),
-            at_ms: at,
-            command: Command::Put {
-                path: p(path),
-                sealed: val.to_vec(),
-                cas,
-            },
+            at_ms,
+            ops: vec![Op {
+                id: RequestId(id.into()),
+                caller,
+                command,
+            }],
         }
     }
 
+    fn put(id: &str, at: u64, path: &str, val: &[u8], cas: Option<u64>) -> Request {
+        let command = Command::Put {
+            path: p(path),
+            sealed: val.to_vec(),
+            cas,
+        };
+        single(id, at, None, command)
+    }
+
     fn del(id: &str, at: u64, path: &str) -> Request {
-        Request {
-            id: RequestId(id.into()),
-            at_ms: at,
-            command: Command::Delete { path: p(path) },
-        }
+        single(id, at, None, Command::Delete { path: p(path) })
     }
 
     fn version(m: &CommandResult) -> u64 {
@@ -501,11 +555,7 @@ mod tests {
     }
 
     fn cmd(id: &str, command: Command) -> Request {
-        Request {
-            id: RequestId(id.into()),
-            at_ms: 7,
-            command,
-        }
+        single(id, 7, None, command)
     }
 
     #[test]
@@ -589,5 +639,85 @@ mod tests {
         // The oldest ids were forgotten, the newest are remembered.
         assert!(!s.0.contains_key(&keys::dedup("id0")));
         assert!(s.0.contains_key(&keys::dedup(&format!("id{}", n - 1))));
+    }
+
+    #[test]
+    fn a_batch_applies_like_its_ops_one_by_one() {
+        let ops = [
+            put("1", 10, "a", b"x", None),
+            del("2", 10, "a"),
+            put("3", 10, "a", b"y", Some(1)),
+            put("4", 10, "b", b"z", Some(0)),
+            put("1", 10, "a", b"again", None),
+        ];
+        let mut separate = Mem::default();
+        let r1 = separate.run(&ops);
+        let batch = Request {
+            at_ms: 10,
+            ops: ops.iter().flat_map(|r| r.ops.clone()).collect(),
+        };
+        let mut batched = Mem::default();
+        let r2 = batched.run(&[batch]);
+        assert_eq!(r1, r2);
+        assert_eq!(separate.0, batched.0);
+        // The repeated id inside the same batch returned the first result.
+        assert_eq!(r2[4], r2[0]);
+    }
+
+    #[test]
+    fn writes_check_their_token_where_they_apply() {
+        let mut s = Mem::default();
+        let create = |i: &str, acc: &str| {
+            let command = Command::CreateToken {
+                accessor: acc.into(),
+                sealed: vec![1],
+                bootstrap: false,
+            };
+            single(i, 1, None, command)
+        };
+        s.run(&[create("c1", "aa"), create("c2", "bb")]);
+        let by = |acc: &str, expires: Option<u64>| {
+            Some(Caller {
+                accessor: acc.into(),
+                expires_at_ms: expires,
+            })
+        };
+        let write = |i: &str, at: u64, caller| {
+            let command = Command::Put {
+                path: p("x"),
+                sealed: vec![2],
+                cas: None,
+            };
+            single(i, at, caller, command)
+        };
+        let revoke = |i: &str, acc: &str| {
+            let command = Command::RevokeToken {
+                accessor: acc.into(),
+            };
+            single(i, 5, by("aa", None), command)
+        };
+        let r = s.run(&[
+            write("w1", 5, by("aa", None)),
+            revoke("r1", "bb"),
+            write("w2", 6, by("bb", None)),
+            write("w3", 6, by("zz", None)),
+            write("w4", 9, by("aa", Some(9))),
+            write("w5", 8, by("aa", Some(9))),
+        ]);
+        assert_eq!(version(&r[0]), 1);
+        assert_eq!(r[1], CommandResult::TokenRevoked);
+        assert_eq!(
+            r[2],
+            CommandResult::Unauthorized("token bb has been revoked".into())
+        );
+        assert_eq!(
+            r[3],
+            CommandResult::Unauthorized("token zz is unknown".into())
+        );
+        assert_eq!(
+            r[4],
+            CommandResult::Unauthorized("token aa has expired".into())
+        );
+        assert_eq!(version(&r[5]), 2, "refused writes changed nothing");
     }
 }

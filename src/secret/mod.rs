@@ -10,5 +10,5 @@ pub mod machine;
 pub mod path;
 pub mod token;
 
-pub use command::{Command, CommandResult, Metadata, Request, RequestId};
+pub use command::{Caller, Command, CommandResult, Metadata, Op, Request, RequestId};
 pub use path::{PathError, SecretPath};

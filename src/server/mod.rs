@@ -85,20 +85,22 @@ fn load_tls(config: &Config) -> Result<Option<Tls>, ServeError> {
 }
 
 /// Opens the database, after checking the master key against any keyring on disk through a
-/// read-only handle: a node with the wrong key must stop before it writes anything.
-fn open_store(config: &Config, master: &[u8]) -> Result<(Arc<Db>, Arc<Barrier>), ServeError> {
+/// read-only handle: a node with the wrong key must stop before it writes anything. Then
+/// opens the state machine (which restores it from a snapshot if it must).
+fn open_store(
+    config: &Config,
+    master: &[u8],
+) -> Result<(Arc<Db>, StateMachine, Arc<Barrier>), ServeError> {
     let keyring = || Keyring::new(master).map_err(|e| master_key::MasterKeyError(e.to_string()));
     if let Some(existing) = Db::open_read_only(&config.data_dir)? {
-        Barrier::new(keyring()?, StateMachine::new(existing).reader())
+        Barrier::new(keyring()?, StateMachine::read_only(existing).reader())
             .verify_master_key()
             .map_err(ServeError::WrongMasterKey)?;
     }
     let db = Db::open(&config.data_dir)?;
-    let barrier = Arc::new(Barrier::new(
-        keyring()?,
-        StateMachine::new(db.clone()).reader(),
-    ));
-    Ok((db, barrier))
+    let sm = StateMachine::open(db.clone())?;
+    let barrier = Arc::new(Barrier::new(keyring()?, sm.reader()));
+    Ok((db, sm, barrier))
 }
 
 /// Runs a node until `shutdown` completes (see [`shutdown_signal`] for the binary's).
@@ -111,7 +113,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     }
     let tls = load_tls(&config)?;
     let master = master_key::resolve(&config)?;
-    let (db, barrier) = open_store(&config, &master)?;
+    let (db, sm, barrier) = open_store(&config, &master)?;
     let root = crate::bootstrap::operator_root_token(&config)?;
 
     let config = Arc::new(config);
@@ -123,7 +125,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         tls.is_some(),
         config.peer_routes.clone(),
     );
-    let node = Node::start(config.clone(), peers, db).await?;
+    let node = Node::start(config.clone(), peers, db, sm).await?;
 
     let state = Arc::new(AppState {
         node: node.clone(),

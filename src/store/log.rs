@@ -8,6 +8,9 @@
 //!   truncate/purge remove contiguous ranges from the end/start.
 //! - `last_purged` is written in the same synced batch as the range delete that purges, so a
 //!   crash can never leave the log shorter than `last_purged` claims.
+//! - Nothing is purged that neither the state machine nor a durable snapshot holds: openraft
+//!   purges only behind a snapshot, and a snapshot just received from the leader is made
+//!   durable before the purge it allows.
 //! - All writes are serialized: openraft calls these methods one at a time through `&mut
 //!   self`, and each one completes its synced write before returning.
 
@@ -249,6 +252,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let this = self.clone();
         blocking(move || {
+            // On a follower, openraft purges the log a received snapshot covers without
+            // waiting for the state machine to install it. Make that snapshot durable first,
+            // so a crash in between leaves a snapshot to restore from (`StateMachine::open`).
+            {
+                let _lock = this.db.snapshot_lock();
+                super::snapshot::secure_incoming(&this.db.snapshot_dir(), Some(log_id.index))?;
+            }
             let mut batch = WriteBatch::default();
             batch.put_cf(
                 this.db.cf(CF_RAFT_META),

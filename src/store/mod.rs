@@ -64,6 +64,8 @@ impl StoreError {
 pub struct Db {
     db: DB,
     dir: PathBuf,
+    /// Serializes changes to the snapshot files (builds, receives, the log store's purge).
+    snapshot_lock: std::sync::Mutex<()>,
 }
 
 /// Whether a write must be on disk before it returns.
@@ -102,6 +104,7 @@ impl Db {
         Ok(Arc::new(Db {
             db,
             dir: data_dir.to_path_buf(),
+            snapshot_lock: Default::default(),
         }))
     }
 
@@ -122,6 +125,7 @@ impl Db {
         Ok(Some(Arc::new(Db {
             db,
             dir: data_dir.to_path_buf(),
+            snapshot_lock: Default::default(),
         })))
     }
 
@@ -154,6 +158,11 @@ impl Db {
         self.db
             .cf_handle(name)
             .expect("column family created at open")
+    }
+
+    /// Held while the snapshot files change (see `snapshot.rs`).
+    pub fn snapshot_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn snapshot_dir(&self) -> PathBuf {

@@ -1,24 +1,33 @@
-//! The replicated state machine on RocksDB (openraft's `RaftStateMachine`), its snapshot
-//! builder, and the read side the API uses.
+//! The replicated state machine on RocksDB (openraft's `RaftStateMachine`), its snapshots,
+//! and the read side the API uses.
 //!
 //! Invariants:
-//! - `apply` writes the data changes, `last_applied` and the membership of a whole batch in
-//!   one synced `WriteBatch`, before returning the results: state on disk is always exactly
-//!   the log applied up to `last_applied`, and never reverts after a restart.
+//! - `apply` writes the data changes, `last_applied` and the membership of a whole batch of
+//!   entries in one `WriteBatch`: state on disk is always exactly the log applied up to
+//!   `last_applied`. The batch is *not* fsync'd: the log entries it applies are already
+//!   durable on a majority, the WAL write reaches the OS at once (a process crash loses
+//!   nothing), and after a machine crash openraft re-applies from the durable
+//!   `last_applied` (see [`StateMachine::open`] for the snapshot half of that argument).
+//!   The next synced write of any kind (a log append) makes it durable too: one WAL orders
+//!   every column family.
 //! - The logic of each entry is [`crate::secret::machine::apply`], which is pure and
 //!   deterministic; this file only moves bytes between it and RocksDB.
-//! - A snapshot is built from one RocksDB snapshot (data and meta read from the same
-//!   point-in-time view), so it is consistent while apply goes on concurrently.
-//! - Installing a snapshot replaces the data and meta in one synced batch.
+//! - A snapshot is streamed from one RocksDB snapshot (data and meta from the same
+//!   point-in-time view) into a file, so it is consistent while apply goes on and never
+//!   held in memory. It is fsync'd before it becomes current.
+//! - Installing a snapshot is crash-safe and never visible half-done: the snapshot file is
+//!   made durable first, an `installing` marker is written (synced), the data is replaced in
+//!   bounded batches while readers are held off, and the last batch sets `last_applied`,
+//!   the membership and clears the marker (synced). [`StateMachine::open`] finishes an
+//!   install a crash interrupted, and installs a snapshot newer than the applied state.
 
-use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use rocksdb::{IteratorMode, WriteBatch};
 
-use super::snapshot::{self, SnapshotData};
+use super::snapshot::{self, SnapshotReader, SnapshotWriter};
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -29,12 +38,17 @@ use crate::secret::{CommandResult, Metadata, SecretPath};
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
+/// Present while a snapshot install is in progress: the log id being installed.
+const KEY_INSTALLING: &[u8] = b"installing";
+/// Bytes of pairs per write batch during an install.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
 
 /// The state machine handed to openraft.
 pub struct StateMachine {
     db: Arc<Db>,
-    /// Serializes snapshot file writes between builds and installs.
-    snapshot_lock: Arc<std::sync::Mutex<()>>,
+    /// Held for writing while a snapshot install replaces the data, so that no reader sees
+    /// a half-installed state; readers take it for reading.
+    gate: Arc<RwLock<()>>,
 }
 
 /// Reads the committed data directly from RocksDB. Callers must have done a read-index
@@ -42,6 +56,7 @@ pub struct StateMachine {
 #[derive(Clone)]
 pub struct Reader {
     db: Arc<Db>,
+    gate: Arc<RwLock<()>>,
 }
 
 /// A view of `sm_data` for the pure apply logic.
@@ -62,16 +77,59 @@ fn decode<T: serde::de::DeserializeOwned>(
 }
 
 impl StateMachine {
-    pub fn new(db: Arc<Db>) -> Self {
+    /// Opens the state machine and brings it up to its snapshot: finishes an install that a
+    /// crash interrupted, secures a completely received snapshot, and installs the current
+    /// snapshot if it is newer than the applied state (after a machine crash the un-synced
+    /// applies since the last synced write may be gone; the snapshot and the log are not).
+    /// Run it before openraft starts.
+    pub fn open(db: Arc<Db>) -> Result<StateMachine, StoreError> {
+        let sm = StateMachine {
+            db,
+            gate: Arc::default(),
+        };
+        sm.recover()?;
+        Ok(sm)
+    }
+
+    /// The state machine over a database opened read-only (no recovery: nothing is written).
+    pub fn read_only(db: Arc<Db>) -> StateMachine {
         StateMachine {
             db,
-            snapshot_lock: Arc::default(),
+            gate: Arc::default(),
         }
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        let dir = self.db.snapshot_dir();
+        {
+            let _lock = self.db.snapshot_lock();
+            snapshot::secure_incoming(&dir, None)?;
+            let _ = std::fs::remove_file(snapshot::building_path(&dir));
+        }
+        let interrupted = self.db.get(CF_SM_META, KEY_INSTALLING)?.is_some();
+        let (applied, _) = Self::applied_state_blocking(&self.db)?;
+        let current = snapshot::current_path(&dir);
+        if let Some(meta) = snapshot::read_meta(&current)? {
+            if interrupted || meta.last_log_id > applied {
+                tracing::info!(
+                    snapshot = %meta.snapshot_id,
+                    interrupted,
+                    "restoring the state machine from the snapshot on disk"
+                );
+                self.install_blocking(&meta)?;
+            }
+        } else if interrupted {
+            return Err(StoreError::Apply(
+                "a snapshot install was interrupted and its snapshot file is gone".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn reader(&self) -> Reader {
         Reader {
             db: self.db.clone(),
+            gate: self.gate.clone(),
         }
     }
 
@@ -87,7 +145,7 @@ impl StateMachine {
         Ok((last, membership))
     }
 
-    fn apply_blocking(db: &Db, entries: Vec<Entry>) -> Result<Vec<CommandResult>, StoreError> {
+    fn apply_blocking(db: &Db, entries: Vec<Entry>) -> Result<Vec<Vec<CommandResult>>, StoreError> {
         let view = DbView(db);
         let mut changes = Changes::default();
         let mut results = Vec::with_capacity(entries.len());
@@ -96,12 +154,12 @@ impl StateMachine {
         for entry in entries {
             last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => CommandResult::NoOp,
+                EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(request) => machine::apply(&view, &mut changes, &request)
                     .map_err(|e| StoreError::Apply(format!("entry {}: {e}", entry.log_id)))?,
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                    CommandResult::NoOp
+                    Vec::new()
                 }
             };
             results.push(result);
@@ -121,35 +179,54 @@ impl StateMachine {
         if let Some(m) = membership {
             batch.put_cf(meta, KEY_MEMBERSHIP, codec::encode(&m));
         }
-        db.write(batch, Durability::Synced)?;
+        db.write(batch, Durability::Buffered)?;
         Ok(results)
     }
 
-    fn install_blocking(db: &Db, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StoreError> {
-        let payload: SnapshotData = decode("snapshot data", data)?;
-        let mut batch = WriteBatch::default();
-        let cf = db.cf(CF_SM_DATA);
-        // Every key starts with an ASCII tag byte, so this range covers them all.
-        batch.delete_range_cf(cf, [0u8].as_slice(), [0xffu8].as_slice());
-        for (k, v) in payload.pairs {
-            batch.put_cf(cf, k, v);
+    /// Replaces the state with the current snapshot file (which must match `meta`).
+    fn install_blocking(&self, meta: &SnapshotMeta) -> Result<(), StoreError> {
+        let db = &self.db;
+        let path = snapshot::current_path(&db.snapshot_dir());
+        // Check the whole file before touching the state: a bad file changes nothing.
+        let found = snapshot::verify(&path)?;
+        if found.last_log_id != meta.last_log_id {
+            return Err(StoreError::Apply(format!(
+                "snapshot file holds {:?}, expected {:?}",
+                found.last_log_id, meta.last_log_id
+            )));
         }
-        let m = db.cf(CF_SM_META);
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let (data, m) = (db.cf(CF_SM_DATA), db.cf(CF_SM_META));
+        let mut batch = WriteBatch::default();
+        batch.put_cf(m, KEY_INSTALLING, codec::encode(&meta.last_log_id));
+        // Every key starts with an ASCII tag byte, so this range covers them all.
+        batch.delete_range_cf(data, [0u8].as_slice(), [0xffu8].as_slice());
+        db.write(batch, Durability::Synced)?;
+        let mut reader = SnapshotReader::open(&path)?;
+        let mut batch = WriteBatch::default();
+        let mut bytes = 0;
+        while let Some((k, v)) = reader.next_pair()? {
+            bytes += k.len() + v.len();
+            batch.put_cf(data, k, v);
+            if bytes >= INSTALL_BATCH_BYTES {
+                db.write(std::mem::take(&mut batch), Durability::Buffered)?;
+                bytes = 0;
+            }
+        }
         batch.put_cf(m, KEY_LAST_APPLIED, codec::encode(&meta.last_log_id));
         batch.put_cf(m, KEY_MEMBERSHIP, codec::encode(&meta.last_membership));
-        db.write(batch, Durability::Synced)?;
-        Ok(())
+        batch.delete_cf(m, KEY_INSTALLING);
+        db.write(batch, Durability::Synced)
     }
 }
 
-/// Builds snapshots from a RocksDB point-in-time view.
+/// Builds snapshots from a RocksDB point-in-time view, streaming them to a file.
 pub struct SnapshotBuilder {
     db: Arc<Db>,
-    snapshot_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl SnapshotBuilder {
-    fn build_blocking(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
+    fn build_blocking(&self) -> Result<(SnapshotMeta, std::fs::File), StoreError> {
         let db = &self.db;
         let snap = db.snapshot();
         let meta_cf = db.cf(CF_SM_META);
@@ -161,15 +238,7 @@ impl SnapshotBuilder {
             Some(b) => decode("membership", &b)?,
             None => StoredMembership::default(),
         };
-        let mut pairs = Vec::new();
-        for item in snap.iterator_cf(db.cf(CF_SM_DATA), IteratorMode::Start) {
-            let (k, v) = item?;
-            pairs.push((k.to_vec(), v.to_vec()));
-        }
-        let data = codec::encode(&SnapshotData { pairs });
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let nonce = crate::time::now_ms();
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{nonce}", l.leader_id.term, l.index),
             None => format!("0-0-{nonce}"),
@@ -179,9 +248,20 @@ impl SnapshotBuilder {
             last_membership: membership,
             snapshot_id,
         };
-        let _guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
-        snapshot::save(&db.snapshot_dir(), &meta, &data)?;
-        Ok((meta, data))
+        let dir = db.snapshot_dir();
+        let building = snapshot::building_path(&dir);
+        let mut out = SnapshotWriter::create(&building, &meta)?;
+        for item in snap.iterator_cf(db.cf(CF_SM_DATA), IteratorMode::Start) {
+            let (k, v) = item?;
+            out.pair(&k, &v)?;
+        }
+        out.finish()?;
+        // Open before the rename: the handle stays valid whether or not it becomes current.
+        let file = std::fs::File::open(&building)
+            .map_err(|e| StoreError::io("opening snapshot", &building, e))?;
+        let _lock = db.snapshot_lock();
+        snapshot::promote(&dir, &building, &meta)?;
+        Ok((meta, file))
     }
 }
 
@@ -189,15 +269,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let this = SnapshotBuilder {
             db: self.db.clone(),
-            snapshot_lock: self.snapshot_lock.clone(),
         };
-        let (meta, data) = blocking(move || this.build_blocking())
+        let (meta, file) = blocking(move || this.build_blocking())
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        tracing::info!(snapshot = %meta.snapshot_id, bytes, "built snapshot");
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
@@ -212,7 +292,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageIOError::read_state_machine(&e).into())
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<CommandResult>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -227,43 +307,97 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             db: self.db.clone(),
-            snapshot_lock: self.snapshot_lock.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = snapshot::incoming_path(&self.db.snapshot_dir());
+        let file = blocking(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| StoreError::io("creating snapshot", &path, e))
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        let lock = self.snapshot_lock.clone();
-        let meta2 = meta.clone();
-        let data = snapshot.into_inner();
+        use std::os::unix::fs::MetadataExt;
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        let err = |e: &StoreError| StorageIOError::write_snapshot(Some(meta.signature()), e);
+        let io = |what, e| err(&StoreError::io(what, "snapshot", e));
+        snapshot
+            .flush()
+            .await
+            .map_err(|e| io("flushing snapshot", e))?;
+        // Normally the handle is the `incoming.snap` that `begin_receiving_snapshot` gave
+        // out; any other (e.g. a snapshot built by another state machine) is copied there.
+        let incoming = snapshot::incoming_path(&self.db.snapshot_dir());
+        let handle = snapshot
+            .metadata()
+            .await
+            .map_err(|e| io("inspecting snapshot", e))?;
+        let ours = std::fs::metadata(&incoming)
+            .is_ok_and(|m| m.dev() == handle.dev() && m.ino() == handle.ino());
+        if !ours {
+            snapshot
+                .seek(std::io::SeekFrom::Start(0))
+                .await
+                .map_err(|e| io("reading snapshot", e))?;
+            let mut copy = self.begin_receiving_snapshot().await?;
+            tokio::io::copy(&mut *snapshot, &mut *copy)
+                .await
+                .map_err(|e| io("copying snapshot", e))?;
+            copy.flush().await.map_err(|e| io("flushing snapshot", e))?;
+        }
+        drop(snapshot);
+        let this = StateMachine {
+            db: self.db.clone(),
+            gate: self.gate.clone(),
+        };
+        let want = meta.clone();
         blocking(move || {
-            Self::install_blocking(&db, &meta2, &data)?;
-            let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-            snapshot::save(&db.snapshot_dir(), &meta2, &data)?;
-            Ok(())
+            let dir = this.db.snapshot_dir();
+            {
+                let _lock = this.db.snapshot_lock();
+                snapshot::secure_incoming(&dir, None)?;
+            }
+            // The log store may have secured it already (before a purge); either way the
+            // current snapshot must now be the one openraft asked to install.
+            this.install_blocking(&want)
         })
         .await
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        .map_err(|e| err(&e))?;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let dir = self.db.snapshot_dir();
-        let loaded = blocking(move || snapshot::load(&dir))
-            .await
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(loaded.map(|(meta, data)| Snapshot {
+        let path = snapshot::current_path(&self.db.snapshot_dir());
+        let loaded = blocking(move || {
+            let Some(meta) = snapshot::read_meta(&path)? else {
+                return Ok(None);
+            };
+            let file = std::fs::File::open(&path)
+                .map_err(|e| StoreError::io("opening snapshot", &path, e))?;
+            Ok(Some((meta, file)))
+        })
+        .await
+        .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(loaded.map(|(meta, file)| Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
 }
@@ -291,6 +425,11 @@ pub struct Stored {
 }
 
 impl Reader {
+    /// Held while reading, so that no read sees a snapshot install half done.
+    fn hold(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn meta(&self, path: &SecretPath) -> Result<Option<SecretMeta>, StoreError> {
         match self.db.get(CF_SM_DATA, &keys::meta(path))? {
             Some(b) => Ok(Some(decode("secret metadata", &b)?)),
@@ -304,6 +443,7 @@ impl Reader {
         path: &SecretPath,
         version: Option<u64>,
     ) -> Result<Option<Stored>, StoreError> {
+        let _hold = self.hold();
         let Some(meta) = self.meta(path)? else {
             return Ok(None);
         };
@@ -331,6 +471,7 @@ impl Reader {
         take: usize,
         visible: impl Fn(&SecretPath) -> bool,
     ) -> Result<(Vec<Listed>, usize), StoreError> {
+        let _hold = self.hold();
         let mut start = vec![keys::META];
         start.extend_from_slice(prefix.as_bytes());
         let it = self.db.iter(
@@ -377,6 +518,7 @@ impl Reader {
     }
 
     fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let _hold = self.hold();
         self.db.get(CF_SM_DATA, key)
     }
 
@@ -400,11 +542,17 @@ impl Reader {
 
     /// A token's sealed record and, if revoked, when.
     pub fn token(&self, accessor: &str) -> Result<Option<StoredToken>, StoreError> {
-        let Some(sealed) = self.raw(&keys::token(accessor))? else {
+        let _hold = self.hold();
+        self.token_held(accessor)
+    }
+
+    fn token_held(&self, accessor: &str) -> Result<Option<StoredToken>, StoreError> {
+        let Some(sealed) = self.db.get(CF_SM_DATA, &keys::token(accessor))? else {
             return Ok(None);
         };
         let revoked_at_ms = self
-            .raw(&keys::revoked(accessor))?
+            .db
+            .get(CF_SM_DATA, &keys::revoked(accessor))?
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map(u64::from_be_bytes);
         Ok(Some(StoredToken {
@@ -416,6 +564,7 @@ impl Reader {
 
     /// Every token, in accessor order.
     pub fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+        let _hold = self.hold();
         let start = [keys::TOKEN];
         let it = self.db.iter(
             CF_SM_DATA,
@@ -427,7 +576,7 @@ impl Reader {
             if k.first() != Some(&keys::TOKEN) {
                 break;
             }
-            if let Some(t) = self.token(&String::from_utf8_lossy(&k[1..]))? {
+            if let Some(t) = self.token_held(&String::from_utf8_lossy(&k[1..]))? {
                 out.push(t);
             }
         }
@@ -437,6 +586,7 @@ impl Reader {
     /// A digest of all state-machine data, used to check that replicas converged.
     /// Read from one RocksDB snapshot so it matches the returned applied id.
     pub fn digest(&self) -> Result<(Option<LogId>, String), StoreError> {
+        let _hold = self.hold();
         let snap = self.db.snapshot();
         let last: Option<LogId> = match snap.get_cf(self.db.cf(CF_SM_META), KEY_LAST_APPLIED)? {
             Some(b) => decode("last applied log id", &b)?,

@@ -1,10 +1,10 @@
-//! The openraft type configuration: what a log entry carries ([`Request`]), what applying
-//! one answers ([`CommandResult`]), how nodes are named and addressed, and the snapshot
-//! payload type. The storage traits in this module's siblings and the Raft layer above both
+//! The openraft type configuration: what a log entry carries ([`Request`], a batch of ops),
+//! what applying one answers (a [`CommandResult`] per op), how nodes are named and
+//! addressed, and the snapshot payload type (a file: snapshots are streamed, never held in
+//! memory). The storage traits in this module's siblings and the Raft layer above both
 //! build on these aliases.
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,11 +31,11 @@ impl fmt::Display for NodeInfo {
 openraft::declare_raft_types!(
     pub TypeConfig:
         D = Request,
-        R = CommandResult,
+        R = Vec<CommandResult>,
         NodeId = NodeId,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
