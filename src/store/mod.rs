@@ -78,6 +78,53 @@ pub enum Durability {
     Buffered,
 }
 
+/// Memory and disk budget, chosen on purpose (see BENCHMARKS.md for the measurements): a
+/// node's RSS is mostly RocksDB's memtables and block cache, so both are bounded.
+/// Memtable size of the two busy families (`log`, `sm_data`): flushed to disk beyond this.
+const BUSY_WRITE_BUFFER: usize = 8 << 20;
+/// Memtable size of the two metadata families (a handful of keys each).
+const META_WRITE_BUFFER: usize = 1 << 20;
+/// All memtables together; past this RocksDB flushes the largest.
+const ALL_WRITE_BUFFERS: usize = 24 << 20;
+/// One block cache shared by every family (reads of secrets, tokens, log entries).
+const BLOCK_CACHE_BYTES: usize = 16 << 20;
+/// WAL kept before RocksDB flushes the memtables that pin old WAL files.
+const MAX_WAL_BYTES: u64 = 64 << 20;
+
+fn db_options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    // Values are ciphertext: compression would only cost CPU.
+    o.set_compression_type(DBCompressionType::None);
+    o.set_keep_log_file_num(4);
+    o.set_db_write_buffer_size(ALL_WRITE_BUFFERS);
+    o.set_max_total_wal_size(MAX_WAL_BYTES);
+    // Two cores: one flush and one compaction at a time is plenty and keeps RocksDB's
+    // background threads from competing with request handling.
+    o.set_max_background_jobs(2);
+    o
+}
+
+fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(DBCompressionType::None);
+    let busy = name == CF_LOG || name == CF_SM_DATA;
+    o.set_write_buffer_size(if busy {
+        BUSY_WRITE_BUFFER
+    } else {
+        META_WRITE_BUFFER
+    });
+    o.set_max_write_buffer_number(2);
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    // Index and filter blocks count against the cache instead of growing beside it.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_bloom_filter(10.0, false);
+    o.set_block_based_table_factory(&table);
+    o
+}
+
 impl Db {
     /// Opens (creating if needed) the database under `<data_dir>/db` and the snapshot
     /// directory under `<data_dir>/snapshots`, both owner-only.
@@ -87,19 +134,11 @@ impl Db {
         create_private_dir(&db_dir)?;
         create_private_dir(&data_dir.join("snapshots"))?;
 
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        // Values are ciphertext: compression would only cost CPU.
-        opts.set_compression_type(DBCompressionType::None);
-        opts.set_keep_log_file_num(4);
+        let opts = db_options();
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = [CF_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META]
             .into_iter()
-            .map(|name| {
-                let mut o = Options::default();
-                o.set_compression_type(DBCompressionType::None);
-                ColumnFamilyDescriptor::new(name, o)
-            });
+            .map(|name| ColumnFamilyDescriptor::new(name, cf_options(name, &cache)));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
         Ok(Arc::new(Db {
             db,
