@@ -57,7 +57,9 @@ fn peer_http_client(config: &Config, tls: Option<&Tls>) -> Result<reqwest::Clien
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
-        .connect_timeout(config.heartbeat.max(Duration::from_millis(500)))
+        // Peers are on the cluster's own network: a connection that takes longer than this
+        // (TCP and TLS) is treated as unreachable, and openraft backs off.
+        .connect_timeout(config.heartbeat.max(Duration::from_millis(250)))
         .pool_idle_timeout(Duration::from_secs(30));
     if let Some(tls) = tls {
         b = b.tls_backend_preconfigured(tls.peer_client.clone());
