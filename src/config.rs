@@ -108,6 +108,10 @@ pub struct Settings {
     /// PEM certificate of the cluster CA: peers must present a certificate it signed.
     #[arg(long, env = "RAFTSAFE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// Serve `/metrics` without a token on this address too (loopback only), for scrapers
+    /// that hold no token. `/metrics` on the API needs a `metrics` or `admin` token.
+    #[arg(long, env = "RAFTSAFE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Bootstrap node only: file holding the root token to create with a new cluster (or
     /// env `RAFTSAFE_ROOT_TOKEN`). Without it a random root token is printed once.
     #[arg(long, env = "RAFTSAFE_ROOT_TOKEN_FILE")]
@@ -136,6 +140,7 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     pub tls: Option<crate::tls::TlsFiles>,
     pub root_token_file: Option<PathBuf>,
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8700";
@@ -173,6 +178,7 @@ impl Settings {
             tls_key: self.tls_key.or(other.tls_key),
             tls_ca: self.tls_ca.or(other.tls_ca),
             root_token_file: self.root_token_file.or(other.root_token_file),
+            metrics_addr: self.metrics_addr.or(other.metrics_addr),
         }
     }
 
@@ -200,6 +206,14 @@ impl Settings {
         let max_value_bytes = s.max_value_bytes.unwrap_or(512 * 1024);
         if max_value_bytes < 64 {
             return Err(invalid("max_value_bytes", "must be at least 64"));
+        }
+        if let Some(addr) = s.metrics_addr {
+            if !addr.ip().is_loopback() {
+                return Err(invalid(
+                    "metrics_addr",
+                    format!("{addr} is not a loopback address: the unauthenticated metrics listener serves this host only"),
+                ));
+            }
         }
         // With no peer list the node is a single-node store and bootstraps itself.
         let bootstrap = s.bootstrap.unwrap_or(s.peers.is_none());
@@ -242,6 +256,7 @@ impl Settings {
             master_key_file: s.master_key_file,
             tls,
             root_token_file: s.root_token_file,
+            metrics_addr: s.metrics_addr,
         })
     }
 

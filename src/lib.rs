@@ -12,7 +12,8 @@
 //!
 //! Beside them: [`server`] wires the layers together for `raftsafe serve`; [`cli`] is the
 //! command line and [`client`] the API client it (and every test harness) uses; [`config`]
-//! resolves settings; [`tls`], [`codec`] and [`time`] are small leaf helpers.
+//! resolves settings; [`metrics`] names every exported series; [`tls`], [`codec`] and
+//! [`time`] are small leaf helpers.
 //!
 //! `docs/design.md` follows a PUT and a GET from the socket to the disk.
 
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod metrics;
 pub mod raft;
 pub mod secret;
 pub mod server;

@@ -12,7 +12,8 @@
 //!   secrets, tokens and keys are checked against this node's table and again by the state
 //!   machine where they apply; *local* — `GET /cluster` and `GET /cluster/self` are answered
 //!   from this node's own state so an isolated node can still be inspected.
-//! - Health needs no token.
+//! - Health needs no token. `/metrics` (at the root, as Prometheus expects) needs a
+//!   `metrics` or `admin` token and is answered from local state.
 
 pub mod auth;
 pub mod cluster;
@@ -22,6 +23,7 @@ pub mod input;
 pub mod keys;
 pub mod secrets;
 pub mod state;
+pub mod telemetry;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -94,13 +96,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(local)
         .merge(open)
         .method_not_allowed_fallback(method_not_allowed);
+    let scrape = Router::new()
+        .route("/metrics", get(telemetry::scrape))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate_local));
     Router::new()
         .nest("/api/v1", api)
+        .merge(scrape)
         .fallback(not_found)
+        // Outermost: counts every request, refusals included.
+        .route_layer(axum::middleware::from_fn(telemetry::count))
         // Bodies are read (and their size checked) by the handlers, so that an oversized
         // body gets the API's own 413 error.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// The separate metrics listener (`metrics_addr`): `/metrics` without a token, nothing else.
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(telemetry::scrape_open))
+        .fallback(not_found)
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -65,7 +65,7 @@ pub async fn create(
             ApiError::invalid_field(
                 "invalidToken",
                 "/scopes",
-                format!("unknown scope '{s}' (known: read:secret, write:secret, admin)"),
+                format!("unknown scope '{s}' (known: read:secret, write:secret, admin, metrics)"),
             )
         })?;
         scopes.push(scope);

@@ -107,6 +107,7 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, timeout: Duration) {
 async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
     let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
     let n = ops.len();
+    metrics::histogram!(crate::metrics::WRITE_BATCH_OPS).record(n as f64);
     let request = Request {
         at_ms: now_ms(),
         ops,

@@ -202,6 +202,7 @@ impl Node {
     {
         loop {
             if let Some(why) = self.cut_off() {
+                metrics::counter!(crate::metrics::FAIL_FAST).increment(1);
                 return Err(NodeError::Unavailable(why));
             }
             match attempt(deadline).await {
@@ -362,10 +363,14 @@ impl Node {
             hops: hops + 1,
             op: op.clone(),
         };
+        metrics::counter!(crate::metrics::FORWARDED).increment(1);
         let answer: Result<Result<ForwardReply, NodeError>, CallError> = self
             .peers
             .call(leader, &info, ROUTE_FORWARD, &relayed, remaining(deadline))
             .await;
+        if answer.is_err() {
+            metrics::counter!(crate::metrics::FORWARD_FAILURES).increment(1);
+        }
         match answer {
             Ok(result) => Attempt::Done(result),
             // Whether or not it reached the leader, retrying is safe: writes are deduplicated
@@ -428,6 +433,41 @@ impl Node {
             }
             Ok(Err(RaftError::Fatal(f))) => {
                 Attempt::Done(Err(NodeError::Internal(format!("raft stopped: {f}"))))
+            }
+        }
+    }
+
+    // ----- metrics -----
+
+    /// Publishes the Raft gauges from openraft's metrics (called periodically).
+    pub fn sample_metrics(&self, last_leader: &mut Option<NodeId>) {
+        use crate::metrics as m;
+        let metrics = self.raft.metrics();
+        let r = metrics.borrow();
+        metrics::gauge!(m::RAFT_TERM).set(r.current_term as f64);
+        let leading = r.state == openraft::ServerState::Leader;
+        metrics::gauge!(m::RAFT_IS_LEADER).set(if leading { 1.0 } else { 0.0 });
+        if r.current_leader != *last_leader {
+            if last_leader.is_some() || r.current_leader.is_some() {
+                metrics::counter!(m::RAFT_LEADER_CHANGES).increment(1);
+            }
+            *last_leader = r.current_leader;
+        }
+        metrics::gauge!(m::RAFT_LAST_LOG_INDEX).set(r.last_log_index.unwrap_or(0) as f64);
+        metrics::gauge!(m::RAFT_APPLIED_INDEX).set(r.last_applied.map_or(0, |l| l.index) as f64);
+        match (leading, r.millis_since_quorum_ack) {
+            (true, Some(ms)) => metrics::gauge!(m::RAFT_MILLIS_SINCE_QUORUM_ACK).set(ms as f64),
+            _ => metrics::gauge!(m::RAFT_MILLIS_SINCE_QUORUM_ACK).set(0.0),
+        }
+        if let (true, Some(replication)) = (leading, r.replication.as_ref()) {
+            let last = r.last_log_index.unwrap_or(0);
+            for (id, matched) in replication.iter() {
+                if *id == self.id {
+                    continue;
+                }
+                let lag = last.saturating_sub(matched.map_or(0, |l| l.index));
+                metrics::gauge!(m::RAFT_REPLICATION_LAG, "follower" => id.to_string())
+                    .set(lag as f64);
             }
         }
     }
@@ -505,7 +545,10 @@ async fn confirm_leadership(
     me: NodeId,
     timeout: Duration,
 ) -> Result<Option<LogId>, NodeError> {
-    match tokio::time::timeout(timeout, raft.get_read_log_id()).await {
+    let began = Instant::now();
+    let answer = tokio::time::timeout(timeout, raft.get_read_log_id()).await;
+    metrics::histogram!(crate::metrics::READ_INDEX_DURATION).record(began.elapsed().as_secs_f64());
+    match answer {
         Err(_) => Err(NodeError::Unavailable(
             "timed out confirming leadership".into(),
         )),

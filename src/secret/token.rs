@@ -8,7 +8,8 @@
 //! - The full hash is compared in constant time.
 //! - A policy grants scopes on path patterns: `*` (everything), `prefix/*` (everything
 //!   under `prefix`, segment-aware) or an exact path. Scopes do not imply each other:
-//!   `admin` manages tokens, keys and the cluster but reads no secret by itself.
+//!   `admin` manages tokens, keys and the cluster but reads no secret by itself; `metrics`
+//!   only scrapes `/metrics` (which `admin` may also do).
 
 use std::fmt;
 
@@ -23,6 +24,8 @@ pub enum Scope {
     ReadSecret,
     WriteSecret,
     Admin,
+    /// Scrape `/metrics` (and nothing else).
+    Metrics,
 }
 
 impl Scope {
@@ -31,6 +34,7 @@ impl Scope {
             "read:secret" => Some(Scope::ReadSecret),
             "write:secret" => Some(Scope::WriteSecret),
             "admin" => Some(Scope::Admin),
+            "metrics" => Some(Scope::Metrics),
             _ => None,
         }
     }
@@ -40,6 +44,7 @@ impl Scope {
             Scope::ReadSecret => "read:secret",
             Scope::WriteSecret => "write:secret",
             Scope::Admin => "admin",
+            Scope::Metrics => "metrics",
         }
     }
 }

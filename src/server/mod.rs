@@ -119,15 +119,21 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let root = crate::bootstrap::operator_root_token(&config)?;
 
     let config = Arc::new(config);
+    crate::metrics::install();
     let api_listener = listener::bind("the API", config.api_addr)?;
     let raft_listener = listener::bind("the Raft listener", config.raft_addr)?;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(listener::bind("the metrics listener", addr)?),
+        None => None,
+    };
 
     let peers = PeerClient::new(
         peer_http_client(&config, tls.as_ref())?,
         tls.is_some(),
         config.peer_routes.clone(),
     );
-    let node = Node::start(config.clone(), peers, db, sm).await?;
+    let node = Node::start(config.clone(), peers, db.clone(), sm).await?;
+    tokio::spawn(sample_metrics(node.clone(), barrier.clone(), db));
 
     let state = Arc::new(AppState {
         node: node.clone(),
@@ -143,8 +149,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let api_server = api_listener.serve(
         api::router(state),
         tls.as_ref().map(|t| t.api.clone()),
-        stop_rx,
+        stop_rx.clone(),
     )?;
+    if let Some(l) = metrics_listener {
+        l.serve(api::metrics_router(), None, stop_rx)?;
+    }
     tracing::info!(
         node = config.node_id,
         api = %config.api_addr,
@@ -171,6 +180,31 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Publishes the gauges nobody records on the way: Raft state every second, disk usage,
+/// tokens and the data key every five.
+async fn sample_metrics(node: Arc<Node>, barrier: Arc<Barrier>, db: Arc<Db>) {
+    use crate::metrics as m;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_leader = None;
+    for n in 0u64.. {
+        tick.tick().await;
+        node.sample_metrics(&mut last_leader);
+        if n % 5 != 0 {
+            continue;
+        }
+        crate::metrics::upkeep();
+        let (db, reader) = (db.clone(), node.reader().clone());
+        let key = barrier.current_key_id().ok().flatten();
+        let sampled =
+            crate::store::blocking(move || Ok((db.disk_usage(), reader.tokens()?.len()))).await;
+        if let Ok((bytes, tokens)) = sampled {
+            metrics::gauge!(m::DB_SIZE_BYTES).set(bytes as f64);
+            metrics::gauge!(m::TOKENS).set(tokens as f64);
+        }
+        metrics::gauge!(m::DATA_KEY_ID).set(key.unwrap_or(0) as f64);
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -25,6 +25,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use super::{blocking, Db, Durability, StoreError, CF_LOG, CF_RAFT_META};
 use crate::codec;
+use crate::metrics as m;
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
@@ -177,6 +178,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not synced: it is a hint that lets a restarted node re-apply committed entries
         // sooner; losing the latest value only delays that, it never loses data.
+        if let Some(c) = committed {
+            metrics::gauge!(m::RAFT_COMMITTED_INDEX).set(c.index as f64);
+        }
         let this = self.clone();
         blocking(move || {
             let mut batch = WriteBatch::default();
@@ -209,14 +213,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::default();
         let cf = self.db.cf(CF_LOG);
+        let mut n = 0;
         for entry in entries {
             batch.put_cf(cf, index_key(entry.log_id.index), codec::encode(&entry));
+            n += 1;
         }
         let this = self.clone();
         // One synced batch: the entries are both readable and durable when it returns, so
         // the callback can fire right away.
         let result = blocking(move || {
+            let began = std::time::Instant::now();
             this.db.write(batch, Durability::Synced)?;
+            metrics::histogram!(m::LOG_APPEND_DURATION).record(began.elapsed().as_secs_f64());
+            metrics::histogram!(m::LOG_APPEND_ENTRIES).record(n as f64);
             Ok(())
         })
         .await;

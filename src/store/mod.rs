@@ -199,6 +199,19 @@ impl Db {
             .expect("column family created at open")
     }
 
+    /// Bytes of RocksDB files on disk (SST files, WAL, manifest).
+    pub fn disk_usage(&self) -> u64 {
+        std::fs::read_dir(self.dir.join("db"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// Held while the snapshot files change (see `snapshot.rs`).
     pub fn snapshot_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner())

@@ -33,6 +33,7 @@ use super::types::{
 };
 use super::{blocking, Db, Durability, StoreError, CF_SM_DATA, CF_SM_META};
 use crate::codec;
+use crate::metrics as metric;
 use crate::secret::machine::{self, keys, Changes, SecretMeta, StateRead, VersionRecord};
 use crate::secret::{CommandResult, Metadata, SecretPath};
 
@@ -146,6 +147,7 @@ impl StateMachine {
     }
 
     fn apply_blocking(db: &Db, entries: Vec<Entry>) -> Result<Vec<Vec<CommandResult>>, StoreError> {
+        metrics::histogram!(metric::APPLY_ENTRIES).record(entries.len() as f64);
         let view = DbView(db);
         let mut changes = Changes::default();
         let mut results = Vec::with_capacity(entries.len());
@@ -185,6 +187,7 @@ impl StateMachine {
 
     /// Replaces the state with the current snapshot file (which must match `meta`).
     fn install_blocking(&self, meta: &SnapshotMeta) -> Result<(), StoreError> {
+        let began = std::time::Instant::now();
         let db = &self.db;
         let path = snapshot::current_path(&db.snapshot_dir());
         // Check the whole file before touching the state: a bad file changes nothing.
@@ -216,7 +219,10 @@ impl StateMachine {
         batch.put_cf(m, KEY_LAST_APPLIED, codec::encode(&meta.last_log_id));
         batch.put_cf(m, KEY_MEMBERSHIP, codec::encode(&meta.last_membership));
         batch.delete_cf(m, KEY_INSTALLING);
-        db.write(batch, Durability::Synced)
+        db.write(batch, Durability::Synced)?;
+        metrics::histogram!(metric::SNAPSHOT_INSTALL_DURATION)
+            .record(began.elapsed().as_secs_f64());
+        Ok(())
     }
 }
 
@@ -227,6 +233,7 @@ pub struct SnapshotBuilder {
 
 impl SnapshotBuilder {
     fn build_blocking(&self) -> Result<(SnapshotMeta, std::fs::File), StoreError> {
+        let began = std::time::Instant::now();
         let db = &self.db;
         let snap = db.snapshot();
         let meta_cf = db.cf(CF_SM_META);
@@ -261,6 +268,7 @@ impl SnapshotBuilder {
             .map_err(|e| StoreError::io("opening snapshot", &building, e))?;
         let _lock = db.snapshot_lock();
         snapshot::promote(&dir, &building, &meta)?;
+        metrics::histogram!(metric::SNAPSHOT_BUILD_DURATION).record(began.elapsed().as_secs_f64());
         Ok((meta, file))
     }
 }
@@ -274,6 +282,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        metrics::gauge!(metric::SNAPSHOT_BYTES).set(bytes as f64);
         tracing::info!(snapshot = %meta.snapshot_id, bytes, "built snapshot");
         Ok(Snapshot {
             meta,

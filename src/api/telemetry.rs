@@ -1,0 +1,76 @@
+//! `/metrics` (Prometheus text) and the middleware that counts every API request.
+//!
+//! Invariants:
+//! - Requests are labelled by route *template*, never by the path a client sent: a secret
+//!   path is never a label.
+//! - `/metrics` needs a token with the `metrics` or `admin` scope on the API listener; the
+//!   optional separate listener (`metrics_addr`, loopback only) serves it without a token.
+//! - It is answered from local state (no read barrier), so a node cut off from the cluster
+//!   can still be scraped — exactly when an operator needs it.
+
+use std::time::Instant;
+
+use axum::extract::{Extension, MatchedPath, Request};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::auth::Principal;
+use super::error::ApiError;
+use crate::metrics as m;
+use crate::secret::token::Scope;
+
+/// Counts a request and its latency by route template, method and status.
+pub async fn count(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().as_str().to_string();
+    let began = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    metrics::histogram!(m::HTTP_DURATION, "route" => route.clone(), "method" => method.clone())
+        .record(began.elapsed().as_secs_f64());
+    if status == 401 || status == 403 {
+        metrics::counter!(m::AUTH_FAILURES, "status" => status.to_string()).increment(1);
+    }
+    metrics::counter!(
+        m::HTTP_REQUESTS,
+        "route" => route,
+        "method" => method,
+        "status" => status.to_string()
+    )
+    .increment(1);
+    response
+}
+
+/// `GET /api/v1/metrics` with a `metrics` or `admin` token.
+pub async fn scrape(Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
+    if !who.policy.has_scope(Scope::Metrics) {
+        who.require(Scope::Admin).map_err(|_| {
+            ApiError::Forbidden(format!(
+                "token '{}' lacks the 'metrics' (or 'admin') scope",
+                who.name
+            ))
+        })?;
+    }
+    Ok(exposition())
+}
+
+/// The exposition text, without a token (the separate loopback listener).
+pub async fn scrape_open() -> Response {
+    exposition()
+}
+
+fn exposition() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m::render(),
+    )
+        .into_response()
+}
