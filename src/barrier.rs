@@ -57,9 +57,6 @@ impl Barrier {
     }
 
     fn key(&self, id: u32) -> Result<Arc<SealingKey>, BarrierError> {
-        if let Some(k) = self.keyring.cached(id) {
-            return Ok(k);
-        }
         let wrapped = self
             .reader
             .wrapped_key(id)?
@@ -183,6 +180,15 @@ impl Barrier {
             .into_iter()
             .map(|t| Ok((self.open_token(&t.accessor, &t.sealed)?, t.revoked_at_ms)))
             .collect()
+    }
+
+    /// Checks that `wrapped` (data key `id` from elsewhere, e.g. a backup) unwraps with this
+    /// node's master key.
+    pub fn check_wrapped_key(&self, id: u32, wrapped: &[u8]) -> Result<(), BarrierError> {
+        self.keyring
+            .unwrap(id, wrapped)
+            .map(|_| ())
+            .map_err(|source| BarrierError::WrongMasterKey { id, source })
     }
 
     /// A new data key, wrapped, ready to propose as key `id`.

@@ -81,6 +81,31 @@ pub enum Cmd {
     GenKey,
     /// Print a new random API token (e.g. for a root token file).
     GenToken,
+    /// Back up the whole state to a file (admin token), or inspect a backup file.
+    Backup {
+        #[command(subcommand)]
+        op: Option<BackupOp>,
+        /// Where to write the backup (it is written to FILE.partial, then renamed).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restore a backup into a cluster (admin token). Refused if the cluster holds secrets,
+    /// unless --force; needs the master key that sealed the backup on every node.
+    Restore {
+        file: PathBuf,
+        /// Replace the secrets the cluster holds now.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The audit log: check its hash chain.
+    Audit {
+        #[command(subcommand)]
+        op: AuditOp,
+    },
     /// Cluster status and membership.
     Cluster {
         #[command(subcommand)]
@@ -104,6 +129,22 @@ pub enum ClusterOp {
     Remove { id: u64 },
     /// Build a snapshot on the node addressed.
     Snapshot,
+}
+
+#[derive(Subcommand)]
+pub enum BackupOp {
+    /// Print a backup's header and check its checksum (no server, no master key needed).
+    Inspect { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum AuditOp {
+    /// Check the chain of FILE (with its rotated files FILE.1, FILE.2, … before it), or of
+    /// several files given oldest first. Names the first line where it breaks.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -195,6 +236,13 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Certs { out, nodes } => certs(&out, &nodes),
         Cmd::GenKey => gen_key(),
         Cmd::GenToken => gen_token(),
+        Cmd::Backup {
+            op: Some(BackupOp::Inspect { file }),
+            ..
+        } => inspect_backup(&file),
+        Cmd::Audit {
+            op: AuditOp::Verify { files },
+        } => verify_audit(files),
         remote => runtime().and_then(|rt| rt.block_on(call(remote))),
     };
     match outcome {
@@ -278,9 +326,133 @@ fn gen_token() -> Result<(), CliError> {
     Ok(())
 }
 
+fn verify_audit(files: Vec<PathBuf>) -> Result<(), CliError> {
+    let files = match files.as_slice() {
+        [one] => {
+            let mut all: Vec<PathBuf> = crate::audit::rotated_files(one)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
+            all.push(one.clone());
+            all
+        }
+        _ => files,
+    };
+    for f in &files {
+        if !f.exists() {
+            return Err(CliError::Usage(format!("{}: no such file", f.display())));
+        }
+    }
+    let v =
+        crate::audit::verify(&files).map_err(|e| CliError::Local(format!("chain broken: {e}")))?;
+    println!(
+        "audit chain OK: {} lines in {} file(s), seq {}..{}",
+        v.lines,
+        files.len(),
+        v.first_seq.map_or("-".into(), |s| s.to_string()),
+        v.last_seq.map_or("-".into(), |s| s.to_string())
+    );
+    Ok(())
+}
+
+fn inspect_backup(file: &std::path::Path) -> Result<(), CliError> {
+    let header = crate::store::backup::verify(file)
+        .map_err(|e| CliError::Local(format!("{}: {e}", file.display())))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&header).unwrap_or_default()
+    );
+    println!(
+        "checksum OK: {} pairs, {} bytes of body",
+        header.pairs, header.body_bytes
+    );
+    Ok(())
+}
+
+async fn backup(client: &Client, out: &std::path::Path) -> Result<(), CliError> {
+    let partial = out.with_extension("partial");
+    let local = |e: std::io::Error| CliError::Local(format!("{}: {e}", partial.display()));
+    let mut file = tokio::fs::File::create(&partial).await.map_err(local)?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = client
+        .download("/api/v1/cluster/backup", &mut file, |n| {
+            if interactive {
+                eprint!("\rdownloading backup: {:.1} MiB", n as f64 / 1048576.0);
+            }
+        })
+        .await?;
+    if interactive {
+        eprintln!();
+    }
+    if let Err(resp) = outcome {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return show(resp);
+    }
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(local)?;
+    file.sync_all().await.map_err(local)?;
+    drop(file);
+    // Check what arrived before calling it a backup.
+    let header = match crate::store::backup::verify(&partial) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(CliError::Server(format!(
+                "the backup that arrived is bad: {e}"
+            )));
+        }
+    };
+    tokio::fs::rename(&partial, out)
+        .await
+        .map_err(|e| CliError::Local(format!("{}: {e}", out.display())))?;
+    println!(
+        "wrote {}: {} pairs at applied index {} (cluster {}, sha256 {})",
+        out.display(),
+        header.pairs,
+        header.applied_index,
+        header.cluster_id,
+        header.body_sha256
+    );
+    Ok(())
+}
+
+async fn restore(client: &Client, file: &std::path::Path, force: bool) -> Result<(), CliError> {
+    // Refuse a bad file here, before uploading it.
+    let header = crate::store::backup::verify(file)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    eprintln!(
+        "restoring {} pairs (cluster {}, applied index {}, taken {})",
+        header.pairs, header.cluster_id, header.applied_index, header.created_at
+    );
+    let f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| CliError::Local(format!("{}: {e}", file.display())))?;
+    let q = if force { "?force=true" } else { "" };
+    let resp = client
+        .upload(&format!("/api/v1/cluster/restore{q}"), f)
+        .await?;
+    show(resp)
+}
+
 /// The subcommands that talk to a node.
 async fn call(cmd: Cmd) -> Result<(), CliError> {
     let resp = match cmd {
+        Cmd::Backup {
+            op: None,
+            out,
+            client,
+        } => {
+            let out = out.ok_or_else(|| {
+                CliError::Usage("backup needs --out FILE (or: backup inspect FILE)".into())
+            })?;
+            return backup(&client.client()?, &out).await;
+        }
+        Cmd::Restore {
+            file,
+            force,
+            client,
+        } => return restore(&client.client()?, &file, force).await,
         Cmd::Health { client } => client.client()?.ready().await?,
         Cmd::Get {
             path,
@@ -327,7 +499,12 @@ async fn call(cmd: Cmd) -> Result<(), CliError> {
                 }
             }
         }
-        Cmd::Serve(_) | Cmd::Certs { .. } | Cmd::GenKey | Cmd::GenToken => {
+        Cmd::Serve(_)
+        | Cmd::Certs { .. }
+        | Cmd::GenKey
+        | Cmd::GenToken
+        | Cmd::Audit { .. }
+        | Cmd::Backup { op: Some(_), .. } => {
             return Err(CliError::Local("not a client subcommand".into()))
         }
     };

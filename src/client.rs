@@ -251,6 +251,78 @@ impl Client {
         })
     }
 
+    /// Streams the body of a `GET` into `out` when the answer is 2xx; any other answer is
+    /// returned whole, as an error response. `progress` is called with the bytes so far.
+    pub async fn download(
+        &self,
+        path_and_query: &str,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+        mut progress: impl FnMut(u64),
+    ) -> Result<Result<u64, Response>, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let url = format!("{}{}", self.base, path_and_query);
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let fail = |e: reqwest::Error| transport(&url, &e);
+        let mut resp = req.send().await.map_err(fail)?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await.map_err(fail)?.to_vec();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Ok(Err(Response {
+                status,
+                headers,
+                body,
+                bytes,
+            }));
+        }
+        let mut total = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(fail)? {
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| ClientError::Transport {
+                    url: url.clone(),
+                    kind: FailureKind::Other,
+                    message: format!("writing the download: {e}"),
+                })?;
+            total += chunk.len() as u64;
+            progress(total);
+        }
+        Ok(Ok(total))
+    }
+
+    /// Sends `file` as the body of a `POST` (streamed, not read into memory).
+    pub async fn upload(
+        &self,
+        path_and_query: &str,
+        file: tokio::fs::File,
+    ) -> Result<Response, ClientError> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let mut req = self
+            .http
+            .post(&url)
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::from(file));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let fail = |e: reqwest::Error| transport(&url, &e);
+        let resp = req.send().await.map_err(fail)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(fail)?.to_vec();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Response {
+            status,
+            headers,
+            body,
+            bytes,
+        })
+    }
+
     // ----- the API's calls -----
 
     /// `GET /secrets/{path}`, optionally one version.

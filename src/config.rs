@@ -112,6 +112,17 @@ pub struct Settings {
     /// that hold no token. `/metrics` on the API needs a `metrics` or `admin` token.
     #[arg(long, env = "RAFTSAFE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Append-only, hash-chained audit log of every authenticated API request (JSON lines).
+    /// Off unless set.
+    #[arg(long, env = "RAFTSAFE_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+    /// Rotate the audit log when it reaches this many bytes (the chain carries on).
+    #[arg(long, env = "RAFTSAFE_AUDIT_MAX_BYTES")]
+    pub audit_max_bytes: Option<u64>,
+    /// Serve requests even when the audit log cannot be written (default: refuse them with
+    /// 503, as Vault does).
+    #[arg(long, env = "RAFTSAFE_AUDIT_FAIL_OPEN", num_args = 0..=1, default_missing_value = "true")]
+    pub audit_fail_open: Option<bool>,
     /// Bootstrap node only: file holding the root token to create with a new cluster (or
     /// env `RAFTSAFE_ROOT_TOKEN`). Without it a random root token is printed once.
     #[arg(long, env = "RAFTSAFE_ROOT_TOKEN_FILE")]
@@ -141,6 +152,15 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsFiles>,
     pub root_token_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
+    pub audit: Option<AuditConfig>,
+}
+
+/// Where and how the audit log is written.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub fail_open: bool,
 }
 
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8700";
@@ -179,6 +199,9 @@ impl Settings {
             tls_ca: self.tls_ca.or(other.tls_ca),
             root_token_file: self.root_token_file.or(other.root_token_file),
             metrics_addr: self.metrics_addr.or(other.metrics_addr),
+            audit_log: self.audit_log.or(other.audit_log),
+            audit_max_bytes: self.audit_max_bytes.or(other.audit_max_bytes),
+            audit_fail_open: self.audit_fail_open.or(other.audit_fail_open),
         }
     }
 
@@ -215,6 +238,26 @@ impl Settings {
                 ));
             }
         }
+        let audit = match &s.audit_log {
+            None if s.audit_max_bytes.is_some() || s.audit_fail_open.is_some() => {
+                return Err(invalid(
+                    "audit_log",
+                    "audit_max_bytes and audit_fail_open need audit_log",
+                ))
+            }
+            None => None,
+            Some(path) => {
+                let max_bytes = s.audit_max_bytes.unwrap_or(64 << 20);
+                if max_bytes < 4096 {
+                    return Err(invalid("audit_max_bytes", "must be at least 4096"));
+                }
+                Some(AuditConfig {
+                    path: path.clone(),
+                    max_bytes,
+                    fail_open: s.audit_fail_open.unwrap_or(false),
+                })
+            }
+        };
         // With no peer list the node is a single-node store and bootstraps itself.
         let bootstrap = s.bootstrap.unwrap_or(s.peers.is_none());
         let Addresses {
@@ -257,6 +300,7 @@ impl Settings {
             tls,
             root_token_file: s.root_token_file,
             metrics_addr: s.metrics_addr,
+            audit,
         })
     }
 

@@ -12,12 +12,13 @@
 //!
 //! Beside them: [`server`] wires the layers together for `raftsafe serve`; [`cli`] is the
 //! command line and [`client`] the API client it (and every test harness) uses; [`config`]
-//! resolves settings; [`metrics`] names every exported series; [`tls`], [`codec`] and
-//! [`time`] are small leaf helpers.
+//! resolves settings; [`metrics`] names every exported series; [`audit`] writes the
+//! hash-chained audit log; [`tls`], [`codec`] and [`time`] are small leaf helpers.
 //!
 //! `docs/design.md` follows a PUT and a GET from the socket to the disk.
 
 pub mod api;
+pub mod audit;
 pub mod barrier;
 pub mod bootstrap;
 pub mod cli;

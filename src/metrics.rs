@@ -46,6 +46,8 @@ pub const DB_SIZE_BYTES: &str = "raftsafe_db_size_bytes";
 // ----- security -----
 pub const TOKENS: &str = "raftsafe_tokens";
 pub const DATA_KEY_ID: &str = "raftsafe_data_key_id";
+pub const AUDIT_LINES: &str = "raftsafe_audit_lines_total";
+pub const AUDIT_FAILURES: &str = "raftsafe_audit_failures_total";
 
 /// Latency buckets, seconds: 50 µs to 10 s.
 const SECONDS: &[f64] = &[
@@ -178,6 +180,8 @@ fn describe() {
         "Tokens in the replicated table (revoked ones included)."
     );
     describe_gauge!(DATA_KEY_ID, "Id of the data key that seals new values.");
+    describe_counter!(AUDIT_LINES, "Lines written to the audit log.");
+    describe_counter!(AUDIT_FAILURES, "Failures to open or write the audit log.");
 }
 
 /// A histogram observation of an elapsed time.

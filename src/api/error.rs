@@ -64,6 +64,9 @@ impl ApiError {
     pub fn unexpected(what: &str, result: crate::secret::CommandResult) -> Self {
         match result {
             crate::secret::CommandResult::Unauthorized(why) => ApiError::Unauthorized(why),
+            crate::secret::CommandResult::RetryAfterRestore => ApiError::Unavailable(
+                "a restore replaced the state while this write was in flight; retry it".into(),
+            ),
             other => ApiError::Internal(format!("unexpected result of {what}: {other:?}")),
         }
     }

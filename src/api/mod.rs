@@ -15,7 +15,9 @@
 //! - Health needs no token. `/metrics` (at the root, as Prometheus expects) needs a
 //!   `metrics` or `admin` token and is answered from local state.
 
+pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod error;
 pub mod health;
@@ -83,6 +85,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/cluster/snapshot",
             post(cluster::snapshot).route_layer(current()),
+        )
+        .route(
+            "/cluster/backup",
+            get(backup::export).route_layer(current()),
+        )
+        .route(
+            "/cluster/restore",
+            post(backup::restore).route_layer(current()),
         );
     let local = Router::new()
         .route("/cluster", get(cluster::status))
@@ -103,6 +113,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api)
         .merge(scrape)
         .fallback(not_found)
+        // Every request that authenticates leaves an audit line (inside the counter, so a
+        // request refused for the audit log is counted too).
+        .route_layer(from_fn_with_state(state.clone(), audit::audit))
         // Outermost: counts every request, refusals included.
         .route_layer(axum::middleware::from_fn(telemetry::count))
         // Bodies are read (and their size checked) by the handlers, so that an oversized

@@ -9,6 +9,8 @@ pub struct AppState {
     pub node: Arc<Node>,
     pub barrier: Arc<Barrier>,
     pub max_value_bytes: usize,
+    /// The audit log, when one is configured.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// The axum extractor handlers take.

@@ -129,6 +129,22 @@ pub enum Command {
     },
     /// Revoke a token from now on.
     RevokeToken { accessor: String },
+    /// Restore from a backup, step 1 of 3: start staging. Refused when the cluster holds
+    /// any secret, unless `force`. Clears anything an abandoned restore left staged.
+    RestoreBegin {
+        restore: u64,
+        pairs: u64,
+        force: bool,
+    },
+    /// Step 2: stage the next chunk of the backup's key/value pairs, exactly as stored
+    /// (values and tokens sealed, keys wrapped). Chunks must arrive in order.
+    RestoreChunk {
+        restore: u64,
+        seq: u64,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// Step 3: replace the whole state with what was staged, in one atomic write.
+    RestoreCommit { restore: u64 },
 }
 
 impl Command {
@@ -140,6 +156,10 @@ impl Command {
             Command::AddDataKey { wrapped, .. } => wrapped.len(),
             Command::CreateToken { sealed, .. } => sealed.len(),
             Command::RevokeToken { .. } => 16,
+            Command::RestoreBegin { .. } | Command::RestoreCommit { .. } => 16,
+            Command::RestoreChunk { pairs, .. } => {
+                pairs.iter().map(|(k, v)| 8 + k.len() + v.len()).sum()
+            }
         }
     }
 
@@ -150,6 +170,9 @@ impl Command {
             Command::AddDataKey { .. } => "add_data_key",
             Command::CreateToken { .. } => "create_token",
             Command::RevokeToken { .. } => "revoke_token",
+            Command::RestoreBegin { .. } => "restore_begin",
+            Command::RestoreChunk { .. } => "restore_chunk",
+            Command::RestoreCommit { .. } => "restore_commit",
         }
     }
 }
@@ -181,6 +204,30 @@ impl fmt::Debug for Command {
             Command::RevokeToken { accessor } => f
                 .debug_struct("RevokeToken")
                 .field("accessor", accessor)
+                .finish(),
+            Command::RestoreBegin {
+                restore,
+                pairs,
+                force,
+            } => f
+                .debug_struct("RestoreBegin")
+                .field("restore", restore)
+                .field("pairs", pairs)
+                .field("force", force)
+                .finish(),
+            Command::RestoreChunk {
+                restore,
+                seq,
+                pairs,
+            } => f
+                .debug_struct("RestoreChunk")
+                .field("restore", restore)
+                .field("seq", seq)
+                .field("pairs", &pairs.len())
+                .finish_non_exhaustive(),
+            Command::RestoreCommit { restore } => f
+                .debug_struct("RestoreCommit")
+                .field("restore", restore)
                 .finish(),
         }
     }
@@ -220,4 +267,16 @@ pub enum CommandResult {
     AlreadyBootstrapped,
     /// The caller's token was revoked, expired or unknown when the op applied.
     Unauthorized(String),
+    /// A restore step was accepted; `staged` pairs so far.
+    RestoreStaged {
+        staged: u64,
+    },
+    /// A restore replaced the state with this many pairs.
+    Restored {
+        pairs: u64,
+    },
+    /// A restore step was refused (the cluster has data, or a step is out of order).
+    RestoreRefused(String),
+    /// Not applied: a restore earlier in the same log entry replaced the state; retry.
+    RetryAfterRestore,
 }

@@ -20,8 +20,14 @@ const MASTER_ID: u32 = 0;
 
 pub struct Keyring {
     master: SealingKey,
-    unwrapped: RwLock<BTreeMap<u32, Arc<SealingKey>>>,
+    /// Unwrapped keys by id, with the wrapped bytes they came from: a key is only reused for
+    /// the same wrapped bytes (a restore can replace key 1 of a fresh cluster with key 1 of
+    /// the backup).
+    unwrapped: RwLock<Unwrapped>,
 }
+
+/// Unwrapped keys by id, each with the wrapped bytes it came from.
+type Unwrapped = BTreeMap<u32, (Vec<u8>, Arc<SealingKey>)>;
 
 fn wrap_aad(id: u32) -> Vec<u8> {
     let mut aad = b"raftsafe data key\0".to_vec();
@@ -43,26 +49,25 @@ impl Keyring {
         self.master.seal(&wrap_aad(id), key)
     }
 
-    /// Unwraps (and caches) data key `id`.
+    /// Unwraps (and caches) data key `id` from its wrapped bytes.
     pub fn unwrap(&self, id: u32, wrapped: &[u8]) -> Result<Arc<SealingKey>, CryptoError> {
-        if let Some(k) = self.cached(id) {
-            return Ok(k);
+        if let Some((w, k)) = self
+            .unwrapped
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            if w == wrapped {
+                return Ok(k.clone());
+            }
         }
         let raw = self.master.open(&wrap_aad(id), wrapped)?;
         let key = Arc::new(SealingKey::new(id, &raw)?);
         self.unwrapped
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, key.clone());
+            .insert(id, (wrapped.to_vec(), key.clone()));
         Ok(key)
-    }
-
-    pub fn cached(&self, id: u32) -> Option<Arc<SealingKey>> {
-        self.unwrapped
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
     }
 }
 

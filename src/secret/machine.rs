@@ -22,6 +22,11 @@
 //! - `t<accessor>`               → a token record, sealed
 //! - `x<accessor>`               → when that token was revoked (u64 BE ms)
 //! - `b`                         → present once the root token was created
+//! - `R`                         → the restore in progress ([`super::restore`])
+//! - `Z<key>`                    → a pair staged by that restore, under its final key
+//!
+//! `r`, `q`, `c`, `R` and `Z` are operational: a backup leaves them out, a restore keeps
+//! them ([`keys::OPERATIONAL`]); everything else is the cluster's data.
 
 use std::collections::BTreeMap;
 
@@ -85,6 +90,15 @@ pub mod keys {
     pub const TOKEN: u8 = b't';
     pub const REVOKED: u8 = b'x';
     pub const BOOTSTRAPPED: &[u8] = b"b";
+    pub const RESTORE: &[u8] = b"R";
+    pub const STAGING: u8 = b'Z';
+    /// First bytes of the keys that are bookkeeping, not data (see the module doc).
+    pub const OPERATIONAL: &[u8] = b"cqrRZ";
+
+    /// Whether `key` holds the cluster's data (backed up, replaced by a restore).
+    pub fn is_data(key: &[u8]) -> bool {
+        key.first().is_some_and(|b| !OPERATIONAL.contains(b))
+    }
 
     pub fn data_key(id: u32) -> Vec<u8> {
         let mut k = vec![DATA_KEY];
@@ -131,10 +145,32 @@ pub mod keys {
     }
 }
 
+/// One stored key/value pair.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// Read access to the current state.
 pub trait StateRead {
     type Error: std::error::Error;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// The first key `>= from`, if any.
+    fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// Every pair whose key starts with `prefix` (only a restore's commit needs this).
+    fn scan_prefix(&self, prefix: u8) -> Result<Vec<Pair>, Self::Error>;
+}
+
+/// What a batch does to the stored state, in order: delete these key ranges, then write
+/// (or delete) these keys. The store applies it in one atomic write; [`Changes::into_plan`]
+/// is the one place that decides it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// `[start, end)` key ranges.
+    pub delete_ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// `[start, end)` of the keys whose first byte is `b`.
+fn prefix_range(b: u8) -> (Vec<u8>, Vec<u8>) {
+    (vec![b], vec![b.saturating_add(1)])
 }
 
 /// Errors while applying: the stored state could not be read or decoded. These are storage
@@ -152,21 +188,119 @@ pub enum ApplyError<E: std::error::Error> {
 #[derive(Debug, Default)]
 pub struct Changes {
     pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Key prefixes (first bytes) cleared by this batch *before* its writes: the store
+    /// deletes their ranges first, then writes.
+    pub cleared: std::collections::BTreeSet<u8>,
+    /// A restore committed in this batch: the store replaces every data key with the staged
+    /// pairs (see `store::state_machine`). Nothing after it in the batch was applied.
+    pub restore_commit: bool,
 }
 
 impl Changes {
-    fn get<S: StateRead>(
+    pub(super) fn get<S: StateRead>(
         &self,
         state: &S,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, ApplyError<S::Error>> {
         match self.writes.get(key) {
             Some(v) => Ok(v.clone()),
+            None if key.first().is_some_and(|b| self.cleared.contains(b)) => Ok(None),
             None => state.get(key).map_err(ApplyError::Read),
         }
     }
 
-    fn get_decoded<S: StateRead, T: serde::de::DeserializeOwned>(
+    /// The plan the store applies for this batch (see [`Plan`]).
+    pub fn into_plan<S: StateRead>(self, state: &S) -> Result<Plan, ApplyError<S::Error>> {
+        let mut delete_ranges: Vec<_> = self.cleared.iter().map(|b| prefix_range(*b)).collect();
+        if !self.restore_commit {
+            return Ok(Plan {
+                delete_ranges,
+                writes: self.writes.into_iter().collect(),
+            });
+        }
+        // A restore: every data key goes; the staged pairs (stored and pending) take their
+        // place under their final keys; the staging area is emptied. Pending writes to data
+        // keys came before the commit in this batch and are replaced with the rest.
+        let mut staged: BTreeMap<Vec<u8>, Vec<u8>> = if self.cleared.contains(&keys::STAGING) {
+            BTreeMap::new()
+        } else {
+            state
+                .scan_prefix(keys::STAGING)
+                .map_err(ApplyError::Read)?
+                .into_iter()
+                .collect()
+        };
+        let mut writes = Vec::new();
+        for (k, v) in self.writes {
+            match (k.first() == Some(&keys::STAGING), v) {
+                (true, Some(v)) => {
+                    staged.insert(k, v);
+                }
+                (true, None) => {
+                    staged.remove(&k);
+                }
+                (false, v) if !keys::is_data(&k) => writes.push((k, v)),
+                (false, _) => {}
+            }
+        }
+        let mut start = None;
+        for b in 0..=u8::MAX {
+            match (keys::is_data(&[b]) && b < u8::MAX, start) {
+                (true, None) => start = Some(b),
+                (false, Some(s)) => {
+                    delete_ranges.push((vec![s], vec![b]));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        delete_ranges.push(prefix_range(keys::STAGING));
+        writes.extend(staged.into_iter().map(|(k, v)| (k[1..].to_vec(), Some(v))));
+        Ok(Plan {
+            delete_ranges,
+            writes,
+        })
+    }
+
+    /// Deletes every key starting with `prefix`, pending writes included.
+    pub(super) fn clear_prefix(&mut self, prefix: u8) {
+        self.writes.retain(|k, _| k.first() != Some(&prefix));
+        self.cleared.insert(prefix);
+    }
+
+    /// Whether any key starts with `prefix`, pending writes and clears included.
+    pub(super) fn any_with_prefix<S: StateRead>(
+        &self,
+        state: &S,
+        prefix: u8,
+    ) -> Result<bool, ApplyError<S::Error>> {
+        let pending = self
+            .writes
+            .range(vec![prefix]..)
+            .take_while(|(k, _)| k.first() == Some(&prefix))
+            .any(|(_, v)| v.is_some());
+        if pending {
+            return Ok(true);
+        }
+        if self.cleared.contains(&prefix) {
+            return Ok(false);
+        }
+        // The first stored key of the prefix that this batch has not deleted.
+        let mut from = vec![prefix];
+        while let Some(k) = state.next_key(&from).map_err(ApplyError::Read)? {
+            if k.first() != Some(&prefix) {
+                return Ok(false);
+            }
+            if !matches!(self.writes.get(&k), Some(None)) {
+                return Ok(true);
+            }
+            from = k;
+            from.push(0);
+        }
+        Ok(false)
+    }
+
+    pub(super) fn get_decoded<S: StateRead, T: serde::de::DeserializeOwned>(
         &self,
         state: &S,
         key: &[u8],
@@ -182,11 +316,11 @@ impl Changes {
         }
     }
 
-    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+    pub(super) fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         self.writes.insert(key, Some(codec::encode(value)));
     }
 
-    fn delete(&mut self, key: Vec<u8>) {
+    pub(super) fn delete(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
     }
 }
@@ -198,11 +332,17 @@ pub fn apply<S: StateRead>(
     changes: &mut Changes,
     request: &Request,
 ) -> Result<Vec<CommandResult>, ApplyError<S::Error>> {
-    request
-        .ops
-        .iter()
-        .map(|op| apply_op(state, changes, request.at_ms, op))
-        .collect()
+    let mut results = Vec::with_capacity(request.ops.len());
+    for op in &request.ops {
+        // A restore replaced the state mid-batch: what follows was computed against the old
+        // one, so it is not applied (and not remembered: a retry must apply).
+        if changes.restore_commit {
+            results.push(CommandResult::RetryAfterRestore);
+            continue;
+        }
+        results.push(apply_op(state, changes, request.at_ms, op)?);
+    }
+    Ok(results)
 }
 
 fn apply_op<S: StateRead>(
@@ -294,6 +434,17 @@ fn apply_command<S: StateRead>(
                 CommandResult::TokenCreated
             }
         }
+        Command::RestoreBegin {
+            restore,
+            pairs,
+            force,
+        } => super::restore::begin(state, changes, *restore, *pairs, *force)?,
+        Command::RestoreChunk {
+            restore,
+            seq,
+            pairs,
+        } => super::restore::chunk(state, changes, *restore, *seq, pairs)?,
+        Command::RestoreCommit { restore } => super::restore::commit(state, changes, *restore)?,
         Command::RevokeToken { accessor } => {
             if changes.get(state, &keys::token(accessor))?.is_none() {
                 CommandResult::NotFound
@@ -403,6 +554,17 @@ mod tests {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
             Ok(self.0.get(key).cloned())
         }
+        fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
+            Ok(self.0.range(from.to_vec()..).next().map(|(k, _)| k.clone()))
+        }
+        fn scan_prefix(&self, prefix: u8) -> Result<Vec<Pair>, Self::Error> {
+            Ok(self
+                .0
+                .range(vec![prefix]..)
+                .take_while(|(k, _)| k.first() == Some(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        }
     }
 
     impl Mem {
@@ -412,7 +574,12 @@ mod tests {
                 .iter()
                 .flat_map(|r| apply(self, &mut changes, r).unwrap())
                 .collect();
-            for (k, v) in changes.writes {
+            // As the store does: ranges first, then writes.
+            let plan = changes.into_plan(self).unwrap();
+            for (start, end) in plan.delete_ranges {
+                self.0.retain(|k, _| *k < start || *k >= end);
+            }
+            for (k, v) in plan.writes {
                 match v {
                     Some(v) => self.0.insert(k, v),
                     None => self.0.remove(&k),
@@ -719,5 +886,92 @@ mod tests {
             CommandResult::Unauthorized("token aa has expired".into())
         );
         assert_eq!(version(&r[5]), 2, "refused writes changed nothing");
+    }
+
+    fn restore_op(id: &str, command: Command) -> Request {
+        single(id, 20, None, command)
+    }
+
+    #[test]
+    fn a_restore_replaces_the_data_atomically_and_keeps_bookkeeping() {
+        let mut s = Mem::default();
+        s.run(&[
+            put("1", 10, "old/a", b"x", None),
+            put("2", 11, "old/b", b"y", None),
+        ]);
+        let backup = vec![
+            (keys::meta(&p("new/a")), vec![1]),
+            (keys::version(&p("new/a"), 1), vec![2]),
+            (keys::data_key(1), vec![3]),
+        ];
+        let begin = |id: &str, force| {
+            restore_op(
+                id,
+                Command::RestoreBegin {
+                    restore: 7,
+                    pairs: 3,
+                    force,
+                },
+            )
+        };
+        let chunk = |id: &str, seq, pairs: &[(Vec<u8>, Vec<u8>)]| {
+            restore_op(
+                id,
+                Command::RestoreChunk {
+                    restore: 7,
+                    seq,
+                    pairs: pairs.to_vec(),
+                },
+            )
+        };
+        let commit = |id: &str| restore_op(id, Command::RestoreCommit { restore: 7 });
+        let data_of = |m: &Mem| -> Vec<(Vec<u8>, Vec<u8>)> {
+            m.0.iter()
+                .filter(|(k, _)| keys::is_data(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let before = data_of(&s);
+        let r = s.run(&[begin("b0", false)]);
+        assert!(matches!(r[0], CommandResult::RestoreRefused(_)), "{r:?}");
+        assert_eq!(data_of(&s), before, "refused: no data changed");
+        assert!(!s.0.contains_key(keys::RESTORE));
+        let r = s.run(&[
+            begin("b1", true),
+            chunk("c0", 0, &backup[..2]),
+            commit("early"),
+            chunk("c2", 2, &backup[2..]),
+        ]);
+        assert!(
+            matches!(r[2], CommandResult::RestoreRefused(_)),
+            "partial: {r:?}"
+        );
+        assert!(
+            matches!(r[3], CommandResult::RestoreRefused(_)),
+            "out of order: {r:?}"
+        );
+        assert!(
+            s.0.contains_key(&keys::meta(&p("old/a"))),
+            "nothing replaced yet"
+        );
+        let r = s.run(&[
+            chunk("c1", 1, &backup[2..]),
+            commit("done"),
+            put("late", 21, "new/x", b"z", None),
+        ]);
+        assert_eq!(r[1], CommandResult::Restored { pairs: 3 });
+        assert_eq!(r[2], CommandResult::RetryAfterRestore);
+        let data: Vec<_> = s.0.iter().filter(|(k, _)| keys::is_data(k)).collect();
+        assert_eq!(data.len(), 3);
+        for (k, v) in &backup {
+            assert_eq!(s.0.get(k), Some(v));
+        }
+        assert!(!s
+            .0
+            .keys()
+            .any(|k| k[0] == keys::STAGING || k == keys::RESTORE));
+        // Bookkeeping survives: the commit is remembered, the late write is not.
+        assert!(s.0.contains_key(&keys::dedup("done")));
+        assert!(!s.0.contains_key(&keys::dedup("late")));
     }
 }

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod keyring;
 pub mod machine;
 pub mod path;
+pub mod restore;
 pub mod token;
 
 pub use command::{Caller, Command, CommandResult, Metadata, Op, Request, RequestId};

@@ -135,10 +135,18 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let node = Node::start(config.clone(), peers, db.clone(), sm).await?;
     tokio::spawn(sample_metrics(node.clone(), barrier.clone(), db));
 
+    let audit = config.audit.as_ref().map(|a| {
+        Arc::new(crate::audit::AuditLog::open(
+            &a.path,
+            a.max_bytes,
+            a.fail_open,
+        ))
+    });
     let state = Arc::new(AppState {
         node: node.clone(),
         barrier: barrier.clone(),
         max_value_bytes: config.max_value_bytes,
+        audit,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let raft_server = raft_listener.serve(

@@ -9,6 +9,7 @@
 //!
 //! RocksDB calls block, so the async trait methods run them on the blocking pool.
 
+pub mod backup;
 pub mod log;
 pub mod snapshot;
 pub mod state_machine;

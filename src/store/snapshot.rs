@@ -56,8 +56,7 @@ fn corrupt(path: &Path, why: impl Into<String>) -> StoreError {
     )
 }
 
-/// One key/value pair of the state machine.
-pub type Pair = (Vec<u8>, Vec<u8>);
+pub use crate::secret::machine::Pair;
 
 /// Writes a snapshot file, pair by pair, hashing as it goes.
 pub struct SnapshotWriter {

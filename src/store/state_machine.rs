@@ -68,6 +68,28 @@ impl StateRead for DbView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
         self.0.get(CF_SM_DATA, key)
     }
+
+    fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
+        let mode = IteratorMode::From(from, rocksdb::Direction::Forward);
+        match self.0.iter(CF_SM_DATA, mode).next() {
+            Some(item) => Ok(Some(item?.0.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_prefix(&self, prefix: u8) -> Result<Vec<machine::Pair>, Self::Error> {
+        let start = [prefix];
+        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.0.iter(CF_SM_DATA, mode) {
+            let (k, v) = item?;
+            if k.first() != Some(&prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(
@@ -166,9 +188,15 @@ impl StateMachine {
             };
             results.push(result);
         }
+        let plan = changes
+            .into_plan(&view)
+            .map_err(|e| StoreError::Apply(format!("planning the batch: {e}")))?;
         let mut batch = WriteBatch::default();
         let data = db.cf(CF_SM_DATA);
-        for (key, value) in changes.writes {
+        for (start, end) in plan.delete_ranges {
+            batch.delete_range_cf(data, start, end);
+        }
+        for (key, value) in plan.writes {
             match value {
                 Some(v) => batch.put_cf(data, key, v),
                 None => batch.delete_cf(data, key),
@@ -590,6 +618,16 @@ impl Reader {
             }
         }
         Ok(out)
+    }
+
+    /// Writes a backup of the data (see [`super::backup`]) to `out`.
+    pub fn backup(
+        &self,
+        created_at_ms: u64,
+        out: &mut impl std::io::Write,
+    ) -> Result<super::backup::BackupHeader, super::backup::BackupError> {
+        let _hold = self.hold();
+        super::backup::export(&self.db, created_at_ms, out)
     }
 
     /// A digest of all state-machine data, used to check that replicas converged.

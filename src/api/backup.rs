@@ -1,0 +1,243 @@
+//! `/cluster/backup` and `/cluster/restore` (`admin` scope).
+//!
+//! Invariants:
+//! - A backup is taken after the read barrier (the route is in the current group), from one
+//!   RocksDB snapshot: it holds every write acknowledged before the request began. It is
+//!   streamed; the node never holds it in memory.
+//! - A restore is checked completely before anything is proposed: the file's checksum,
+//!   length and pair count, and that its data keys unwrap with this node's master key. Then
+//!   it goes through the log as `RestoreBegin`, chunks and `RestoreCommit`
+//!   (`secret::restore`): the live state changes only at the commit, atomically, on every
+//!   node. A cluster that holds secrets refuses it unless `?force=true`.
+//! - The uploaded file is kept in the data directory only while the restore runs.
+
+use std::io::Write;
+
+use axum::body::Body;
+use axum::extract::{Extension, RawQuery};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::input::query;
+use super::state::State;
+use crate::secret::machine::keys;
+use crate::secret::token::Scope;
+use crate::secret::{Command, CommandResult, Op};
+use crate::store::backup::{self, BackupError};
+
+/// Largest backup accepted for a restore.
+const MAX_RESTORE_BYTES: u64 = 16 << 30;
+/// Bytes of pairs per proposed chunk (well under the write batcher's entry size).
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// Sends what is written to it to the response body, chunk by chunk.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(buf.to_vec()))
+            .map_err(|_| std::io::Error::other("the client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `GET /cluster/backup`: the whole state as a backup file.
+pub async fn export(
+    state: State,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    who.require(Scope::Admin)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let reader = state.node.reader().clone();
+    let now = crate::time::now_ms();
+    let by = who.accessor.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChannelWriter(tx.clone());
+        match reader.backup(now, &mut out) {
+            Ok(h) => {
+                tracing::info!(by = %by, pairs = h.pairs, applied = h.applied_index, "backup taken")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "backup failed");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn bad_backup(e: BackupError) -> ApiError {
+    match e {
+        BackupError::Store(e) => ApiError::Internal(e.to_string()),
+        other => ApiError::invalid_field("invalidBackup", "/", other.to_string()),
+    }
+}
+
+/// `POST /cluster/restore[?force=true]` with a backup file as the body.
+pub async fn restore(
+    state: State,
+    Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    who.require(Scope::Admin)?;
+    let q = query(raw, &["force"])?;
+    let force = match q.get("force").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "query parameter 'force' must be true or false",
+            ))
+        }
+    };
+    let path = state.node.config().data_dir.join(format!(
+        "restore-{}.tmp",
+        crate::secret::RequestId::random()
+    ));
+    let result = receive_and_restore(&state, &who, &path, body, force).await;
+    let _ = tokio::fs::remove_file(&path).await;
+    result
+}
+
+async fn receive_and_restore(
+    state: &State,
+    who: &Principal,
+    path: &std::path::Path,
+    body: Body,
+    force: bool,
+) -> Result<Response, ApiError> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("storing the upload: {e}")))?;
+    let mut received = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
+        received += chunk.len() as u64;
+        if received > MAX_RESTORE_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "backup is larger than the {MAX_RESTORE_BYTES}-byte limit"
+            )));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::Internal(format!("storing the upload: {e}")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::Internal(format!("storing the upload: {e}")))?;
+    drop(file);
+
+    // Check the whole file, and that its keys are this cluster's master key's, first.
+    let barrier = state.barrier.clone();
+    let checked = path.to_path_buf();
+    let header = crate::store::blocking(move || {
+        let mut r =
+            backup::open(&checked).map_err(|e| crate::store::StoreError::Apply(e.to_string()))?;
+        while let Some((k, v)) = r
+            .next_pair()
+            .map_err(|e| crate::store::StoreError::Apply(e.to_string()))?
+        {
+            if k.first() == Some(&keys::DATA_KEY) && k.len() == 5 {
+                let id = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+                barrier.check_wrapped_key(id, &v).map_err(|e| {
+                    crate::store::StoreError::Apply(format!(
+                        "the backup was sealed with another master key: {e}"
+                    ))
+                })?;
+            }
+        }
+        Ok(r.header().clone())
+    })
+    .await
+    .map_err(|e| ApiError::invalid_field("invalidBackup", "/", e.to_string()))?;
+
+    let restore_id = u64::from_be_bytes(
+        crate::secret::crypto::random_key().map_err(|e| ApiError::Internal(e.to_string()))?[..8]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    let caller = Some(who.caller());
+    let propose = |command| state.node.write(Op::new(command, caller.clone()));
+    let refused = |r: CommandResult| match r {
+        CommandResult::RestoreRefused(why) => ApiError::Conflict {
+            kind: "restoreRefused",
+            detail: why,
+        },
+        other => ApiError::unexpected("a restore step", other),
+    };
+    match propose(Command::RestoreBegin {
+        restore: restore_id,
+        pairs: header.pairs,
+        force,
+    })
+    .await?
+    {
+        CommandResult::RestoreStaged { .. } => {}
+        other => return Err(refused(other)),
+    }
+    let mut reader = backup::open(path).map_err(bad_backup)?;
+    let (mut seq, mut chunk, mut bytes) = (0u64, Vec::new(), 0usize);
+    loop {
+        let next = reader.next_pair().map_err(bad_backup)?;
+        let last = next.is_none();
+        if let Some((k, v)) = next {
+            bytes += k.len() + v.len();
+            chunk.push((k, v));
+        }
+        if (bytes >= CHUNK_BYTES || last) && !chunk.is_empty() {
+            let pairs = std::mem::take(&mut chunk);
+            bytes = 0;
+            match propose(Command::RestoreChunk {
+                restore: restore_id,
+                seq,
+                pairs,
+            })
+            .await?
+            {
+                CommandResult::RestoreStaged { .. } => seq += 1,
+                other => return Err(refused(other)),
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    match propose(Command::RestoreCommit {
+        restore: restore_id,
+    })
+    .await?
+    {
+        CommandResult::Restored { pairs } => {
+            tracing::warn!(by = %who.accessor, pairs, cluster_id = %header.cluster_id, "state replaced from a backup");
+            Ok(Json(json!({
+                "restored": pairs,
+                "clusterId": header.cluster_id,
+                "appliedIndex": header.applied_index,
+                "createdAt": header.created_at,
+            }))
+            .into_response())
+        }
+        other => Err(refused(other)),
+    }
+}
