@@ -78,9 +78,9 @@ pub async fn get(
 }
 
 /// A parsed, validated PUT body.
-struct PutBody {
-    data: Value,
-    cas: Option<u64>,
+pub struct PutBody {
+    pub data: Value,
+    pub cas: Option<u64>,
 }
 
 fn depth(v: &Value) -> usize {
@@ -91,7 +91,8 @@ fn depth(v: &Value) -> usize {
     }
 }
 
-fn parse_put_body(bytes: &[u8], max_value_bytes: usize) -> Result<PutBody, ApiError> {
+/// Parses and validates a PUT body (public for the benchmarks in `benches/`).
+pub fn parse_put_body(bytes: &[u8], max_value_bytes: usize) -> Result<PutBody, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
             "request body is empty; expected {\"data\": {...}}",

@@ -119,8 +119,10 @@ fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
     o.set_max_write_buffer_number(2);
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
-    // Index and filter blocks count against the cache instead of growing beside it.
-    table.set_cache_index_and_filter_blocks(true);
+    // Index and filter blocks stay beside the cache, held by each table reader: ~10 bits
+    // per key, a few MB at a million secrets. Kept in the (small) cache instead, they were
+    // evicted by data blocks and re-read and re-checksummed on most lookups: 75% of apply's
+    // time in the profile (BENCHMARKS.md).
     table.set_bloom_filter(10.0, false);
     o.set_block_based_table_factory(&table);
     o
