@@ -45,17 +45,11 @@ async fn write_via_follower_read_from_every_node() {
     let c = Cluster::start(Opts::default()).await;
     let leader = c.leader(Duration::from_secs(30)).await;
     let f = followers(&c, leader);
+    let creds = |secret: &str| json!({"user": "root", "secret": secret});
 
-    let r = c
-        .put(
-            f[0],
-            "app/db/creds",
-            json!({"user": "root", "secret": "passwd"}),
-        )
-        .await
-        .unwrap();
+    let r = c.put(f[0], "app/db/creds", creds("passwd")).await.unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["data"], json!({"user": "root", "secret": "passwd"}));
+    assert_eq!(r.body["data"], creds("passwd"));
     assert_eq!(r.body["metadata"]["version"], 1);
     let created = r.body["metadata"]["createdAt"]
         .as_str()
@@ -75,14 +69,7 @@ async fn write_via_follower_read_from_every_node() {
     }
 
     // A second write through the other follower makes version 2, visible everywhere at once.
-    let r = c
-        .put(
-            f[1],
-            "app/db/creds",
-            json!({"user": "root", "secret": "rotated"}),
-        )
-        .await
-        .unwrap();
+    let r = c.put(f[1], "app/db/creds", creds("rotated")).await.unwrap();
     assert_eq!(r.body["metadata"]["version"], 2, "{:?}", r.body);
     for id in [leader, f[0], f[1]] {
         let r = c.get(id, "app/db/creds").await.unwrap();
