@@ -80,7 +80,8 @@ fn log_append(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("entries", entries), &entries, |b, &n| {
             b.iter_batched(
                 || {
-                    let batch: Vec<Entry> = (0..n as u64).map(|i| entry(next + i, 1, "log")).collect();
+                    let batch: Vec<Entry> =
+                        (0..n as u64).map(|i| entry(next + i, 1, "log")).collect();
                     next += n as u64;
                     batch
                 },
@@ -114,7 +115,10 @@ fn parsing(c: &mut Criterion) {
     group.bench_function("path", |b| {
         b.iter(|| SecretPath::parse("team-a/service.payments/db%2Fprimary/creds").unwrap())
     });
-    let body = format!("{{\"data\":{{\"user\":\"svc\",\"password\":\"{}\"}},\"options\":{{\"cas\":3}}}}", "x".repeat(200));
+    let body = format!(
+        "{{\"data\":{{\"user\":\"svc\",\"password\":\"{}\"}},\"options\":{{\"cas\":3}}}}",
+        "x".repeat(200)
+    );
     group.bench_function("put_body_256b", |b| {
         b.iter(|| raftsafe::api::secrets::parse_put_body(body.as_bytes(), 512 * 1024).is_ok())
     });
@@ -128,23 +132,43 @@ fn snapshots(c: &mut Criterion) {
     let mut src = StateMachine::open(Db::open(src_dir.path()).unwrap()).unwrap();
     let began = Instant::now();
     for chunk in 0..400u64 {
-        rt.block_on(src.apply([entry(chunk + 1, 250, "snap")])).unwrap();
+        rt.block_on(src.apply([entry(chunk + 1, 250, "snap")]))
+            .unwrap();
     }
     eprintln!("loaded 100,000 secrets in {:?}", began.elapsed());
     let mut group = c.benchmark_group("snapshot_100k");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.bench_function("build", |b| {
-        b.iter(|| rt.block_on(async { src.get_snapshot_builder().await.build_snapshot().await.unwrap() }))
+        b.iter(|| {
+            rt.block_on(async {
+                src.get_snapshot_builder()
+                    .await
+                    .build_snapshot()
+                    .await
+                    .unwrap()
+            })
+        })
     });
     group.bench_function("install", |b| {
         b.iter_batched(
             || {
-                let snap = rt.block_on(async { src.get_snapshot_builder().await.build_snapshot().await.unwrap() });
+                let snap = rt.block_on(async {
+                    src.get_snapshot_builder()
+                        .await
+                        .build_snapshot()
+                        .await
+                        .unwrap()
+                });
                 let dir = tempfile::tempdir().unwrap();
                 let dst = StateMachine::open(Db::open(dir.path()).unwrap()).unwrap();
                 (snap, dir, dst)
             },
-            |(snap, _dir, mut dst)| rt.block_on(dst.install_snapshot(&snap.meta, snap.snapshot)).unwrap(),
+            |(snap, _dir, mut dst)| {
+                rt.block_on(dst.install_snapshot(&snap.meta, snap.snapshot))
+                    .unwrap()
+            },
             BatchSize::PerIteration,
         )
     });

@@ -1,8 +1,9 @@
-//! Chaos tests, Docker mode: the same workload, recorder, nemeses and checks as tests/chaos.rs
-//! (the runner is `common::scenario`), against the three-node compose cluster of
-//! docker-compose.yml, reached only through the API ports it publishes on 127.0.0.1, with
-//! faults applied from the host: `docker kill`/`start`, `docker pause`/`unpause`, and iptables
-//! rules inside a container's network namespace (see `common::docker`).
+//! Chaos tests, Docker mode: the same workload, recorder, nemeses and checks as the process
+//! mode (`tests/it/chaos.rs`; the runner is `harness::scenario`), against the three-node
+//! compose cluster of docker-compose.yml, reached only through the API ports it publishes on
+//! 127.0.0.1, with faults applied from the host: `docker kill`/`start`, `docker
+//! pause`/`unpause`, and iptables rules inside a container's network namespace (see
+//! `harness::docker`).
 //!
 //! Each scenario runs on a fresh cluster: `cluster/down.sh --wipe`, then `cluster/up.sh`
 //! (about 5 s), because the checker assumes every key starts absent and a scenario's faults
@@ -11,27 +12,43 @@
 //! 1.5-3 s election timeout); the client gives up after 1.5 s as in process mode.
 //!
 //! Needs: a Docker engine, `cluster/build-image.sh` run on the current tree (the test warns if
-//! the image's binary is not this build's), root, and `iptables` + `nsenter` on the host.
-//! Without a Docker engine the tests print a notice and pass, unless
-//! `RAFTSAFE_REQUIRE_DOCKER=1`, which makes them fail. A failure report goes to
-//! `$CARGO_TARGET_DIR/chaos-reports/docker-<scenario>-<seed>.txt`, with `docker logs` tails.
-//! `RAFTSAFE_CHAOS_SEED=N` replays a seed's choices; `RAFTSAFE_CHAOS_DOCKER_KEEP=1` leaves the
-//! last cluster running for a post-mortem.
+//! the image is older than the sources), root, and `iptables` + `nsenter` on the host.
+//!
+//! Invariants of this binary (its own harness, `libtest-mimic`, so that whether a trial runs
+//! is decided when the tests are listed):
+//! - no Docker engine answers `docker info` and `RAFTSAFE_REQUIRE_DOCKER` is not `1`: every
+//!   trial is listed as ignored, so test runners report it as skipped, never as passed;
+//! - `RAFTSAFE_REQUIRE_DOCKER=1` (CI): every trial runs, and without an engine fails saying so;
+//! - one compose cluster at a time (fixed container names and ports).
+//!
+//! A failure report goes to `$CARGO_TARGET_DIR/chaos-reports/docker-<scenario>-<seed>.txt`,
+//! with `docker logs` tails. `RAFTSAFE_CHAOS_SEED=N` replays a seed's choices;
+//! `RAFTSAFE_CHAOS_DOCKER_KEEP=1` leaves the last cluster running for a post-mortem.
 
-mod common;
+mod harness;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::docker::{docker_available, ComposeCluster};
-use common::nemesis::Nemesis;
-use common::scenario::{self, assert_passed, seed, Plan};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use harness::docker::compose::{docker_engine, ComposeCluster};
+use harness::nemesis::Nemesis;
+use harness::scenario::{self, assert_passed, seed, Plan};
 
 /// The compose cluster has fixed container names and ports, so two scenarios can never run
 /// at once. nextest runs each test in its own process (and .config/nextest.toml one
-/// integration test at a time); this lock covers `cargo test`'s threads.
-/// An async lock: it is held across the whole scenario, and each test has its own runtime.
-static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// integration test at a time); this lock covers the threads of a plain `cargo test` run.
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+
+/// The scenarios, by test name.
+const SCENARIOS: [(&str, Nemesis); 5] = [
+    ("docker_kill_leader", Nemesis::KillLeader),
+    ("docker_pause_leader", Nemesis::PauseLeader),
+    ("docker_isolate_leader", Nemesis::IsolateLeader),
+    ("docker_kill_all", Nemesis::KillAll),
+    ("docker_isolate_follower", Nemesis::IsolateFollower),
+];
 
 /// About 20 s of traffic, one event. The fault is held 8 s rather than process mode's 6 s:
 /// with the compose file's default 1.5-3 s election timeout, openraft 0.9 lets a follower
@@ -49,11 +66,53 @@ fn plan() -> Plan {
     }
 }
 
-async fn docker_scenario(nemesis: Nemesis) {
-    let _one = ONE_CLUSTER.lock().await;
-    if !docker_available() {
-        return;
+fn main() {
+    let args = Arguments::from_args();
+    let required = std::env::var("RAFTSAFE_REQUIRE_DOCKER").as_deref() == Ok("1");
+    let engine = docker_engine();
+    let skip = engine.is_err() && !required;
+    if let (true, Err(why)) = (skip, &engine) {
+        eprintln!(
+            "NOTICE: Docker chaos tests skipped: no Docker engine answers `docker info` ({why}). \
+             Set RAFTSAFE_REQUIRE_DOCKER=1 to make this a failure."
+        );
     }
+    let trials = SCENARIOS
+        .iter()
+        .map(|&(name, nemesis)| {
+            let engine = engine.clone();
+            Trial::test(name, move || docker_trial(nemesis, engine)).with_ignored_flag(skip)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// One scenario on a fresh compose cluster, on its own runtime. A panic (a failed check)
+/// fails the trial; the harness turns it into the failure message.
+fn docker_trial(nemesis: Nemesis, engine: Result<String, String>) -> Result<(), Failed> {
+    if let Err(why) = engine {
+        let required = std::env::var("RAFTSAFE_REQUIRE_DOCKER").as_deref() == Ok("1");
+        return Err(format!(
+            "no Docker engine answers `docker info` ({why}){}",
+            if required {
+                "; required by RAFTSAFE_REQUIRE_DOCKER=1"
+            } else {
+                ""
+            }
+        )
+        .into());
+    }
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    runtime.block_on(docker_scenario(nemesis));
+    Ok(())
+}
+
+async fn docker_scenario(nemesis: Nemesis) {
     let seed = seed();
     let began = Instant::now();
     // up.sh takes seconds; keep it off the runtime's workers.
@@ -70,29 +129,4 @@ async fn docker_scenario(nemesis: Nemesis) {
     // Wipe before asserting (a panic would wipe too, on unwinding) while holding the lock.
     drop(cluster);
     assert_passed(&summary);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn docker_kill_leader() {
-    docker_scenario(Nemesis::KillLeader).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn docker_pause_leader() {
-    docker_scenario(Nemesis::PauseLeader).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn docker_isolate_leader() {
-    docker_scenario(Nemesis::IsolateLeader).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn docker_kill_all() {
-    docker_scenario(Nemesis::KillAll).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn docker_isolate_follower() {
-    docker_scenario(Nemesis::IsolateFollower).await;
 }

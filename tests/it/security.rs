@@ -2,19 +2,46 @@
 //! on the leader and on a follower), no plaintext secret or token on disk or in logs (even
 //! after a snapshot install), mutual TLS between nodes, a node with the wrong master key
 //! refusing to start, and key rotation.
-
-mod common;
+//!
+//! Invariants checked: without a valid, unexpired, unrevoked token every endpoint but health
+//! answers 401 with `WWW-Authenticate: Bearer`; a token outside its scope or paths gets 403;
+//! no byte string a secret or token could be stored as appears in any data file or log; the
+//! Raft listener admits only certificates of the cluster's CA; a node with another master key
+//! exits without touching its data; values written under any key version stay readable.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
-use common::cluster::{Cluster, Opts, ROOT_TOKEN};
-use reqwest::Method;
+use raftsafe::client::{Client, ClientOptions, Method, Response};
 use serde_json::{json, Value};
 
+use crate::harness::cluster::{Cluster, Opts, ROOT_TOKEN};
+use crate::harness::nodes::Nodes;
+
+/// The deadline of a single request (the harness client's default) and of the Raft probes.
 const T: Duration = Duration::from_secs(15);
+
+/// A client of node `node` that sends `token` (or none) instead of the root token.
+fn as_token(c: &Cluster, node: u64, token: Option<&str>) -> Client {
+    c.client(node).with_token(token)
+}
+
+/// One request of the auth matrix, as `token` (or none); the answer.
+async fn call(
+    c: &Cluster,
+    node: u64,
+    token: Option<&str>,
+    method: &Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Response {
+    as_token(c, node, token)
+        .send(method.clone(), path, body, &[], None)
+        .await
+        .unwrap()
+}
 
 async fn create_token(
     c: &Cluster,
@@ -29,13 +56,8 @@ async fn create_token(
         body["ttlSeconds"] = json!(ttl);
     }
     let r = c
-        .request(
-            node,
-            Method::POST,
-            "/api/v1/tokens",
-            Some(serde_json::to_vec(&body).unwrap()),
-            T,
-        )
+        .client(node)
+        .request(Method::POST, "/api/v1/tokens", Some(&body))
         .await
         .unwrap();
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -48,7 +70,7 @@ async fn create_token(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn auth_matrix_on_leader_and_follower() {
     let c = Cluster::start(Opts::default()).await;
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
     let follower = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
     c.put(leader, "app/x", json!({"k": "v"})).await.unwrap();
 
@@ -60,12 +82,11 @@ async fn auth_matrix_on_leader_and_follower() {
         create_token(&c, leader, "gone", &["read:secret"], &["*"], None).await;
     let (expired, _) = create_token(&c, follower, "short", &["read:secret"], &["*"], Some(1)).await;
     let r = c
+        .client(follower)
         .request(
-            follower,
             Method::DELETE,
             &format!("/api/v1/tokens/{revoked_acc}"),
             None,
-            T,
         )
         .await
         .unwrap();
@@ -142,10 +163,7 @@ async fn auth_matrix_on_leader_and_follower() {
                 ("expired", Some(expired.as_str())),
                 ("revoked", Some(revoked.as_str())),
             ] {
-                let r = c
-                    .request_as(token, node, m.clone(), path, body(), T)
-                    .await
-                    .unwrap();
+                let r = call(&c, node, token, &m, path, body()).await;
                 assert_eq!(
                     r.status, 401,
                     "node {node} {method} {path} {label}: {:?}",
@@ -159,30 +177,21 @@ async fn auth_matrix_on_leader_and_follower() {
                 );
                 assert_eq!(r.body["status"], "401");
             }
-            let r = c
-                .request_as(Some(wrong_scope), node, m.clone(), path, body(), T)
-                .await
-                .unwrap();
+            let r = call(&c, node, Some(wrong_scope), &m, path, body()).await;
             assert_eq!(
                 r.status, 403,
                 "node {node} {method} {path} wrong scope: {:?}",
                 r.body
             );
             if let Some((token, other)) = outside {
-                let r = c
-                    .request_as(Some(token), node, m.clone(), other, body(), T)
-                    .await
-                    .unwrap();
+                let r = call(&c, node, Some(token), &m, other, body()).await;
                 assert_eq!(
                     r.status, 403,
                     "node {node} {method} {other} outside paths: {:?}",
                     r.body
                 );
             }
-            let r = c
-                .request_as(Some(good), node, m.clone(), path, body(), T)
-                .await
-                .unwrap();
+            let r = call(&c, node, Some(good), &m, path, body()).await;
             assert_eq!(
                 r.status, *ok,
                 "node {node} {method} {path} correct token: {:?}",
@@ -195,21 +204,11 @@ async fn auth_matrix_on_leader_and_follower() {
         }
     }
     // Health needs no token; listings show only what the token may read.
-    let r = c
-        .request_as(None, follower, Method::GET, "/api/v1/health/ready", None, T)
-        .await
-        .unwrap();
+    let r = as_token(&c, follower, None).ready().await.unwrap();
     assert_eq!(r.status, 200);
     c.put(leader, "other/y", json!({"k": 1})).await.unwrap();
-    let r = c
-        .request_as(
-            Some(&reader),
-            follower,
-            Method::GET,
-            "/api/v1/secrets",
-            None,
-            T,
-        )
+    let r = as_token(&c, follower, Some(&reader))
+        .request(Method::GET, "/api/v1/secrets", None)
         .await
         .unwrap();
     let paths: Vec<&str> = r.body["Resources"]
@@ -221,7 +220,8 @@ async fn auth_matrix_on_leader_and_follower() {
     assert_eq!(paths, vec!["app/x"], "{:?}", r.body);
     // Token listings never contain the token itself.
     let r = c
-        .request(follower, Method::GET, "/api/v1/tokens", None, T)
+        .client(follower)
+        .request(Method::GET, "/api/v1/tokens", None)
         .await
         .unwrap();
     let listed = serde_json::to_string(&r.body).unwrap();
@@ -273,8 +273,8 @@ fn scan(dir: &Path, needles: &[Vec<u8>], hits: &mut Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_plaintext_canary_on_disk_or_in_logs() {
     let flags = [("--snapshot-every", "20"), ("--keep-logs", "5")];
-    let mut c = Cluster::start(Opts::with_flags(&flags)).await;
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let c = Cluster::start(Opts::with_flags(&flags)).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
     let lagging = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
     let canary = format!("CANARY-{}-d3adb33f", std::process::id());
     let r = c
@@ -291,7 +291,8 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
         assert_eq!(r.status, 200);
     }
     let r = c
-        .request(leader, Method::POST, "/api/v1/cluster/snapshot", None, T)
+        .client(leader)
+        .request(Method::POST, "/api/v1/cluster/snapshot", None)
         .await
         .unwrap();
     assert_eq!(r.status, 202);
@@ -305,7 +306,7 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     c.restart(lagging);
-    c.wait_converged(Duration::from_secs(60)).await;
+    c.converged(Duration::from_secs(60)).await;
     let st = c.status(lagging).await.unwrap();
     assert!(
         st["snapshotIndex"].as_u64().unwrap_or(0) >= 20,
@@ -374,7 +375,7 @@ fn tls_client(roots: &rustls::RootCertStore, identity: Option<(&Path, &str)>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn raft_listener_requires_a_cluster_certificate() {
     let c = Cluster::start(Opts::default()).await;
-    c.wait_leader(Duration::from_secs(30)).await;
+    c.leader(Duration::from_secs(30)).await;
     let raft = c.nodes[&1].raft;
     let certs = c.dir.path().join("certs");
     let ca = raftsafe::tls::roots(&certs.join("ca.pem")).unwrap();
@@ -415,14 +416,16 @@ async fn raft_listener_requires_a_cluster_certificate() {
     assert_eq!(r.status().as_u16(), 400);
 
     // The client API refuses plain HTTP when TLS is on.
-    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let options = ClientOptions {
+        timeout: Some(T),
+        ..Default::default()
+    };
+    let plain = Client::new(&format!("http://{}", c.api(1)), options).unwrap();
     let r = plain
-        .get(format!("http://{}/api/v1/health/alive", c.api(1)))
-        .timeout(T)
-        .send()
+        .request(Method::GET, "/api/v1/health/alive", None)
         .await;
     assert!(
-        r.map(|r| !r.status().is_success()).unwrap_or(true),
+        r.map(|r| !r.is_success()).unwrap_or(true),
         "plain HTTP was served"
     );
 }
@@ -442,10 +445,10 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wrong_master_key_refuses_to_start_and_writes_nothing() {
-    let mut c = Cluster::start(Opts::default()).await;
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
     c.put(leader, "app/k", json!({"v": 1})).await.unwrap();
-    c.wait_converged(Duration::from_secs(20)).await;
+    c.converged(Duration::from_secs(20)).await;
     let victim = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
     c.kill(victim);
     let before = tree(c.data_dir(victim));
@@ -481,14 +484,14 @@ async fn wrong_master_key_refuses_to_start_and_writes_nothing() {
     // With the right key it starts and catches up.
     c.restart(victim);
     c.put(leader, "app/k", json!({"v": 2})).await.unwrap();
-    c.wait_converged(Duration::from_secs(30)).await;
+    c.converged(Duration::from_secs(30)).await;
     assert_eq!(c.get(victim, "app/k").await.unwrap().body["data"]["v"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_rotation_keeps_old_values_readable() {
-    let mut c = Cluster::start(Opts::default()).await;
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
     let mut written: Vec<(String, Value)> = Vec::new();
     for round in 0..3 {
         for i in 0..3 {
@@ -499,13 +502,8 @@ async fn key_rotation_keeps_old_values_readable() {
             written.push((path, v));
         }
         let r = c
-            .request(
-                1 + round as u64,
-                Method::POST,
-                "/api/v1/keys/rotate",
-                None,
-                T,
-            )
+            .client(1 + round as u64)
+            .request(Method::POST, "/api/v1/keys/rotate", None)
             .await
             .unwrap();
         assert_eq!(r.status, 200, "{:?}", r.body);
@@ -525,25 +523,17 @@ async fn key_rotation_keeps_old_values_readable() {
     for id in [1, 2, 3] {
         c.restart(id);
     }
-    c.wait_leader(Duration::from_secs(30)).await;
+    c.leader(Duration::from_secs(30)).await;
     for node in [1, 2, 3] {
         for (path, v) in &written[1..] {
             let r = c.get(node, path).await.unwrap();
             assert_eq!(&r.body["data"], v, "node {node} {path}");
         }
-        let r = c
-            .request(
-                node,
-                Method::GET,
-                "/api/v1/secrets/rot/0/0?version=1",
-                None,
-                T,
-            )
-            .await
-            .unwrap();
+        let r = c.client(node).get("rot/0/0", Some(1)).await.unwrap();
         assert_eq!(r.body["data"], json!({"round": 0, "i": 0}));
         let r = c
-            .request(node, Method::GET, "/api/v1/keys", None, T)
+            .client(node)
+            .request(Method::GET, "/api/v1/keys", None)
             .await
             .unwrap();
         assert_eq!(r.body["currentKeyId"], 4);

@@ -1,15 +1,23 @@
 //! The replicated core, proven with real processes: writes through any node, reads from
 //! every node, SIGKILL of the leader, catch-up by snapshot, a full-cluster restart, an
 //! isolated node refusing to serve, and bad input writing nothing.
-
-mod common;
+//!
+//! Invariants checked: an acknowledged write is readable, with its value and version, from
+//! every node, across a leader's death and a restart of every node; a node that cannot reach
+//! a quorum answers 503, never stale data, within a bounded time; rejected input changes
+//! nothing (same applied index and digest before and after).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Opts};
-use reqwest::Method;
+use raftsafe::client::Method;
 use serde_json::{json, Value};
+
+use crate::harness::cluster::{Cluster, Opts};
+use crate::harness::nodes::Nodes;
+
+/// The deadline of the single requests below.
+const T: Duration = Duration::from_secs(10);
 
 fn followers(c: &Cluster, leader: u64) -> Vec<u64> {
     c.nodes.keys().copied().filter(|id| *id != leader).collect()
@@ -35,19 +43,13 @@ async fn assert_readable_everywhere(c: &Cluster, acked: &BTreeMap<String, Value>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn write_via_follower_read_from_every_node() {
     let c = Cluster::start(Opts::default()).await;
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
     let f = followers(&c, leader);
+    let creds = |secret: &str| json!({"user": "root", "secret": secret});
 
-    let r = c
-        .put(
-            f[0],
-            "app/db/creds",
-            json!({"user": "root", "secret": "passwd"}),
-        )
-        .await
-        .unwrap();
+    let r = c.put(f[0], "app/db/creds", creds("passwd")).await.unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["data"], json!({"user": "root", "secret": "passwd"}));
+    assert_eq!(r.body["data"], creds("passwd"));
     assert_eq!(r.body["metadata"]["version"], 1);
     let created = r.body["metadata"]["createdAt"]
         .as_str()
@@ -67,14 +69,7 @@ async fn write_via_follower_read_from_every_node() {
     }
 
     // A second write through the other follower makes version 2, visible everywhere at once.
-    let r = c
-        .put(
-            f[1],
-            "app/db/creds",
-            json!({"user": "root", "secret": "rotated"}),
-        )
-        .await
-        .unwrap();
+    let r = c.put(f[1], "app/db/creds", creds("rotated")).await.unwrap();
     assert_eq!(r.body["metadata"]["version"], 2, "{:?}", r.body);
     for id in [leader, f[0], f[1]] {
         let r = c.get(id, "app/db/creds").await.unwrap();
@@ -84,41 +79,28 @@ async fn write_via_follower_read_from_every_node() {
         );
         assert_eq!(r.body["metadata"]["version"], 2);
         let old = c
-            .request(
-                id,
-                Method::GET,
-                "/api/v1/secrets/app/db/creds?version=1",
-                None,
-                Duration::from_secs(10),
-            )
+            .client(id)
+            .with_timeout(T)
+            .get("app/db/creds", Some(1))
             .await
             .unwrap();
         assert_eq!(old.body["data"]["secret"], "passwd");
     }
 
     // Check-and-set, delete and list through followers.
-    let body = serde_json::to_vec(&json!({"data": {"x": 1}, "options": {"cas": 1}})).unwrap();
     let r = c
-        .request(
-            f[0],
-            Method::PUT,
-            "/api/v1/secrets/app/db/creds",
-            Some(body),
-            Duration::from_secs(10),
-        )
+        .client(f[0])
+        .with_timeout(T)
+        .put("app/db/creds", &json!({"x": 1}), Some(1))
         .await
         .unwrap();
     assert_eq!(r.status, 409, "{:?}", r.body);
     assert_eq!(r.body["type"], "casMismatch");
     assert_eq!(r.body["status"], "409");
     let r = c
-        .request(
-            f[1],
-            Method::DELETE,
-            "/api/v1/secrets/app/db/creds",
-            None,
-            Duration::from_secs(10),
-        )
+        .client(f[1])
+        .with_timeout(T)
+        .delete("app/db/creds")
         .await
         .unwrap();
     assert_eq!(r.status, 204);
@@ -126,13 +108,9 @@ async fn write_via_follower_read_from_every_node() {
     assert_eq!(r.status, 404, "{:?}", r.body);
     c.put(leader, "app/other", json!({"k": "v"})).await.unwrap();
     let r = c
-        .request(
-            f[0],
-            Method::GET,
-            "/api/v1/secrets?prefix=app",
-            None,
-            Duration::from_secs(10),
-        )
+        .client(f[0])
+        .with_timeout(T)
+        .request(Method::GET, "/api/v1/secrets?prefix=app", None)
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -144,24 +122,20 @@ async fn write_via_follower_read_from_every_node() {
     );
 
     let status = c
-        .request(
-            f[0],
-            Method::GET,
-            "/api/v1/cluster",
-            None,
-            Duration::from_secs(10),
-        )
+        .client(f[0])
+        .with_timeout(T)
+        .cluster_status()
         .await
         .unwrap();
     assert_eq!(status.body["leader"], leader);
     assert_eq!(status.body["members"].as_array().unwrap().len(), 3);
-    c.wait_converged(Duration::from_secs(20)).await;
+    c.converged(Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_sigkill_fails_over_and_loses_nothing() {
-    let mut c = Cluster::start(Opts::default()).await;
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
     let mut acked = BTreeMap::new();
     let ids: Vec<u64> = c.nodes.keys().copied().collect();
     for i in 0..15 {
@@ -201,7 +175,7 @@ async fn leader_sigkill_fails_over_and_loses_nothing() {
         "FAILOVER: leader {leader} SIGKILLed; first successful write after {} ms",
         failover.as_millis()
     );
-    let new_leader = c.wait_leader(Duration::from_secs(30)).await;
+    let new_leader = c.leader(Duration::from_secs(30)).await;
     assert_ne!(new_leader, leader);
     for j in 0..10 {
         let v = json!({"n": j, "phase": "after"});
@@ -214,15 +188,15 @@ async fn leader_sigkill_fails_over_and_loses_nothing() {
     }
 
     c.restart(leader);
-    c.wait_converged(Duration::from_secs(30)).await;
+    c.converged(Duration::from_secs(30)).await;
     assert_readable_everywhere(&c, &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_node_catches_up_by_snapshot() {
     let flags = [("--snapshot-every", "20"), ("--keep-logs", "5")];
-    let mut c = Cluster::start(Opts::with_flags(&flags)).await;
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let c = Cluster::start(Opts::with_flags(&flags)).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
     let down = followers(&c, leader)[0];
     c.kill(down);
     let mut acked = BTreeMap::new();
@@ -251,7 +225,7 @@ async fn lagging_node_catches_up_by_snapshot() {
     }
 
     c.restart(down);
-    c.wait_converged(Duration::from_secs(60)).await;
+    c.converged(Duration::from_secs(60)).await;
     let st = c.status(down).await.unwrap();
     assert!(
         st["snapshotIndex"].as_u64().unwrap_or(0) > 50,
@@ -267,8 +241,8 @@ async fn lagging_node_catches_up_by_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn whole_cluster_sigkill_and_restart_keeps_acknowledged_writes() {
-    let mut c = Cluster::start(Opts::default()).await;
-    c.wait_leader(Duration::from_secs(30)).await;
+    let c = Cluster::start(Opts::default()).await;
+    c.leader(Duration::from_secs(30)).await;
     let mut acked = BTreeMap::new();
     for i in 0..30u64 {
         let v = json!({"i": i});
@@ -285,7 +259,7 @@ async fn whole_cluster_sigkill_and_restart_keeps_acknowledged_writes() {
     for id in [1, 2, 3] {
         c.restart(id);
     }
-    c.wait_leader(Duration::from_secs(30)).await;
+    c.leader(Duration::from_secs(30)).await;
     assert_readable_everywhere(&c, &acked).await;
     // Versions kept counting from where they were.
     let r = c.put(2, "all/0", json!({"i": "again"})).await.unwrap();
@@ -295,15 +269,15 @@ async fn whole_cluster_sigkill_and_restart_keeps_acknowledged_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn isolated_node_answers_503_not_stale_data() {
     let timeout_ms = 2000u64;
-    let mut c = Cluster::start(Opts {
+    let c = Cluster::start(Opts {
         flags: vec![("--request-timeout-ms".into(), timeout_ms.to_string())],
         ..Default::default()
     })
     .await;
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
     let r = c.put(leader, "iso/key", json!({"v": "old"})).await.unwrap();
     assert_eq!(r.status, 200);
-    c.wait_converged(Duration::from_secs(20)).await;
+    c.converged(Duration::from_secs(20)).await;
 
     // Isolate the leader by pausing both followers (SIGSTOP), then by killing them.
     let f = followers(&c, leader);
@@ -352,7 +326,7 @@ async fn isolated_node_answers_503_not_stale_data() {
     for id in &f {
         c.restart(*id);
     }
-    c.wait_leader(Duration::from_secs(30)).await;
+    c.leader(Duration::from_secs(30)).await;
     let lone = f[0];
     for id in [leader, f[1]] {
         c.kill(id);
@@ -372,10 +346,10 @@ async fn bad_input_gets_4xx_and_writes_nothing() {
         ..Default::default()
     })
     .await;
-    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
     let node = followers(&c, leader)[0];
     c.put(node, "ok/key", json!({"v": 1})).await.unwrap();
-    let before = c.wait_converged(Duration::from_secs(20)).await;
+    let before = c.converged(Duration::from_secs(20)).await;
 
     let big = format!("{{\"data\":{{\"v\":\"{}\"}}}}", "x".repeat(2000));
     let huge = format!("{{\"data\":{{\"v\":\"{}\"}}}}", "x".repeat(100_000));
@@ -526,13 +500,8 @@ async fn bad_input_gets_4xx_and_writes_nothing() {
     for (method, path, body, status, kind, fragment) in cases {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let r = c
-            .request(
-                node,
-                m,
-                path,
-                body.map(String::into_bytes),
-                Duration::from_secs(10),
-            )
+            .client(node)
+            .send(m, path, body.map(String::into_bytes), &[], Some(T))
             .await
             .unwrap();
         let short: String = path.chars().take(60).collect();
@@ -576,6 +545,6 @@ async fn bad_input_gets_4xx_and_writes_nothing() {
         r.body["metadata"]["version"], 1,
         "bad input must not have written"
     );
-    let after = c.wait_converged(Duration::from_secs(20)).await;
+    let after = c.converged(Duration::from_secs(20)).await;
     assert_eq!(before, after, "nothing was applied by rejected requests");
 }

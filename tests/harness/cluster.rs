@@ -1,25 +1,37 @@
 //! A cluster of real `raftsafe` processes on 127.0.0.1, each with its own data directory,
 //! started, killed (SIGKILL), paused (SIGSTOP) and restarted by the test.
 //!
-//! Every process is killed when the [`Cluster`] is dropped, so a failing test leaves
-//! nothing running. Node output goes to `node-<id>.log` in the cluster's temp directory;
-//! [`Cluster::logs`] returns it for failure messages and for scans.
+//! Invariants:
+//! - Every process is killed when the [`Cluster`] is dropped, so a failing test leaves
+//!   nothing running.
+//! - Process control takes `&self` (each node's process state sits behind its own lock), so
+//!   the chaos workload's requests, which go through per-node [`Client`]s, never wait for a
+//!   fault and a fault never waits for them.
+//! - Clients never reuse a connection (`no_pool`): after a kill or a pause every request dials
+//!   afresh instead of inheriting a connection to a process that is gone.
+//! - Node output goes to `node-<id>.log` in the cluster's temp directory; [`Cluster::logs`]
+//!   returns it for failure messages and for scans.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
-use serde_json::Value;
+use raftsafe::client::{Client, ClientOptions};
 
+use super::nodes::Nodes;
 use super::proxy::{LinkMode, Proxy};
 
 /// A fixed master key for test clusters (base64 of 32 bytes); every node needs the same.
 pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=";
 
-/// The root token the bootstrap node creates; [`Cluster::request`] sends it.
+/// The root token the bootstrap node creates; [`Cluster::client`] sends it.
 pub const ROOT_TOKEN: &str = "rs.test-root-token-0123456789abcdef";
+
+/// The default deadline of a test's API request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct Opts {
     pub nodes: u64,
@@ -63,26 +75,25 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     log_path: PathBuf,
     args: Vec<String>,
-    child: Option<Child>,
-    paused: bool,
+    process: Mutex<Process>,
 }
 
-/// An HTTP answer: status and parsed JSON body (Null when empty or not JSON).
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub body: Value,
-    pub headers: reqwest::header::HeaderMap,
+/// A node's process, if one is running, and whether it is stopped.
+#[derive(Default)]
+struct Process {
+    child: Option<Child>,
+    paused: bool,
 }
 
 pub struct Cluster {
     pub nodes: BTreeMap<u64, NodeProc>,
     /// Proxy on the link from node `.0` to node `.1`.
     pub proxies: BTreeMap<(u64, u64), Proxy>,
-    pub http: reqwest::Client,
+    /// A root-token client per node (all sharing one client: TLS roots, no pooling).
+    clients: BTreeMap<u64, Client>,
     pub dir: tempfile::TempDir,
-    /// `https` or `http`.
-    pub scheme: &'static str,
+    /// HTTPS (the default) or plain HTTP.
+    pub tls: bool,
     /// Environment for every node (master key, root token); tests may change it before a
     /// restart.
     pub env: BTreeMap<String, String>,
@@ -98,11 +109,16 @@ impl NodeProc {
     pub fn args(&self) -> &[String] {
         &self.args
     }
+
+    fn process(&self) -> std::sync::MutexGuard<'_, Process> {
+        // A panic elsewhere while holding the lock leaves the state as good as it was.
+        self.process.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Cluster {
     pub async fn start(opts: Opts) -> Cluster {
-        raftsafe::server::install_crypto_provider();
+        raftsafe::tls::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let ids: Vec<u64> = (1..=opts.nodes).collect();
         let addrs: BTreeMap<u64, (SocketAddr, SocketAddr)> = ids
@@ -188,22 +204,24 @@ impl Cluster {
                     data_dir,
                     log_path,
                     args,
-                    child: None,
-                    paused: false,
+                    process: Mutex::new(Process::default()),
                 },
             );
         }
-        let mut http = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0);
-        if opts.tls {
-            let roots = raftsafe::tls::roots(&certs.join("ca.pem")).expect("test CA");
-            let tls = rustls::ClientConfig::builder()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            http = http.tls_backend_preconfigured(tls);
-        }
-        let http = http.build().expect("http client");
+        let client = Client::new(
+            &addrs[&1].0.to_string(),
+            ClientOptions {
+                ca_file: opts.tls.then(|| certs.join("ca.pem")),
+                token: Some(ROOT_TOKEN.to_string()),
+                timeout: Some(REQUEST_TIMEOUT),
+                no_pool: true,
+            },
+        )
+        .expect("API client");
+        let clients = addrs
+            .iter()
+            .map(|(id, (api, _))| (*id, client.at(&api.to_string()).expect("API client")))
+            .collect();
         let env = BTreeMap::from([
             (
                 "RAFTSAFE_MASTER_KEY".to_string(),
@@ -212,13 +230,12 @@ impl Cluster {
             ("RAFTSAFE_ROOT_TOKEN".to_string(), ROOT_TOKEN.to_string()),
             ("RAFTSAFE_LOG".to_string(), "info,openraft=warn".to_string()),
         ]);
-        let scheme = if opts.tls { "https" } else { "http" };
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             nodes,
             proxies,
-            http,
+            clients,
             dir,
-            scheme,
+            tls: opts.tls,
             env,
         };
         for id in ids {
@@ -227,8 +244,12 @@ impl Cluster {
         cluster
     }
 
-    fn spawn(&mut self, id: u64) {
-        let node = self.nodes.get_mut(&id).expect("known node");
+    fn node(&self, id: u64) -> &NodeProc {
+        self.nodes.get(&id).expect("known node")
+    }
+
+    fn spawn(&self, id: u64) {
+        let node = self.node(id);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -242,57 +263,55 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("spawn raftsafe");
-        node.child = Some(child);
-        node.paused = false;
+        *node.process() = Process {
+            child: Some(child),
+            paused: false,
+        };
     }
 
     pub fn api(&self, id: u64) -> SocketAddr {
-        self.nodes[&id].api
+        self.node(id).api
     }
 
     pub fn pid(&self, id: u64) -> Option<u32> {
-        self.nodes[&id].child.as_ref().map(|c| c.id())
-    }
-
-    pub fn is_running(&self, id: u64) -> bool {
-        self.nodes[&id].child.is_some() && !self.nodes[&id].paused
+        self.node(id).process().child.as_ref().map(|c| c.id())
     }
 
     /// SIGKILL: no chance to flush or say goodbye.
-    pub fn kill(&mut self, id: u64) {
-        let node = self.nodes.get_mut(&id).expect("known node");
-        if let Some(mut child) = node.child.take() {
-            if node.paused {
+    pub fn kill(&self, id: u64) {
+        let mut p = self.node(id).process();
+        if let Some(mut child) = p.child.take() {
+            if p.paused {
                 signal(child.id(), libc::SIGCONT);
             }
             let _ = child.kill();
             let _ = child.wait();
         }
-        node.paused = false;
+        p.paused = false;
     }
 
-    pub fn restart(&mut self, id: u64) {
+    pub fn restart(&self, id: u64) {
         assert!(
-            self.nodes[&id].child.is_none(),
+            self.node(id).process().child.is_none(),
             "node {id} is still running"
         );
         self.spawn(id);
     }
 
     /// SIGSTOP: the process keeps its sockets but answers nothing.
-    pub fn pause(&mut self, id: u64) {
-        let node = self.nodes.get_mut(&id).expect("known node");
-        if let Some(child) = &node.child {
+    pub fn pause(&self, id: u64) {
+        let mut p = self.node(id).process();
+        if let Some(child) = &p.child {
             signal(child.id(), libc::SIGSTOP);
-            node.paused = true;
+            p.paused = true;
         }
     }
 
-    pub fn resume(&mut self, id: u64) {
-        let node = self.nodes.get_mut(&id).expect("known node");
-        if let Some(child) = &node.child {
+    pub fn resume(&self, id: u64) {
+        let mut p = self.node(id).process();
+        if let Some(child) = &p.child {
             signal(child.id(), libc::SIGCONT);
-            node.paused = false;
+            p.paused = false;
         }
     }
 
@@ -315,70 +334,23 @@ impl Cluster {
         }
     }
 
-    /// An API call as the root token.
-    pub async fn request(
+    /// `PUT /secrets/{path}` with `{"data": data}` on node `id`, as the root token.
+    pub async fn put(
         &self,
         id: u64,
-        method: reqwest::Method,
-        path_and_query: &str,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-    ) -> Result<Resp, reqwest::Error> {
-        self.request_as(Some(ROOT_TOKEN), id, method, path_and_query, body, timeout)
-            .await
+        path: &str,
+        data: serde_json::Value,
+    ) -> Result<raftsafe::client::Response, raftsafe::client::ClientError> {
+        self.client(id).put(path, &data, None).await
     }
 
-    /// An API call with the given bearer token, or none.
-    pub async fn request_as(
+    /// `GET /secrets/{path}` (latest version) on node `id`, as the root token.
+    pub async fn get(
         &self,
-        token: Option<&str>,
         id: u64,
-        method: reqwest::Method,
-        path_and_query: &str,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-    ) -> Result<Resp, reqwest::Error> {
-        let url = format!("{}://{}{}", self.scheme, self.api(id), path_and_query);
-        let mut req = self.http.request(method, url).timeout(timeout);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await?;
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Resp {
-            status,
-            body,
-            headers,
-        })
-    }
-
-    pub async fn put(&self, id: u64, path: &str, data: Value) -> Result<Resp, reqwest::Error> {
-        let body = serde_json::to_vec(&serde_json::json!({ "data": data })).expect("json");
-        self.request(
-            id,
-            reqwest::Method::PUT,
-            &format!("/api/v1/secrets/{path}"),
-            Some(body),
-            Duration::from_secs(15),
-        )
-        .await
-    }
-
-    pub async fn get(&self, id: u64, path: &str) -> Result<Resp, reqwest::Error> {
-        self.request(
-            id,
-            reqwest::Method::GET,
-            &format!("/api/v1/secrets/{path}"),
-            None,
-            Duration::from_secs(15),
-        )
-        .await
+        path: &str,
+    ) -> Result<raftsafe::client::Response, raftsafe::client::ClientError> {
+        self.client(id).get(path, None).await
     }
 
     /// Sends `head_and_body` (a request line, headers and body, without `Host`,
@@ -387,10 +359,7 @@ impl Cluster {
     /// Returns the status code and the raw response body.
     pub async fn raw(&self, id: u64, head_and_body: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        assert_eq!(
-            self.scheme, "http",
-            "raw requests need a plain-HTTP cluster"
-        );
+        assert!(!self.tls, "raw requests need a plain-HTTP cluster");
         let (line, rest) = head_and_body.split_once("\r\n").expect("request line");
         let req = format!(
             "{line}\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {ROOT_TOKEN}\r\n{rest}",
@@ -418,70 +387,54 @@ impl Cluster {
         (status, body)
     }
 
-    /// This node's own status (`/cluster/self`), if it answers within a second.
-    pub async fn status(&self, id: u64) -> Option<Value> {
-        let r = self
-            .request(
-                id,
-                reqwest::Method::GET,
-                "/api/v1/cluster/self",
-                None,
-                Duration::from_secs(1),
-            )
-            .await
-            .ok()?;
-        (r.status == 200).then_some(r.body)
+    /// The running node that leads and serves linearizable reads; panics with the nodes'
+    /// log tails if there is none within `within`.
+    pub async fn leader(&self, within: Duration) -> u64 {
+        let running: Vec<u64> = self
+            .ids()
+            .into_iter()
+            .filter(|id| self.is_running(*id))
+            .collect();
+        match self.wait_leader(&running, 0, within).await {
+            Some((id, _)) => id,
+            None => panic!("no leader within {within:?}\n{}", self.logs_tail(40)),
+        }
     }
 
-    /// Waits until a running node reports itself leader and can serve a linearizable read.
-    pub async fn wait_leader(&self, within: Duration) -> u64 {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            for id in self.nodes.keys() {
-                if !self.is_running(*id) {
-                    continue;
-                }
-                let Some(s) = self.status(*id).await else {
-                    continue;
-                };
-                if s["state"] == "Leader" {
-                    let ready = self
-                        .request(
-                            *id,
-                            reqwest::Method::GET,
-                            "/api/v1/health/ready",
-                            None,
-                            Duration::from_secs(3),
-                        )
-                        .await;
-                    if ready.is_ok_and(|r| r.status == 200) {
-                        return *id;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    /// Every running node at the same applied index with the same digest; panics with the
+    /// nodes' log tails if they do not get there within `within`.
+    pub async fn converged(&self, within: Duration) -> (u64, String) {
+        match self.wait_converged(within).await {
+            Ok(agreed) => agreed,
+            Err(e) => panic!("nodes did not converge: {e}\n{}", self.logs_tail(30)),
         }
-        panic!("no leader within {within:?}\n{}", self.logs_tail(40));
     }
 
-    /// Waits until every running node has applied the same index with the same data digest.
-    pub async fn wait_converged(&self, within: Duration) -> (u64, String) {
-        let deadline = Instant::now() + within;
-        let mut last = Vec::new();
-        while Instant::now() < deadline {
-            last.clear();
-            for id in self.nodes.keys().filter(|id| self.is_running(**id)) {
-                last.push((*id, self.status(*id).await.as_ref().and_then(digest_of)));
-            }
-            if let Some(agreed) = agreed_digest(&last) {
-                return agreed;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!(
-            "nodes did not converge within {within:?}: {last:?}\n{}",
-            self.logs_tail(30)
-        );
+    /// Each node's process state from `/proc` (R, S, T = stopped, Z = exited unreaped, or
+    /// gone), so a report shows a node that died without the harness killing it.
+    pub fn process_states(&self) -> String {
+        let states: Vec<String> = self
+            .nodes
+            .keys()
+            .map(|id| {
+                let state = self.pid(*id).map_or("not running".to_string(), |pid| {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+                    // The state follows the parenthesised command name.
+                    let state = stat.ok().and_then(|s| {
+                        let rest = s.rsplit_once(") ")?.1.to_string();
+                        rest.split(' ').next().map(str::to_string)
+                    });
+                    format!("pid {pid} state {}", state.as_deref().unwrap_or("gone"))
+                });
+                format!("node {id}: {state}")
+            })
+            .collect();
+        states.join("\n")
+    }
+
+    /// Everything node `id` wrote to stdout/stderr.
+    pub fn node_log(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.node(id).log_path).unwrap_or_default()
     }
 
     /// Everything the nodes wrote to stdout/stderr.
@@ -489,7 +442,7 @@ impl Cluster {
         let mut out = String::new();
         for n in self.nodes.values() {
             out.push_str(&format!("===== node {} =====\n", n.id));
-            out.push_str(&std::fs::read_to_string(&n.log_path).unwrap_or_default());
+            out.push_str(&self.node_log(n.id));
         }
         out
     }
@@ -497,7 +450,7 @@ impl Cluster {
     pub fn logs_tail(&self, lines: usize) -> String {
         let mut out = String::new();
         for n in self.nodes.values() {
-            let text = std::fs::read_to_string(&n.log_path).unwrap_or_default();
+            let text = self.node_log(n.id);
             let all: Vec<&str> = text.lines().collect();
             out.push_str(&format!("===== node {} (last {lines} lines) =====\n", n.id));
             for l in &all[all.len().saturating_sub(lines)..] {
@@ -509,32 +462,28 @@ impl Cluster {
     }
 
     pub fn data_dir(&self, id: u64) -> &Path {
-        &self.nodes[&id].data_dir
+        &self.node(id).data_dir
     }
 }
 
-/// The `(applied index, sha256)` digest in a `/cluster/self` answer.
-pub fn digest_of(status: &Value) -> Option<(u64, String)> {
-    let d = &status["digest"];
-    Some((
-        d["appliedIndex"].as_u64()?,
-        d["sha256"].as_str()?.to_string(),
-    ))
-}
+impl Nodes for Cluster {
+    fn ids(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
 
-/// The digest every node reported, if they all reported the same one.
-pub fn agreed_digest(reports: &[(u64, Option<(u64, String)>)]) -> Option<(u64, String)> {
-    let first = reports.first()?.1.clone()?;
-    reports
-        .iter()
-        .all(|(_, d)| d.as_ref() == Some(&first))
-        .then_some(first)
+    fn client(&self, id: u64) -> Client {
+        self.clients[&id].clone()
+    }
+
+    fn is_running(&self, id: u64) -> bool {
+        let p = self.node(id).process();
+        p.child.is_some() && !p.paused
+    }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let ids: Vec<u64> = self.nodes.keys().copied().collect();
-        for id in ids {
+        for id in self.ids() {
             self.kill(id);
         }
     }

@@ -352,6 +352,9 @@ async fn gate(mode: &mut watch::Receiver<LinkMode>, shared: &Shared) -> Option<O
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Used by the tests only: the Docker tests' binary (`harness = false`, which keeps
+    // `cfg(test)` but drops `#[test]` functions) compiles this module without them.
+    #[allow(unused_imports)]
     use std::time::Instant;
     use tokio::time::timeout;
 

@@ -1,19 +1,24 @@
 //! The chaos client workload, its recorder, and the end-of-run history checks.
 //!
-//! The workload only needs a [`Target`]: "send this request to node i". The local-process
-//! harness implements it over [`super::cluster::Cluster`]; a Docker mode can implement it over
-//! published ports without touching anything here.
+//! The workload only needs [`Nodes`]: "a client for node i". The process harness
+//! ([`super::cluster::Cluster`]) and the Docker compose cluster both provide it.
 //!
-//! Recording rules (Jepsen/Knossos semantics, see `shared/notes/chaos.md` §1):
+//! Recording rules. A linearizability checker (Knossos, Porcupine, ours in `checker`) is given
+//! every operation as an interval `[call, ret]` within which it must have taken effect
+//! atomically, and looks for one order of all of them that respects those intervals and the
+//! register's rules. Each rule below keeps that interval honest:
 //! - one monotonic [`Clock`] stamps `call` before the request is sent and `ret` after the body
-//!   has been read;
-//! - a client never has two ops in flight, and never retries;
+//!   has been read, so the true effect lies inside the interval;
+//! - a client never has two ops in flight, and never retries: a client's ops are then ordered
+//!   by real time, and a retry cannot turn one logical write into two effects;
 //! - a write answered 200 is acknowledged with the version the server returned; a write that
 //!   timed out, hit a connection error or got a 5xx is *indeterminate* (`ret: None`): it may
-//!   or may not have taken effect, and that client id is retired (a "crashed" process never
-//!   acts again), the worker continuing under a fresh id;
-//! - a read answered 200 or 404 is recorded; any other read outcome had no effect and is
-//!   dropped.
+//!   or may not have taken effect, at any time after its call, so its interval stays open.
+//!   That client id is retired, because a client with an operation still possibly in flight
+//!   could not issue another without two of its ops overlapping (Jepsen's "crashed process"
+//!   never acts again); the worker continues under a fresh id;
+//! - a read answered 200 or 404 is recorded; any other read outcome had no effect on the
+//!   register and is dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -23,27 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use reqwest::Method;
+use raftsafe::client::{ClientError, Response};
 use serde_json::{json, Value};
 
 use super::checker::{self, Op, OpKind, Outcome};
-use super::cluster::Resp;
-
-/// "Send this request to node `id`": all the workload and the checks need from a cluster.
-pub trait Target: Send + Sync + 'static {
-    /// Node ids, in a stable order.
-    fn nodes(&self) -> Vec<u64>;
-
-    /// One HTTP request; `Err` is a transport failure or a client-side timeout.
-    fn request(
-        &self,
-        id: u64,
-        method: Method,
-        path_and_query: &str,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<Resp, String>> + Send;
-}
+use super::nodes::Nodes;
 
 /// The run's single monotonic clock; every timestamp in a history and timeline comes from it.
 #[derive(Clone, Copy, Debug)]
@@ -179,6 +168,14 @@ impl Record {
     }
 }
 
+/// Who sends an op: the node it goes to, the worker, and the client id it is recorded under.
+#[derive(Clone, Copy, Debug)]
+pub struct Sender {
+    pub node: u64,
+    pub worker: usize,
+    pub client: usize,
+}
+
 /// Collects records from every worker. Records live here, not in the tasks, so that nothing
 /// is lost if a task has to be aborted.
 pub struct Recorder {
@@ -214,23 +211,22 @@ impl Recorder {
         h
     }
 
-    /// PUT `{"data": {"v": value}}` and record it. Returns the record (acked iff `ret` is set).
-    pub async fn put<T: Target>(
+    /// Runs one request, stamping `call` just before it is sent and `ret` once the whole
+    /// answer (or the failure) is in. `Err` is a transport failure or the op timeout.
+    async fn timed(
         &self,
-        t: &T,
-        node: u64,
-        worker: usize,
-        client: usize,
-        key: &str,
-        value: &str,
-    ) -> Record {
-        let body = serde_json::to_vec(&json!({ "data": { "v": value } })).expect("json");
-        let path = format!("/api/v1/secrets/{key}");
+        request: impl Future<Output = Result<Response, ClientError>>,
+    ) -> (u64, Result<Response, String>, u64) {
         let call = self.clock.now();
-        let answer = t
-            .request(node, Method::PUT, &path, Some(body), self.op_timeout)
-            .await;
-        let ret = self.clock.now();
+        let answer = request.await.map_err(|e| e.to_string());
+        (call, answer, self.clock.now())
+    }
+
+    /// PUT `{"data": {"v": value}}` and record it. Returns the record (acked iff `ret` is set).
+    pub async fn put<T: Nodes>(&self, t: &T, by: Sender, key: &str, value: &str) -> Record {
+        let api = t.client(by.node).with_timeout(self.op_timeout);
+        let data = json!({ "v": value });
+        let (call, answer, ret) = self.timed(api.put(key, &data, None)).await;
         let mut unexpected = false;
         let (ret, version, outcome) = match answer {
             Ok(r) if r.status == 200 => {
@@ -250,7 +246,7 @@ impl Recorder {
             Err(e) => (None, None, e),
         };
         let op = Op {
-            client,
+            client: by.client,
             key: key.to_string(),
             call,
             ret,
@@ -261,8 +257,8 @@ impl Recorder {
         };
         let rec = Record {
             op,
-            worker,
-            node,
+            worker: by.worker,
+            node: by.node,
             outcome,
             unexpected,
         };
@@ -272,23 +268,12 @@ impl Recorder {
 
     /// GET the latest version and record it if it has an answer (200 or 404). Returns the
     /// record either way; a dropped read comes back with `ret: None` and is not in the history.
-    pub async fn get<T: Target>(
-        &self,
-        t: &T,
-        node: u64,
-        worker: usize,
-        client: usize,
-        key: &str,
-    ) -> Record {
-        let path = format!("/api/v1/secrets/{key}");
-        let call = self.clock.now();
-        let answer = t
-            .request(node, Method::GET, &path, None, self.op_timeout)
-            .await;
-        let ret = self.clock.now();
+    pub async fn get<T: Nodes>(&self, t: &T, by: Sender, key: &str) -> Record {
+        let api = t.client(by.node).with_timeout(self.op_timeout);
+        let (call, answer, ret) = self.timed(api.get(key, None)).await;
         let mut rec = Record {
             op: Op {
-                client,
+                client: by.client,
                 key: key.to_string(),
                 call,
                 ret: None,
@@ -297,8 +282,8 @@ impl Recorder {
                     version: None,
                 },
             },
-            worker,
-            node,
+            worker: by.worker,
+            node: by.node,
             outcome: String::new(),
             unexpected: false,
         };
@@ -338,8 +323,8 @@ pub struct Workload {
 }
 
 impl Workload {
-    pub fn start<T: Target>(t: Arc<T>, clock: Clock, seed: u64, opts: WorkloadOpts) -> Workload {
-        let nodes = t.nodes();
+    pub fn start<T: Nodes>(t: Arc<T>, clock: Clock, seed: u64, opts: WorkloadOpts) -> Workload {
+        let nodes = t.ids();
         // Worker w starts as client w; retired ids are replaced from above the worker count.
         let mut pins: Vec<Option<u64>> = Vec::new();
         for n in &nodes {
@@ -403,7 +388,7 @@ struct Worker<T> {
     rng: Rng,
 }
 
-impl<T: Target> Worker<T> {
+impl<T: Nodes> Worker<T> {
     async fn run(mut self) {
         let began = Instant::now();
         let mut client = self.index;
@@ -413,16 +398,17 @@ impl<T: Target> Worker<T> {
             }
             let node = self.pin.unwrap_or_else(|| self.rng.pick(&self.nodes));
             let key = &self.keys[self.rng.below(self.keys.len() as u64) as usize];
+            let by = Sender {
+                node,
+                worker: self.index,
+                client,
+            };
             let rec = if self.rng.below(100) < self.opts.write_percent {
                 // Unique across the run: client ids are never reused, seq never repeats.
                 let value = format!("c{client}-{seq}");
-                let r = self
-                    .recorder
-                    .put(&*self.t, node, self.index, client, key, &value);
-                r.await
+                self.recorder.put(&*self.t, by, key, &value).await
             } else {
-                let r = self.recorder.get(&*self.t, node, self.index, client, key);
-                r.await
+                self.recorder.get(&*self.t, by, key).await
             };
             if rec.is_write() && !rec.acked() {
                 client = self.recorder.new_client();
@@ -435,32 +421,38 @@ impl<T: Target> Worker<T> {
 
 // ----- end-of-run checks -----
 
-/// GET with a generous timeout and a few retries: used after healing, when the cluster is
-/// expected to answer. Returns the final 200/404 answer.
-pub async fn get_settled<T: Target>(t: &T, node: u64, path: &str) -> Result<Resp, String> {
+/// GET of `key` (one `version`, or the latest) with a generous timeout and a few retries:
+/// used after healing, when the cluster is expected to answer. Returns the final 200/404
+/// answer.
+pub async fn get_settled<T: Nodes>(
+    t: &T,
+    node: u64,
+    key: &str,
+    version: Option<u64>,
+) -> Result<Response, String> {
+    let api = t.client(node).with_timeout(Duration::from_secs(5));
     let mut last = String::new();
     for _ in 0..8 {
-        match t
-            .request(node, Method::GET, path, None, Duration::from_secs(5))
-            .await
-        {
+        match api.get(key, version).await {
             Ok(r) if r.status == 200 || r.status == 404 => return Ok(r),
             Ok(r) => last = format!("{} {}", r.status, r.body),
-            Err(e) => last = e,
+            Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Err(format!("node {node} GET {path}: {last}"))
+    Err(format!(
+        "node {node} GET {key} (version {version:?}): {last}"
+    ))
 }
 
 /// Every committed version of every key, as node `node` serves them: `key -> [v1, v2, ...]`
 /// (the `v` field of each version's data). An absent key maps to an empty list.
-pub async fn read_committed<T: Target>(
+pub async fn read_committed<T: Nodes>(
     t: &T,
     node: u64,
     keys: &[String],
 ) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let value_of = |r: &Resp, what: &str| {
+    let value_of = |r: &Response, what: &str| {
         r.body["data"]["v"]
             .as_str()
             .map(str::to_string)
@@ -468,7 +460,7 @@ pub async fn read_committed<T: Target>(
     };
     let mut latest: BTreeMap<String, (u64, Option<String>)> = BTreeMap::new();
     for key in keys {
-        let r = get_settled(t, node, &format!("/api/v1/secrets/{key}")).await?;
+        let r = get_settled(t, node, key, None).await?;
         let entry = if r.status == 404 {
             (0, None)
         } else {
@@ -486,8 +478,8 @@ pub async fn read_committed<T: Target>(
         .collect();
     let fetched: Vec<Result<(String, u64, String), String>> = futures::stream::iter(wanted)
         .map(|(key, v)| async move {
-            let path = format!("/api/v1/secrets/{key}?version={v}");
-            let r = get_settled(t, node, &path).await?;
+            let path = format!("{key}?version={v}");
+            let r = get_settled(t, node, &key, Some(v)).await?;
             if r.status != 200 {
                 return Err(format!(
                     "node {node} GET {path}: 404 below the latest version"

@@ -1,0 +1,24 @@
+//! The test harness shared by the integration tests (`tests/it`) and the Docker chaos tests
+//! (`tests/chaos_docker.rs`). Every request to a node goes through the library's own API
+//! client (`raftsafe::client::Client`); every cluster, process or container, is a
+//! [`nodes::Nodes`], so status probes, leader and convergence waits are written once.
+//!
+//! - [`cluster`]: real `raftsafe` processes on 127.0.0.1 (kill, pause, restart);
+//! - [`docker`]: the Docker compose cluster (subprocess runner, compose, iptables partitions);
+//! - [`nodes`]: the trait both implement, with the shared waits;
+//! - [`proxy`]: a fault-injecting TCP proxy for Raft links;
+//! - [`checker`]: a linearizability checker for recorded histories;
+//! - [`workload`], [`nemesis`], [`scenario`]: the chaos suite's client workload, faults and
+//!   scenario runner, the same code in process and Docker mode.
+//!
+//! Each binary uses part of it, so unused items are allowed.
+#![allow(dead_code)]
+
+pub mod checker;
+pub mod cluster;
+pub mod docker;
+pub mod nemesis;
+pub mod nodes;
+pub mod proxy;
+pub mod scenario;
+pub mod workload;

@@ -1,0 +1,20 @@
+//! The integration tests, in one binary (one link of RocksDB instead of one per file):
+//! - [`cluster`]: the replicated core with real processes (writes anywhere, reads everywhere,
+//!   leader SIGKILL, catch-up by snapshot, full restart, isolation, bad input);
+//! - [`security`]: the 401/403 matrix, no plaintext on disk or in logs, mutual TLS, the wrong
+//!   master key, key rotation;
+//! - [`storage`]: the RocksDB stores against openraft's conformance suite, durability and
+//!   snapshots;
+//! - [`chaos`]: the chaos suite in process mode (workload, nemeses, linearizability);
+//! - [`harness`]: the shared harness (also used by the Docker chaos tests,
+//!   `tests/chaos_docker.rs`), with its own unit tests (checker, proxy).
+//!
+//! Every test that starts nodes runs alone (`.config/nextest.toml`, test group `nodes`).
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+mod chaos;
+mod cluster;
+mod security;
+mod storage;
