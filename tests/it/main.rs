@@ -5,6 +5,11 @@
 //!   master key, key rotation;
 //! - [`storage`]: the RocksDB stores against openraft's conformance suite, durability and
 //!   snapshots;
+//! - [`audit`]: the hash-chained audit log, tampering caught, fail-closed;
+//! - [`backup`]: backup from a follower under writes, restore into a new cluster, damaged
+//!   files refused;
+//! - [`metrics`]: `/metrics` read by the reference Prometheus parser as traffic, refusals and
+//!   an election happen;
 //! - [`chaos`]: the chaos suite in process mode (workload, nemeses, linearizability);
 //! - [`harness`]: the shared harness (also used by the Docker chaos tests,
 //!   `tests/chaos_docker.rs`), with its own unit tests (checker, proxy).
@@ -14,7 +19,10 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod audit;
+mod backup;
 mod chaos;
 mod cluster;
+mod metrics;
 mod security;
 mod storage;

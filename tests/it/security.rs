@@ -233,7 +233,7 @@ async fn auth_matrix_on_leader_and_follower() {
 
 /// Every byte string a value could appear as on disk: raw, and base64 (three alignments,
 /// standard and URL-safe alphabets).
-fn encodings(value: &str) -> Vec<Vec<u8>> {
+pub(crate) fn encodings(value: &str) -> Vec<Vec<u8>> {
     let mut out = vec![value.as_bytes().to_vec()];
     for pad in 0..3 {
         let mut input = vec![b'x'; pad];
@@ -251,7 +251,7 @@ fn encodings(value: &str) -> Vec<Vec<u8>> {
     out
 }
 
-fn scan(dir: &Path, needles: &[Vec<u8>], hits: &mut Vec<String>) {
+pub(crate) fn scan(dir: &Path, needles: &[Vec<u8>], hits: &mut Vec<String>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let p = entry.path();
         if p.is_dir() {

@@ -1,0 +1,240 @@
+//! `/metrics`, read by the reference Prometheus parser (`prometheus_client`, run through
+//! `tests/python/parse_metrics.py`), on a real TLS cluster: the series move when writes,
+//! refusals and elections happen, and no label carries a secret path.
+//!
+//! Invariants checked: `/metrics` needs a `metrics` or `admin` token (401 without, 403 with
+//! another scope); the exposition parses; request counters, fsync'd append and batch
+//! histograms, forwarding and auth-failure counters move with the traffic that should move
+//! them; a leader's death shows in the survivors' leader-change counter and term; latency
+//! series are histograms; the optional loopback listener serves it without a token.
+//!
+//! Python: `RAFTSAFE_TEST_PYTHON` (set by `.ci/run` to its venv), else `.venv/bin/python`
+//! at the repository root, else `python3`; it must have `prometheus_client`
+//! (`tests/python/requirements.txt`). Without it the test fails and says how to install it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raftsafe::client::{Client, Method};
+use serde_json::{json, Value};
+
+use crate::harness::cluster::{Cluster, Opts};
+use crate::harness::nodes::Nodes;
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("RAFTSAFE_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+/// Every sample of the exposition, as the reference parser reads it.
+fn parse(text: &str) -> Vec<Value> {
+    use std::io::Write;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/parse_metrics.py");
+    let mut child = std::process::Command::new(python())
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the exposition (or is not installed: python3 -m venv \
+         .venv && .venv/bin/pip install -r tests/python/requirements.txt):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+async fn scrape(c: &Client) -> Vec<Value> {
+    let r = c.request(Method::GET, "/metrics", None).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.detail());
+    assert!(r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/plain")));
+    parse(&String::from_utf8_lossy(&r.bytes))
+}
+
+/// The value of `name` whose labels include all of `labels` (summed over the others).
+fn value(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s["name"] == name)
+        .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum()
+}
+
+fn family_type(samples: &[Value], sample: &str) -> String {
+    samples
+        .iter()
+        .find(|s| s["name"] == sample)
+        .map_or(String::new(), |s| s["type"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_move_with_writes_refusals_and_elections() {
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
+    let follower = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
+    let (cl, cf) = (c.client(leader), c.client(follower));
+
+    // Who may scrape.
+    let r = cl
+        .with_token(None)
+        .request(Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let make = |scope: &str| json!({"name": scope, "scopes": [scope], "paths": ["*"]});
+    let reader = cl
+        .request(Method::POST, "/api/v1/tokens", Some(&make("read:secret")))
+        .await
+        .unwrap();
+    let scraper = cl
+        .request(Method::POST, "/api/v1/tokens", Some(&make("metrics")))
+        .await
+        .unwrap();
+    assert_eq!((reader.status, scraper.status), (201, 201));
+    let r = cl
+        .with_token(reader.body["token"].as_str())
+        .request(Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "a read:secret token may not scrape");
+    let scraper = cl.with_token(scraper.body["token"].as_str());
+
+    let before_l = scrape(&scraper).await;
+    let before_f = scrape(&cf).await;
+    let put_route = [
+        ("route", "/api/v1/secrets/{*path}"),
+        ("method", "PUT"),
+        ("status", "200"),
+    ];
+    for i in 0..50 {
+        let r = cf
+            .put(&format!("metrics-canary-path/{i}"), &json!({"i": i}), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let r = cf
+        .with_token(Some("rs.not-a-token-at-all-000000"))
+        .get("x", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    tokio::time::sleep(Duration::from_millis(1500)).await; // one sampler tick
+    let after_l = scrape(&scraper).await;
+    let after_f = scrape(&cf).await;
+    let grew = |b: &[Value], a: &[Value], name: &str, labels: &[(&str, &str)]| {
+        value(a, name, labels) - value(b, name, labels)
+    };
+    assert_eq!(
+        grew(
+            &before_f,
+            &after_f,
+            "raftsafe_http_requests_total",
+            &put_route
+        ),
+        50.0,
+        "the follower counted the 50 PUTs it answered"
+    );
+    assert!(grew(&before_f, &after_f, "raftsafe_forwarded_total", &[]) >= 50.0);
+    assert!(
+        grew(
+            &before_f,
+            &after_f,
+            "raftsafe_auth_failures_total",
+            &[("status", "401")]
+        ) >= 1.0
+    );
+    assert!(
+        grew(
+            &before_l,
+            &after_l,
+            "raftsafe_log_append_fsync_seconds_count",
+            &[]
+        ) >= 1.0
+    );
+    assert!(grew(&before_l, &after_l, "raftsafe_write_batch_ops_sum", &[]) >= 50.0);
+    assert!(
+        grew(&before_l, &after_l, "raftsafe_raft_committed_index", &[]) >= 1.0,
+        "the committed index moved"
+    );
+    assert_eq!(value(&after_l, "raftsafe_raft_is_leader", &[]), 1.0);
+    assert_eq!(value(&after_f, "raftsafe_raft_is_leader", &[]), 0.0);
+    assert_eq!(
+        family_type(&after_l, "raftsafe_log_append_fsync_seconds_bucket"),
+        "histogram"
+    );
+    assert_eq!(
+        family_type(&after_l, "raftsafe_http_request_duration_seconds_bucket"),
+        "histogram"
+    );
+    for s in after_l.iter().chain(&after_f) {
+        assert!(
+            !s["labels"].to_string().contains("metrics-canary-path"),
+            "a secret path leaked into a label: {s}"
+        );
+    }
+
+    // An election shows on the survivors.
+    let term_before = value(&after_f, "raftsafe_raft_term", &[]);
+    let changes_before = value(&after_f, "raftsafe_raft_leader_changes_total", &[]);
+    c.kill(leader);
+    let new_leader = c.leader(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let survivor = c.client(follower);
+    let after = scrape(&survivor).await;
+    assert!(value(&after, "raftsafe_raft_term", &[]) > term_before);
+    assert!(value(&after, "raftsafe_raft_leader_changes_total", &[]) > changes_before);
+    let at_new = scrape(&c.client(new_leader)).await;
+    assert_eq!(value(&at_new, "raftsafe_raft_is_leader", &[]), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_listener_serves_without_a_token_on_loopback() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let c = Cluster::start(Opts {
+        nodes: 1,
+        ..Opts::with_flags(&[("--metrics-addr", &addr)])
+    })
+    .await;
+    c.leader(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // one sampler tick
+    let open = Client::new(&format!("http://{addr}"), Default::default()).unwrap();
+    let samples = scrape(&open).await;
+    assert_eq!(value(&samples, "raftsafe_raft_is_leader", &[]), 1.0);
+    let r = open
+        .request(Method::GET, "/api/v1/secrets/x", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "the metrics listener serves nothing else");
+    // The API itself still wants a token for /metrics.
+    let r = c
+        .client(1)
+        .with_token(None)
+        .request(Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+}
