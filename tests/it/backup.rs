@@ -194,7 +194,7 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
 
     // Every value, every version, from every node.
     let expect = |i: usize| -> (u64, String) {
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             (3, format!("three-{i}"))
         } else {
             (1, format!("one-{i}"))
