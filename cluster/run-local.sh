@@ -6,8 +6,9 @@
 #   cluster/run-local.sh stop    # stop the nodes this script started (and only those)
 #   cluster/run-local.sh wipe    # stop, then delete the local cluster's data
 #
-# State lives in cluster/local/: one data directory per node, logs, the shared master key,
-# the root token (cluster/local/root.token) and the PIDs this script started. The nodes run
+# State lives in cluster/local/: one data directory per node, logs, audit logs
+# (node-N.audit.log), the shared master key, the root token (cluster/local/root.token) and
+# the PIDs this script started. The nodes run
 # in dev mode (plain HTTP on loopback); see README "Security model" for TLS.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -38,6 +39,7 @@ start() {
       --node-id "$id" \
       --api-addr "127.0.0.1:87${id}0" --raft-addr "127.0.0.1:87${id}1" \
       --data-dir "$state/node-$id" --peers "$peers" \
+      --audit-log "$state/node-$id.audit.log" \
       --bootstrap "$([ "$id" = 1 ] && echo true || echo false)" \
       >>"$state/node-$id.log" 2>&1 &
     echo $! > "$pidfile"
