@@ -60,10 +60,13 @@ pub async fn get(
         .get("version")
         .map(|v| parse_u64("version", v, 1))
         .transpose()?;
-    let reader = state.node.reader().clone();
-    let p = path.clone();
-    let stored = crate::store::blocking(move || reader.get(&p, version))
-        .await
+    // Two point lookups, nearly always from RocksDB's memtable or block cache: done inline.
+    // Handing them to the blocking pool cost more (a thread hand-off and two context
+    // switches per GET) than the lookups themselves (BENCHMARKS.md, profile of GETs).
+    let stored = state
+        .node
+        .reader()
+        .get(&path, version)
         .map_err(|e| ApiError::Internal(format!("reading '{path}': {e}")))?;
     let Some(stored) = stored else {
         return Err(match version {
