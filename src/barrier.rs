@@ -8,12 +8,19 @@
 //!   id recorded in the sealed bytes, so values sealed before a rotation still open.
 //! - Secret values are bound to their path and token records to their accessor (associated
 //!   data): a sealed blob moved to another key opens nowhere.
+//! - Ondemand mounts: [`Barrier::encrypt`] and [`Barrier::decrypt`] use the mount's own keys
+//!   (wrapped under the same master key) and bind the full path and the key version; the
+//!   plaintext goes back to the caller and never into the state machine. Callers must have
+//!   passed the read barrier, so the mount record they pass is at least as new as every
+//!   rotation and configuration change acknowledged before the request began.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::secret::crypto::{self, CryptoError, SealingKey};
 use crate::secret::keyring::{secret_aad, token_aad, Keyring};
+use crate::secret::mount::{self, CiphertextError};
+use crate::secret::MountRecord;
 use crate::secret::token::TokenRecord;
 use crate::secret::SecretPath;
 use crate::store::state_machine::Reader;
@@ -33,6 +40,26 @@ pub enum BarrierError {
     Store(#[from] StoreError),
     #[error("decoding a token record: {0}")]
     Decode(String),
+}
+
+/// Why an ondemand ciphertext was not decrypted. Each case is the client's doing (400) except
+/// [`OndemandError::Barrier`].
+#[derive(Debug, thiserror::Error)]
+pub enum OndemandError {
+    #[error("{0}")]
+    Malformed(#[from] CiphertextError),
+    #[error("ciphertext names key version {version}, but the mount at '{mount}' has versions up to {latest} only")]
+    UnknownVersion {
+        mount: String,
+        version: u32,
+        latest: u32,
+    },
+    #[error("ciphertext was made with key version {version}, below the mount's minDecryptionVersion {min}; rewrap it while that version is allowed, or lower minDecryptionVersion")]
+    BelowMinimum { version: u32, min: u32 },
+    #[error("ciphertext failed authentication: it was tampered with, made for another path than '{path}', or made under a mount that was deleted since")]
+    Authentication { path: String },
+    #[error("{0}")]
+    Barrier(#[from] BarrierError),
 }
 
 pub struct Barrier {
@@ -189,6 +216,92 @@ impl Barrier {
             .unwrap(id, wrapped)
             .map(|_| ())
             .map_err(|source| BarrierError::WrongMasterKey { id, source })
+    }
+
+    /// A new key for version `version` of the mount at `mount`, wrapped, ready to propose.
+    pub fn new_wrapped_mount_key(&self, mount: &str, version: u32) -> Result<Vec<u8>, BarrierError> {
+        let raw = crypto::random_key().map_err(|source| BarrierError::Crypto {
+            what: "new mount key".into(),
+            source,
+        })?;
+        self.keyring
+            .wrap_mount_key(mount, version, &raw)
+            .map_err(|source| BarrierError::Crypto {
+                what: format!("wrapping key {version} of mount '{mount}'"),
+                source,
+            })
+    }
+
+    fn mount_key(&self, mount: &str, version: u32) -> Result<Arc<SealingKey>, BarrierError> {
+        let wrapped = self
+            .reader
+            .mount_key(mount, version)?
+            .ok_or_else(|| BarrierError::Crypto {
+                what: format!("key {version} of mount '{mount}'"),
+                source: CryptoError::UnknownKey(version),
+            })?;
+        self.keyring
+            .unwrap_mount_key(mount, version, &wrapped)
+            .map_err(|source| BarrierError::Crypto {
+                what: format!("unwrapping key {version} of mount '{mount}'"),
+                source,
+            })
+    }
+
+    /// Encrypts `plain` for `path` under key `version` of the mount at `mount`.
+    pub fn encrypt(
+        &self,
+        mount: &str,
+        path: &SecretPath,
+        version: u32,
+        plain: &[u8],
+    ) -> Result<String, BarrierError> {
+        let sealed = self
+            .mount_key(mount, version)?
+            .seal(&mount::ciphertext_aad(path.as_str(), version), plain)
+            .map_err(|source| BarrierError::Crypto {
+                what: format!("encrypting for '{path}'"),
+                source,
+            })?;
+        Ok(mount::format_ciphertext(
+            version,
+            &sealed[crypto::ID_HEADER..],
+        ))
+    }
+
+    /// Decrypts a ciphertext made for `path` under the mount at `mount` (`rec`: its record,
+    /// read after the read barrier). Returns the plaintext and the key version it named.
+    pub fn decrypt(
+        &self,
+        mount: &str,
+        rec: &MountRecord,
+        path: &SecretPath,
+        ciphertext: &str,
+    ) -> Result<(Vec<u8>, u32), OndemandError> {
+        let (version, body) = mount::parse_ciphertext(ciphertext)?;
+        if version > rec.latest_version {
+            return Err(OndemandError::UnknownVersion {
+                mount: mount.to_string(),
+                version,
+                latest: rec.latest_version,
+            });
+        }
+        if version < rec.min_decryption_version {
+            return Err(OndemandError::BelowMinimum {
+                version,
+                min: rec.min_decryption_version,
+            });
+        }
+        let key = self.mount_key(mount, version)?;
+        let plain = key
+            .open(
+                &mount::ciphertext_aad(path.as_str(), version),
+                &crypto::with_header(version, &body),
+            )
+            .map_err(|_| OndemandError::Authentication {
+                path: path.to_string(),
+            })?;
+        Ok((plain, version))
     }
 
     /// A new data key, wrapped, ready to propose as key `id`.

@@ -56,6 +56,57 @@ pub enum Cmd {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Encrypt DATA (a JSON object) for PATH under an ondemand mount; prints the ciphertext.
+    Encrypt {
+        path: String,
+        data: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Decrypt a ciphertext made for PATH; prints the data.
+    Decrypt {
+        path: String,
+        ciphertext: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Re-encrypt a ciphertext made for PATH under the mount's latest key version.
+    Rewrap {
+        path: String,
+        ciphertext: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ondemand mounts (admin token): create, list, show, delete, rotate, config, trim.
+    Mount {
+        #[command(subcommand)]
+        op: MountOp,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A secret's versions (never values), its version cap, or remove it outright.
+    Metadata {
+        #[command(subcommand)]
+        op: MetadataOp,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restore soft-deleted versions of a secret.
+    Undelete {
+        path: String,
+        #[arg(required = true)]
+        versions: Vec<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove versions' data for good (their metadata says destroyed).
+    Destroy {
+        path: String,
+        #[arg(required = true)]
+        versions: Vec<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List secret paths under a prefix.
     List {
         #[arg(default_value = "")]
@@ -129,6 +180,53 @@ pub enum ClusterOp {
     Remove { id: u64 },
     /// Build a snapshot on the node addressed.
     Snapshot,
+}
+
+#[derive(Subcommand)]
+pub enum MountOp {
+    /// Mount an ondemand engine at PATH.
+    Create { path: String },
+    /// Every mount.
+    List,
+    /// One mount: its key versions and settings.
+    Show { path: String },
+    /// Unmount PATH and destroy its keys: its ciphertexts can never be decrypted again.
+    Delete {
+        path: String,
+        /// The mount's path again, to confirm.
+        #[arg(long, required = true)]
+        confirm: String,
+    },
+    /// Add a new key version; new ciphertexts use it, older ones still decrypt.
+    Rotate { path: String },
+    /// Set the oldest key version that may decrypt (and that encryption may name).
+    Config {
+        path: String,
+        #[arg(long)]
+        min_decryption_version: Option<u32>,
+        #[arg(long)]
+        min_encryption_version: Option<u32>,
+    },
+    /// Delete key versions below N for good (N <= minDecryptionVersion).
+    Trim {
+        path: String,
+        #[arg(long)]
+        min_available_version: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MetadataOp {
+    /// Every kept version of PATH with created/deleted/destroyed state.
+    Get { path: String },
+    /// Set how many versions of PATH are kept (default 10).
+    Set {
+        path: String,
+        #[arg(long)]
+        max_versions: u64,
+    },
+    /// Remove PATH and all its versions.
+    Delete { path: String },
 }
 
 #[derive(Subcommand)]
@@ -470,6 +568,63 @@ async fn call(cmd: Cmd) -> Result<(), CliError> {
             client.client()?.put(&path, &data, cas).await?
         }
         Cmd::Delete { path, client } => client.client()?.delete(&path).await?,
+        Cmd::Encrypt { path, data, client } => {
+            let data: Value = serde_json::from_str(&data)
+                .map_err(|e| CliError::Usage(format!("DATA is not JSON: {e}")))?;
+            client.client()?.encrypt(&path, &data).await?
+        }
+        Cmd::Decrypt {
+            path,
+            ciphertext,
+            client,
+        } => client.client()?.decrypt(&path, &ciphertext).await?,
+        Cmd::Rewrap {
+            path,
+            ciphertext,
+            client,
+        } => client.client()?.rewrap(&path, &ciphertext).await?,
+        Cmd::Mount { op, client } => {
+            let c = client.client()?;
+            match op {
+                MountOp::Create { path } => c.create_mount(&path).await?,
+                MountOp::List => c.mounts(None).await?,
+                MountOp::Show { path } => c.mounts(Some(&path)).await?,
+                MountOp::Delete { path, confirm } => c.delete_mount(&path, &confirm).await?,
+                MountOp::Rotate { path } => c.rotate_mount(&path).await?,
+                MountOp::Config {
+                    path,
+                    min_decryption_version,
+                    min_encryption_version,
+                } => {
+                    c.configure_mount(&path, min_decryption_version, min_encryption_version)
+                        .await?
+                }
+                MountOp::Trim {
+                    path,
+                    min_available_version,
+                } => c.trim_mount(&path, min_available_version).await?,
+            }
+        }
+        Cmd::Metadata { op, client } => {
+            let c = client.client()?;
+            match op {
+                MetadataOp::Get { path } => c.metadata(&path).await?,
+                MetadataOp::Set { path, max_versions } => {
+                    c.set_max_versions(&path, max_versions).await?
+                }
+                MetadataOp::Delete { path } => c.delete_metadata(&path).await?,
+            }
+        }
+        Cmd::Undelete {
+            path,
+            versions,
+            client,
+        } => client.client()?.undelete(&path, &versions).await?,
+        Cmd::Destroy {
+            path,
+            versions,
+            client,
+        } => client.client()?.destroy(&path, &versions).await?,
         Cmd::List { prefix, client } => client.client()?.list(&prefix).await?,
         Cmd::Cluster { op, client } => {
             let c = client.client()?;

@@ -364,6 +364,154 @@ impl Client {
         .await
     }
 
+    /// `PUT /secrets/{path}` with `If-Match: "<version>"` (`Some`) or `If-None-Match: *`
+    /// (`None`).
+    pub async fn put_if(
+        &self,
+        path: &str,
+        data: &Value,
+        if_match: Option<u64>,
+    ) -> Result<Response, ClientError> {
+        let body = json!({ "data": data }).to_string().into_bytes();
+        let etag = if_match.map(|v| format!("\"{v}\""));
+        let header = match &etag {
+            Some(e) => ("if-match", e.as_str()),
+            None => ("if-none-match", "*"),
+        };
+        self.send(
+            Method::PUT,
+            &format!("{SECRETS}/{path}"),
+            Some(body),
+            &[header],
+            None,
+        )
+        .await
+    }
+
+    /// `DELETE /secrets/{path}` with `If-Match: "<version>"`.
+    pub async fn delete_if(&self, path: &str, if_match: u64) -> Result<Response, ClientError> {
+        let etag = format!("\"{if_match}\"");
+        self.send(
+            Method::DELETE,
+            &format!("{SECRETS}/{path}"),
+            None,
+            &[("if-match", etag.as_str())],
+            None,
+        )
+        .await
+    }
+
+    /// `GET /metadata/{path}`: every kept version's times and state (never values).
+    pub async fn metadata(&self, path: &str) -> Result<Response, ClientError> {
+        self.request(Method::GET, &format!("/api/v1/metadata/{path}"), None)
+            .await
+    }
+
+    /// `PUT /metadata/{path}` `{"maxVersions": n}`.
+    pub async fn set_max_versions(&self, path: &str, n: u64) -> Result<Response, ClientError> {
+        let body = json!({ "maxVersions": n });
+        self.request(Method::PUT, &format!("/api/v1/metadata/{path}"), Some(&body))
+            .await
+    }
+
+    /// `DELETE /metadata/{path}`: the path and all its versions.
+    pub async fn delete_metadata(&self, path: &str) -> Result<Response, ClientError> {
+        self.request(Method::DELETE, &format!("/api/v1/metadata/{path}"), None)
+            .await
+    }
+
+    /// `POST /undelete/{path}` `{"versions": [...]}`.
+    pub async fn undelete(&self, path: &str, versions: &[u64]) -> Result<Response, ClientError> {
+        let body = json!({ "versions": versions });
+        self.request(Method::POST, &format!("/api/v1/undelete/{path}"), Some(&body))
+            .await
+    }
+
+    /// `POST /destroy/{path}` `{"versions": [...]}`.
+    pub async fn destroy(&self, path: &str, versions: &[u64]) -> Result<Response, ClientError> {
+        let body = json!({ "versions": versions });
+        self.request(Method::POST, &format!("/api/v1/destroy/{path}"), Some(&body))
+            .await
+    }
+
+    // ----- ondemand mounts -----
+
+    /// `POST /mounts` `{"path": path, "type": "ondemand"}`.
+    pub async fn create_mount(&self, path: &str) -> Result<Response, ClientError> {
+        let body = json!({ "path": path, "type": "ondemand" });
+        self.request(Method::POST, MOUNTS, Some(&body)).await
+    }
+
+    /// `GET /mounts`, or one mount with `Some(path)`.
+    pub async fn mounts(&self, path: Option<&str>) -> Result<Response, ClientError> {
+        let url = match path {
+            Some(p) => format!("{MOUNTS}/{p}"),
+            None => MOUNTS.to_string(),
+        };
+        self.request(Method::GET, &url, None).await
+    }
+
+    /// `DELETE /mounts/{path}?confirm={confirm}`: destroys the mount's keys.
+    pub async fn delete_mount(&self, path: &str, confirm: &str) -> Result<Response, ClientError> {
+        let confirm = encode_query_value(confirm);
+        self.request(
+            Method::DELETE,
+            &format!("{MOUNTS}/{path}?confirm={confirm}"),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /mounts/{path}/rotate`.
+    pub async fn rotate_mount(&self, path: &str) -> Result<Response, ClientError> {
+        self.request(Method::POST, &format!("{MOUNTS}/{path}/rotate"), None)
+            .await
+    }
+
+    /// `PUT /mounts/{path}/config` with the versions given.
+    pub async fn configure_mount(
+        &self,
+        path: &str,
+        min_decryption_version: Option<u32>,
+        min_encryption_version: Option<u32>,
+    ) -> Result<Response, ClientError> {
+        let mut body = json!({});
+        if let Some(v) = min_decryption_version {
+            body["minDecryptionVersion"] = json!(v);
+        }
+        if let Some(v) = min_encryption_version {
+            body["minEncryptionVersion"] = json!(v);
+        }
+        self.request(Method::PUT, &format!("{MOUNTS}/{path}/config"), Some(&body))
+            .await
+    }
+
+    /// `POST /mounts/{path}/trim` `{"minAvailableVersion": v}`: deletes older keys for good.
+    pub async fn trim_mount(&self, path: &str, min_available: u32) -> Result<Response, ClientError> {
+        let body = json!({ "minAvailableVersion": min_available });
+        self.request(Method::POST, &format!("{MOUNTS}/{path}/trim"), Some(&body))
+            .await
+    }
+
+    /// Encrypts `data` for `path` (under an ondemand mount): `PUT /secrets/{path}`.
+    pub async fn encrypt(&self, path: &str, data: &Value) -> Result<Response, ClientError> {
+        self.put(path, data, None).await
+    }
+
+    /// `GET /secrets/{path}?ciphertext=…`.
+    pub async fn decrypt(&self, path: &str, ciphertext: &str) -> Result<Response, ClientError> {
+        let c = encode_query_value(ciphertext);
+        self.request(Method::GET, &format!("{SECRETS}/{path}?ciphertext={c}"), None)
+            .await
+    }
+
+    /// `POST /rewrap/{path}` `{"ciphertext": …}`: re-encrypted under the latest key version.
+    pub async fn rewrap(&self, path: &str, ciphertext: &str) -> Result<Response, ClientError> {
+        let body = json!({ "ciphertext": ciphertext });
+        self.request(Method::POST, &format!("/api/v1/rewrap/{path}"), Some(&body))
+            .await
+    }
+
     /// `GET /health/ready`.
     pub async fn ready(&self) -> Result<Response, ClientError> {
         self.request(Method::GET, "/api/v1/health/ready", None)
@@ -383,6 +531,7 @@ impl Client {
 }
 
 const SECRETS: &str = "/api/v1/secrets";
+const MOUNTS: &str = "/api/v1/mounts";
 
 /// A rustls client configuration that trusts only the CA in `ca`.
 fn client_tls(ca: &Path) -> Result<rustls::ClientConfig, ClientError> {

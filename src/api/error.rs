@@ -33,6 +33,8 @@ pub enum ApiError {
     #[error("{detail}")]
     Conflict { kind: &'static str, detail: String },
     #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
@@ -79,6 +81,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +97,7 @@ impl ApiError {
             ApiError::NotFound(_) => Some("notFound"),
             ApiError::MethodNotAllowed(_) => Some("methodNotAllowed"),
             ApiError::Conflict { kind, .. } => Some(kind),
+            ApiError::PreconditionFailed(_) => Some("preconditionFailed"),
             ApiError::TooLarge(_) => Some("tooLarge"),
             ApiError::Unavailable(_) => Some("unavailable"),
             ApiError::Internal(_) => Some("internal"),
@@ -106,6 +110,33 @@ impl From<crate::barrier::BarrierError> for ApiError {
         match e {
             crate::barrier::BarrierError::NoKeyring => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(format!("reading the state: {e}"))
+    }
+}
+
+impl From<crate::barrier::OndemandError> for ApiError {
+    fn from(e: crate::barrier::OndemandError) -> Self {
+        use crate::barrier::OndemandError as E;
+        let kind = match &e {
+            E::Malformed(_) => "malformedCiphertext",
+            E::UnknownVersion { .. } => "unknownKeyVersion",
+            E::BelowMinimum { .. } => "keyVersionTooOld",
+            E::Authentication { .. } => "authenticationFailed",
+            E::Barrier(_) => "",
+        };
+        match e {
+            E::Barrier(b) => b.into(),
+            other => ApiError::BadRequest {
+                kind: Some(kind),
+                detail: other.to_string(),
+                pointer: None,
+            },
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The client HTTP API (`/api/v1`): routing, request parsing and response shapes.
 //!
 //! The request path: axum route → [`auth`] (who is calling, and the read barrier for the
-//! routes that need one) → handler in [`secrets`], [`tokens`], [`keys`], [`cluster`] or
-//! [`health`] → [`crate::raft::node::Node`] for the read barrier or the write → state
+//! routes that need one) → handler in [`secrets`], [`metadata`], [`mounts`], [`tokens`],
+//! [`keys`], [`cluster`] or [`health`] → [`crate::raft::node::Node`] for the read barrier or the write → state
 //! machine. Every error leaves through [`error::ApiError`].
 //!
 //! Invariants:
@@ -23,6 +23,8 @@ pub mod error;
 pub mod health;
 pub mod input;
 pub mod keys;
+pub mod metadata;
+pub mod mounts;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;
@@ -58,6 +60,42 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(secrets::get).route_layer(current()).merge(
                 put(secrets::put)
                     .delete(secrets::delete)
+                    .route_layer(write()),
+            ),
+        )
+        .route(
+            "/rewrap/{*path}",
+            post(secrets::rewrap).route_layer(current()),
+        )
+        .route(
+            "/metadata/{*path}",
+            get(metadata::get).route_layer(current()).merge(
+                put(metadata::put)
+                    .delete(metadata::delete)
+                    .route_layer(write()),
+            ),
+        )
+        .route(
+            "/undelete/{*path}",
+            post(metadata::undelete).route_layer(write()),
+        )
+        .route(
+            "/destroy/{*path}",
+            post(metadata::destroy).route_layer(write()),
+        );
+    let mounts = Router::new()
+        .route(
+            "/mounts",
+            get(mounts::list)
+                .route_layer(current())
+                .merge(post(mounts::create).route_layer(write())),
+        )
+        .route(
+            "/mounts/{*path}",
+            get(mounts::show).route_layer(current()).merge(
+                delete(mounts::delete)
+                    .post(mounts::post_action)
+                    .put(mounts::put_config)
                     .route_layer(write()),
             ),
         );
@@ -102,6 +140,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/alive", get(health::alive))
         .route("/health/ready", get(health::ready));
     let api = secrets
+        .merge(mounts)
         .merge(admin)
         .merge(local)
         .merge(open)

@@ -145,6 +145,112 @@ pub enum Command {
     },
     /// Step 3: replace the whole state with what was staged, in one atomic write.
     RestoreCommit { restore: u64 },
+    /// Write a new version of `path` if `precondition` holds (`If-Match` / `If-None-Match`).
+    PutIf {
+        path: SecretPath,
+        sealed: Vec<u8>,
+        precondition: Precondition,
+    },
+    /// Soft-delete the latest version of `path` if `precondition` holds.
+    DeleteIf {
+        path: SecretPath,
+        precondition: Precondition,
+    },
+    /// Clear the deletion mark of these versions (absent or destroyed ones are skipped).
+    Undelete {
+        path: SecretPath,
+        versions: Vec<u64>,
+    },
+    /// Remove these versions' sealed data for good; their metadata stays, marked destroyed.
+    Destroy {
+        path: SecretPath,
+        versions: Vec<u64>,
+    },
+    /// Keep at most `max_versions` versions of `path` (older ones are pruned now and on
+    /// every later write).
+    SetMaxVersions { path: SecretPath, max_versions: u64 },
+    /// Remove `path`: its metadata, settings and every version.
+    DeleteMetadata { path: SecretPath },
+    /// Mount an ondemand engine at `path` with key version 1 (`wrapped` under the master key).
+    CreateMount {
+        path: SecretPath,
+        kind: MountKind,
+        wrapped: Vec<u8>,
+    },
+    /// Unmount `path` and destroy every key of it.
+    DeleteMount { path: SecretPath },
+    /// Add key `version` to the mount at `path`; applies only if it is the latest + 1.
+    AddMountKey {
+        path: SecretPath,
+        version: u32,
+        wrapped: Vec<u8>,
+    },
+    /// Change a mount's `minDecryptionVersion` / `minEncryptionVersion` (`None`: unchanged).
+    ConfigureMount {
+        path: SecretPath,
+        min_decryption_version: Option<u32>,
+        min_encryption_version: Option<u32>,
+    },
+    /// Destroy a mount's key versions below `min_available_version` for good.
+    TrimMount {
+        path: SecretPath,
+        min_available_version: u32,
+    },
+}
+
+/// A condition on a path's current version, checked where a write applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Precondition {
+    /// `If-Match: "N"`: the latest version is `N` and is live (not deleted or destroyed).
+    Version(u64),
+    /// `If-Match: *`: the latest version is live.
+    Exists,
+    /// `If-None-Match: *`: there is no live latest version.
+    Absent,
+}
+
+impl Precondition {
+    /// Whether the condition holds for a path whose latest version is `current` (0: none),
+    /// `live` when that version is neither deleted nor destroyed.
+    pub fn holds(self, current: u64, live: bool) -> bool {
+        match self {
+            Precondition::Version(n) => live && current == n,
+            Precondition::Exists => live,
+            Precondition::Absent => !live,
+        }
+    }
+}
+
+/// What an engine mounted at a path does. Only one kind exists so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    /// Encrypts on PUT and decrypts `?ciphertext=` on GET; stores nothing of the values.
+    Ondemand,
+}
+
+impl MountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountKind::Ondemand => "ondemand",
+        }
+    }
+}
+
+/// A mount as stored (`n<path>`). Its keys are stored apart, each wrapped under the master
+/// key (`N<path>\0<version>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub kind: MountKind,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// The newest key version (1 at creation, +1 per rotation).
+    pub latest_version: u32,
+    /// Ciphertexts of older versions are refused (>= 1).
+    pub min_decryption_version: u32,
+    /// Encryption may name no older version than this (0: the latest only).
+    pub min_encryption_version: u32,
+    /// Versions below this were trimmed: their keys no longer exist (>= 1).
+    pub min_available_version: u32,
 }
 
 impl Command {
@@ -160,6 +266,18 @@ impl Command {
             Command::RestoreChunk { pairs, .. } => {
                 pairs.iter().map(|(k, v)| 8 + k.len() + v.len()).sum()
             }
+            Command::PutIf { path, sealed, .. } => path.as_str().len() + sealed.len(),
+            Command::Undelete { path, versions } | Command::Destroy { path, versions } => {
+                path.as_str().len() + 8 * versions.len()
+            }
+            Command::CreateMount { path, wrapped, .. }
+            | Command::AddMountKey { path, wrapped, .. } => path.as_str().len() + wrapped.len(),
+            Command::DeleteIf { path, .. }
+            | Command::SetMaxVersions { path, .. }
+            | Command::DeleteMetadata { path }
+            | Command::DeleteMount { path }
+            | Command::ConfigureMount { path, .. }
+            | Command::TrimMount { path, .. } => path.as_str().len() + 16,
         }
     }
 
@@ -173,6 +291,17 @@ impl Command {
             Command::RestoreBegin { .. } => "restore_begin",
             Command::RestoreChunk { .. } => "restore_chunk",
             Command::RestoreCommit { .. } => "restore_commit",
+            Command::PutIf { .. } => "put_if",
+            Command::DeleteIf { .. } => "delete_if",
+            Command::Undelete { .. } => "undelete",
+            Command::Destroy { .. } => "destroy",
+            Command::SetMaxVersions { .. } => "set_max_versions",
+            Command::DeleteMetadata { .. } => "delete_metadata",
+            Command::CreateMount { .. } => "create_mount",
+            Command::DeleteMount { .. } => "delete_mount",
+            Command::AddMountKey { .. } => "add_mount_key",
+            Command::ConfigureMount { .. } => "configure_mount",
+            Command::TrimMount { .. } => "trim_mount",
         }
     }
 }
@@ -229,6 +358,71 @@ impl fmt::Debug for Command {
                 .debug_struct("RestoreCommit")
                 .field("restore", restore)
                 .finish(),
+            Command::PutIf {
+                path,
+                sealed,
+                precondition,
+            } => f
+                .debug_struct("PutIf")
+                .field("path", path)
+                .field("sealed_len", &sealed.len())
+                .field("precondition", precondition)
+                .finish(),
+            Command::DeleteIf { path, precondition } => f
+                .debug_struct("DeleteIf")
+                .field("path", path)
+                .field("precondition", precondition)
+                .finish(),
+            Command::Undelete { path, versions } => f
+                .debug_struct("Undelete")
+                .field("path", path)
+                .field("versions", versions)
+                .finish(),
+            Command::Destroy { path, versions } => f
+                .debug_struct("Destroy")
+                .field("path", path)
+                .field("versions", versions)
+                .finish(),
+            Command::SetMaxVersions { path, max_versions } => f
+                .debug_struct("SetMaxVersions")
+                .field("path", path)
+                .field("max_versions", max_versions)
+                .finish(),
+            Command::DeleteMetadata { path } => f
+                .debug_struct("DeleteMetadata")
+                .field("path", path)
+                .finish(),
+            Command::CreateMount { path, kind, .. } => f
+                .debug_struct("CreateMount")
+                .field("path", path)
+                .field("kind", kind)
+                .finish_non_exhaustive(),
+            Command::DeleteMount { path } => {
+                f.debug_struct("DeleteMount").field("path", path).finish()
+            }
+            Command::AddMountKey { path, version, .. } => f
+                .debug_struct("AddMountKey")
+                .field("path", path)
+                .field("version", version)
+                .finish_non_exhaustive(),
+            Command::ConfigureMount {
+                path,
+                min_decryption_version,
+                min_encryption_version,
+            } => f
+                .debug_struct("ConfigureMount")
+                .field("path", path)
+                .field("min_decryption_version", min_decryption_version)
+                .field("min_encryption_version", min_encryption_version)
+                .finish(),
+            Command::TrimMount {
+                path,
+                min_available_version,
+            } => f
+                .debug_struct("TrimMount")
+                .field("path", path)
+                .field("min_available_version", min_available_version)
+                .finish(),
         }
     }
 }
@@ -279,4 +473,22 @@ pub enum CommandResult {
     RestoreRefused(String),
     /// Not applied: a restore earlier in the same log entry replaced the state; retry.
     RetryAfterRestore,
+    /// A KV write under an ondemand mount (mounted after the writer looked): not stored.
+    UnderMount { mount: String },
+    /// `If-Match` / `If-None-Match` did not hold: the latest version and whether it is live.
+    PreconditionFailed { current: u64, live: bool },
+    /// These versions were undeleted or destroyed (the others asked for were skipped).
+    VersionsChanged { versions: Vec<u64> },
+    /// A path's version cap was set; `pruned` versions were removed by it.
+    MaxVersionsSet { pruned: u64 },
+    /// A path and all its versions were removed.
+    MetadataDeleted,
+    /// A mount was created, changed or got a new key: its record now.
+    Mount(MountRecord),
+    /// A mount was removed with its keys.
+    MountDeleted,
+    /// A mount would nest in, contain or overlap something: the detail names it.
+    MountConflict(String),
+    /// A mount change was refused (e.g. a version out of range): the detail says why.
+    MountRefused(String),
 }

@@ -92,6 +92,18 @@ impl SealingKey {
     }
 }
 
+/// Bytes of the `[format][key id]` header before the nonce.
+pub const ID_HEADER: usize = 1 + 4;
+
+/// The sealed form with the header for `id` put back in front of `nonce || ct || tag`.
+pub fn with_header(id: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ID_HEADER + body.len());
+    out.push(FORMAT);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
 /// The key id a sealed value names.
 pub fn key_id(sealed: &[u8]) -> Result<u32, CryptoError> {
     split(sealed).map(|(id, _, _)| id)

@@ -9,6 +9,9 @@
 //!   every older one stays available to open what it sealed.
 //! - A key unwraps only with the master key and only under its own id (the id is bound in as
 //!   associated data), so a wrong master key is detected, not silently used.
+//! - Ondemand mount keys are wrapped the same way, under associated data naming the mount
+//!   and the key version ([`super::mount::key_wrap_aad`]), so a mount key can be neither
+//!   confused with a data key nor moved to another mount or version.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -24,7 +27,13 @@ pub struct Keyring {
     /// the same wrapped bytes (a restore can replace key 1 of a fresh cluster with key 1 of
     /// the backup).
     unwrapped: RwLock<Unwrapped>,
+    /// Unwrapped mount keys by (mount, version), with the wrapped bytes they came from (a
+    /// mount deleted and created again gets new keys under the same names).
+    mounts: RwLock<BTreeMap<(String, u32), (Vec<u8>, Arc<SealingKey>)>>,
 }
+
+/// Most unwrapped mount keys kept (the cache is cleared when it would grow past this).
+const MOUNT_KEYS_CACHED: usize = 4096;
 
 /// Unwrapped keys by id, each with the wrapped bytes it came from.
 type Unwrapped = BTreeMap<u32, (Vec<u8>, Arc<SealingKey>)>;
@@ -41,7 +50,50 @@ impl Keyring {
         Ok(Keyring {
             master: SealingKey::new(MASTER_ID, master)?,
             unwrapped: RwLock::default(),
+            mounts: RwLock::default(),
         })
+    }
+
+    /// Wraps key `version` of the mount at `mount` for storage in the replicated state.
+    pub fn wrap_mount_key(
+        &self,
+        mount: &str,
+        version: u32,
+        key: &[u8; 32],
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.master
+            .seal(&super::mount::key_wrap_aad(mount, version), key)
+    }
+
+    /// Unwraps (and caches) key `version` of the mount at `mount`. The key's id is its
+    /// version.
+    pub fn unwrap_mount_key(
+        &self,
+        mount: &str,
+        version: u32,
+        wrapped: &[u8],
+    ) -> Result<Arc<SealingKey>, CryptoError> {
+        let name = (mount.to_string(), version);
+        if let Some((w, k)) = self
+            .mounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name)
+        {
+            if w == wrapped {
+                return Ok(k.clone());
+            }
+        }
+        let raw = self
+            .master
+            .open(&super::mount::key_wrap_aad(mount, version), wrapped)?;
+        let key = Arc::new(SealingKey::new(version, &raw)?);
+        let mut cache = self.mounts.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MOUNT_KEYS_CACHED {
+            cache.clear();
+        }
+        cache.insert(name, (wrapped.to_vec(), key.clone()));
+        Ok(key)
     }
 
     /// Wraps a new data key for storage in the replicated state.
@@ -108,6 +160,12 @@ mod tests {
             .unwrap()
             .unwrap(2, &wrapped)
             .is_err());
+        // A mount key is bound to its mount and version, and is not a data key.
+        let mk = ring.wrap_mount_key("pay", 1, &dk).unwrap();
+        assert!(ring.unwrap_mount_key("pay", 1, &mk).is_ok());
+        assert!(ring.unwrap_mount_key("pay", 2, &mk).is_err());
+        assert!(ring.unwrap_mount_key("other", 1, &mk).is_err());
+        assert!(Keyring::new(&[1u8; 32]).unwrap().unwrap(1, &mk).is_err());
         let wrong = Keyring::new(&[2u8; 32]).unwrap();
         assert_eq!(
             wrong.unwrap(1, &wrapped).unwrap_err(),

@@ -24,6 +24,9 @@
 //! - `b`                         → present once the root token was created
 //! - `R`                         → the restore in progress ([`super::restore`])
 //! - `Z<key>`                    → a pair staged by that restore, under its final key
+//! - `s<path>`                   → [`super::versions::PathSettings`] (the version cap), when set
+//! - `n<mount path>`             → a [`super::command::MountRecord`] ([`super::mount`])
+//! - `N<mount path>\0<version u32 BE>` → that mount's key version, wrapped under the master key
 //!
 //! `r`, `q`, `c`, `R` and `Z` are operational: a backup leaves them out, a restore keeps
 //! them ([`keys::OPERATIONAL`]); everything else is the cluster's data.
@@ -32,7 +35,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Caller, Command, CommandResult, Metadata, Op, Request, RequestId};
+use super::command::{
+    Caller, Command, CommandResult, Metadata, Op, Precondition, Request, RequestId,
+};
 use super::path::SecretPath;
 use crate::codec::{self, CodecError};
 
@@ -67,6 +72,12 @@ impl std::fmt::Debug for VersionRecord {
 }
 
 impl VersionRecord {
+    /// A destroyed version keeps its record with no sealed bytes (a sealed value is never
+    /// empty: it has at least a header and a tag).
+    pub fn is_destroyed(&self) -> bool {
+        self.sealed.is_empty()
+    }
+
     pub fn metadata(&self, meta: &SecretMeta, version: u64) -> Metadata {
         Metadata {
             version,
@@ -92,6 +103,9 @@ pub mod keys {
     pub const BOOTSTRAPPED: &[u8] = b"b";
     pub const RESTORE: &[u8] = b"R";
     pub const STAGING: u8 = b'Z';
+    pub const SETTINGS: u8 = b's';
+    pub const MOUNT: u8 = b'n';
+    pub const MOUNT_KEY: u8 = b'N';
     /// First bytes of the keys that are bookkeeping, not data (see the module doc).
     pub const OPERATIONAL: &[u8] = b"cqrRZ";
 
@@ -127,6 +141,44 @@ pub mod keys {
     pub fn version(path: &SecretPath, version: u64) -> Vec<u8> {
         let mut k = vec![VERSION];
         k.extend_from_slice(path.as_str().as_bytes());
+        k.push(0);
+        k.extend_from_slice(&version.to_be_bytes());
+        k
+    }
+
+    /// `v<path>\0`: the prefix of every version key of `path`.
+    pub fn version_prefix(path: &SecretPath) -> Vec<u8> {
+        let mut k = vec![VERSION];
+        k.extend_from_slice(path.as_str().as_bytes());
+        k.push(0);
+        k
+    }
+
+    /// The version number at the end of a version key.
+    pub fn version_of(key: &[u8]) -> Option<u64> {
+        let tail = key.len().checked_sub(8).map(|i| &key[i..])?;
+        Some(u64::from_be_bytes(tail.try_into().ok()?))
+    }
+
+    pub fn settings(path: &SecretPath) -> Vec<u8> {
+        let mut k = vec![SETTINGS];
+        k.extend_from_slice(path.as_str().as_bytes());
+        k
+    }
+
+    /// `<prefix byte><path>` for any path-like string (a mount path, an ancestor).
+    pub fn with_path(prefix: u8, path: &str) -> Vec<u8> {
+        let mut k = vec![prefix];
+        k.extend_from_slice(path.as_bytes());
+        k
+    }
+
+    pub fn mount(path: &str) -> Vec<u8> {
+        with_path(MOUNT, path)
+    }
+
+    pub fn mount_key(path: &str, version: u32) -> Vec<u8> {
+        let mut k = with_path(MOUNT_KEY, path);
         k.push(0);
         k.extend_from_slice(&version.to_be_bytes());
         k
@@ -300,6 +352,70 @@ impl Changes {
         Ok(false)
     }
 
+    /// The first live key starting with `prefix` (stored or pending), if any.
+    pub(super) fn first_with_prefix<S: StateRead>(
+        &self,
+        state: &S,
+        prefix: &[u8],
+    ) -> Result<Option<Vec<u8>>, ApplyError<S::Error>> {
+        let pending = self
+            .writes
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .find(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone());
+        let mut stored = None;
+        if !prefix.first().is_some_and(|b| self.cleared.contains(b)) {
+            let mut from = prefix.to_vec();
+            while let Some(k) = state.next_key(&from).map_err(ApplyError::Read)? {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                if !matches!(self.writes.get(&k), Some(None)) {
+                    stored = Some(k);
+                    break;
+                }
+                from = k;
+                from.push(0);
+            }
+        }
+        Ok(match (pending, stored) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Every live key starting with `prefix` (stored or pending), in order.
+    pub(super) fn keys_with_prefix<S: StateRead>(
+        &self,
+        state: &S,
+        prefix: &[u8],
+    ) -> Result<Vec<Vec<u8>>, ApplyError<S::Error>> {
+        let mut out = std::collections::BTreeSet::new();
+        if !prefix.first().is_some_and(|b| self.cleared.contains(b)) {
+            let mut from = prefix.to_vec();
+            while let Some(k) = state.next_key(&from).map_err(ApplyError::Read)? {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                from = k.clone();
+                from.push(0);
+                out.insert(k);
+            }
+        }
+        for (k, v) in self
+            .writes
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            match v {
+                Some(_) => out.insert(k.clone()),
+                None => out.remove(k),
+            };
+        }
+        Ok(out.into_iter().collect())
+    }
+
     pub(super) fn get_decoded<S: StateRead, T: serde::de::DeserializeOwned>(
         &self,
         state: &S,
@@ -395,8 +511,55 @@ fn apply_command<S: StateRead>(
     command: &Command,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     Ok(match command {
-        Command::Put { path, sealed, cas } => put(state, changes, at_ms, path, sealed, *cas)?,
-        Command::Delete { path } => delete(state, changes, at_ms, path)?,
+        Command::Put { path, sealed, cas } => {
+            put(state, changes, at_ms, path, sealed, *cas, None)?
+        }
+        Command::Delete { path } => delete(state, changes, at_ms, path, None)?,
+        Command::PutIf {
+            path,
+            sealed,
+            precondition,
+        } => put(state, changes, at_ms, path, sealed, None, Some(*precondition))?,
+        Command::DeleteIf { path, precondition } => {
+            delete(state, changes, at_ms, path, Some(*precondition))?
+        }
+        Command::Undelete { path, versions } => {
+            super::versions::undelete(state, changes, at_ms, path, versions)?
+        }
+        Command::Destroy { path, versions } => {
+            super::versions::destroy(state, changes, at_ms, path, versions)?
+        }
+        Command::SetMaxVersions { path, max_versions } => {
+            super::versions::set_max_versions(state, changes, path, *max_versions)?
+        }
+        Command::DeleteMetadata { path } => super::versions::delete_path(state, changes, path)?,
+        Command::CreateMount {
+            path,
+            kind,
+            wrapped,
+        } => super::mount::create(state, changes, at_ms, path, *kind, wrapped)?,
+        Command::DeleteMount { path } => super::mount::delete(state, changes, path)?,
+        Command::AddMountKey {
+            path,
+            version,
+            wrapped,
+        } => super::mount::add_key(state, changes, at_ms, path, *version, wrapped)?,
+        Command::ConfigureMount {
+            path,
+            min_decryption_version,
+            min_encryption_version,
+        } => super::mount::configure(
+            state,
+            changes,
+            at_ms,
+            path,
+            *min_decryption_version,
+            *min_encryption_version,
+        )?,
+        Command::TrimMount {
+            path,
+            min_available_version,
+        } => super::mount::trim(state, changes, at_ms, path, *min_available_version)?,
         Command::AddDataKey { id, wrapped } => {
             let current = changes
                 .get(state, keys::CURRENT_KEY)?
@@ -464,10 +627,21 @@ fn put<S: StateRead>(
     path: &SecretPath,
     sealed: &[u8],
     cas: Option<u64>,
+    precondition: Option<Precondition>,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
+    // A writer that looked before a mount was created; the mount wins, nothing is stored.
+    if let Some(mount) = super::mount::covering(state, changes, path.as_str())? {
+        return Ok(CommandResult::UnderMount { mount });
+    }
     let meta_key = keys::meta(path);
     let meta: Option<SecretMeta> = changes.get_decoded(state, &meta_key)?;
     let current = meta.as_ref().map_or(0, |m| m.current_version);
+    if let Some(pre) = precondition {
+        let live = super::versions::is_live(state, changes, path, current)?;
+        if !pre.holds(current, live) {
+            return Ok(CommandResult::PreconditionFailed { current, live });
+        }
+    }
     if let Some(expected) = cas {
         if expected != current {
             return Ok(CommandResult::CasMismatch { current });
@@ -488,6 +662,7 @@ fn put<S: StateRead>(
     let metadata = record.metadata(&meta, version);
     changes.put(keys::version(path, version), &record);
     changes.put(meta_key, &meta);
+    super::versions::prune_after_write(state, changes, path, version)?;
     Ok(CommandResult::Written(metadata))
 }
 
@@ -496,16 +671,25 @@ fn delete<S: StateRead>(
     changes: &mut Changes,
     at_ms: u64,
     path: &SecretPath,
+    precondition: Option<Precondition>,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     let meta_key = keys::meta(path);
-    let Some(mut meta) = changes.get_decoded::<S, SecretMeta>(state, &meta_key)? else {
+    let meta = changes.get_decoded::<S, SecretMeta>(state, &meta_key)?;
+    if let Some(pre) = precondition {
+        let current = meta.as_ref().map_or(0, |m| m.current_version);
+        let live = super::versions::is_live(state, changes, path, current)?;
+        if !pre.holds(current, live) {
+            return Ok(CommandResult::PreconditionFailed { current, live });
+        }
+    }
+    let Some(mut meta) = meta else {
         return Ok(CommandResult::NotFound);
     };
     let version_key = keys::version(path, meta.current_version);
     let Some(mut record) = changes.get_decoded::<S, VersionRecord>(state, &version_key)? else {
         return Ok(CommandResult::NotFound);
     };
-    if record.deleted_at_ms.is_some() {
+    if record.deleted_at_ms.is_some() || record.is_destroyed() {
         return Ok(CommandResult::NotFound);
     }
     let at_ms = at_ms.max(meta.updated_at_ms);
@@ -544,6 +728,7 @@ fn remember<S: StateRead>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::command::MountKind;
 
     /// An in-memory state: apply a batch, then fold its changes in, as the store does.
     #[derive(Default)]
@@ -973,5 +1158,242 @@ mod tests {
         // Bookkeeping survives: the commit is remembered, the late write is not.
         assert!(s.0.contains_key(&keys::dedup("done")));
         assert!(!s.0.contains_key(&keys::dedup("late")));
+    }
+
+    fn run_cmd(s: &mut Mem, id: &str, at: u64, command: Command) -> CommandResult {
+        s.run(&[single(id, at, None, command)]).remove(0)
+    }
+
+    #[test]
+    fn preconditions_decide_in_apply() {
+        let mut s = Mem::default();
+        let put_if = |pre| Command::PutIf {
+            path: p("a"),
+            sealed: b"sealed-value-bytes".to_vec(),
+            precondition: pre,
+        };
+        // If-Match on an absent path fails; If-None-Match: * creates it.
+        assert_eq!(
+            run_cmd(&mut s, "1", 1, put_if(Precondition::Version(1))),
+            CommandResult::PreconditionFailed {
+                current: 0,
+                live: false
+            }
+        );
+        assert_eq!(version(&run_cmd(&mut s, "2", 2, put_if(Precondition::Absent))), 1);
+        assert_eq!(
+            run_cmd(&mut s, "3", 3, put_if(Precondition::Absent)),
+            CommandResult::PreconditionFailed {
+                current: 1,
+                live: true
+            }
+        );
+        // Two writers holding ETag 1 in one batch: exactly one wins.
+        let both = s.run(&[
+            single("4", 4, None, put_if(Precondition::Version(1))),
+            single("5", 4, None, put_if(Precondition::Version(1))),
+        ]);
+        assert_eq!(version(&both[0]), 2);
+        assert_eq!(
+            both[1],
+            CommandResult::PreconditionFailed {
+                current: 2,
+                live: true
+            }
+        );
+        // A deleted latest version: If-Match fails, If-None-Match: * succeeds.
+        let del_if = |pre| Command::DeleteIf {
+            path: p("a"),
+            precondition: pre,
+        };
+        assert_eq!(
+            run_cmd(&mut s, "6", 5, del_if(Precondition::Version(1))),
+            CommandResult::PreconditionFailed {
+                current: 2,
+                live: true
+            }
+        );
+        assert_eq!(version(&run_cmd(&mut s, "7", 6, del_if(Precondition::Version(2)))), 2);
+        assert_eq!(
+            run_cmd(&mut s, "8", 7, put_if(Precondition::Exists)),
+            CommandResult::PreconditionFailed {
+                current: 2,
+                live: false
+            }
+        );
+        assert_eq!(version(&run_cmd(&mut s, "9", 8, put_if(Precondition::Absent))), 3);
+    }
+
+    fn kept(s: &Mem, path: &str) -> Vec<u64> {
+        let prefix = keys::version_prefix(&p(path));
+        s.0.keys()
+            .filter(|k| k.starts_with(&prefix))
+            .filter_map(|k| keys::version_of(k))
+            .collect()
+    }
+
+    #[test]
+    fn versions_are_capped_undeleted_destroyed_and_removed() {
+        let mut s = Mem::default();
+        let reqs: Vec<_> = (1..=12)
+            .map(|i| put(&format!("w{i}"), i, "a", b"v", None))
+            .collect();
+        s.run(&reqs);
+        assert_eq!(kept(&s, "a"), (3..=12).collect::<Vec<_>>(), "default cap 10");
+        let set = |n| Command::SetMaxVersions {
+            path: p("a"),
+            max_versions: n,
+        };
+        assert_eq!(
+            run_cmd(&mut s, "m1", 20, set(3)),
+            CommandResult::MaxVersionsSet { pruned: 7 }
+        );
+        assert_eq!(kept(&s, "a"), vec![10, 11, 12]);
+        s.run(&[put("w13", 21, "a", b"v", None)]);
+        assert_eq!(kept(&s, "a"), vec![11, 12, 13]);
+        s.run(&[del("d1", 22, "a")]);
+        let und = Command::Undelete {
+            path: p("a"),
+            versions: vec![13, 2, 13],
+        };
+        assert_eq!(
+            run_cmd(&mut s, "u1", 23, und),
+            CommandResult::VersionsChanged { versions: vec![13] }
+        );
+        let destroy = Command::Destroy {
+            path: p("a"),
+            versions: vec![12, 13],
+        };
+        assert_eq!(
+            run_cmd(&mut s, "x1", 24, destroy),
+            CommandResult::VersionsChanged {
+                versions: vec![12, 13]
+            }
+        );
+        let v13: VersionRecord = codec::decode(&s.0[&keys::version(&p("a"), 13)]).unwrap();
+        assert!(v13.is_destroyed() && v13.deleted_at_ms.is_none());
+        // A destroyed latest version is not live, cannot be deleted or undeleted.
+        assert_eq!(run_cmd(&mut s, "d2", 25, Command::Delete { path: p("a") }), CommandResult::NotFound);
+        let und = Command::Undelete {
+            path: p("a"),
+            versions: vec![13],
+        };
+        assert_eq!(
+            run_cmd(&mut s, "u2", 26, und),
+            CommandResult::VersionsChanged { versions: vec![] }
+        );
+        // Removing the path removes everything of it, and nothing of its neighbours.
+        s.run(&[put("b1", 27, "a/b", b"v", None), put("b2", 27, "ab", b"v", None)]);
+        assert_eq!(
+            run_cmd(&mut s, "r1", 28, Command::DeleteMetadata { path: p("a") }),
+            CommandResult::MetadataDeleted
+        );
+        assert!(kept(&s, "a").is_empty());
+        assert!(!s.0.contains_key(&keys::meta(&p("a"))));
+        assert!(!s.0.contains_key(&keys::settings(&p("a"))));
+        assert_eq!(kept(&s, "a/b"), vec![1]);
+        assert_eq!(kept(&s, "ab"), vec![1]);
+        assert_eq!(
+            run_cmd(&mut s, "r2", 29, Command::DeleteMetadata { path: p("a") }),
+            CommandResult::NotFound
+        );
+        // A new write starts again at version 1 with the default cap.
+        assert_eq!(version(&s.run(&[put("w14", 30, "a", b"v", None)])[0]), 1);
+    }
+
+    fn mount(path: &str) -> Command {
+        Command::CreateMount {
+            path: p(path),
+            kind: MountKind::Ondemand,
+            wrapped: format!("wrapped-{path}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn mounts_do_not_nest_or_overlap_kv_paths() {
+        let mut s = Mem::default();
+        s.run(&[put("1", 1, "kv/x", b"v", None)]);
+        assert!(matches!(run_cmd(&mut s, "m1", 2, mount("pay")), CommandResult::Mount(_)));
+        for (id, path, needle) in [
+            ("m2", "pay", "already mounted"),
+            ("m3", "pay/eu", "inside the mount at 'pay'"),
+            ("m4", "kv", "'kv/x', under 'kv'"),
+            ("m5", "kv/x", "stored at 'kv/x'"),
+        ] {
+            match run_cmd(&mut s, id, 3, mount(path)) {
+                CommandResult::MountConflict(why) => assert!(why.contains(needle), "{why}"),
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+        assert!(matches!(run_cmd(&mut s, "m6", 3, mount("a/b")), CommandResult::Mount(_)));
+        match run_cmd(&mut s, "m7", 3, mount("a")) {
+            CommandResult::MountConflict(why) => assert!(why.contains("'a/b' is under"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Neighbours that only share a prefix do not conflict.
+        assert!(matches!(run_cmd(&mut s, "m8", 3, mount("payx")), CommandResult::Mount(_)));
+        // A KV write that lands under a mount is refused where it applies.
+        assert_eq!(
+            s.run(&[put("2", 4, "pay/card", b"v", None)])[0],
+            CommandResult::UnderMount {
+                mount: "pay".into()
+            }
+        );
+        assert!(!s.0.contains_key(&keys::meta(&p("pay/card"))));
+        // Mount then KV put in one batch: the same answer.
+        let r = s.run(&[
+            single("m9", 5, None, mount("new")),
+            put("3", 5, "new/x", b"v", None),
+        ]);
+        assert_eq!(r[1], CommandResult::UnderMount { mount: "new".into() });
+    }
+
+    #[test]
+    fn mount_keys_rotate_configure_trim_and_go_with_the_mount() {
+        let mut s = Mem::default();
+        s.run(&[single("m", 1, None, mount("pay"))]);
+        let add = |v: u32| Command::AddMountKey {
+            path: p("pay"),
+            version: v,
+            wrapped: vec![v as u8],
+        };
+        let rec = |r: CommandResult| match r {
+            CommandResult::Mount(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(rec(run_cmd(&mut s, "a2", 2, add(2))).latest_version, 2);
+        assert_eq!(run_cmd(&mut s, "a2b", 2, add(2)), CommandResult::KeyConflict { current: 2 });
+        assert_eq!(rec(run_cmd(&mut s, "a3", 3, add(3))).latest_version, 3);
+        let conf = |d, e| Command::ConfigureMount {
+            path: p("pay"),
+            min_decryption_version: d,
+            min_encryption_version: e,
+        };
+        assert!(matches!(run_cmd(&mut s, "c1", 4, conf(Some(4), None)), CommandResult::MountRefused(_)));
+        assert!(matches!(run_cmd(&mut s, "c2", 4, conf(None, Some(4))), CommandResult::MountRefused(_)));
+        let r = rec(run_cmd(&mut s, "c3", 4, conf(Some(2), Some(3))));
+        assert_eq!((r.min_decryption_version, r.min_encryption_version), (2, 3));
+        let trim = |v| Command::TrimMount {
+            path: p("pay"),
+            min_available_version: v,
+        };
+        assert!(matches!(run_cmd(&mut s, "t1", 5, trim(3)), CommandResult::MountRefused(_)));
+        assert_eq!(rec(run_cmd(&mut s, "t2", 5, trim(2))).min_available_version, 2);
+        assert!(!s.0.contains_key(&keys::mount_key("pay", 1)));
+        assert!(s.0.contains_key(&keys::mount_key("pay", 2)));
+        assert!(matches!(run_cmd(&mut s, "t3", 5, trim(1)), CommandResult::MountRefused(_)));
+        assert!(matches!(run_cmd(&mut s, "c4", 6, conf(Some(1), Some(0))), CommandResult::MountRefused(_)));
+        assert_eq!(
+            run_cmd(&mut s, "d1", 7, Command::DeleteMount { path: p("pay") }),
+            CommandResult::MountDeleted
+        );
+        assert!(
+            !s.0.keys().any(|k| k[0] == keys::MOUNT || k[0] == keys::MOUNT_KEY),
+            "no record or key of the mount is left"
+        );
+        assert_eq!(
+            run_cmd(&mut s, "d2", 8, Command::DeleteMount { path: p("pay") }),
+            CommandResult::NotFound
+        );
     }
 }

@@ -7,9 +7,14 @@ pub mod command;
 pub mod crypto;
 pub mod keyring;
 pub mod machine;
+pub mod mount;
 pub mod path;
 pub mod restore;
 pub mod token;
+pub mod versions;
 
-pub use command::{Caller, Command, CommandResult, Metadata, Op, Request, RequestId};
+pub use command::{
+    Caller, Command, CommandResult, Metadata, MountKind, MountRecord, Op, Precondition, Request,
+    RequestId,
+};
 pub use path::{PathError, SecretPath};

@@ -35,7 +35,9 @@ use super::{blocking, Db, Durability, StoreError, CF_SM_DATA, CF_SM_META};
 use crate::codec;
 use crate::metrics as metric;
 use crate::secret::machine::{self, keys, Changes, SecretMeta, StateRead, VersionRecord};
-use crate::secret::{CommandResult, Metadata, SecretPath};
+use crate::secret::mount::ancestors_and_self;
+use crate::secret::versions::{PathSettings, DEFAULT_MAX_VERSIONS};
+use crate::secret::{CommandResult, Metadata, MountRecord, SecretPath};
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
@@ -454,6 +456,23 @@ pub struct StoredToken {
     pub revoked_at_ms: Option<u64>,
 }
 
+/// One kept version of a path, as the metadata view shows it (never its value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub deleted_at_ms: Option<u64>,
+    pub destroyed: bool,
+}
+
+/// A path's metadata view: its metadata (if it has versions), its cap and its kept versions.
+#[derive(Debug, Clone)]
+pub struct PathVersions {
+    pub meta: Option<SecretMeta>,
+    pub max_versions: u64,
+    pub versions: Vec<VersionInfo>,
+}
+
 /// A version of a secret as stored: sealed bytes plus metadata.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -489,7 +508,7 @@ impl Reader {
             return Ok(None);
         };
         let record: VersionRecord = decode("secret version", &bytes)?;
-        if record.deleted_at_ms.is_some() {
+        if record.deleted_at_ms.is_some() || record.is_destroyed() {
             return Ok(None);
         }
         let metadata = record.metadata(&meta, version);
@@ -552,6 +571,92 @@ impl Reader {
             }
         }
         Ok((page, total))
+    }
+
+    /// Every version of `path` still kept, oldest first, with the path's metadata and its
+    /// cap on kept versions; `None` if the path has neither versions nor settings.
+    pub fn versions(&self, path: &SecretPath) -> Result<Option<PathVersions>, StoreError> {
+        let _hold = self.hold();
+        let meta = self.meta(path)?;
+        let max_versions = match self.db.get(CF_SM_DATA, &keys::settings(path))? {
+            Some(b) => Some(decode::<PathSettings>("path settings", &b)?.max_versions),
+            None => None,
+        };
+        if meta.is_none() && max_versions.is_none() {
+            return Ok(None);
+        }
+        let prefix = keys::version_prefix(path);
+        let mut versions = Vec::new();
+        let it = self.db.iter(
+            CF_SM_DATA,
+            IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let Some(version) = keys::version_of(&k) else {
+                continue;
+            };
+            let record: VersionRecord = decode("secret version", &v)?;
+            versions.push(VersionInfo {
+                version,
+                created_at_ms: record.created_at_ms,
+                deleted_at_ms: record.deleted_at_ms,
+                destroyed: record.is_destroyed(),
+            });
+        }
+        Ok(Some(PathVersions {
+            meta,
+            max_versions: max_versions.unwrap_or(DEFAULT_MAX_VERSIONS),
+            versions,
+        }))
+    }
+
+    /// The mount at exactly `path`.
+    pub fn mount(&self, path: &str) -> Result<Option<MountRecord>, StoreError> {
+        match self.raw(&keys::mount(path))? {
+            Some(b) => Ok(Some(decode("mount record", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The mount `path` is at or under, with its record.
+    pub fn mount_covering(&self, path: &str) -> Result<Option<(String, MountRecord)>, StoreError> {
+        for a in ancestors_and_self(path) {
+            if let Some(rec) = self.mount(a)? {
+                return Ok(Some((a.to_string(), rec)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every mount, in path order.
+    pub fn mounts(&self) -> Result<Vec<(String, MountRecord)>, StoreError> {
+        let _hold = self.hold();
+        let start = [keys::MOUNT];
+        let it = self.db.iter(
+            CF_SM_DATA,
+            IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in it {
+            let (k, v) = item?;
+            if k.first() != Some(&keys::MOUNT) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[1..]).into_owned(),
+                decode("mount record", &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Key `version` of the mount at `mount`, wrapped under the master key.
+    pub fn mount_key(&self, mount: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        self.raw(&keys::mount_key(mount, version))
     }
 
     fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

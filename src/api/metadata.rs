@@ -1,0 +1,263 @@
+//! A KV path's lifecycle beyond read and write: the metadata view (`GET /metadata/{path}`,
+//! never values), the version cap (`PUT /metadata/{path}` `{"maxVersions": N}`), removing a
+//! path with all its versions (`DELETE /metadata/{path}`), and undelete / destroy of
+//! versions (`POST /undelete/{path}`, `POST /destroy/{path}` with `{"versions": [..]}`).
+//!
+//! Invariants:
+//! - Reading needs `read:secret` on the path, every change `write:secret`; the view holds
+//!   times and states only, never a value.
+//! - Every change is one Raft command applied by [`crate::secret::versions`]; bad input is
+//!   refused here, before anything is proposed.
+//! - Paths under an ondemand mount have no versions: these calls answer 400 there.
+
+use axum::body::Body;
+use axum::extract::{Extension, OriginalUri, RawQuery};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::input::{path_after, query, read_body, request_id};
+use super::state::{AppState, State};
+use crate::secret::token::Scope;
+use crate::secret::versions::MAX_MAX_VERSIONS;
+use crate::secret::{Command, CommandResult, Op, SecretPath};
+use crate::time::rfc3339;
+
+const METADATA: &str = "/api/v1/metadata/";
+const UNDELETE: &str = "/api/v1/undelete/";
+const DESTROY: &str = "/api/v1/destroy/";
+const MAX_BODY: usize = 64 * 1024;
+/// Most versions one undelete or destroy may name.
+const MAX_LISTED_VERSIONS: usize = 1000;
+
+fn not_under_mount(state: &AppState, path: &SecretPath) -> Result<(), ApiError> {
+    match state.node.reader().mount_covering(path.as_str())? {
+        Some((mount, _)) => Err(ApiError::bad_request(format!(
+            "'{path}' is under the ondemand mount '{mount}', which keeps no versions"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn object_body(bytes: &[u8], field: &str) -> Result<Value, ApiError> {
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    };
+    if let Some(unknown) = body.keys().find(|k| *k != field) {
+        return Err(ApiError::invalid_field(
+            "unknownField",
+            &format!("/{unknown}"),
+            format!("unknown field '{unknown}' (allowed: {field})"),
+        ));
+    }
+    body.remove(field).ok_or_else(|| {
+        ApiError::invalid_field(
+            "invalidField",
+            &format!("/{field}"),
+            format!("field '{field}' is required"),
+        )
+    })
+}
+
+/// `GET /metadata/{path}`.
+pub async fn get(
+    state: State,
+    Extension(who): Extension<Principal>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let path = path_after(&uri, METADATA)?;
+    who.require_path(Scope::ReadSecret, &path)?;
+    query(raw, &[])?;
+    not_under_mount(&state, &path)?;
+    let Some(view) = state.node.reader().versions(&path)? else {
+        return Err(ApiError::NotFound(format!("secret '{path}' not found")));
+    };
+    let versions: Vec<Value> = view
+        .versions
+        .iter()
+        .map(|v| {
+            let mut o = Map::new();
+            o.insert("version".into(), json!(v.version));
+            o.insert("createdAt".into(), json!(rfc3339(v.created_at_ms)));
+            if let Some(d) = v.deleted_at_ms {
+                o.insert("deletedAt".into(), json!(rfc3339(d)));
+            }
+            o.insert("destroyed".into(), json!(v.destroyed));
+            Value::Object(o)
+        })
+        .collect();
+    let mut data = Map::new();
+    data.insert("path".into(), json!(path.as_str()));
+    data.insert(
+        "currentVersion".into(),
+        json!(view.meta.as_ref().map_or(0, |m| m.current_version)),
+    );
+    data.insert(
+        "oldestVersion".into(),
+        json!(view.versions.first().map_or(0, |v| v.version)),
+    );
+    data.insert("maxVersions".into(), json!(view.max_versions));
+    if let Some(m) = &view.meta {
+        data.insert("createdAt".into(), json!(rfc3339(m.created_at_ms)));
+        data.insert("updatedAt".into(), json!(rfc3339(m.updated_at_ms)));
+    }
+    data.insert("versions".into(), Value::Array(versions));
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+/// `PUT /metadata/{path}` `{"maxVersions": N}`.
+pub async fn put(
+    state: State,
+    Extension(who): Extension<Principal>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let path = path_after(&uri, METADATA)?;
+    who.require_path(Scope::WriteSecret, &path)?;
+    query(raw, &[])?;
+    let id = request_id(&headers)?;
+    let bytes = read_body(body, MAX_BODY).await?;
+    let max = object_body(&bytes, "maxVersions")?;
+    let max_versions = match max.as_u64() {
+        Some(n) if (1..=MAX_MAX_VERSIONS).contains(&n) => n,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "invalidField",
+                "/maxVersions",
+                format!("field 'maxVersions' must be an integer from 1 to {MAX_MAX_VERSIONS}"),
+            ))
+        }
+    };
+    not_under_mount(&state, &path)?;
+    let op = Op {
+        id,
+        caller: Some(who.caller()),
+        command: Command::SetMaxVersions {
+            path: path.clone(),
+            max_versions,
+        },
+    };
+    match state.node.write(op).await? {
+        CommandResult::MaxVersionsSet { pruned } => Ok(Json(json!({
+            "data": {"path": path.as_str(), "maxVersions": max_versions, "pruned": pruned}
+        }))
+        .into_response()),
+        other => Err(ApiError::unexpected("setting maxVersions", other)),
+    }
+}
+
+/// `DELETE /metadata/{path}`: the path and every version, for good.
+pub async fn delete(
+    state: State,
+    Extension(who): Extension<Principal>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path = path_after(&uri, METADATA)?;
+    who.require_path(Scope::WriteSecret, &path)?;
+    query(raw, &[])?;
+    let id = request_id(&headers)?;
+    not_under_mount(&state, &path)?;
+    let op = Op {
+        id,
+        caller: Some(who.caller()),
+        command: Command::DeleteMetadata { path: path.clone() },
+    };
+    match state.node.write(op).await? {
+        CommandResult::MetadataDeleted => Ok(StatusCode::NO_CONTENT.into_response()),
+        CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
+        other => Err(ApiError::unexpected("deleting metadata", other)),
+    }
+}
+
+/// `POST /undelete/{path}` and `POST /destroy/{path}` with `{"versions": [..]}`.
+async fn versions_call(
+    state: State,
+    who: Principal,
+    uri: Uri,
+    raw: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+    destroy: bool,
+) -> Result<Response, ApiError> {
+    let path = path_after(&uri, if destroy { DESTROY } else { UNDELETE })?;
+    who.require_path(Scope::WriteSecret, &path)?;
+    query(raw, &[])?;
+    let id = request_id(&headers)?;
+    let bytes = read_body(body, MAX_BODY).await?;
+    let listed = object_body(&bytes, "versions")?;
+    let bad = || {
+        ApiError::invalid_field(
+            "invalidField",
+            "/versions",
+            format!(
+                "field 'versions' must be a non-empty array of at most {MAX_LISTED_VERSIONS} integers >= 1"
+            ),
+        )
+    };
+    let versions: Vec<u64> = match listed {
+        Value::Array(a) if !a.is_empty() && a.len() <= MAX_LISTED_VERSIONS => a
+            .iter()
+            .map(|v| v.as_u64().filter(|n| *n >= 1).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad()),
+    };
+    not_under_mount(&state, &path)?;
+    let command = if destroy {
+        Command::Destroy {
+            path: path.clone(),
+            versions,
+        }
+    } else {
+        Command::Undelete {
+            path: path.clone(),
+            versions,
+        }
+    };
+    let op = Op {
+        id,
+        caller: Some(who.caller()),
+        command,
+    };
+    match state.node.write(op).await? {
+        CommandResult::VersionsChanged { versions } => {
+            Ok(Json(json!({"data": {"path": path.as_str(), "versions": versions}})).into_response())
+        }
+        CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
+        other => Err(ApiError::unexpected(
+            if destroy { "a destroy" } else { "an undelete" },
+            other,
+        )),
+    }
+}
+
+pub async fn undelete(
+    state: State,
+    Extension(who): Extension<Principal>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    versions_call(state, who, uri, raw, headers, body, false).await
+}
+
+pub async fn destroy(
+    state: State,
+    Extension(who): Extension<Principal>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    versions_call(state, who, uri, raw, headers, body, true).await
+}
