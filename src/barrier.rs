@@ -20,8 +20,8 @@ use std::sync::{Arc, RwLock};
 use crate::secret::crypto::{self, CryptoError, SealingKey};
 use crate::secret::keyring::{secret_aad, token_aad, Keyring};
 use crate::secret::mount::{self, CiphertextError};
-use crate::secret::MountRecord;
 use crate::secret::token::TokenRecord;
+use crate::secret::MountRecord;
 use crate::secret::SecretPath;
 use crate::store::state_machine::Reader;
 use crate::store::StoreError;
@@ -219,7 +219,11 @@ impl Barrier {
     }
 
     /// A new key for version `version` of the mount at `mount`, wrapped, ready to propose.
-    pub fn new_wrapped_mount_key(&self, mount: &str, version: u32) -> Result<Vec<u8>, BarrierError> {
+    pub fn new_wrapped_mount_key(
+        &self,
+        mount: &str,
+        version: u32,
+    ) -> Result<Vec<u8>, BarrierError> {
         let raw = crypto::random_key().map_err(|source| BarrierError::Crypto {
             what: "new mount key".into(),
             source,
@@ -233,13 +237,13 @@ impl Barrier {
     }
 
     fn mount_key(&self, mount: &str, version: u32) -> Result<Arc<SealingKey>, BarrierError> {
-        let wrapped = self
-            .reader
-            .mount_key(mount, version)?
-            .ok_or_else(|| BarrierError::Crypto {
-                what: format!("key {version} of mount '{mount}'"),
-                source: CryptoError::UnknownKey(version),
-            })?;
+        let wrapped =
+            self.reader
+                .mount_key(mount, version)?
+                .ok_or_else(|| BarrierError::Crypto {
+                    what: format!("key {version} of mount '{mount}'"),
+                    source: CryptoError::UnknownKey(version),
+                })?;
         self.keyring
             .unwrap_mount_key(mount, version, &wrapped)
             .map_err(|source| BarrierError::Crypto {

@@ -410,8 +410,12 @@ impl Client {
     /// `PUT /metadata/{path}` `{"maxVersions": n}`.
     pub async fn set_max_versions(&self, path: &str, n: u64) -> Result<Response, ClientError> {
         let body = json!({ "maxVersions": n });
-        self.request(Method::PUT, &format!("/api/v1/metadata/{path}"), Some(&body))
-            .await
+        self.request(
+            Method::PUT,
+            &format!("/api/v1/metadata/{path}"),
+            Some(&body),
+        )
+        .await
     }
 
     /// `DELETE /metadata/{path}`: the path and all its versions.
@@ -423,15 +427,23 @@ impl Client {
     /// `POST /undelete/{path}` `{"versions": [...]}`.
     pub async fn undelete(&self, path: &str, versions: &[u64]) -> Result<Response, ClientError> {
         let body = json!({ "versions": versions });
-        self.request(Method::POST, &format!("/api/v1/undelete/{path}"), Some(&body))
-            .await
+        self.request(
+            Method::POST,
+            &format!("/api/v1/undelete/{path}"),
+            Some(&body),
+        )
+        .await
     }
 
     /// `POST /destroy/{path}` `{"versions": [...]}`.
     pub async fn destroy(&self, path: &str, versions: &[u64]) -> Result<Response, ClientError> {
         let body = json!({ "versions": versions });
-        self.request(Method::POST, &format!("/api/v1/destroy/{path}"), Some(&body))
-            .await
+        self.request(
+            Method::POST,
+            &format!("/api/v1/destroy/{path}"),
+            Some(&body),
+        )
+        .await
     }
 
     // ----- ondemand mounts -----
@@ -487,7 +499,11 @@ impl Client {
     }
 
     /// `POST /mounts/{path}/trim` `{"minAvailableVersion": v}`: deletes older keys for good.
-    pub async fn trim_mount(&self, path: &str, min_available: u32) -> Result<Response, ClientError> {
+    pub async fn trim_mount(
+        &self,
+        path: &str,
+        min_available: u32,
+    ) -> Result<Response, ClientError> {
         let body = json!({ "minAvailableVersion": min_available });
         self.request(Method::POST, &format!("{MOUNTS}/{path}/trim"), Some(&body))
             .await
@@ -501,8 +517,12 @@ impl Client {
     /// `GET /secrets/{path}?ciphertext=…`.
     pub async fn decrypt(&self, path: &str, ciphertext: &str) -> Result<Response, ClientError> {
         let c = encode_query_value(ciphertext);
-        self.request(Method::GET, &format!("{SECRETS}/{path}?ciphertext={c}"), None)
-            .await
+        self.request(
+            Method::GET,
+            &format!("{SECRETS}/{path}?ciphertext={c}"),
+            None,
+        )
+        .await
     }
 
     /// `POST /rewrap/{path}` `{"ciphertext": …}`: re-encrypted under the latest key version.

@@ -229,9 +229,10 @@ async fn versions_call(
         command,
     };
     match state.node.write(op).await? {
-        CommandResult::VersionsChanged { versions } => {
-            Ok(Json(json!({"data": {"path": path.as_str(), "versions": versions}})).into_response())
-        }
+        CommandResult::VersionsChanged { versions } => Ok(Json(
+            json!({"data": {"path": path.as_str(), "versions": versions}}),
+        )
+        .into_response()),
         CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
         other => Err(ApiError::unexpected(
             if destroy { "a destroy" } else { "an undelete" },

@@ -310,13 +310,16 @@ async fn rotate(
             }
             continue;
         };
-        let version = rec.latest_version.checked_add(1).ok_or_else(|| {
-            ApiError::Conflict {
+        let version = rec
+            .latest_version
+            .checked_add(1)
+            .ok_or_else(|| ApiError::Conflict {
                 kind: "rotationConflict",
                 detail: format!("the mount '{path}' has run out of key versions"),
-            }
-        })?;
-        let wrapped = state.barrier.new_wrapped_mount_key(path.as_str(), version)?;
+            })?;
+        let wrapped = state
+            .barrier
+            .new_wrapped_mount_key(path.as_str(), version)?;
         let op = Op::new(
             Command::AddMountKey {
                 path: path.clone(),

@@ -61,7 +61,10 @@ pub async fn get(
     let path = path_after(&uri, PREFIX)?;
     who.require_path(Scope::ReadSecret, &path)?;
     // Refused before it is decoded: the query can carry a ciphertext of any length.
-    if raw.as_ref().is_some_and(|q| q.len() > MAX_CIPHERTEXT_BYTES + 1024) {
+    if raw
+        .as_ref()
+        .is_some_and(|q| q.len() > MAX_CIPHERTEXT_BYTES + 1024)
+    {
         return Err(ciphertext_too_large());
     }
     let q = query(raw, &["version", "ciphertext"])?;
@@ -72,7 +75,14 @@ pub async fn get(
                 "'{path}' is under the ondemand mount '{mount}', which stores nothing: GET needs ?ciphertext=<ciphertext to decrypt>"
             )));
         };
-        return decrypt(&state, &mount, &rec, &path, q.contains_key("version"), ciphertext);
+        return decrypt(
+            &state,
+            &mount,
+            &rec,
+            &path,
+            q.contains_key("version"),
+            ciphertext,
+        );
     }
     if q.contains_key("ciphertext") {
         return Err(ApiError::bad_request(format!(
@@ -365,7 +375,10 @@ pub fn parse_body(
             ))
         }
     };
-    if let Some(other) = options.keys().find(|k| !allowed_options.contains(&k.as_str())) {
+    if let Some(other) = options
+        .keys()
+        .find(|k| !allowed_options.contains(&k.as_str()))
+    {
         return Err(ApiError::invalid_field(
             "unknownField",
             &format!("/options/{other}"),

@@ -474,13 +474,22 @@ pub enum CommandResult {
     /// Not applied: a restore earlier in the same log entry replaced the state; retry.
     RetryAfterRestore,
     /// A KV write under an ondemand mount (mounted after the writer looked): not stored.
-    UnderMount { mount: String },
+    UnderMount {
+        mount: String,
+    },
     /// `If-Match` / `If-None-Match` did not hold: the latest version and whether it is live.
-    PreconditionFailed { current: u64, live: bool },
+    PreconditionFailed {
+        current: u64,
+        live: bool,
+    },
     /// These versions were undeleted or destroyed (the others asked for were skipped).
-    VersionsChanged { versions: Vec<u64> },
+    VersionsChanged {
+        versions: Vec<u64>,
+    },
     /// A path's version cap was set; `pruned` versions were removed by it.
-    MaxVersionsSet { pruned: u64 },
+    MaxVersionsSet {
+        pruned: u64,
+    },
     /// A path and all its versions were removed.
     MetadataDeleted,
     /// A mount was created, changed or got a new key: its record now.

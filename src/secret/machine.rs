@@ -511,15 +511,21 @@ fn apply_command<S: StateRead>(
     command: &Command,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     Ok(match command {
-        Command::Put { path, sealed, cas } => {
-            put(state, changes, at_ms, path, sealed, *cas, None)?
-        }
+        Command::Put { path, sealed, cas } => put(state, changes, at_ms, path, sealed, *cas, None)?,
         Command::Delete { path } => delete(state, changes, at_ms, path, None)?,
         Command::PutIf {
             path,
             sealed,
             precondition,
-        } => put(state, changes, at_ms, path, sealed, None, Some(*precondition))?,
+        } => put(
+            state,
+            changes,
+            at_ms,
+            path,
+            sealed,
+            None,
+            Some(*precondition),
+        )?,
         Command::DeleteIf { path, precondition } => {
             delete(state, changes, at_ms, path, Some(*precondition))?
         }
@@ -1180,7 +1186,10 @@ mod tests {
                 live: false
             }
         );
-        assert_eq!(version(&run_cmd(&mut s, "2", 2, put_if(Precondition::Absent))), 1);
+        assert_eq!(
+            version(&run_cmd(&mut s, "2", 2, put_if(Precondition::Absent))),
+            1
+        );
         assert_eq!(
             run_cmd(&mut s, "3", 3, put_if(Precondition::Absent)),
             CommandResult::PreconditionFailed {
@@ -1213,7 +1222,10 @@ mod tests {
                 live: true
             }
         );
-        assert_eq!(version(&run_cmd(&mut s, "7", 6, del_if(Precondition::Version(2)))), 2);
+        assert_eq!(
+            version(&run_cmd(&mut s, "7", 6, del_if(Precondition::Version(2)))),
+            2
+        );
         assert_eq!(
             run_cmd(&mut s, "8", 7, put_if(Precondition::Exists)),
             CommandResult::PreconditionFailed {
@@ -1221,7 +1233,10 @@ mod tests {
                 live: false
             }
         );
-        assert_eq!(version(&run_cmd(&mut s, "9", 8, put_if(Precondition::Absent))), 3);
+        assert_eq!(
+            version(&run_cmd(&mut s, "9", 8, put_if(Precondition::Absent))),
+            3
+        );
     }
 
     fn kept(s: &Mem, path: &str) -> Vec<u64> {
@@ -1239,7 +1254,11 @@ mod tests {
             .map(|i| put(&format!("w{i}"), i, "a", b"v", None))
             .collect();
         s.run(&reqs);
-        assert_eq!(kept(&s, "a"), (3..=12).collect::<Vec<_>>(), "default cap 10");
+        assert_eq!(
+            kept(&s, "a"),
+            (3..=12).collect::<Vec<_>>(),
+            "default cap 10"
+        );
         let set = |n| Command::SetMaxVersions {
             path: p("a"),
             max_versions: n,
@@ -1273,7 +1292,10 @@ mod tests {
         let v13: VersionRecord = codec::decode(&s.0[&keys::version(&p("a"), 13)]).unwrap();
         assert!(v13.is_destroyed() && v13.deleted_at_ms.is_none());
         // A destroyed latest version is not live, cannot be deleted or undeleted.
-        assert_eq!(run_cmd(&mut s, "d2", 25, Command::Delete { path: p("a") }), CommandResult::NotFound);
+        assert_eq!(
+            run_cmd(&mut s, "d2", 25, Command::Delete { path: p("a") }),
+            CommandResult::NotFound
+        );
         let und = Command::Undelete {
             path: p("a"),
             versions: vec![13],
@@ -1283,7 +1305,10 @@ mod tests {
             CommandResult::VersionsChanged { versions: vec![] }
         );
         // Removing the path removes everything of it, and nothing of its neighbours.
-        s.run(&[put("b1", 27, "a/b", b"v", None), put("b2", 27, "ab", b"v", None)]);
+        s.run(&[
+            put("b1", 27, "a/b", b"v", None),
+            put("b2", 27, "ab", b"v", None),
+        ]);
         assert_eq!(
             run_cmd(&mut s, "r1", 28, Command::DeleteMetadata { path: p("a") }),
             CommandResult::MetadataDeleted
@@ -1313,7 +1338,10 @@ mod tests {
     fn mounts_do_not_nest_or_overlap_kv_paths() {
         let mut s = Mem::default();
         s.run(&[put("1", 1, "kv/x", b"v", None)]);
-        assert!(matches!(run_cmd(&mut s, "m1", 2, mount("pay")), CommandResult::Mount(_)));
+        assert!(matches!(
+            run_cmd(&mut s, "m1", 2, mount("pay")),
+            CommandResult::Mount(_)
+        ));
         for (id, path, needle) in [
             ("m2", "pay", "already mounted"),
             ("m3", "pay/eu", "inside the mount at 'pay'"),
@@ -1325,13 +1353,19 @@ mod tests {
                 other => panic!("{path}: {other:?}"),
             }
         }
-        assert!(matches!(run_cmd(&mut s, "m6", 3, mount("a/b")), CommandResult::Mount(_)));
+        assert!(matches!(
+            run_cmd(&mut s, "m6", 3, mount("a/b")),
+            CommandResult::Mount(_)
+        ));
         match run_cmd(&mut s, "m7", 3, mount("a")) {
             CommandResult::MountConflict(why) => assert!(why.contains("'a/b' is under"), "{why}"),
             other => panic!("{other:?}"),
         }
         // Neighbours that only share a prefix do not conflict.
-        assert!(matches!(run_cmd(&mut s, "m8", 3, mount("payx")), CommandResult::Mount(_)));
+        assert!(matches!(
+            run_cmd(&mut s, "m8", 3, mount("payx")),
+            CommandResult::Mount(_)
+        ));
         // A KV write that lands under a mount is refused where it applies.
         assert_eq!(
             s.run(&[put("2", 4, "pay/card", b"v", None)])[0],
@@ -1345,7 +1379,12 @@ mod tests {
             single("m9", 5, None, mount("new")),
             put("3", 5, "new/x", b"v", None),
         ]);
-        assert_eq!(r[1], CommandResult::UnderMount { mount: "new".into() });
+        assert_eq!(
+            r[1],
+            CommandResult::UnderMount {
+                mount: "new".into()
+            }
+        );
     }
 
     #[test]
@@ -1362,33 +1401,55 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(rec(run_cmd(&mut s, "a2", 2, add(2))).latest_version, 2);
-        assert_eq!(run_cmd(&mut s, "a2b", 2, add(2)), CommandResult::KeyConflict { current: 2 });
+        assert_eq!(
+            run_cmd(&mut s, "a2b", 2, add(2)),
+            CommandResult::KeyConflict { current: 2 }
+        );
         assert_eq!(rec(run_cmd(&mut s, "a3", 3, add(3))).latest_version, 3);
         let conf = |d, e| Command::ConfigureMount {
             path: p("pay"),
             min_decryption_version: d,
             min_encryption_version: e,
         };
-        assert!(matches!(run_cmd(&mut s, "c1", 4, conf(Some(4), None)), CommandResult::MountRefused(_)));
-        assert!(matches!(run_cmd(&mut s, "c2", 4, conf(None, Some(4))), CommandResult::MountRefused(_)));
+        assert!(matches!(
+            run_cmd(&mut s, "c1", 4, conf(Some(4), None)),
+            CommandResult::MountRefused(_)
+        ));
+        assert!(matches!(
+            run_cmd(&mut s, "c2", 4, conf(None, Some(4))),
+            CommandResult::MountRefused(_)
+        ));
         let r = rec(run_cmd(&mut s, "c3", 4, conf(Some(2), Some(3))));
         assert_eq!((r.min_decryption_version, r.min_encryption_version), (2, 3));
         let trim = |v| Command::TrimMount {
             path: p("pay"),
             min_available_version: v,
         };
-        assert!(matches!(run_cmd(&mut s, "t1", 5, trim(3)), CommandResult::MountRefused(_)));
-        assert_eq!(rec(run_cmd(&mut s, "t2", 5, trim(2))).min_available_version, 2);
+        assert!(matches!(
+            run_cmd(&mut s, "t1", 5, trim(3)),
+            CommandResult::MountRefused(_)
+        ));
+        assert_eq!(
+            rec(run_cmd(&mut s, "t2", 5, trim(2))).min_available_version,
+            2
+        );
         assert!(!s.0.contains_key(&keys::mount_key("pay", 1)));
         assert!(s.0.contains_key(&keys::mount_key("pay", 2)));
-        assert!(matches!(run_cmd(&mut s, "t3", 5, trim(1)), CommandResult::MountRefused(_)));
-        assert!(matches!(run_cmd(&mut s, "c4", 6, conf(Some(1), Some(0))), CommandResult::MountRefused(_)));
+        assert!(matches!(
+            run_cmd(&mut s, "t3", 5, trim(1)),
+            CommandResult::MountRefused(_)
+        ));
+        assert!(matches!(
+            run_cmd(&mut s, "c4", 6, conf(Some(1), Some(0))),
+            CommandResult::MountRefused(_)
+        ));
         assert_eq!(
             run_cmd(&mut s, "d1", 7, Command::DeleteMount { path: p("pay") }),
             CommandResult::MountDeleted
         );
         assert!(
-            !s.0.keys().any(|k| k[0] == keys::MOUNT || k[0] == keys::MOUNT_KEY),
+            !s.0.keys()
+                .any(|k| k[0] == keys::MOUNT || k[0] == keys::MOUNT_KEY),
             "no record or key of the mount is left"
         );
         assert_eq!(

@@ -26,10 +26,12 @@ use super::command::{CommandResult, MountKind, MountRecord};
 use super::machine::{keys, ApplyError, Changes, StateRead};
 use super::path::SecretPath;
 
-/// Longest accepted ciphertext (`?ciphertext=` or a rewrap body), in bytes. Below the HTTP
-/// server's own request-head limit (~400 KiB), so the API can answer 413 itself; encryption
-/// refuses values whose ciphertext would be longer, so every ciphertext made can be opened.
-pub const MAX_CIPHERTEXT_BYTES: usize = 256 * 1024;
+/// Longest accepted ciphertext (`?ciphertext=` or a rewrap body), in bytes. A ciphertext
+/// travels in the URL, and HTTP libraries refuse URLs past 64 KiB (the `http` crate's
+/// limit, on both sides), so the limit stays well below that and the API can answer 413
+/// itself. Encryption refuses values whose ciphertext would be longer (about 36 KiB of JSON),
+/// so every ciphertext made can be decrypted.
+pub const MAX_CIPHERTEXT_BYTES: usize = 48 * 1024;
 
 /// The prefix every ciphertext starts with.
 pub const CIPHERTEXT_PREFIX: &str = "raftsafe:v";
@@ -70,12 +72,14 @@ pub fn format_ciphertext(version: u32, body: &[u8]) -> String {
 
 /// The key version and `nonce || ct || tag` of a ciphertext string.
 pub fn parse_ciphertext(s: &str) -> Result<(u32, Vec<u8>), CiphertextError> {
-    let rest = s.strip_prefix(CIPHERTEXT_PREFIX).ok_or(CiphertextError::Malformed(
-        "it does not start with 'raftsafe:v<version>:'",
-    ))?;
-    let (version, body) = rest.split_once(':').ok_or(CiphertextError::Malformed(
-        "no ':' after the key version",
-    ))?;
+    let rest = s
+        .strip_prefix(CIPHERTEXT_PREFIX)
+        .ok_or(CiphertextError::Malformed(
+            "it does not start with 'raftsafe:v<version>:'",
+        ))?;
+    let (version, body) = rest
+        .split_once(':')
+        .ok_or(CiphertextError::Malformed("no ':' after the key version"))?;
     let canonical = !version.is_empty()
         && version.bytes().all(|b| b.is_ascii_digit())
         && !(version.len() > 1 && version.starts_with('0'));

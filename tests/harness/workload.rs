@@ -334,6 +334,7 @@ impl Workload {
         let recorder = Arc::new(Recorder::new(clock, opts.op_timeout, pins.len()));
         let stop = Arc::new(AtomicBool::new(false));
         let keys: Arc<Vec<String>> = Arc::new((0..opts.keys).map(key_path).collect());
+        let setup = Arc::new(tokio::sync::OnceCell::new());
         let tasks = pins
             .into_iter()
             .enumerate()
@@ -343,6 +344,7 @@ impl Workload {
                     recorder: recorder.clone(),
                     stop: stop.clone(),
                     keys: keys.clone(),
+                    setup: setup.clone(),
                     nodes: nodes.clone(),
                     opts: opts.clone(),
                     pin,
@@ -381,6 +383,8 @@ struct Worker<T> {
     recorder: Arc<Recorder>,
     stop: Arc<AtomicBool>,
     keys: Arc<Vec<String>>,
+    /// Done once, by whichever worker gets there first, before any worker's first op.
+    setup: Arc<tokio::sync::OnceCell<()>>,
     nodes: Vec<u64>,
     opts: WorkloadOpts,
     pin: Option<u64>,
@@ -390,6 +394,9 @@ struct Worker<T> {
 
 impl<T: Nodes> Worker<T> {
     async fn run(mut self) {
+        self.setup
+            .get_or_init(|| keep_every_version(&*self.t, &self.keys, &self.nodes))
+            .await;
         let began = Instant::now();
         let mut client = self.index;
         for seq in 0..self.opts.max_ops_per_worker {
@@ -415,6 +422,31 @@ impl<T: Nodes> Worker<T> {
             }
             let (lo, hi) = self.opts.think_ms;
             tokio::time::sleep(Duration::from_millis(self.rng.between(lo, hi))).await;
+        }
+    }
+}
+
+/// Lifts the per-path version cap (default 10) on every workload key, so that the end-of-run
+/// read finds every committed version. Not recorded: it changes no value. Tries each node in
+/// turn for a bounded time; if none answers, the run goes on and the final read will say
+/// which versions it could not find.
+async fn keep_every_version<T: Nodes>(t: &T, keys: &[String], nodes: &[u64]) {
+    const KEEP: u64 = 1_000_000;
+    let began = Instant::now();
+    for key in keys {
+        let mut attempt = 0usize;
+        loop {
+            let node = nodes[attempt % nodes.len()];
+            let api = t.client(node).with_timeout(Duration::from_secs(5));
+            match api.set_max_versions(key, KEEP).await {
+                Ok(r) if r.status == 200 => break,
+                _ if began.elapsed() > Duration::from_secs(30) => {
+                    eprintln!("workload setup: could not lift the version cap of {key}");
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+            attempt += 1;
         }
     }
 }

@@ -10,6 +10,9 @@
 //!   files refused;
 //! - [`metrics`]: `/metrics` read by the reference Prometheus parser as traffic, refusals and
 //!   an election happen;
+//! - [`ondemand`]: the ondemand engine (mounts, encrypt/decrypt/rewrap, rotation, config,
+//!   trim) and the rest of the lifecycle (ETags and preconditions, undelete, destroy, the
+//!   metadata view, the version cap), through followers and the leader on a TLS cluster;
 //! - [`chaos`]: the chaos suite in process mode (workload, nemeses, linearizability);
 //! - [`harness`]: the shared harness (also used by the Docker chaos tests,
 //!   `tests/chaos_docker.rs`), with its own unit tests (checker, proxy).
@@ -24,5 +27,6 @@ mod backup;
 mod chaos;
 mod cluster;
 mod metrics;
+mod ondemand;
 mod security;
 mod storage;

@@ -1,6 +1,6 @@
 //! Guarantees 3 and 4 with real processes: who may do what (401/403 for every endpoint,
-//! on the leader and on a follower), no plaintext secret or token on disk or in logs (even
-//! after a snapshot install), mutual TLS between nodes, a node with the wrong master key
+//! on the leader and on a follower), no plaintext secret, ondemand value, mount key or token
+//! on disk or in logs (even after a snapshot install), mutual TLS between nodes, a node with the wrong master key
 //! refusing to start, and key rotation.
 //!
 //! Invariants checked: without a valid, unexpired, unrevoked token every endpoint but health
@@ -234,10 +234,19 @@ async fn auth_matrix_on_leader_and_follower() {
 /// Every byte string a value could appear as on disk: raw, and base64 (three alignments,
 /// standard and URL-safe alphabets).
 pub(crate) fn encodings(value: &str) -> Vec<Vec<u8>> {
-    let mut out = vec![value.as_bytes().to_vec()];
+    byte_encodings(value.as_bytes())
+}
+
+/// [`encodings`] of any bytes (a raw key), plus its hex form.
+pub(crate) fn byte_encodings(value: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![value.to_vec()];
+    if std::str::from_utf8(value).is_err() {
+        let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+        out.push(hex.into_bytes());
+    }
     for pad in 0..3 {
         let mut input = vec![b'x'; pad];
-        input.extend_from_slice(value.as_bytes());
+        input.extend_from_slice(value);
         for engine in [
             &base64::engine::general_purpose::STANDARD,
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -282,6 +291,17 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+    // An ondemand value: encrypted, never stored; its mount's keys (two versions) are.
+    let od_canary = format!("ONDEMAND-{}-c0ffee11", std::process::id());
+    let api = c.client(leader);
+    assert_eq!(api.create_mount("od").await.unwrap().status, 201);
+    assert_eq!(api.rotate_mount("od").await.unwrap().status, 200);
+    let r = api
+        .encrypt("od/x", &json!({"secret": od_canary}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let od_ct = r.body["data"]["ciphertext"].as_str().unwrap().to_string();
     c.kill(lagging);
     for i in 0..60 {
         let r = c
@@ -319,8 +339,25 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
         "the value is readable where it was installed"
     );
 
+    let r = c.client(lagging).decrypt("od/x", &od_ct).await.unwrap();
+    assert_eq!(
+        r.body["data"]["secret"],
+        od_canary.as_str(),
+        "the ondemand value decrypts where the snapshot was installed"
+    );
+
     let mut needles = encodings(&canary);
     needles.extend(encodings(ROOT_TOKEN));
+    needles.extend(encodings(&od_canary));
+    let mount_keys = mount_keys(&c, leader).await;
+    assert_eq!(
+        mount_keys.len(),
+        2,
+        "both key versions of the mount were found"
+    );
+    for k in &mount_keys {
+        needles.extend(byte_encodings(k));
+    }
     let mut hits = Vec::new();
     for id in c.nodes.keys() {
         scan(c.data_dir(*id), &needles, &mut hits);
@@ -352,6 +389,44 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
         !control.is_empty(),
         "the scanner finds a base64-encoded canary"
     );
+}
+
+/// The raw keys of every ondemand mount, read from a backup (where they are wrapped) and
+/// unwrapped with the test master key, as only a node could.
+async fn mount_keys(c: &Cluster, node: u64) -> Vec<Vec<u8>> {
+    let file = c.dir.path().join("keys.backup");
+    let mut out = tokio::fs::File::create(&file).await.unwrap();
+    let r = c
+        .client(node)
+        .download("/api/v1/cluster/backup", &mut out, |_| {})
+        .await
+        .unwrap();
+    assert!(r.is_ok(), "backup: {:?}", r.err().map(|e| e.body));
+    tokio::io::AsyncWriteExt::flush(&mut out).await.unwrap();
+    drop(out);
+    let master = base64::engine::general_purpose::STANDARD
+        .decode(crate::harness::cluster::TEST_MASTER_KEY)
+        .unwrap();
+    let unwrap_key = raftsafe::secret::crypto::SealingKey::new(0, &master).unwrap();
+    let mut reader = raftsafe::store::backup::open(&file).unwrap();
+    let mut keys = Vec::new();
+    while let Some((k, v)) = reader.next_pair().unwrap() {
+        if k.first() != Some(&b'N') {
+            continue;
+        }
+        let (mount, version) = k[1..].split_at(k.len() - 1 - 5);
+        assert_eq!(version[0], 0, "mount key layout N<mount>\\0<version>");
+        let version = u32::from_be_bytes(version[1..].try_into().unwrap());
+        let mount = std::str::from_utf8(mount).unwrap();
+        let aad = raftsafe::secret::mount::key_wrap_aad(mount, version);
+        let raw = unwrap_key
+            .open(&aad, &v)
+            .expect("a mount key unwraps with the master key");
+        assert_eq!(raw.len(), 32);
+        keys.push(raw);
+    }
+    std::fs::remove_file(&file).unwrap();
+    keys
 }
 
 /// An HTTPS client trusting `roots`, presenting `<dir>/<name>.pem` and `.key` if given.
