@@ -170,8 +170,9 @@ pub fn precondition(headers: &HeaderMap) -> Result<Option<Precondition>, ApiErro
     }
 }
 
-/// The 412 for a precondition that did not hold.
-fn precondition_failed(path: &SecretPath, pre: Precondition, current: u64, live: bool) -> ApiError {
+/// The 412 for a precondition that did not hold, with the current `ETag` when the path has
+/// a live version (so a client can retry without another GET).
+fn precondition_failed(path: &SecretPath, pre: Precondition, current: u64, live: bool) -> Response {
     let now = match (current, live) {
         (0, _) => "the path has no version".to_string(),
         (n, true) => format!("the latest version is {n}"),
@@ -182,9 +183,14 @@ fn precondition_failed(path: &SecretPath, pre: Precondition, current: u64, live:
         Precondition::Exists => "If-Match *".to_string(),
         Precondition::Absent => "If-None-Match *".to_string(),
     };
-    ApiError::PreconditionFailed(format!(
+    let mut resp = ApiError::PreconditionFailed(format!(
         "precondition failed on '{path}': {wanted}, but {now}; nothing was written"
     ))
+    .into_response();
+    if live {
+        set_etag(&mut resp, current);
+    }
+    resp
 }
 
 /// Decrypts `ciphertext` made for `path` under the mount at `mount`.
@@ -453,7 +459,7 @@ pub async fn put(
                 cas.unwrap_or_default()
             ),
         }),
-        CommandResult::PreconditionFailed { current, live } => Err(precondition_failed(
+        CommandResult::PreconditionFailed { current, live } => Ok(precondition_failed(
             &path,
             pre.unwrap_or(Precondition::Exists),
             current,
@@ -524,7 +530,7 @@ pub async fn delete(
     match state.node.write(op).await? {
         CommandResult::Deleted(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
-        CommandResult::PreconditionFailed { current, live } => Err(precondition_failed(
+        CommandResult::PreconditionFailed { current, live } => Ok(precondition_failed(
             &path,
             pre.unwrap_or(Precondition::Exists),
             current,

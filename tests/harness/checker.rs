@@ -12,6 +12,9 @@
 //! - `Write { version: None }` (indeterminate, unpatched) is always legal and bumps the version.
 //! - `Read { value: None }` is legal iff the key is absent.
 //! - `Read { value: Some(x), version }` is legal iff the state holds `x` (at `version` if given).
+//! - `VersionRead { version }` is legal iff the state's version is `version` (0 when absent):
+//!   a conditional write (`If-Match`) refused with 412 is a read of the version, not the value.
+//!   A conditional write that took effect is an ordinary `Write` at the version it expected + 1.
 //!
 //! **Indeterminate ops** (`ret: None`) may or may not have taken effect. They are treated as
 //! returning at +infinity, and the search may also leave them out entirely. Run [`patch`]
@@ -63,6 +66,9 @@ pub enum OpKind {
         value: Option<String>,
         version: Option<u64>,
     },
+    /// A conditional write refused by its precondition (412): the answer named the latest
+    /// version (0 = absent) but no value. Always completed (ret = Some).
+    VersionRead { version: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +148,7 @@ pub fn patch(ops: &[Op], committed: &HashMap<String, Vec<String>>) -> (Vec<Op>, 
             .copied()
             .or(*version),
         OpKind::Read { value: None, .. } => None,
+        OpKind::VersionRead { version } => Some(*version).filter(|v| *v > 0),
     };
     // Earliest return of a completed op proving that version `p` of `key` had committed.
     let bound = |key: &str, p: u64| {
@@ -165,6 +172,15 @@ pub fn patch(ops: &[Op], committed: &HashMap<String, Vec<String>>) -> (Vec<Op>, 
                 op.key,
                 describe(&op)
             )),
+            (None, Some(p)) if version.is_some_and(|v| v != p) => {
+                problems.push(format!(
+                    "key {:?}: conditional write could only make version {} but was committed as version {p}: {}",
+                    op.key,
+                    version.unwrap_or_default(),
+                    describe(&op)
+                ));
+                continue;
+            }
             (Some(_), Some(p)) => match *version {
                 Some(v) if v != p => problems.push(format!(
                     "key {:?}: acknowledged write returned version {v} but was committed as version {p}: {}",
@@ -199,7 +215,7 @@ pub fn patch(ops: &[Op], committed: &HashMap<String, Vec<String>>) -> (Vec<Op>, 
         .iter()
         .filter_map(|op| match &op.kind {
             OpKind::Write { value, .. } => Some((op.key.as_str(), value.as_str())),
-            OpKind::Read { .. } => None,
+            OpKind::Read { .. } | OpKind::VersionRead { .. } => None,
         })
         .collect();
     for key in keys {
@@ -232,6 +248,7 @@ fn describe(op: &Op) -> String {
             value: Some(value),
             version,
         } => format!("read() -> {value:?} v{}", ver(version)),
+        OpKind::VersionRead { version } => format!("precondition failed -> v{version}"),
     };
     let ret = op
         .ret
@@ -242,10 +259,12 @@ fn describe(op: &Op) -> String {
 /// Register state with values interned to small ids, so it is `Copy` and cheap to memoise.
 type State = Option<(u32, u64)>;
 
-/// An op compiled against the interned value table (`write` false = read).
+/// An op compiled against the interned value table (`write` false = read; `any_value`: a
+/// read of the version only).
 #[derive(Clone, Copy)]
 struct Step {
     write: bool,
+    any_value: bool,
     value: Option<u32>,
     version: Option<u64>,
 }
@@ -257,6 +276,9 @@ fn apply(state: State, step: Step) -> Option<State> {
         let next = version.unwrap_or(0) + 1;
         let ok = step.version.is_none_or(|v| v == next);
         return ok.then_some(step.value.map(|x| (x, next)));
+    }
+    if step.any_value {
+        return (version.unwrap_or(0) == step.version.unwrap_or(0)).then_some(state);
     }
     // Not found needs an absent key; a value needs that value (and version, when returned).
     let ok = value == step.value && step.version.is_none_or(|v| Some(v) == version);
@@ -321,10 +343,12 @@ fn check_key<'a>(key: &str, ops: &[&'a Op], deadline: Option<Instant>) -> Outcom
             let (write, value, version) = match &op.kind {
                 OpKind::Write { value, version } => (true, Some(value.as_str()), *version),
                 OpKind::Read { value, version } => (false, value.as_deref(), *version),
+                OpKind::VersionRead { version } => (false, None, Some(*version)),
             };
             let value = value.map(&mut intern);
             Step {
                 write,
+                any_value: matches!(op.kind, OpKind::VersionRead { .. }),
                 value,
                 version,
             }
@@ -361,7 +385,11 @@ fn check_key<'a>(key: &str, ops: &[&'a Op], deadline: Option<Instant>) -> Outcom
     // order (exchange argument: an earlier call and an infinite return relax every constraint).
     // Allowing only that order turns 2^k candidate subsets into k+1, which is what keeps
     // histories with many unpatched timeouts tractable.
-    let read: HashSet<Option<u32>> = steps.iter().filter(|s| !s.write).map(|s| s.value).collect();
+    let read: HashSet<Option<u32>> = steps
+        .iter()
+        .filter(|s| !s.write && !s.any_value)
+        .map(|s| s.value)
+        .collect();
     let mut blind: Vec<usize> = (0..n)
         .filter(|&i| infinite[i] && steps[i].write && steps[i].version.is_none())
         .filter(|&i| !read.contains(&steps[i].value))
@@ -839,5 +867,76 @@ mod tests {
         assert_violation(&ops, &key);
         let (patched, _) = patch(&ops, &committed);
         assert_violation(&patched, &key);
+    }
+
+    fn refused(call: u64, ret: u64, version: u64) -> Op {
+        op(call, Some(ret), OpKind::VersionRead { version })
+    }
+
+    #[test]
+    fn refused_preconditions_are_reads_of_the_version() {
+        // If-None-Match on an absent key wins v1; a second one, after it, is refused seeing v1;
+        // an If-Match "1" wins v2; a stale If-Match "1" is refused seeing v2.
+        let ops = vec![
+            refused(0, 5, 0),
+            w(10, Some(20), "a", Some(1)),
+            refused(30, 40, 1),
+            w(50, Some(60), "b", Some(2)),
+            refused(70, 80, 2),
+        ];
+        assert_eq!(check(&ops, BUDGET), Outcome::Linearizable);
+        // Concurrent with the write that made v2: either answer is fine.
+        let ops = vec![
+            w(10, Some(20), "a", Some(1)),
+            w(30, Some(60), "b", Some(2)),
+            refused(40, 50, 1),
+            refused(41, 51, 2),
+        ];
+        assert_eq!(check(&ops, BUDGET), Outcome::Linearizable);
+        // A refusal naming a version nobody had written yet.
+        assert_violation(&[refused(0, 5, 1), w(10, Some(20), "a", Some(1))], "k");
+        // A stale refusal: v2 was acknowledged before it was even called.
+        assert_violation(
+            &[
+                w(0, Some(10), "a", Some(1)),
+                w(20, Some(30), "b", Some(2)),
+                refused(40, 50, 1),
+            ],
+            "k",
+        );
+        // "Absent" after a completed write.
+        assert_violation(&[w(0, Some(10), "a", Some(1)), refused(20, 30, 0)], "k");
+    }
+
+    #[test]
+    fn indeterminate_conditional_writes_are_pinned_to_their_version() {
+        // A timed-out If-Match "1" (so it could only make v2), committed as v2: fine, and its
+        // return is bounded by the refusal that saw v2.
+        let ops = vec![
+            w(0, Some(10), "a", Some(1)),
+            w(20, None, "b", Some(2)),
+            refused(30, 40, 2),
+        ];
+        let (patched, problems) = patch(&ops, &log(&["a", "b"]));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(patched[1].ret, Some(40));
+        assert_eq!(check(&patched, BUDGET), Outcome::Linearizable);
+        // Not committed: it never took effect, and the refusal must then have seen v1.
+        let (patched, problems) = patch(&ops[..2], &log(&["a"]));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(patched.len(), 1);
+        // Committed at another version than its precondition allowed: a violation on its own.
+        let ops = vec![
+            w(0, Some(10), "a", Some(1)),
+            w(20, Some(30), "c", Some(2)),
+            w(5, None, "b", Some(2)),
+        ];
+        let (_, problems) = patch(&ops, &log(&["a", "c", "b"]));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("could only make version 2")),
+            "{problems:?}"
+        );
     }
 }

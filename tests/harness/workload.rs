@@ -103,6 +103,9 @@ pub struct WorkloadOpts {
     pub roaming: usize,
     pub keys: usize,
     pub write_percent: u64,
+    /// Of the writes, the share (percent) sent with `If-Match` / `If-None-Match` on the
+    /// version the worker last saw.
+    pub conditional_percent: u64,
     /// Client-side deadline of one op, connection and body included.
     pub op_timeout: Duration,
     /// Pause between a worker's ops, uniform in this range (bounds the total rate).
@@ -119,6 +122,7 @@ impl Default for WorkloadOpts {
             roaming: 2,
             keys: 12,
             write_percent: 50,
+            conditional_percent: 30,
             op_timeout: Duration::from_millis(1500),
             // 8 workers at ~30 ms per op (think time plus latency): ~200 ops/s in all.
             think_ms: (15, 40),
@@ -158,6 +162,7 @@ impl Record {
         let (kind, value, version) = match &self.op.kind {
             OpKind::Write { value, version } => ("write", Some(value.clone()), *version),
             OpKind::Read { value, version } => ("read", value.clone(), *version),
+            OpKind::VersionRead { version } => ("precondition-failed", None, Some(*version)),
         };
         json!({
             "client": self.op.client, "worker": self.worker, "node": self.node,
@@ -254,6 +259,73 @@ impl Recorder {
                 value: value.to_string(),
                 version,
             },
+        };
+        let rec = Record {
+            op,
+            worker: by.worker,
+            node: by.node,
+            outcome,
+            unexpected,
+        };
+        self.push(rec.clone());
+        rec
+    }
+
+    /// PUT `{"data": {"v": value}}` only if the key's latest version is `expected`
+    /// (`If-Match: "expected"`; 0: `If-None-Match: *`), and record it: a win is a write of
+    /// version `expected + 1`; a 412 is a read of the version its `ETag` names (none: absent);
+    /// an unanswered one is an indeterminate write that, if it took effect, made
+    /// `expected + 1`.
+    pub async fn put_if<T: Nodes>(
+        &self,
+        t: &T,
+        by: Sender,
+        key: &str,
+        value: &str,
+        expected: u64,
+    ) -> Record {
+        let api = t.client(by.node).with_timeout(self.op_timeout);
+        let data = json!({ "v": value });
+        let if_match = (expected > 0).then_some(expected);
+        let (call, answer, ret) = self.timed(api.put_if(key, &data, if_match)).await;
+        let write = |version| OpKind::Write {
+            value: value.to_string(),
+            version,
+        };
+        let mut unexpected = false;
+        let (ret, kind, outcome) = match answer {
+            Ok(r) if r.status == 200 => {
+                let version = r.body["metadata"]["version"].as_u64();
+                unexpected = version != Some(expected + 1) || r.body["data"]["v"] != value;
+                (Some(ret), write(version), "200".to_string())
+            }
+            Ok(r) if r.status == 412 => {
+                let current = r
+                    .header("etag")
+                    .and_then(|e| e.trim_matches('"').parse::<u64>().ok())
+                    .unwrap_or(0);
+                // Refused although the precondition held: the contract is broken.
+                unexpected = current == expected;
+                (
+                    Some(ret),
+                    OpKind::VersionRead { version: current },
+                    "412".to_string(),
+                )
+            }
+            Ok(r) if r.status >= 500 => (None, write(Some(expected + 1)), r.status.to_string()),
+            Ok(r) => {
+                unexpected = true;
+                let outcome = format!("{} {}", r.status, r.body);
+                (None, write(Some(expected + 1)), outcome)
+            }
+            Err(e) => (None, write(Some(expected + 1)), e),
+        };
+        let op = Op {
+            client: by.client,
+            key: key.to_string(),
+            call,
+            ret,
+            kind,
         };
         let rec = Record {
             op,
@@ -399,6 +471,8 @@ impl<T: Nodes> Worker<T> {
             .await;
         let began = Instant::now();
         let mut client = self.index;
+        // The latest version of each key this worker has seen (for conditional writes).
+        let mut seen: HashMap<String, u64> = HashMap::new();
         for seq in 0..self.opts.max_ops_per_worker {
             if self.stop.load(Relaxed) || began.elapsed() > self.opts.max_run {
                 break;
@@ -413,10 +487,26 @@ impl<T: Nodes> Worker<T> {
             let rec = if self.rng.below(100) < self.opts.write_percent {
                 // Unique across the run: client ids are never reused, seq never repeats.
                 let value = format!("c{client}-{seq}");
-                self.recorder.put(&*self.t, by, key, &value).await
+                if self.rng.below(100) < self.opts.conditional_percent {
+                    let expected = seen.get(key).copied().unwrap_or(0);
+                    self.recorder
+                        .put_if(&*self.t, by, key, &value, expected)
+                        .await
+                } else {
+                    self.recorder.put(&*self.t, by, key, &value).await
+                }
             } else {
                 self.recorder.get(&*self.t, by, key).await
             };
+            if rec.acked() {
+                let version = match &rec.op.kind {
+                    OpKind::Write { version, .. } | OpKind::Read { version, .. } => {
+                        version.unwrap_or(0)
+                    }
+                    OpKind::VersionRead { version } => *version,
+                };
+                seen.insert(key.clone(), version);
+            }
             if rec.is_write() && !rec.acked() {
                 client = self.recorder.new_client();
             }
