@@ -226,11 +226,14 @@ fn decrypt(
 /// state first (no mount there: nothing to wait for, the state machine refuses a KV write
 /// that lands under a newer mount), then, if it names one, again after the read barrier, so
 /// an encryption uses a key version at least as new as every acknowledged rotation.
+/// `barrier`: run the read barrier even when this node's state names no mount (after the
+/// state machine said a mount covers the path).
 async fn current_mount(
     state: &AppState,
     path: &SecretPath,
+    barrier: bool,
 ) -> Result<Option<(String, MountRecord)>, ApiError> {
-    if state.node.reader().mount_covering(path.as_str())?.is_none() {
+    if !barrier && state.node.reader().mount_covering(path.as_str())?.is_none() {
         return Ok(None);
     }
     state.node.linearize().await?;
@@ -416,7 +419,7 @@ pub async fn put(
     let pre = precondition(&headers)?;
     // Room for the envelope around `data`; `data` itself is measured after parsing.
     let bytes = read_body(body, state.max_value_bytes + 16 * 1024).await?;
-    if let Some((mount, rec)) = current_mount(&state, &path).await? {
+    if let Some((mount, rec)) = current_mount(&state, &path, false).await? {
         return encrypt_put(&state, &mount, &rec, &path, pre, &bytes);
     }
     let PutBody { data, cas } = parse_put_body(&bytes, state.max_value_bytes)?;
@@ -467,7 +470,7 @@ pub async fn put(
         )),
         // A mount was created after this node looked: the write was not stored. The mount
         // has now been applied here (the write's answer came after it), so encrypt instead.
-        CommandResult::UnderMount { mount } => match current_mount(&state, &path).await? {
+        CommandResult::UnderMount { mount } => match current_mount(&state, &path, true).await? {
             Some((mount, rec)) => encrypt_put(&state, &mount, &rec, &path, pre, &bytes),
             None => Err(ApiError::Conflict {
                 kind: "mountChanged",

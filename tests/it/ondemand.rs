@@ -772,7 +772,8 @@ async fn ondemand_engine_through_leader_and_follower() {
     let after = c.converged(Duration::from_secs(20)).await;
     assert_eq!(before, after, "nothing was applied by rejected requests");
 
-    // The whole cluster restarts: ciphertexts still decrypt on every node.
+    // The whole cluster restarts: ciphertexts (one made on node 1) still decrypt everywhere.
+    let on_node_1 = ciphertext(&c.client(1).encrypt("pay/card", &data).await.unwrap());
     for id in [1, 2, 3] {
         c.kill(id);
     }
@@ -781,7 +782,7 @@ async fn ondemand_engine_through_leader_and_follower() {
     }
     c.leader(Duration::from_secs(30)).await;
     for id in [1, 2, 3] {
-        for ct in [&ct1, &v3, &rewrapped] {
+        for ct in [&on_node_1, &v3, &rewrapped] {
             let r = c.client(id).decrypt("pay/card", ct).await.unwrap();
             assert_eq!(r.status, 200, "node {id} after restart: {:?}", r.body);
             assert_eq!(r.body["data"], data);
