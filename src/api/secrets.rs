@@ -693,4 +693,39 @@ mod tests {
         let ok_depth = format!("{{\"data\":{}1{}}}", "{\"a\":".repeat(32), "}".repeat(32));
         assert_eq!(status(parse_put_body(ok_depth.as_bytes(), 100_000)).0, 200);
     }
+
+    #[test]
+    fn precondition_headers() {
+        let parse = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            precondition(&h)
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        assert_eq!(
+            parse(&[("if-match", "\"3\"")]).unwrap(),
+            Some(Precondition::Version(3))
+        );
+        assert_eq!(
+            parse(&[("if-match", "*")]).unwrap(),
+            Some(Precondition::Exists)
+        );
+        assert_eq!(
+            parse(&[("if-none-match", "*")]).unwrap(),
+            Some(Precondition::Absent)
+        );
+        for bad in [
+            &[("if-match", "3")][..],
+            &[("if-match", "\"0\"")],
+            &[("if-match", "W/\"3\"")],
+            &[("if-match", "\"1\", \"2\"")],
+            &[("if-none-match", "\"3\"")],
+            &[("if-match", "*"), ("if-none-match", "*")],
+            &[("if-match", "\"1\""), ("if-match", "\"2\"")],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().status(), 400, "{bad:?}");
+        }
+    }
 }
