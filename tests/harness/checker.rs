@@ -804,6 +804,7 @@ mod tests {
                     *value = log.last().cloned();
                     *version = value.as_ref().map(|_| log.len() as u64);
                 }
+                OpKind::VersionRead { version } => *version = log.len() as u64,
             }
             ops.push(op);
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use raftsafe::client::{Client, Method, Response};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::cluster::{Cluster, Opts};
 use crate::harness::nodes::Nodes;
