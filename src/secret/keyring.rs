@@ -29,8 +29,11 @@ pub struct Keyring {
     unwrapped: RwLock<Unwrapped>,
     /// Unwrapped mount keys by (mount, version), with the wrapped bytes they came from (a
     /// mount deleted and created again gets new keys under the same names).
-    mounts: RwLock<BTreeMap<(String, u32), (Vec<u8>, Arc<SealingKey>)>>,
+    mounts: RwLock<UnwrappedMountKeys>,
 }
+
+/// Unwrapped mount keys by (mount, version), each with the wrapped bytes it came from.
+type UnwrappedMountKeys = BTreeMap<(String, u32), (Vec<u8>, Arc<SealingKey>)>;
 
 /// Most unwrapped mount keys kept (the cache is cleared when it would grow past this).
 const MOUNT_KEYS_CACHED: usize = 4096;

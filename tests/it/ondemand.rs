@@ -469,7 +469,9 @@ async fn ondemand_engine_through_leader_and_follower() {
 
     // Bad input on every new call: 4xx with an error body, and nothing applied.
     let before = c.converged(Duration::from_secs(20)).await;
-    let cases: Vec<(Method, String, Option<String>, u16, &str, &str)> = vec![
+    /// (method, path, body, status, type, detail fragment)
+    type Case<'a> = (Method, String, Option<String>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/api/v1/mounts".into(),
