@@ -446,7 +446,17 @@ impl Workload {
                 abort.abort();
             }
         }
-        self.recorder.history()
+        let history = self.recorder.history();
+        let refused = history
+            .iter()
+            .filter(|r| matches!(r.op.kind, OpKind::VersionRead { .. }))
+            .count();
+        let writes = history.iter().filter(|r| r.is_write()).count();
+        eprintln!(
+            "workload: {} ops, {writes} writes, {refused} conditional writes refused (412)",
+            history.len()
+        );
+        history
     }
 }
 
