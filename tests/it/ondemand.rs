@@ -783,6 +783,8 @@ async fn ondemand_engine_through_leader_and_follower() {
         c.restart(id);
     }
     c.leader(Duration::from_secs(30)).await;
+    // Every node up and caught up (a node still starting would refuse the connection).
+    c.converged(Duration::from_secs(30)).await;
     for id in [1, 2, 3] {
         for ct in [&on_node_1, &v3, &rewrapped] {
             let r = c.client(id).decrypt("pay/card", ct).await.unwrap();
