@@ -10,6 +10,7 @@
 //!   files refused;
 //! - [`metrics`]: `/metrics` read by the reference Prometheus parser as traffic, refusals and
 //!   an election happen;
+//! - [`vault`]: the Vault KV v2 dialect, driven by hvac (the real client) and raw HTTP;
 //! - [`chaos`]: the chaos suite in process mode (workload, nemeses, linearizability);
 //! - [`harness`]: the shared harness (also used by the Docker chaos tests,
 //!   `tests/chaos_docker.rs`), with its own unit tests (checker, proxy).
@@ -26,3 +27,4 @@ mod cluster;
 mod metrics;
 mod security;
 mod storage;
+mod vault;
