@@ -1,5 +1,5 @@
 //! The audit middleware: every request to a route that authenticates (all but
-//! `/health/*`) leaves one line in the node's audit log ([`crate::audit`]), whether it
+//! `/health/*` and Vault's `sys/health`) leaves one line in the node's audit log ([`crate::audit`]), whether it
 //! passed authentication or not.
 //!
 //! Invariants:
@@ -38,7 +38,7 @@ pub async fn audit(
     else {
         return next.run(request).await;
     };
-    if route.starts_with("/api/v1/health/") {
+    if route.starts_with("/api/v1/health/") || request.uri().path() == "/v1/sys/health" {
         return next.run(request).await;
     }
     if let Err(why) = log.ready() {
@@ -55,12 +55,20 @@ pub async fn audit(
             id
         }
     };
-    let accessor = request
+    // The Vault dialect's X-Vault-Token first, as its dispatcher reads it.
+    let vault_token = request
         .headers()
-        .get(axum::http::header::AUTHORIZATION)
+        .get("x-vault-token")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .map(|(_, t)| token::accessor(t.trim()));
+        .map(|t| token::accessor(t.trim()));
+    let accessor = vault_token.or_else(|| {
+        request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .map(|(_, t)| token::accessor(t.trim()))
+    });
     let method = request.method().as_str().to_string();
     // The path only: the query can carry a ciphertext. Bounded: it is client input.
     let path: String = request.uri().path().chars().take(1024).collect();

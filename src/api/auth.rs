@@ -82,7 +82,7 @@ impl Principal {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or_else(|| {
@@ -184,6 +184,27 @@ pub async fn authenticate_local(
     authenticate(state, request, next, Freshness::Local).await
 }
 
+/// The caller presenting `presented`, for a route that authenticates outside the middleware
+/// (the Vault API): after the read barrier when `current`, else with the write rule (this
+/// node's table, and the barrier only for a token it does not know yet).
+pub async fn principal(
+    state: &AppState,
+    presented: &str,
+    current: bool,
+) -> Result<Principal, ApiError> {
+    let barrier = || async { state.node.linearize().await.map_err(ApiError::from) };
+    if current {
+        barrier().await?;
+    }
+    match identify(state, presented) {
+        Err(Refusal::Unknown) if !current => {
+            barrier().await?;
+            Ok(identify(state, presented)?)
+        }
+        other => Ok(other?),
+    }
+}
+
 async fn authenticate(
     state: Arc<AppState>,
     mut request: Request,
@@ -194,31 +215,16 @@ async fn authenticate(
         Ok(t) => t.to_string(),
         Err(e) => return e.into_response(),
     };
-    let barrier = || async {
-        state
-            .node
-            .linearize()
-            .await
-            .map_err(|e| ApiError::from(e).into_response())
-    };
-    if freshness == Freshness::Current {
-        if let Err(resp) = barrier().await {
-            return resp;
-        }
-    }
-    let identified = match identify(&state, &presented) {
-        // A token created moments ago may not have reached this node yet.
-        Err(Refusal::Unknown) if freshness == Freshness::Write => match barrier().await {
-            Ok(()) => identify(&state, &presented),
-            Err(resp) => return resp,
-        },
-        other => other,
+    let identified = match freshness {
+        Freshness::Current => principal(&state, &presented, true).await,
+        Freshness::Write => principal(&state, &presented, false).await,
+        Freshness::Local => identify(&state, &presented).map_err(ApiError::from),
     };
     match identified {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }

@@ -12,6 +12,8 @@
 //!   secrets, tokens and keys are checked against this node's table and again by the state
 //!   machine where they apply; *local* — `GET /cluster` and `GET /cluster/self` are answered
 //!   from this node's own state so an isolated node can still be inspected.
+//! - `/v1/` is the Vault KV v2 dialect of the same store ([`vault`]), with the same tokens,
+//!   freshness rules, audit and metrics.
 //! - Health needs no token. `/metrics` (at the root, as Prometheus expects) needs a
 //!   `metrics` or `admin` token and is answered from local state.
 
@@ -29,13 +31,14 @@ pub mod secrets;
 pub mod state;
 pub mod telemetry;
 pub mod tokens;
+pub mod vault;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 
 use error::ApiError;
@@ -148,9 +151,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     let scrape = Router::new()
         .route("/metrics", get(telemetry::scrape))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate_local));
+    // Vault's KV v2 dialect: one dispatcher, which authenticates itself (see [`vault`]).
+    let vault = Router::new().route("/v1/{*rest}", any(vault::dispatch));
     Router::new()
         .nest("/api/v1", api)
         .merge(scrape)
+        .merge(vault)
         .fallback(not_found)
         // Every request that authenticates leaves an audit line (inside the counter, so a
         // request refused for the audit log is counted too).

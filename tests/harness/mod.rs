@@ -7,6 +7,7 @@
 //! - [`docker`]: the Docker compose cluster (subprocess runner, compose, iptables partitions);
 //! - [`nodes`]: the trait both implement, with the shared waits;
 //! - [`proxy`]: a fault-injecting TCP proxy for Raft links;
+//! - [`python`]: the Python tools some tests drive (Prometheus parser, hvac);
 //! - [`checker`]: a linearizability checker for recorded histories;
 //! - [`workload`], [`nemesis`], [`scenario`]: the chaos suite's client workload, faults and
 //!   scenario runner, the same code in process and Docker mode.
@@ -20,5 +21,6 @@ pub mod docker;
 pub mod nemesis;
 pub mod nodes;
 pub mod proxy;
+pub mod python;
 pub mod scenario;
 pub mod workload;

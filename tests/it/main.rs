@@ -13,6 +13,7 @@
 //! - [`ondemand`]: the ondemand engine (mounts, encrypt/decrypt/rewrap, rotation, config,
 //!   trim) and the rest of the lifecycle (ETags and preconditions, undelete, destroy, the
 //!   metadata view, the version cap), through followers and the leader on a TLS cluster;
+//! - [`vault`]: the Vault KV v2 dialect, driven by hvac (the real client) and raw HTTP;
 //! - [`chaos`]: the chaos suite in process mode (workload, nemeses, linearizability);
 //! - [`harness`]: the shared harness (also used by the Docker chaos tests,
 //!   `tests/chaos_docker.rs`), with its own unit tests (checker, proxy).
@@ -30,3 +31,4 @@ mod metrics;
 mod ondemand;
 mod security;
 mod storage;
+mod vault;

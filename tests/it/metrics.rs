@@ -12,7 +12,6 @@
 //! at the repository root, else `python3`; it must have `prometheus_client`
 //! (`tests/python/requirements.txt`). Without it the test fails and says how to install it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use raftsafe::client::{Client, Method};
@@ -20,41 +19,15 @@ use serde_json::{json, Value};
 
 use crate::harness::cluster::{Cluster, Opts};
 use crate::harness::nodes::Nodes;
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("RAFTSAFE_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("python3")
-}
+use crate::harness::python;
 
 /// Every sample of the exposition, as the reference parser reads it.
 fn parse(text: &str) -> Vec<Value> {
-    use std::io::Write;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/parse_metrics.py");
-    let mut child = std::process::Command::new(python())
-        .arg(&script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = python::run("parse_metrics.py", &[], text.as_bytes());
     assert!(
         out.status.success(),
-        "the Prometheus parser refused the exposition (or is not installed: python3 -m venv \
-         .venv && .venv/bin/pip install -r tests/python/requirements.txt):\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "the Prometheus parser refused the exposition:\n{}",
+        python::failure(&out)
     );
     serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
 }

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# raftsafe against etcd 3.4, side by side, on this machine, with the same load generator.
+#
+#   benches/compare.sh                      # the default matrix, 3 repeats, both systems
+#   REPEATS=5 DURATION=20 benches/compare.sh
+#   SYSTEMS=raftsafe CASES="put-leader-64" benches/compare.sh
+#   KEYS=100000 CASES=rss benches/compare.sh  # memory only: preload KEYS keys, read RSS
+#
+# What it does, per repeat and per system (the systems alternate inside each repeat, so a
+# slow minute on a shared machine hits both):
+#   1. starts a fresh three-node cluster on 127.0.0.1 (raftsafe: nodes on 127.0.0.1:97x0,
+#      no TLS, no audit log; etcd: members on 127.0.0.1:2379x, each with its own data dir),
+#      both with fsync on, data directories on the same disk ($WORK);
+#   2. preloads KEYS keys with 256-byte values (benches/preload.py, one pass);
+#   3. runs each case for DURATION seconds with wrk and benches/wrk/kv.lua, which prints
+#      req/s and the p50/p90/p99/p99.9 latency;
+#   4. reads the RSS (VmRSS) and disk use per node (the mean of the three);
+#   5. stops the cluster (only the PIDs it started) and deletes its data.
+# Results: one TSV line per (repeat, system, case) in $OUT/results.tsv, and a summary with
+# min-max over the repeats and the raftsafe/etcd ratio in $OUT/summary.md.
+#
+# Cases: put-leader-1, put-leader-64, put-follower-64, get-leader-64, get-follower-64,
+# get-spread-64 (three wrk processes, one per node, 22 connections each, summed), rss.
+# "follower" means the load goes to a node that is not the leader: raftsafe forwards the write
+# to the leader / runs the read index; etcd's gateway does the same internally.
+# Before the systems run it measures the floor both share: a 256-byte write + fdatasync on the
+# scratch disk, and a loopback TCP round trip (benches/floor.py).
+#
+# Environment: RAFTSAFE_BIN (default $CARGO_TARGET_DIR/release/raftsafe), KEYS (10000),
+# VALUE (256), DURATION (15), REPEATS (3), SYSTEMS ("raftsafe etcd"), CASES, WORK (a scratch
+# dir, default a new temp dir), OUT (default benches/results/<date>).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+
+bin="${RAFTSAFE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/raftsafe}"
+KEYS="${KEYS:-10000}"
+VALUE="${VALUE:-256}"
+DURATION="${DURATION:-15}"
+REPEATS="${REPEATS:-3}"
+SYSTEMS="${SYSTEMS:-raftsafe etcd}"
+CASES="${CASES:-put-leader-1 put-leader-64 put-follower-64 get-leader-64 get-follower-64 get-spread-64 rss}"
+WORK="${WORK:-$(mktemp -d /tmp/raftsafe-compare.XXXXXX)}"
+OUT="${OUT:-$root/benches/results/$(date -u +%Y-%m-%d)}"
+lua="$here/wrk/kv.lua"
+
+for tool in wrk etcd etcdctl curl python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk etcd-server etcd-client curl)" >&2; exit 2; }
+done
+[ -x "$bin" ] || { echo "no raftsafe binary at $bin (cargo build --release, or set RAFTSAFE_BIN)" >&2; exit 2; }
+mkdir -p "$OUT" "$WORK"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]:-}"; do
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  done
+  pids=()
+}
+trap 'cleanup; rm -rf "$WORK"' EXIT
+
+# --- the two systems ------------------------------------------------------------------------
+
+# Sets: api (one URL per node, space-separated), leader_url, follower_url, token.
+start_raftsafe() {
+  local dir="$WORK/raftsafe" peers="1=127.0.0.1:9711/127.0.0.1:9710,2=127.0.0.1:9721/127.0.0.1:9720,3=127.0.0.1:9731/127.0.0.1:9730"
+  rm -rf "$dir" && mkdir -p "$dir"
+  "$bin" gen-key >"$dir/master.key"
+  "$bin" gen-token >"$dir/root.token"
+  chmod 600 "$dir/master.key" "$dir/root.token"
+  token="$(cat "$dir/root.token")"
+  api=""
+  for id in 1 2 3; do
+    RAFTSAFE_MASTER_KEY_FILE="$dir/master.key" RAFTSAFE_ROOT_TOKEN_FILE="$dir/root.token" \
+      "$bin" serve --node-id "$id" --api-addr "127.0.0.1:97${id}0" --raft-addr "127.0.0.1:97${id}1" \
+      --data-dir "$dir/node-$id" --peers "$peers" \
+      --bootstrap "$([ "$id" = 1 ] && echo true || echo false)" >"$dir/node-$id.log" 2>&1 &
+    pids+=("$!"); disown "$!"
+    api="$api http://127.0.0.1:97${id}0"
+  done
+  local leader=""
+  for _ in $(seq 1 150); do
+    leader="$(curl -fsS -H "Authorization: Bearer $token" http://127.0.0.1:9710/api/v1/cluster 2>/dev/null |
+      python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")' 2>/dev/null || true)"
+    [ -n "$leader" ] && [ "$leader" != "None" ] && break
+    sleep 0.2
+  done
+  [ -n "$leader" ] || { echo "raftsafe cluster did not elect a leader; logs in $dir" >&2; exit 1; }
+  leader_url="http://127.0.0.1:97${leader}0"
+  local f=$(( leader % 3 + 1 ))
+  follower_url="http://127.0.0.1:97${f}0"
+}
+
+start_etcd() {
+  local dir="$WORK/etcd" cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+  rm -rf "$dir" && mkdir -p "$dir"
+  token=""
+  api=""
+  for id in 1 2 3; do
+    etcd --name "e$id" --data-dir "$dir/e$id" \
+      --listen-client-urls "http://127.0.0.1:2379$id" --advertise-client-urls "http://127.0.0.1:2379$id" \
+      --listen-peer-urls "http://127.0.0.1:2380$id" --initial-advertise-peer-urls "http://127.0.0.1:2380$id" \
+      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench \
+      >"$dir/e$id.log" 2>&1 &
+    pids+=("$!"); disown "$!"
+    api="$api http://127.0.0.1:2379$id"
+  done
+  local endpoints="127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793" leader=""
+  for _ in $(seq 1 150); do
+    leader="$(ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint status -w json 2>/dev/null | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+for r in rows:
+    if r["Status"]["header"]["member_id"] == r["Status"]["leader"]:
+        print(r["Endpoint"]); break' 2>/dev/null || true)"
+    [ -n "$leader" ] && break
+    sleep 0.2
+  done
+  [ -n "$leader" ] || { echo "etcd cluster did not elect a leader; logs in $dir" >&2; exit 1; }
+  leader_url="http://$leader"
+  for u in $api; do
+    [ "$u" != "$leader_url" ] && { follower_url="$u"; break; }
+  done
+}
+
+# Three wrk processes at once, one per node; prints one RESULT line with the summed rate and
+# the worst of the three percentiles.
+run_spread() { # system op connections-per-node duration
+  local files=() i=0
+  for u in $api; do
+    files+=("$WORK/spread-$i")
+    run_wrk "$1" "$2" "$u" "$3" "$4" >"$WORK/spread-$i" &
+    i=$((i + 1))
+  done
+  wait
+  python3 - "${files[@]}" <<'PY'
+import sys
+rows = []
+for f in sys.argv[1:]:
+    line = open(f).read().split()
+    rows.append({k: float(v) for k, v in (kv.split("=") for kv in line[1:])})
+out = {"rps": sum(r["rps"] for r in rows), "requests": sum(r["requests"] for r in rows),
+       "errors": sum(r["errors"] for r in rows)}
+for p in ("p50_ms", "p90_ms", "p99_ms", "p999_ms"):
+    out[p] = max(r[p] for r in rows)
+print("RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f requests=%d errors=%d" % (
+    out["rps"], out["p50_ms"], out["p90_ms"], out["p99_ms"], out["p999_ms"], out["requests"], out["errors"]))
+PY
+}
+
+rss_mb() {
+  local total=0
+  for pid in "${pids[@]}"; do
+    local kb
+    kb="$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
+    total=$(( total + ${kb:-0} ))
+  done
+  # Per node: the mean of the three.
+  echo $(( total / 1024 / ${#pids[@]} ))
+}
+
+run_wrk() { # system op url connections duration
+  local threads=2
+  [ "$4" -lt 2 ] && threads=1
+  BENCH_SYSTEM="$1" BENCH_OP="$2" BENCH_KEYS="$KEYS" BENCH_VALUE="$VALUE" BENCH_TOKEN="$token" \
+    wrk -t"$threads" -c"$4" -d"${5}s" --timeout 10s -s "$lua" "$3" | grep '^RESULT'
+}
+
+# --- the run --------------------------------------------------------------------------------
+
+tsv="$OUT/results.tsv"
+[ -f "$tsv" ] || printf 'repeat\tsystem\tcase\trps\tp50_ms\tp90_ms\tp99_ms\tp999_ms\terrors\trss_mb\tdisk_mb\tload1\n' >"$tsv"
+commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "raftsafe $commit vs $(etcd --version | head -1); keys=$KEYS value=${VALUE}B duration=${DURATION}s repeats=$REPEATS -> $OUT"
+python3 "$here/floor.py" "$WORK" | tee "$OUT/floor.txt"
+
+for r in $(seq 1 "$REPEATS"); do
+  for system in $SYSTEMS; do
+    "start_$system"
+    # Preload: a single pass over every key so GETs find them and RSS reflects KEYS keys.
+    python3 "$here/preload.py" "$system" "$leader_url" "$KEYS" "$VALUE" "$token"
+    for case in $CASES; do
+      load1="$(cut -d' ' -f1 /proc/loadavg)"
+      case "$case" in
+        put-leader-1) line="$(run_wrk "$system" put "$leader_url" 1 "$DURATION")" ;;
+        put-leader-64) line="$(run_wrk "$system" put "$leader_url" 64 "$DURATION")" ;;
+        put-follower-64) line="$(run_wrk "$system" put "$follower_url" 64 "$DURATION")" ;;
+        get-leader-64) line="$(run_wrk "$system" get "$leader_url" 64 "$DURATION")" ;;
+        get-follower-64) line="$(run_wrk "$system" get "$follower_url" 64 "$DURATION")" ;;
+        get-spread-64) line="$(run_spread "$system" get 22 "$DURATION")" ;;
+        rss) line="RESULT rps=0 p50_ms=0 p90_ms=0 p99_ms=0 p999_ms=0 requests=0 errors=0" ;;
+        *) echo "unknown case $case" >&2; exit 2 ;;
+      esac
+      eval "$(echo "$line" | sed 's/^RESULT //; s/ /;/g')"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$system" "$case" "$rps" "$p50_ms" \
+        "$p90_ms" "$p99_ms" "$p999_ms" "$errors" "$(rss_mb)" "$(( $(du -sm "$WORK/$system" | cut -f1) / 3 ))" "$load1" | tee -a "$tsv"
+    done
+    cleanup
+    sleep 1
+  done
+done
+
+python3 "$here/summarize.py" "$tsv" >"$OUT/summary.md"
+cat "$OUT/summary.md"

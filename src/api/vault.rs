@@ -1,0 +1,674 @@
+//! The Vault KV v2 compatible API under `/v1/`: the same store, spoken in Vault's dialect so
+//! that existing clients (hvac, the vault CLI's `kv` commands, external-secrets) work
+//! unchanged.
+//!
+//! The mapping: raftsafe has one KV namespace; Vault addresses a KV v2 engine by its mount.
+//! `/v1/secret/data/app/db` is the secret `app/db` of `/api/v1/secrets/app/db` — same
+//! versions, same tokens and scopes, same audit and metrics. The only mount is `secret`
+//! (what `vault server -dev` creates, and every client's default); any other mount is
+//! Vault's 404 "no handler for route". `sys/mounts` reports that one `kv` version 2 mount.
+//!
+//! Invariants:
+//! - One dispatcher ([`dispatch`]) for every `/v1/` route, because Vault's `LIST` is an
+//!   HTTP method no router knows; `GET ?list=true` is the same call.
+//! - Authentication is the main API's, with the same freshness rules: the token comes from
+//!   `X-Vault-Token` (or `Authorization: Bearer`); reads run the read barrier before the
+//!   token check; writes are checked against this node's table and again in apply.
+//! - Responses carry Vault's envelope (`request_id`, `lease_id`, `renewable`,
+//!   `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`, `mount_type`); errors are
+//!   Vault's `{"errors": [...]}` with Vault's status codes (a check-and-set mismatch is 400,
+//!   as in Vault). Bad input writes nothing, exactly as on the main API.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::extract::{OriginalUri, RawQuery};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::auth::{self, Principal};
+use super::error::ApiError;
+use super::input::{parse_u64, query, read_body, request_id};
+use super::secrets::{parse_put_body, PutBody};
+use super::state::State;
+use crate::secret::token::Scope;
+use crate::secret::{Command, CommandResult, Metadata, Op, RequestId, SecretPath};
+use crate::time::rfc3339;
+
+/// The one KV v2 mount, as Vault clients name it by default.
+pub const MOUNT: &str = "secret";
+
+/// Most paths a `LIST` walks before it gives up (it reads the whole subtree).
+const MAX_LIST_WALK: usize = 100_000;
+
+/// An error in Vault's shape.
+struct VaultError {
+    status: StatusCode,
+    errors: Vec<String>,
+}
+
+impl VaultError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        VaultError {
+            status,
+            errors: vec![message.into()],
+        }
+    }
+
+    /// Vault answers a missing secret with 404 and an empty error list.
+    fn not_found() -> Self {
+        VaultError {
+            status: StatusCode::NOT_FOUND,
+            errors: Vec::new(),
+        }
+    }
+
+    fn no_route(path: &str) -> Self {
+        VaultError::new(
+            StatusCode::NOT_FOUND,
+            format!("no handler for route \"{path}\". route entry not found."),
+        )
+    }
+
+    fn unsupported(method: &Method, path: &str) -> Self {
+        VaultError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("unsupported operation: {method} on {path}"),
+        )
+    }
+}
+
+impl From<ApiError> for VaultError {
+    fn from(e: ApiError) -> Self {
+        let status = match &e {
+            // Vault reports a check-and-set mismatch as a bad request.
+            ApiError::Conflict { .. } => StatusCode::BAD_REQUEST,
+            // Vault says "permission denied" for bad and missing tokens alike.
+            ApiError::Unauthorized(_) => StatusCode::FORBIDDEN,
+            other => other.status(),
+        };
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), detail = %e, "vault request failed");
+        }
+        let message = match &e {
+            ApiError::Unauthorized(why) => format!("permission denied ({why})"),
+            ApiError::Forbidden(why) => format!("permission denied ({why})"),
+            other => other.to_string(),
+        };
+        VaultError::new(status, message)
+    }
+}
+
+impl From<crate::barrier::BarrierError> for VaultError {
+    fn from(e: crate::barrier::BarrierError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for VaultError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"errors": self.errors}))).into_response()
+    }
+}
+
+type Reply = Result<Response, VaultError>;
+
+/// Vault's response envelope around `data`.
+fn envelope(data: Value) -> Response {
+    Json(envelope_value(data)).into_response()
+}
+
+fn envelope_value(data: Value) -> Value {
+    json!({
+        "request_id": uuid(),
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": data,
+        "wrap_info": null,
+        "warnings": null,
+        "auth": null,
+        "mount_type": "kv",
+    })
+}
+
+/// A random id in UUID text form, as Vault's `request_id`.
+fn uuid() -> String {
+    let hex = RequestId::random().0;
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A version's metadata as Vault shows it in `data/` responses.
+fn version_metadata(m: &Metadata) -> Value {
+    json!({
+        "created_time": rfc3339(m.updated_at_ms),
+        "custom_metadata": null,
+        "deletion_time": m.deleted_at_ms.map(rfc3339).unwrap_or_default(),
+        "destroyed": false,
+        "version": m.version,
+    })
+}
+
+/// The token of a Vault request: `X-Vault-Token`, else `Authorization: Bearer`.
+fn presented(headers: &HeaderMap) -> Result<String, VaultError> {
+    if let Some(v) = headers.get("x-vault-token") {
+        let t = v
+            .to_str()
+            .map_err(|_| VaultError::new(StatusCode::BAD_REQUEST, "X-Vault-Token is not ASCII"))?;
+        return Ok(t.trim().to_string());
+    }
+    match auth::bearer(headers) {
+        Ok(t) => Ok(t.to_string()),
+        Err(_) => Err(VaultError::new(
+            StatusCode::FORBIDDEN,
+            "permission denied (missing client token: send X-Vault-Token)",
+        )),
+    }
+}
+
+/// Every `/v1/` request.
+pub async fn dispatch(
+    state: State,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let full = uri.path().strip_prefix("/v1/").unwrap_or("").to_string();
+    let call = Call {
+        state,
+        headers,
+        raw,
+    };
+    let reply = match route(&full) {
+        Some(Route::Health) => call.health(&method).await,
+        Some(Route::Mounts) => call.mounts(&method).await,
+        Some(Route::LookupSelf) => call.lookup_self(&method).await,
+        Some(Route::Config) => call.config(&method).await,
+        Some(Route::Data(rest)) => call.data(&method, rest, body).await,
+        Some(Route::Metadata(rest)) => call.metadata(&method, rest).await,
+        None => Err(VaultError::no_route(&full)),
+    };
+    reply.unwrap_or_else(|e| e.into_response())
+}
+
+enum Route<'a> {
+    Health,
+    Mounts,
+    LookupSelf,
+    Config,
+    Data(&'a str),
+    Metadata(&'a str),
+}
+
+fn route(full: &str) -> Option<Route<'_>> {
+    match full {
+        "sys/health" => return Some(Route::Health),
+        "sys/mounts" => return Some(Route::Mounts),
+        "auth/token/lookup-self" => return Some(Route::LookupSelf),
+        _ => {}
+    }
+    let rest = full.strip_prefix(MOUNT)?.strip_prefix('/')?;
+    if rest == "config" {
+        return Some(Route::Config);
+    }
+    if let Some(p) = rest.strip_prefix("data/") {
+        return Some(Route::Data(p));
+    }
+    if let Some(p) = rest.strip_prefix("metadata") {
+        return match p {
+            "" => Some(Route::Metadata("")),
+            _ => p.strip_prefix('/').map(Route::Metadata),
+        };
+    }
+    None
+}
+
+struct Call {
+    state: State,
+    headers: HeaderMap,
+    raw: Option<String>,
+}
+
+impl Call {
+    /// The caller, after the read barrier (`current`) or from this node's table (writes).
+    async fn principal(&self, current: bool) -> Result<Principal, VaultError> {
+        let token = presented(&self.headers)?;
+        Ok(auth::principal(&self.state, &token, current).await?)
+    }
+
+    fn query(
+        &self,
+        allowed: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, String>, VaultError> {
+        Ok(query(self.raw.clone(), allowed)?)
+    }
+
+    /// `sys/health`: no token, like Vault. Every raftsafe node serves linearizable reads and
+    /// forwards writes, so every ready node is "active" (`standby: false`, 200); a node that
+    /// cannot serve (no leader, bootstrapping) answers 503, which load balancers read as down.
+    async fn health(&self, method: &Method) -> Reply {
+        if method != Method::GET && method != Method::HEAD {
+            return Err(VaultError::unsupported(method, "sys/health"));
+        }
+        let ready = self.state.node.linearize().await.is_ok()
+            && matches!(self.state.barrier.current_key_id(), Ok(Some(_)))
+            && matches!(self.state.node.reader().bootstrapped(), Ok(true));
+        let body = json!({
+            "initialized": ready,
+            "sealed": false,
+            "standby": false,
+            "performance_standby": false,
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
+            "server_time_utc": crate::time::now_ms() / 1000,
+            "version": concat!("raftsafe-", env!("CARGO_PKG_VERSION")),
+            "cluster_name": "raftsafe",
+        });
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        Ok((status, Json(body)).into_response())
+    }
+
+    /// `sys/mounts`: the one KV v2 mount. Any valid token may read it.
+    async fn mounts(&self, method: &Method) -> Reply {
+        if method != Method::GET {
+            return Err(VaultError::unsupported(method, "sys/mounts"));
+        }
+        self.principal(false).await?;
+        let mount = json!({
+            "type": "kv",
+            "description": "raftsafe's key/value store (KV v2 compatible)",
+            "accessor": "kv_raftsafe",
+            "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
+            "options": {"version": "2"},
+            "local": false,
+            "seal_wrap": false,
+            "external_entropy_access": false,
+        });
+        let mut data = Map::new();
+        data.insert(format!("{MOUNT}/"), mount);
+        // Vault returns the mounts both at the top level and under `data`.
+        let mut body = envelope_value(Value::Object(data.clone()));
+        if let Value::Object(top) = &mut body {
+            top.extend(data);
+        }
+        Ok(Json(body).into_response())
+    }
+
+    /// `auth/token/lookup-self`: who the token is (what hvac's `is_authenticated` calls).
+    /// Never the token itself: its accessor, name, scopes (as policies) and expiry.
+    async fn lookup_self(&self, method: &Method) -> Reply {
+        if method != Method::GET {
+            return Err(VaultError::unsupported(method, "auth/token/lookup-self"));
+        }
+        let who = self.principal(true).await?;
+        let now = crate::time::now_ms();
+        let policies: Vec<&str> = who.policy.scopes.iter().map(|s| s.as_str()).collect();
+        let paths: Vec<&str> = who.policy.paths.iter().map(|p| p.as_str()).collect();
+        Ok(envelope(json!({
+            "accessor": who.accessor,
+            "display_name": who.name,
+            "policies": policies,
+            "meta": {"paths": paths.join(",")},
+            "expire_time": who.expires_at_ms.map(rfc3339),
+            "ttl": who.expires_at_ms.map_or(0, |t| t.saturating_sub(now) / 1000),
+            "renewable": false,
+            "type": "service",
+        })))
+    }
+
+    /// `secret/config`: the engine's settings (fixed in raftsafe).
+    async fn config(&self, method: &Method) -> Reply {
+        if method != Method::GET {
+            return Err(VaultError::unsupported(method, "secret/config"));
+        }
+        self.principal(true).await?;
+        Ok(envelope(json!({
+            "cas_required": false,
+            "delete_version_after": "0s",
+            "max_versions": 0,
+        })))
+    }
+
+    /// `secret/data/{path}`: read (GET, `?version=`), write (POST/PUT), merge-patch (PATCH),
+    /// soft-delete the latest version (DELETE).
+    async fn data(&self, method: &Method, rest: &str, body: Body) -> Reply {
+        let path = SecretPath::parse(rest).map_err(ApiError::from)?;
+        match *method {
+            Method::GET => {
+                let q = self.query(&["version"])?;
+                let version = q
+                    .get("version")
+                    .map(|v| parse_u64("version", v, 0))
+                    .transpose()?
+                    // Vault reads `version=0` as "the latest".
+                    .filter(|v| *v > 0);
+                let who = self.principal(true).await?;
+                who.require_path(Scope::ReadSecret, &path)?;
+                let (data, meta) = self
+                    .read(&path, version)?
+                    .ok_or_else(VaultError::not_found)?;
+                Ok(envelope(
+                    json!({"data": data, "metadata": version_metadata(&meta)}),
+                ))
+            }
+            Method::POST | Method::PUT => {
+                self.query(&[])?;
+                let who = self.principal(false).await?;
+                who.require_path(Scope::WriteSecret, &path)?;
+                let bytes = read_body(body, self.state.max_value_bytes + 16 * 1024).await?;
+                let PutBody { data, cas } = parse_put_body(&bytes, self.state.max_value_bytes)?;
+                let meta = self.write(&who, &path, &data, cas).await?;
+                Ok(envelope(version_metadata(&meta)))
+            }
+            Method::PATCH => {
+                self.query(&[])?;
+                let who = self.principal(true).await?;
+                who.require_path(Scope::ReadSecret, &path)?;
+                who.require_path(Scope::WriteSecret, &path)?;
+                let bytes = read_body(body, self.state.max_value_bytes + 16 * 1024).await?;
+                let PutBody { data: patch, cas } =
+                    parse_put_body(&bytes, self.state.max_value_bytes)?;
+                let (mut current, meta) = self.read(&path, None)?.ok_or_else(|| {
+                    VaultError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no value found at \"{path}\"; patch only works on existing data"),
+                    )
+                })?;
+                if let Some(expected) = cas {
+                    if expected != meta.version {
+                        return Err(cas_mismatch());
+                    }
+                }
+                merge_patch(&mut current, patch);
+                let size = serde_json::to_vec(&current).map(|v| v.len()).unwrap_or(0);
+                if size > self.state.max_value_bytes {
+                    return Err(ApiError::TooLarge(format!(
+                        "the patched data is {size} bytes, larger than the {}-byte limit",
+                        self.state.max_value_bytes
+                    ))
+                    .into());
+                }
+                // The write is conditional on the version the patch was applied to, so a
+                // concurrent writer makes this patch fail instead of being overwritten.
+                let meta = self
+                    .write(&who, &path, &current, Some(meta.version))
+                    .await?;
+                Ok(envelope(version_metadata(&meta)))
+            }
+            Method::DELETE => {
+                self.query(&[])?;
+                let who = self.principal(false).await?;
+                who.require_path(Scope::WriteSecret, &path)?;
+                let op = Op {
+                    id: request_id(&self.headers)?,
+                    caller: Some(who.caller()),
+                    command: Command::Delete { path: path.clone() },
+                };
+                match self.state.node.write(op).await.map_err(ApiError::from)? {
+                    // Vault answers 204 whether or not there was anything to delete.
+                    CommandResult::Deleted(_) | CommandResult::NotFound => {
+                        Ok(StatusCode::NO_CONTENT.into_response())
+                    }
+                    other => Err(ApiError::unexpected("a delete", other).into()),
+                }
+            }
+            ref m => Err(VaultError::unsupported(m, "secret/data")),
+        }
+    }
+
+    /// `secret/metadata/{path}`: `LIST` (or `GET ?list=true`) the keys one level below
+    /// `path`, folders ending in `/`; `GET` the path's metadata.
+    async fn metadata(&self, method: &Method, rest: &str) -> Reply {
+        let list = method.as_str() == "LIST"
+            || (method == Method::GET
+                && self.query(&["list"])?.get("list").map(String::as_str) == Some("true"));
+        if list {
+            if method.as_str() == "LIST" {
+                self.query(&[])?;
+            }
+            return self.list(rest).await;
+        }
+        match *method {
+            Method::GET => {
+                let path = SecretPath::parse(rest).map_err(ApiError::from)?;
+                let who = self.principal(true).await?;
+                who.require_path(Scope::ReadSecret, &path)?;
+                let (_, meta) = self
+                    .latest_metadata(&path)?
+                    .ok_or_else(VaultError::not_found)?;
+                let mut versions = Map::new();
+                versions.insert(
+                    meta.version.to_string(),
+                    json!({
+                        "created_time": rfc3339(meta.updated_at_ms),
+                        "deletion_time": meta.deleted_at_ms.map(rfc3339).unwrap_or_default(),
+                        "destroyed": false,
+                    }),
+                );
+                Ok(envelope(json!({
+                    "cas_required": false,
+                    "created_time": rfc3339(meta.created_at_ms),
+                    "current_version": meta.version,
+                    "custom_metadata": null,
+                    "delete_version_after": "0s",
+                    "max_versions": 0,
+                    "oldest_version": meta.version,
+                    "updated_time": rfc3339(meta.updated_at_ms),
+                    "versions": versions,
+                })))
+            }
+            ref m => Err(VaultError::unsupported(m, "secret/metadata")),
+        }
+    }
+
+    async fn list(&self, rest: &str) -> Reply {
+        let prefix = rest.trim_end_matches('/');
+        let decoded = percent_encoding::percent_decode_str(prefix)
+            .decode_utf8()
+            .map_err(|_| ApiError::bad_request("the path is not valid UTF-8"))?
+            .into_owned();
+        if !decoded.is_empty() {
+            SecretPath::parse_decoded(&decoded).map_err(ApiError::from)?;
+        }
+        let who = self.principal(true).await?;
+        who.require(Scope::ReadSecret)?;
+        let reader = self.state.node.reader().clone();
+        let p = decoded.clone();
+        let visible = move |path: &SecretPath| who.policy.allows(Scope::ReadSecret, path);
+        let (page, total) =
+            crate::store::blocking(move || reader.list(&p, 0, MAX_LIST_WALK, visible))
+                .await
+                .map_err(|e| ApiError::Internal(format!("listing '{decoded}': {e}")))?;
+        if total > MAX_LIST_WALK {
+            return Err(ApiError::bad_request(format!(
+                "more than {MAX_LIST_WALK} secrets under '{decoded}'; list a narrower prefix \
+                 (or page with GET /api/v1/secrets?prefix=)"
+            ))
+            .into());
+        }
+        let keys = children(&decoded, page.iter().map(|l| l.path.as_str()));
+        if keys.is_empty() {
+            return Err(VaultError::not_found());
+        }
+        Ok(envelope(json!({"keys": keys})))
+    }
+
+    /// The latest version of `path` (deleted or not), with its data unless deleted.
+    fn latest_metadata(&self, path: &SecretPath) -> Result<Option<(Value, Metadata)>, VaultError> {
+        let reader = self.state.node.reader();
+        let (page, _) = reader
+            .list(path.as_str(), 0, usize::MAX, |p| p == path)
+            .map_err(|e| ApiError::Internal(format!("reading '{path}': {e}")))?;
+        Ok(page
+            .into_iter()
+            .find(|l| l.path == path.as_str())
+            .map(|l| (Value::Null, l.metadata)))
+    }
+
+    /// A version's data and metadata, `None` if absent or deleted.
+    fn read(
+        &self,
+        path: &SecretPath,
+        version: Option<u64>,
+    ) -> Result<Option<(Value, Metadata)>, VaultError> {
+        let stored = self
+            .state
+            .node
+            .reader()
+            .get(path, version)
+            .map_err(|e| ApiError::Internal(format!("reading '{path}': {e}")))?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let plain = self.state.barrier.open_secret(path, &stored.sealed)?;
+        let data: Value = serde_json::from_slice(&plain).map_err(|e| {
+            ApiError::Internal(format!("stored value of '{path}' is not JSON: {e}"))
+        })?;
+        Ok(Some((data, stored.metadata)))
+    }
+
+    async fn write(
+        &self,
+        who: &Principal,
+        path: &SecretPath,
+        data: &Value,
+        cas: Option<u64>,
+    ) -> Result<Metadata, VaultError> {
+        let plain = serde_json::to_vec(data)
+            .map_err(|e| ApiError::Internal(format!("encoding data: {e}")))?;
+        let sealed = self.state.barrier.seal_secret(path, &plain)?;
+        let op = Op {
+            id: request_id(&self.headers)?,
+            caller: Some(who.caller()),
+            command: Command::Put {
+                path: path.clone(),
+                sealed,
+                cas,
+            },
+        };
+        match self.state.node.write(op).await.map_err(ApiError::from)? {
+            CommandResult::Written(meta) => Ok(meta),
+            CommandResult::CasMismatch { .. } => Err(cas_mismatch()),
+            // Under an ondemand mount a PUT encrypts (on /api/v1); KV v2 stores nothing there.
+            CommandResult::UnderMount { mount } => Err(VaultError::new(
+                StatusCode::BAD_REQUEST,
+                format!("'{path}' is under the ondemand mount '{mount}', which stores nothing; encrypt with PUT /api/v1/secrets/{path}"),
+            )),
+            other => Err(ApiError::unexpected("a put", other).into()),
+        }
+    }
+}
+
+fn cas_mismatch() -> VaultError {
+    VaultError::new(
+        StatusCode::BAD_REQUEST,
+        "check-and-set parameter did not match the current version",
+    )
+}
+
+/// RFC 7396 JSON merge patch of `patch` into `target`: `null` removes a key, objects merge
+/// recursively, anything else replaces.
+fn merge_patch(target: &mut Value, patch: Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let t = target.as_object_mut().expect("made an object above");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else {
+                    merge_patch(t.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other,
+    }
+}
+
+/// The names one level below `prefix` among `paths` (all under it), sorted; a name with
+/// more below it ends in `/`, as Vault lists folders.
+fn children<'a>(prefix: &str, paths: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for p in paths {
+        let rest = if prefix.is_empty() {
+            p
+        } else {
+            match p.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+                Some(r) => r,
+                None => continue,
+            }
+        };
+        match rest.split_once('/') {
+            Some((dir, _)) => out.insert(format!("{dir}/")),
+            None => out.insert(rest.to_string()),
+        };
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert!(matches!(route("sys/health"), Some(Route::Health)));
+        assert!(matches!(
+            route("auth/token/lookup-self"),
+            Some(Route::LookupSelf)
+        ));
+        assert!(matches!(route("secret/data/a/b"), Some(Route::Data("a/b"))));
+        assert!(matches!(
+            route("secret/metadata"),
+            Some(Route::Metadata(""))
+        ));
+        assert!(matches!(
+            route("secret/metadata/"),
+            Some(Route::Metadata(""))
+        ));
+        assert!(matches!(
+            route("secret/metadata/a"),
+            Some(Route::Metadata("a"))
+        ));
+        assert!(route("kv/data/a").is_none());
+        assert!(route("secretx/data/a").is_none());
+        assert!(route("secret/metadataa").is_none());
+    }
+
+    #[test]
+    fn lists_one_level() {
+        let paths = ["app/db", "app/web/key", "app/web/cert", "apple", "other/x"];
+        assert_eq!(
+            children("app", paths.iter().copied()),
+            vec!["db".to_string(), "web/".to_string()]
+        );
+        assert_eq!(
+            children("", paths.iter().copied()),
+            vec!["app/", "apple", "other/"]
+        );
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut t, json!({"a": "z", "c": {"f": null}, "n": 1}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}, "n": 1}));
+    }
+}

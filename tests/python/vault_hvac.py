@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Drives raftsafe's Vault KV v2 API with hvac, the real Python Vault client.
+
+    vault_hvac.py WRITE_URL READ_URL TOKEN CA_FILE
+
+Writes through WRITE_URL (a follower, say) and reads through READ_URL (another node), so
+the calls also cross the cluster. Every step asserts what Vault itself would answer; the
+first failure raises with the step's name. On success prints one JSON object: the step
+names, and the versions written, for the Rust side to cross-check against /api/v1.
+"""
+import json
+import sys
+
+import hvac
+from hvac import exceptions
+
+write_url, read_url, token, ca = sys.argv[1:5]
+w = hvac.Client(url=write_url, token=token, verify=ca)
+r = hvac.Client(url=read_url, token=token, verify=ca)
+kv_w, kv_r = w.secrets.kv.v2, r.secrets.kv.v2
+done = []
+
+
+def step(name):
+    done.append(name)
+
+
+def expect_raise(kind, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except kind:
+        return
+    raise AssertionError(f"expected {kind.__name__} from {fn.__name__}")
+
+
+# Who am I: hvac's is_authenticated (auth/token/lookup-self).
+assert w.is_authenticated() and r.is_authenticated()
+assert not hvac.Client(url=read_url, token="rs.not-a-real-token", verify=ca).is_authenticated()
+step("is_authenticated")
+
+health = r.sys.read_health_status(method="GET")
+assert health["initialized"] is True and health["sealed"] is False, health
+step("sys/health")
+
+mounts = r.sys.list_mounted_secrets_engines()
+assert mounts["data"]["secret/"]["type"] == "kv", mounts
+assert mounts["data"]["secret/"]["options"]["version"] == "2", mounts
+step("sys/mounts")
+
+# Create, then update: versions 1 and 2.
+v1 = kv_w.create_or_update_secret(path="hvac/app/db", secret={"password": "p1"})
+assert v1["data"]["version"] == 1, v1
+v2 = kv_w.create_or_update_secret(path="hvac/app/db", secret={"password": "p2"})
+assert v2["data"]["version"] == 2, v2
+assert v2["request_id"] and v2["lease_id"] == "" and v2["renewable"] is False, v2
+step("create_or_update_secret")
+
+got = kv_r.read_secret_version(path="hvac/app/db", raise_on_deleted_version=True)
+assert got["data"]["data"] == {"password": "p2"}, got
+assert got["data"]["metadata"]["version"] == 2 and got["data"]["metadata"]["destroyed"] is False
+old = kv_r.read_secret_version(path="hvac/app/db", version=1, raise_on_deleted_version=True)
+assert old["data"]["data"] == {"password": "p1"}, old
+step("read_secret_version")
+
+# Check-and-set: the wrong version is refused (Vault: 400), the right one accepted.
+expect_raise(exceptions.InvalidRequest, kv_w.create_or_update_secret,
+             path="hvac/app/db", secret={"password": "lost"}, cas=1)
+v3 = kv_w.create_or_update_secret(path="hvac/app/db", secret={"password": "p3"}, cas=2)
+assert v3["data"]["version"] == 3, v3
+# cas=0: only if the path does not exist yet.
+expect_raise(exceptions.InvalidRequest, kv_w.create_or_update_secret,
+             path="hvac/app/db", secret={"x": "y"}, cas=0)
+step("cas")
+
+# Patch: hvac reads, merges and writes back with cas.
+p = kv_w.patch(path="hvac/app/db", secret={"user": "app"})
+assert p["data"]["version"] == 4, p
+got = kv_r.read_secret_version(path="hvac/app/db", raise_on_deleted_version=True)
+assert got["data"]["data"] == {"password": "p3", "user": "app"}, got
+step("patch")
+
+kv_w.create_or_update_secret(path="hvac/app/web/cert", secret={"pem": "x"})
+keys = kv_r.list_secrets(path="hvac/app")["data"]["keys"]
+assert keys == ["db", "web/"], keys
+keys = kv_r.list_secrets(path="hvac")["data"]["keys"]
+assert keys == ["app/"], keys
+expect_raise(exceptions.InvalidPath, kv_r.list_secrets, path="hvac/nothing-here")
+step("list_secrets")
+
+meta = kv_r.read_secret_metadata(path="hvac/app/db")["data"]
+assert meta["current_version"] == 4, meta
+step("read_secret_metadata")
+
+expect_raise(exceptions.InvalidPath, kv_r.read_secret_version, path="hvac/absent",
+             raise_on_deleted_version=True)
+step("read_absent")
+
+bad = hvac.Client(url=read_url, token="rs.not-a-real-token", verify=ca)
+expect_raise(exceptions.Forbidden, bad.secrets.kv.v2.read_secret_version, path="hvac/app/db",
+             raise_on_deleted_version=True)
+step("forbidden")
+
+kv_w.delete_latest_version_of_secret(path="hvac/app/db")
+expect_raise(exceptions.InvalidPath, kv_r.read_secret_version, path="hvac/app/db",
+             raise_on_deleted_version=True)
+# Older versions stay readable after a soft delete of the latest.
+old = kv_r.read_secret_version(path="hvac/app/db", version=3, raise_on_deleted_version=True)
+assert old["data"]["data"] == {"password": "p3"}, old
+step("delete_latest_version_of_secret")
+
+print(json.dumps({"steps": done, "db_version": 4}))
