@@ -34,7 +34,8 @@ use super::input::{parse_u64, query, read_body, request_id};
 use super::secrets::{parse_put_body, PutBody};
 use super::state::State;
 use crate::secret::token::Scope;
-use crate::secret::{Command, CommandResult, Metadata, Op, RequestId, SecretPath};
+use crate::secret::versions::{DEFAULT_MAX_VERSIONS, MAX_MAX_VERSIONS};
+use crate::secret::{Command, CommandResult, Metadata, Op, Precondition, RequestId, SecretPath};
 use crate::time::rfc3339;
 
 /// The one KV v2 mount, as Vault clients name it by default.
@@ -196,7 +197,8 @@ pub async fn dispatch(
         Some(Route::LookupSelf) => call.lookup_self(&method).await,
         Some(Route::Config) => call.config(&method).await,
         Some(Route::Data(rest)) => call.data(&method, rest, body).await,
-        Some(Route::Metadata(rest)) => call.metadata(&method, rest).await,
+        Some(Route::Metadata(rest)) => call.metadata(&method, rest, body).await,
+        Some(Route::Versions(op, rest)) => call.versions(&method, op, rest, body).await,
         None => Err(VaultError::no_route(&full)),
     };
     reply.unwrap_or_else(|e| e.into_response())
@@ -209,6 +211,15 @@ enum Route<'a> {
     Config,
     Data(&'a str),
     Metadata(&'a str),
+    Versions(VersionOp, &'a str),
+}
+
+/// `secret/delete|undelete|destroy/{path}` with `{"versions": [..]}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VersionOp {
+    Delete,
+    Undelete,
+    Destroy,
 }
 
 fn route(full: &str) -> Option<Route<'_>> {
@@ -224,6 +235,15 @@ fn route(full: &str) -> Option<Route<'_>> {
     }
     if let Some(p) = rest.strip_prefix("data/") {
         return Some(Route::Data(p));
+    }
+    for (prefix, op) in [
+        ("delete/", VersionOp::Delete),
+        ("undelete/", VersionOp::Undelete),
+        ("destroy/", VersionOp::Destroy),
+    ] {
+        if let Some(p) = rest.strip_prefix(prefix) {
+            return Some(Route::Versions(op, p));
+        }
     }
     if let Some(p) = rest.strip_prefix("metadata") {
         return match p {
@@ -340,7 +360,7 @@ impl Call {
         Ok(envelope(json!({
             "cas_required": false,
             "delete_version_after": "0s",
-            "max_versions": 0,
+            "max_versions": DEFAULT_MAX_VERSIONS,
         })))
     }
 
@@ -433,7 +453,7 @@ impl Call {
 
     /// `secret/metadata/{path}`: `LIST` (or `GET ?list=true`) the keys one level below
     /// `path`, folders ending in `/`; `GET` the path's metadata.
-    async fn metadata(&self, method: &Method, rest: &str) -> Reply {
+    async fn metadata(&self, method: &Method, rest: &str, body: Body) -> Reply {
         let list = method.as_str() == "LIST"
             || (method == Method::GET
                 && self.query(&["list"])?.get("list").map(String::as_str) == Some("true"));
@@ -443,37 +463,143 @@ impl Call {
             }
             return self.list(rest).await;
         }
+        let path = SecretPath::parse(rest).map_err(ApiError::from)?;
         match *method {
             Method::GET => {
-                let path = SecretPath::parse(rest).map_err(ApiError::from)?;
+                self.query(&[])?;
                 let who = self.principal(true).await?;
                 who.require_path(Scope::ReadSecret, &path)?;
-                let (_, meta) = self
-                    .latest_metadata(&path)?
+                let view = self
+                    .state
+                    .node
+                    .reader()
+                    .versions(&path)
+                    .map_err(|e| ApiError::Internal(format!("reading '{path}': {e}")))?
                     .ok_or_else(VaultError::not_found)?;
-                let mut versions = Map::new();
-                versions.insert(
-                    meta.version.to_string(),
-                    json!({
-                        "created_time": rfc3339(meta.updated_at_ms),
-                        "deletion_time": meta.deleted_at_ms.map(rfc3339).unwrap_or_default(),
-                        "destroyed": false,
-                    }),
-                );
+                let Some(meta) = view.meta else {
+                    return Err(VaultError::not_found());
+                };
+                let versions: Map<String, Value> = view
+                    .versions
+                    .iter()
+                    .map(|v| {
+                        (
+                            v.version.to_string(),
+                            json!({
+                                "created_time": rfc3339(v.created_at_ms),
+                                "deletion_time": v.deleted_at_ms.map(rfc3339).unwrap_or_default(),
+                                "destroyed": v.destroyed,
+                            }),
+                        )
+                    })
+                    .collect();
                 Ok(envelope(json!({
                     "cas_required": false,
                     "created_time": rfc3339(meta.created_at_ms),
-                    "current_version": meta.version,
+                    "current_version": meta.current_version,
                     "custom_metadata": null,
                     "delete_version_after": "0s",
-                    "max_versions": 0,
-                    "oldest_version": meta.version,
+                    "max_versions": view.max_versions,
+                    "oldest_version": view.versions.first().map_or(0, |v| v.version),
                     "updated_time": rfc3339(meta.updated_at_ms),
                     "versions": versions,
                 })))
             }
+            Method::POST | Method::PUT => {
+                self.query(&[])?;
+                let who = self.principal(false).await?;
+                who.require_path(Scope::WriteSecret, &path)?;
+                let bytes = read_body(body, 64 * 1024).await?;
+                let Some(max_versions) = metadata_body(&bytes)? else {
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                };
+                let command = Command::SetMaxVersions {
+                    path: path.clone(),
+                    max_versions,
+                };
+                match self.propose(&who, command).await? {
+                    CommandResult::MaxVersionsSet { .. } => {
+                        Ok(StatusCode::NO_CONTENT.into_response())
+                    }
+                    CommandResult::UnderMount { mount } => Err(ApiError::bad_request(format!(
+                        "'{path}' is under the ondemand mount '{mount}', which keeps no versions"
+                    ))
+                    .into()),
+                    other => Err(ApiError::unexpected("setting max_versions", other).into()),
+                }
+            }
+            Method::DELETE => {
+                self.query(&[])?;
+                let who = self.principal(false).await?;
+                who.require_path(Scope::WriteSecret, &path)?;
+                match self.propose(&who, Command::DeleteMetadata { path }).await? {
+                    CommandResult::MetadataDeleted | CommandResult::NotFound => {
+                        Ok(StatusCode::NO_CONTENT.into_response())
+                    }
+                    other => Err(ApiError::unexpected("deleting metadata", other).into()),
+                }
+            }
             ref m => Err(VaultError::unsupported(m, "secret/metadata")),
         }
+    }
+
+    /// `POST secret/undelete|destroy/{path}` `{"versions": [..]}`: as Vault (204). `delete`
+    /// soft-deletes versions; raftsafe soft-deletes the latest version only, so `delete`
+    /// accepts exactly that one (checked in apply: if a newer version lands first, 400).
+    async fn versions(&self, method: &Method, op: VersionOp, rest: &str, body: Body) -> Reply {
+        if method != Method::POST && method != Method::PUT {
+            return Err(VaultError::unsupported(
+                method,
+                "secret/delete|undelete|destroy",
+            ));
+        }
+        let path = SecretPath::parse(rest).map_err(ApiError::from)?;
+        self.query(&[])?;
+        let who = self.principal(false).await?;
+        who.require_path(Scope::WriteSecret, &path)?;
+        let bytes = read_body(body, 64 * 1024).await?;
+        let versions = versions_body(&bytes)?;
+        let command = match op {
+            VersionOp::Undelete => Command::Undelete {
+                path: path.clone(),
+                versions,
+            },
+            VersionOp::Destroy => Command::Destroy {
+                path: path.clone(),
+                versions,
+            },
+            VersionOp::Delete => {
+                let [version] = versions[..] else {
+                    return Err(delete_only_latest());
+                };
+                Command::DeleteIf {
+                    path: path.clone(),
+                    precondition: Precondition::Version(version),
+                }
+            }
+        };
+        match self.propose(&who, command).await? {
+            CommandResult::VersionsChanged { .. } | CommandResult::Deleted(_) => {
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            CommandResult::NotFound => Err(VaultError::not_found()),
+            CommandResult::PreconditionFailed { .. } => Err(delete_only_latest()),
+            other => Err(ApiError::unexpected("a version change", other).into()),
+        }
+    }
+
+    /// Proposes one command as `who`, with the client's request id (or a fresh one).
+    async fn propose(
+        &self,
+        who: &Principal,
+        command: Command,
+    ) -> Result<CommandResult, VaultError> {
+        let op = Op {
+            id: request_id(&self.headers)?,
+            caller: Some(who.caller()),
+            command,
+        };
+        Ok(self.state.node.write(op).await.map_err(ApiError::from)?)
     }
 
     async fn list(&self, rest: &str) -> Reply {
@@ -506,18 +632,6 @@ impl Call {
             return Err(VaultError::not_found());
         }
         Ok(envelope(json!({"keys": keys})))
-    }
-
-    /// The latest version of `path` (deleted or not), with its data unless deleted.
-    fn latest_metadata(&self, path: &SecretPath) -> Result<Option<(Value, Metadata)>, VaultError> {
-        let reader = self.state.node.reader();
-        let (page, _) = reader
-            .list(path.as_str(), 0, usize::MAX, |p| p == path)
-            .map_err(|e| ApiError::Internal(format!("reading '{path}': {e}")))?;
-        Ok(page
-            .into_iter()
-            .find(|l| l.path == path.as_str())
-            .map(|l| (Value::Null, l.metadata)))
     }
 
     /// A version's data and metadata, `None` if absent or deleted.
@@ -579,6 +693,72 @@ fn cas_mismatch() -> VaultError {
         StatusCode::BAD_REQUEST,
         "check-and-set parameter did not match the current version",
     )
+}
+
+fn delete_only_latest() -> VaultError {
+    VaultError::new(
+        StatusCode::BAD_REQUEST,
+        "raftsafe soft-deletes only the latest version: name exactly the current version \
+         (or DELETE /v1/secret/data/{path})",
+    )
+}
+
+fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, VaultError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(ApiError::bad_request("request body must be a JSON object").into()),
+        Err(e) => Err(ApiError::bad_request(format!("request body is not valid JSON: {e}")).into()),
+    }
+}
+
+/// `{"versions": [1, 2]}`: 1 to 1000 version numbers >= 1.
+fn versions_body(bytes: &[u8]) -> Result<Vec<u64>, VaultError> {
+    let mut body = json_object(bytes)?;
+    if let Some(unknown) = body.keys().find(|k| *k != "versions") {
+        return Err(ApiError::bad_request(format!(
+            "unknown field '{unknown}' (allowed: versions)"
+        ))
+        .into());
+    }
+    let bad = || {
+        ApiError::bad_request("'versions' must be a non-empty array of at most 1000 integers >= 1")
+    };
+    match body.remove("versions") {
+        Some(Value::Array(a)) if !a.is_empty() && a.len() <= 1000 => Ok(a
+            .iter()
+            .map(|v| v.as_u64().filter(|n| *n >= 1).ok_or_else(bad))
+            .collect::<Result<_, _>>()?),
+        _ => Err(bad().into()),
+    }
+}
+
+/// `POST secret/metadata/{path}`: `max_versions` (0 = the default, as in Vault),
+/// `cas_required: false` and `delete_version_after: "0s"`; the settings raftsafe does not
+/// have are refused by name. `None`: nothing to change.
+fn metadata_body(bytes: &[u8]) -> Result<Option<u64>, VaultError> {
+    let body = json_object(bytes)?;
+    let mut max = None;
+    for (k, v) in body {
+        match (k.as_str(), v) {
+            ("max_versions", v) => {
+                let n = v
+                    .as_u64()
+                    .filter(|n| *n <= MAX_MAX_VERSIONS)
+                    .ok_or_else(|| ApiError::bad_request(format!("'max_versions' must be an integer from 0 to {MAX_MAX_VERSIONS}")))?;
+                max = Some(if n == 0 { DEFAULT_MAX_VERSIONS } else { n });
+            }
+            ("cas_required", Value::Bool(false)) => {}
+            // hvac always sends it; "0s" (never delete by age) is what raftsafe does.
+            ("delete_version_after", Value::String(d)) if d == "0s" || d == "0" => {}
+            (other, _) => {
+                return Err(ApiError::bad_request(format!(
+                    "'{other}' is not supported by raftsafe (supported: max_versions, cas_required: false)"
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(max)
 }
 
 /// RFC 7396 JSON merge patch of `patch` into `target`: `null` removes a key, objects merge
@@ -650,6 +830,14 @@ mod tests {
         assert!(route("kv/data/a").is_none());
         assert!(route("secretx/data/a").is_none());
         assert!(route("secret/metadataa").is_none());
+        assert!(matches!(
+            route("secret/undelete/a/b"),
+            Some(Route::Versions(VersionOp::Undelete, "a/b"))
+        ));
+        assert!(matches!(
+            route("secret/destroy/a"),
+            Some(Route::Versions(VersionOp::Destroy, "a"))
+        ));
     }
 
     #[test]

@@ -108,4 +108,39 @@ old = kv_r.read_secret_version(path="hvac/app/db", version=3, raise_on_deleted_v
 assert old["data"]["data"] == {"password": "p3"}, old
 step("delete_latest_version_of_secret")
 
-print(json.dumps({"steps": done, "db_version": 4}))
+# The rest of the lifecycle, on a path of its own.
+life = "hvac/app/life"
+for n in range(1, 4):
+    kv_w.create_or_update_secret(path=life, secret={"n": n})
+kv_w.delete_secret_versions(path=life, versions=[3])
+expect_raise(exceptions.InvalidPath, kv_r.read_secret_version, path=life,
+             raise_on_deleted_version=True)
+# raftsafe soft-deletes only the latest version (a 400, as Vault answers bad requests).
+expect_raise(exceptions.InvalidRequest, kv_w.delete_secret_versions, path=life, versions=[1])
+step("delete_secret_versions")
+
+kv_w.undelete_secret_versions(path=life, versions=[3])
+got = kv_r.read_secret_version(path=life, raise_on_deleted_version=True)
+assert got["data"]["data"] == {"n": 3}, got
+step("undelete_secret_versions")
+
+kv_w.destroy_secret_versions(path=life, versions=[1])
+expect_raise(exceptions.InvalidPath, kv_r.read_secret_version, path=life, version=1,
+             raise_on_deleted_version=True)
+meta = kv_r.read_secret_metadata(path=life)["data"]
+assert meta["versions"]["1"]["destroyed"] is True, meta
+assert meta["versions"]["3"]["destroyed"] is False and meta["versions"]["3"]["deletion_time"] == ""
+step("destroy_secret_versions")
+
+assert kv_r.read_configuration()["data"]["max_versions"] == 10
+kv_w.update_metadata(path=life, max_versions=2)
+meta = kv_r.read_secret_metadata(path=life)["data"]
+assert meta["max_versions"] == 2 and meta["oldest_version"] == 2, meta
+assert sorted(meta["versions"]) == ["2", "3"], meta
+step("update_metadata")
+
+kv_w.delete_metadata_and_all_versions(path=life)
+expect_raise(exceptions.InvalidPath, kv_r.read_secret_metadata, path=life)
+step("delete_metadata_and_all_versions")
+
+print(json.dumps({"steps": done}))
