@@ -10,6 +10,7 @@ pub mod machine;
 pub mod mount;
 pub mod path;
 pub mod restore;
+pub mod state;
 pub mod token;
 pub mod versions;
 

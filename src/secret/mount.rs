@@ -23,8 +23,8 @@
 use base64::Engine;
 
 use super::command::{CommandResult, MountKind, MountRecord};
-use super::machine::{keys, ApplyError, Changes, StateRead};
 use super::path::SecretPath;
+use super::state::{keys, ApplyError, Changes, StateRead};
 
 /// Longest accepted ciphertext (`?ciphertext=` or a rewrap body), in bytes. A ciphertext
 /// travels in the URL, and HTTP libraries refuse URLs past 64 KiB (the `http` crate's

@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::command::CommandResult;
-use super::machine::{keys, ApplyError, Changes, StateRead};
+use super::state::{keys, ApplyError, Changes, StateRead};
 
 /// The restore in progress, under `R`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

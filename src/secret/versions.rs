@@ -15,8 +15,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::command::CommandResult;
-use super::machine::{keys, ApplyError, Changes, SecretMeta, StateRead, VersionRecord};
 use super::path::SecretPath;
+use super::state::{keys, ApplyError, Changes, SecretMeta, StateRead, VersionRecord};
 
 /// Versions kept per path unless its metadata says otherwise (as in Vault KV v2).
 pub const DEFAULT_MAX_VERSIONS: u64 = 10;
