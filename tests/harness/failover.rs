@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::nemesis::Faults;
-use super::nodes::Nodes;
 
 /// Upper bound on the number of kills, whatever `RAFTSAFE_FAILOVER_KILLS` says.
 pub const MAX_KILLS: usize = 200;

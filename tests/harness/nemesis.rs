@@ -425,9 +425,10 @@ async fn watch<F: Faults>(
 
 /// How much longer than the plan's hold a fault that must depose the leader is held while no
 /// new leader has been seen. openraft 0.9 lets a follower campaign only after its leader lease
-/// (the maximum election timeout) plus its own election timeout, 4.5-6 s with the default
-/// 1.5-3 s, and a split vote costs another round (seen: 8.3 s after `docker kill`). Healing
-/// before then would call a fault that had not yet taken hold a failure of the cluster.
+/// (the maximum election timeout) plus its own election timeout: about 1 s with the default
+/// 300-500 ms, but a loaded machine or split votes stretch it (with the former 1.5-3 s
+/// default, 8.3 s was seen after `docker kill`). Healing before then would call a fault that
+/// had not yet taken hold a failure of the cluster.
 const ELECTION_GRACE: Duration = Duration::from_secs(10);
 
 /// Keeps the fault on until a leader with a term above `above` shows up among `among` (at
