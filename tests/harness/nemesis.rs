@@ -378,7 +378,7 @@ pub struct FailFast {
 pub const FAIL_FAST_LIMIT: Duration = Duration::from_millis(1500);
 
 /// How long [`Nemesis::RestartLeaderLoop`] keeps killing leaders.
-pub const RESTART_LOOP_FOR: Duration = Duration::from_secs(25);
+pub const RESTART_LOOP_FOR: Duration = Duration::from_secs(20);
 
 /// Full disk: each node's data filesystem (RocksDB preallocates its WAL in blocks of up to
 /// ~26 MB, so less would fill up on its own).
