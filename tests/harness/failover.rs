@@ -211,6 +211,8 @@ pub fn table(mode: &str, samples: &[Sample], load_before: &str, load_after: &str
 
 #[cfg(test)]
 mod tests {
+    // The Docker tests' binary (`harness = false`) keeps `cfg(test)` but drops `#[test]`s.
+    #[allow(unused_imports)]
     use super::*;
 
     #[test]
