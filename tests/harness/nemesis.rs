@@ -607,6 +607,11 @@ impl<F: Faults> Cx<'_, F> {
         self.rng.pick(&self.followers)
     }
 
+    /// Whether node `id` was one of the first three members (the spares come after them).
+    fn original(&self, id: u64) -> bool {
+        id <= 3
+    }
+
     /// Every node but `id`.
     fn others(&self, id: u64) -> Vec<u64> {
         self.ids.iter().copied().filter(|x| *x != id).collect()
@@ -1218,7 +1223,18 @@ async fn membership_change<F: Faults>(cx: &mut Cx<'_, F>) {
         .copied()
         .filter(|id| *id != l && *id != new)
         .collect();
-    let gone = cx.rng.pick(&candidates);
+    // The workload only sends to the nodes there were when it started, so a node added by
+    // an earlier event (the highest ids) goes first; the first event removes an original
+    // node, chosen by the seed.
+    let gone = match candidates
+        .iter()
+        .copied()
+        .filter(|id| !cx.original(*id))
+        .max()
+    {
+        Some(id) => id,
+        None => cx.rng.pick(&candidates),
+    };
     let removed = change_membership(
         cx,
         &format!("remove node {gone}"),
