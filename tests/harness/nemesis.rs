@@ -1443,7 +1443,11 @@ impl Nemesis {
                     )),
                 }
             }
-            if let Some(want) = &ev.expect_voters {
+            // Only the last membership change's voters must hold at the end; each earlier
+            // one was checked when it was made (`change_membership`).
+            let last_change = events.iter().rposition(|e| e.expect_voters.is_some());
+            let is_last = last_change.is_some_and(|i| std::ptr::eq(&events[i], ev));
+            if let Some(want) = ev.expect_voters.as_ref().filter(|_| is_last) {
                 match membership(f, want).await {
                     Some((mut voters, learners)) => {
                         voters.sort_unstable();
