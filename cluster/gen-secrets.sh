@@ -56,12 +56,12 @@ else
 fi
 
 volumes_exist() {
-  [ -n "$(docker volume ls -q --filter label=com.docker.compose.project=raftsafe 2>/dev/null)" ]
+  [ -n "$(docker volume ls -q --filter label=com.docker.compose.project=${RAFTSAFE_COMPOSE_PROJECT:-raftsafe} 2>/dev/null)" ]
 }
 refuse_if_data() {
   if volumes_exist; then
     echo "cluster/secrets/$1 is missing but the cluster's data volumes exist:" >&2
-    docker volume ls --filter label=com.docker.compose.project=raftsafe >&2
+    docker volume ls --filter label=com.docker.compose.project=${RAFTSAFE_COMPOSE_PROJECT:-raftsafe} >&2
     echo "a new $1 would not match that data. Restore the file, or run cluster/down.sh --wipe." >&2
     exit 1
   fi

@@ -9,9 +9,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-image="raftsafe:dev"
+image="${RAFTSAFE_IMAGE:-raftsafe:dev}"
 timeout="${RAFTSAFE_UP_TIMEOUT:-120}"
-nodes="raftsafe-1 raftsafe-2 raftsafe-3"
+project="${RAFTSAFE_COMPOSE_PROJECT:-raftsafe}"
+nodes="$project-1 $project-2 $project-3"
 
 build=0
 for arg in "$@"; do

@@ -11,8 +11,17 @@
 //!   afresh instead of inheriting a connection to a process that is gone.
 //! - Node output goes to `node-<id>.log` in the cluster's temp directory; [`Cluster::logs`]
 //!   returns it for failure messages and for scans.
+//! - Membership: the last [`Opts::standby`] nodes are configured (ports, certificates, proxies)
+//!   but neither started nor in the initial membership; [`Cluster::join`] starts one (the test
+//!   then adds it through the API) and [`Cluster::retire`] kills a node that left. The
+//!   [`Nodes::ids`] of the cluster are the current members as the harness knows them, so
+//!   convergence and read-back checks cover exactly those.
+//! - Small disks: with [`Opts::disk_bytes`] every node's data directory is its own tmpfs of
+//!   that size (root only), mounted before the node first starts and unmounted (lazily) when
+//!   the cluster drops, after its processes are killed. [`Cluster::fill_disk`] fills one up
+//!   with a filler file next to the node's data; [`Cluster::free_disk`] deletes the filler.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,6 +51,11 @@ pub struct Opts {
     /// HTTPS for clients and mutual TLS between nodes, as in production (the default).
     /// Off: dev mode, plain HTTP on loopback.
     pub tls: bool,
+    /// How many of the `nodes` (the highest ids) start outside the cluster, as spares for
+    /// membership changes: not started, not in the bootstrap membership.
+    pub standby: u64,
+    /// Put every node's data directory on its own tmpfs of this many bytes (needs root).
+    pub disk_bytes: Option<u64>,
 }
 
 impl Opts {
@@ -64,6 +78,8 @@ impl Default for Opts {
             proxies: false,
             flags: Vec::new(),
             tls: true,
+            standby: 0,
+            disk_bytes: None,
         }
     }
 }
@@ -97,7 +113,14 @@ pub struct Cluster {
     /// Environment for every node (master key, root token); tests may change it before a
     /// restart.
     pub env: BTreeMap<String, String>,
+    /// The current members as the harness knows them (see the module doc).
+    members: Mutex<BTreeSet<u64>>,
+    /// tmpfs mounts to undo when the cluster drops.
+    mounts: Vec<PathBuf>,
 }
+
+/// The file [`Cluster::fill_disk`] writes into a node's data directory.
+const FILLER: &str = "nemesis-filler";
 
 fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -121,15 +144,23 @@ impl Cluster {
         raftsafe::tls::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let ids: Vec<u64> = (1..=opts.nodes).collect();
+        assert!(opts.standby < opts.nodes, "at least one node must start");
+        let initial: BTreeSet<u64> = (1..=opts.nodes - opts.standby).collect();
         let addrs: BTreeMap<u64, (SocketAddr, SocketAddr)> = ids
             .iter()
             .map(|id| (*id, (free_addr(), free_addr())))
             .collect();
-        let peers = addrs
-            .iter()
-            .map(|(id, (api, raft))| format!("{id}={raft}/{api}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        // The initial members know each other; a spare knows everyone (and itself).
+        let peer_list = |among: &dyn Fn(u64) -> bool| {
+            addrs
+                .iter()
+                .filter(|(id, _)| among(**id))
+                .map(|(id, (api, raft))| format!("{id}={raft}/{api}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let member_peers = peer_list(&|id| initial.contains(&id));
+        let spare_peers = peer_list(&|_| true);
         let mut proxies = BTreeMap::new();
         if opts.proxies {
             for from in &ids {
@@ -153,9 +184,14 @@ impl Cluster {
             raftsafe::tls::generate(&certs, &specs).expect("generate test certificates");
         }
         let mut nodes = BTreeMap::new();
+        let mut mounts = Vec::new();
         for id in &ids {
             let (api, raft) = addrs[id];
             let data_dir = dir.path().join(format!("node-{id}"));
+            if let Some(bytes) = opts.disk_bytes {
+                mount_tmpfs(&data_dir, bytes);
+                mounts.push(data_dir.clone());
+            }
             let mut args: Vec<String> = vec![
                 "serve".into(),
                 "--node-id".into(),
@@ -167,7 +203,11 @@ impl Cluster {
                 "--data-dir".into(),
                 data_dir.display().to_string(),
                 "--peers".into(),
-                peers.clone(),
+                if initial.contains(id) {
+                    member_peers.clone()
+                } else {
+                    spare_peers.clone()
+                },
                 "--bootstrap".into(),
                 (*id == 1).to_string(),
             ];
@@ -237,11 +277,45 @@ impl Cluster {
             dir,
             tls: opts.tls,
             env,
+            members: Mutex::new(initial.clone()),
+            mounts,
         };
-        for id in ids {
+        for id in initial {
             cluster.spawn(id);
         }
         cluster
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Spares: configured nodes never started (retired nodes are not spares).
+    pub fn standby(&self) -> Vec<u64> {
+        let members = self.members();
+        self.nodes
+            .keys()
+            .copied()
+            // Never started: its log file does not exist yet.
+            .filter(|id| !members.contains(id) && !self.node(*id).log_path.exists())
+            .collect()
+    }
+
+    /// Starts spare node `id` (on its empty data directory) and counts it as a member; the
+    /// test adds it to the Raft membership through the API.
+    pub fn join(&self, id: u64) {
+        assert!(
+            !self.members().contains(&id),
+            "node {id} is already a member"
+        );
+        self.spawn(id);
+        self.members().insert(id);
+    }
+
+    /// Kills node `id` for good: it has left the membership.
+    pub fn retire(&self, id: u64) {
+        self.kill(id);
+        self.members().remove(&id);
     }
 
     fn node(&self, id: u64) -> &NodeProc {
@@ -464,11 +538,99 @@ impl Cluster {
     pub fn data_dir(&self, id: u64) -> &Path {
         &self.node(id).data_dir
     }
+
+    /// Bytes available to an unprivileged writer on node `id`'s data filesystem.
+    pub fn disk_free(&self, id: u64) -> Option<u64> {
+        free_bytes(self.data_dir(id))
+    }
+
+    /// Fills node `id`'s (size-limited) data filesystem until `leave` bytes are free;
+    /// returns (filler bytes written, bytes free after).
+    pub fn fill_disk(&self, id: u64, leave: u64) -> Result<(u64, u64), String> {
+        use std::io::Write;
+        if self.mounts.is_empty() {
+            return Err("the cluster was started without size-limited disks".into());
+        }
+        let path = self.data_dir(id).join(FILLER);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        loop {
+            let free = free_bytes(self.data_dir(id)).ok_or("statvfs failed")?;
+            if free <= leave {
+                break;
+            }
+            let n = (free - leave).min(chunk.len() as u64) as usize;
+            match file.write(&chunk[..n]) {
+                Ok(0) => break,
+                Ok(k) => written += k as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+        }
+        file.sync_all()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let free = free_bytes(self.data_dir(id)).ok_or("statvfs failed")?;
+        Ok((written, free))
+    }
+
+    /// Deletes the filler of [`Cluster::fill_disk`]; returns the bytes free after.
+    pub fn free_disk(&self, id: u64) -> Result<u64, String> {
+        let path = self.data_dir(id).join(FILLER);
+        std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        free_bytes(self.data_dir(id)).ok_or_else(|| "statvfs failed".into())
+    }
+}
+
+fn c_path(p: &Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
+}
+
+/// Mounts a tmpfs of `bytes` (mode 0700) at `dir`, creating it; panics (the test needs root)
+/// if the mount fails.
+fn mount_tmpfs(dir: &Path, bytes: u64) {
+    std::fs::create_dir_all(dir).expect("create data dir");
+    let target = c_path(dir);
+    let fstype = std::ffi::CString::new("tmpfs").expect("literal");
+    let data = std::ffi::CString::new(format!("size={bytes},mode=0700")).expect("options");
+    // SAFETY: NUL-terminated strings that outlive the call; mounting on a fresh directory of
+    // this test's own temp dir.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    assert!(
+        rc == 0,
+        "mounting a {bytes}-byte tmpfs on {} failed ({}): small-disk scenarios need root",
+        dir.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Bytes available on the filesystem holding `dir`.
+// The statvfs field types differ between platforms.
+#[allow(clippy::unnecessary_cast)]
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let p = c_path(dir);
+    // SAFETY: statvfs fills the zeroed struct we own; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(p.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 impl Nodes for Cluster {
     fn ids(&self) -> Vec<u64> {
-        self.nodes.keys().copied().collect()
+        self.members().iter().copied().collect()
     }
 
     fn client(&self, id: u64) -> Client {
@@ -483,8 +645,16 @@ impl Nodes for Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for id in self.ids() {
+        let all: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in all {
             self.kill(id);
+        }
+        for m in &self.mounts {
+            let target = c_path(m);
+            // SAFETY: a NUL-terminated path; detaching a mount this cluster made.
+            unsafe {
+                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+            }
         }
     }
 }

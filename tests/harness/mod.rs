@@ -11,6 +11,8 @@
 //! - [`checker`]: a linearizability checker for recorded histories;
 //! - [`workload`], [`nemesis`], [`scenario`]: the chaos suite's client workload, faults and
 //!   scenario runner, the same code in process and Docker mode.
+//! - [`failover`]: repeated leader kills, timed to the first acknowledged write, in either
+//!   mode.
 //!
 //! Each binary uses part of it, so unused items are allowed.
 #![allow(dead_code)]
@@ -18,6 +20,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod docker;
+pub mod failover;
 pub mod nemesis;
 pub mod nodes;
 pub mod proxy;

@@ -1,6 +1,7 @@
-//! Nemeses for the chaos tests: one fault per event (kill, pause, partition, flaky link),
-//! each bounded in time, each checking that it really took hold, and a timeline of what was
-//! done when, on the workload's clock.
+//! Nemeses for the chaos tests: one fault per event (kill, pause, partition, flaky link, a
+//! leader restarted in a loop, a crash in the middle of a snapshot install, a membership
+//! change), each bounded in time, each checking that it really took hold, and a timeline of
+//! what was done when, on the workload's clock.
 //!
 //! Invariants:
 //! - Faults go through the [`Faults`] trait, so the same nemeses run against the process
@@ -11,12 +12,20 @@
 //!   stuck, measuring the failover to a new leader, and checking that a stopped node is silent.
 //! - A fault that did not take hold, or a cluster that did not recover, is a problem in the
 //!   [`Event`], and the scenario fails on it; nothing here panics mid-run.
+//! - An isolated leader is probed directly while cut off: every answer must be a 503 (a
+//!   read or write served without a quorum is a problem), and the first 503 must come within
+//!   [`FAIL_FAST_LIMIT`] of the cut ([`FailFast`]).
+//! - [`Event::faults`] counts the faults one event injected (a restart loop kills many
+//!   times), which is what the soak ledger adds up.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use futures::stream::{FuturesUnordered, StreamExt};
+use raftsafe::client::Method;
+use serde_json::{json, Value};
 
 use super::cluster::Cluster;
 use super::nodes::Nodes;
@@ -51,6 +60,36 @@ pub trait Faults: Nodes {
     /// healing it (e.g. iptables rules that dropped nothing). Drained by each call.
     fn fault_problems(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// A configured node that is not a member yet, with the Raft and API addresses to
+    /// announce it with (membership changes); `None` where the mode has none.
+    fn spare(&self) -> Option<(u64, String, String)> {
+        None
+    }
+    /// Starts spare node `id` and counts it among [`Nodes::ids`] from now on.
+    fn join(&self, _id: u64) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+    /// SIGKILLs node `id` for good (it left the membership) and drops it from [`Nodes::ids`].
+    fn retire(&self, _id: u64) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+    /// The size of a file in node `id`'s data directory, where the mode can see it.
+    fn data_file_size(&self, _id: u64, _rel: &str) -> Option<u64> {
+        None
+    }
+    /// Fills node `id`'s size-limited data filesystem until `leave` bytes are free: (filler
+    /// bytes, bytes free after).
+    fn fill_disk(&self, _id: u64, _leave: u64) -> Result<(u64, u64), String> {
+        Err("this mode has no size-limited disks".into())
+    }
+    /// Deletes the filler again: bytes free after.
+    fn free_disk(&self, _id: u64) -> Result<u64, String> {
+        Err("this mode has no size-limited disks".into())
+    }
+    /// Bytes free on node `id`'s data filesystem.
+    fn disk_free(&self, _id: u64) -> Option<u64> {
+        None
     }
 }
 
@@ -104,6 +143,38 @@ impl Faults for Cluster {
 
     async fn node_states(&self) -> String {
         self.process_states()
+    }
+
+    fn spare(&self) -> Option<(u64, String, String)> {
+        let id = self.standby().into_iter().next()?;
+        let n = &self.nodes[&id];
+        Some((id, n.raft.to_string(), n.api.to_string()))
+    }
+
+    async fn join(&self, id: u64) {
+        Cluster::join(self, id);
+    }
+
+    async fn retire(&self, id: u64) {
+        Cluster::retire(self, id);
+    }
+
+    fn data_file_size(&self, id: u64, rel: &str) -> Option<u64> {
+        std::fs::metadata(self.data_dir(id).join(rel))
+            .ok()
+            .map(|m| m.len())
+    }
+
+    fn fill_disk(&self, id: u64, leave: u64) -> Result<(u64, u64), String> {
+        Cluster::fill_disk(self, id, leave)
+    }
+
+    fn free_disk(&self, id: u64) -> Result<u64, String> {
+        Cluster::free_disk(self, id)
+    }
+
+    fn disk_free(&self, id: u64) -> Option<u64> {
+        Cluster::disk_free(self, id)
     }
 }
 
@@ -162,10 +233,27 @@ pub enum Nemesis {
     /// 25 % of chunks kill their connection on every link of the leader, and the link
     /// between the followers gets 60 ± 40 ms of delay.
     FlakyLink,
+    /// SIGKILL whoever leads, restart it 0.5-2 s after a survivor took over, let it run 1-3 s,
+    /// and again, for [`RESTART_LOOP_FOR`].
+    RestartLeaderLoop,
+    /// Load big secrets, cut a follower off until the leader has purged its log past it, heal
+    /// with the leader's link to it slowed, and SIGKILL the follower as soon as its
+    /// `incoming.snap` has bytes in it, i.e. in the middle of receiving the snapshot. It must
+    /// restart, install the snapshot afresh and converge (run with `--snapshot-every 50
+    /// --keep-logs 10`).
+    SnapshotInstallCrash,
+    /// Start a spare fourth node and add it (learner, then voter) through the API, remove a
+    /// follower of the original three through the API, then SIGKILL the leader: the two
+    /// remaining voters, one of them the new node, must elect a leader.
+    MembershipChange,
+    /// Fill a follower's size-limited data filesystem (a tmpfs of [`SMALL_DISK`]) and write
+    /// big secrets until it can append no more (ENOSPC): it must stop acknowledging while the
+    /// others serve, and after the filler is deleted and it restarts it must catch up.
+    FullDisk,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 8] = [
+    pub const ALL: [Nemesis; 12] = [
         Nemesis::KillLeader,
         Nemesis::KillFollower,
         Nemesis::KillAll,
@@ -174,6 +262,10 @@ impl Nemesis {
         Nemesis::IsolateFollowerSnapshot,
         Nemesis::Bridge,
         Nemesis::FlakyLink,
+        Nemesis::RestartLeaderLoop,
+        Nemesis::SnapshotInstallCrash,
+        Nemesis::MembershipChange,
+        Nemesis::FullDisk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -187,13 +279,27 @@ impl Nemesis {
             Nemesis::IsolateFollowerSnapshot => "isolate-follower-snapshot",
             Nemesis::Bridge => "bridge",
             Nemesis::FlakyLink => "flaky-link",
+            Nemesis::RestartLeaderLoop => "restart-leader-loop",
+            Nemesis::SnapshotInstallCrash => "crash-in-snapshot-install",
+            Nemesis::MembershipChange => "membership-change",
+            Nemesis::FullDisk => "full-disk",
         }
+    }
+
+    /// The size of every node's data filesystem, for scenarios that fill one up.
+    pub fn disk_bytes(self) -> Option<u64> {
+        (self == Nemesis::FullDisk).then_some(SMALL_DISK)
+    }
+
+    /// Spare nodes the scenario's cluster needs (started outside the membership).
+    pub fn spares(self) -> u64 {
+        u64::from(self == Nemesis::MembershipChange)
     }
 
     /// Extra `serve` flags the scenario needs.
     pub fn flags(self) -> Vec<(String, String)> {
         match self {
-            Nemesis::IsolateFollowerSnapshot => vec![
+            Nemesis::IsolateFollowerSnapshot | Nemesis::SnapshotInstallCrash => vec![
                 ("--snapshot-every".into(), "50".into()),
                 ("--keep-logs".into(), "10".into()),
             ],
@@ -210,7 +316,11 @@ impl Nemesis {
     pub fn deposes_leader(self) -> bool {
         matches!(
             self,
-            Nemesis::KillLeader | Nemesis::PauseLeader | Nemesis::IsolateLeader
+            Nemesis::KillLeader
+                | Nemesis::PauseLeader
+                | Nemesis::IsolateLeader
+                | Nemesis::RestartLeaderLoop
+                | Nemesis::MembershipChange
         )
     }
 }
@@ -235,7 +345,48 @@ pub struct Event {
     pub lag_index: Option<u64>,
     pub purged_at_heal: Option<u64>,
     pub installs_before: usize,
+    /// Faults injected by this event (1 for most; one per kill for the restart loop; add,
+    /// remove and kill for the membership change).
+    pub faults: usize,
+    /// Restart loop: ms from each kill to a survivor leading.
+    pub failovers: Vec<u64>,
+    /// Isolate-leader: how the cut-off leader answered.
+    pub fail_fast: Option<FailFast>,
+    /// Snapshot crash: bytes of `incoming.snap` on the victim after the kill, and of the
+    /// leader's current snapshot.
+    pub install_cut: Option<(Option<u64>, Option<u64>)>,
+    /// Membership change: the voters there must be at the end.
+    pub expect_voters: Option<Vec<u64>>,
 }
+
+/// How an isolated leader answered requests sent to it directly while cut off.
+#[derive(Clone, Debug, Default)]
+pub struct FailFast {
+    /// From the cut to the first 503 answer.
+    pub first_503_ms: Option<u64>,
+    /// Median time a 503 took to come back, among requests sent after the first 503 came.
+    pub answer_p50_ms: Option<u64>,
+    pub probes: usize,
+    pub unavailable: usize,
+    /// Answers other than 503 and transport failures: a read or write served while cut off.
+    pub served: Vec<String>,
+}
+
+/// The first 503 from a leader cut off from both followers must come within this long: the
+/// election timeout (500 ms by default) plus a heartbeat's slack, with room for a loaded
+/// 2-core machine.
+pub const FAIL_FAST_LIMIT: Duration = Duration::from_millis(1500);
+
+/// How long [`Nemesis::RestartLeaderLoop`] keeps killing leaders.
+pub const RESTART_LOOP_FOR: Duration = Duration::from_secs(20);
+
+/// Full disk: each node's data filesystem (RocksDB preallocates its WAL in blocks of up to
+/// ~26 MB, so less would fill up on its own).
+pub const SMALL_DISK: u64 = 128 << 20;
+
+/// Snapshot crash: this many secrets of [`BULK_BYTES`] each make the snapshot big (~5 MB).
+const BULK_SECRETS: usize = 25;
+const BULK_BYTES: usize = 200 * 1024;
 
 fn field(s: &Option<Value>, name: &str) -> Option<u64> {
     s.as_ref().and_then(|s| s[name].as_u64())
@@ -274,9 +425,10 @@ async fn watch<F: Faults>(
 
 /// How much longer than the plan's hold a fault that must depose the leader is held while no
 /// new leader has been seen. openraft 0.9 lets a follower campaign only after its leader lease
-/// (the maximum election timeout) plus its own election timeout, 4.5-6 s with the default
-/// 1.5-3 s, and a split vote costs another round (seen: 8.3 s after `docker kill`). Healing
-/// before then would call a fault that had not yet taken hold a failure of the cluster.
+/// (the maximum election timeout) plus its own election timeout: about 1 s with the default
+/// 300-500 ms, but a loaded machine or split votes stretch it (with the former 1.5-3 s
+/// default, 8.3 s was seen after `docker kill`). Healing before then would call a fault that
+/// had not yet taken hold a failure of the cluster.
 const ELECTION_GRACE: Duration = Duration::from_secs(10);
 
 /// Keeps the fault on until a leader with a term above `above` shows up among `among` (at
@@ -299,6 +451,116 @@ async fn late_election<F: Faults>(
             tokio::time::sleep(Duration::from_secs(1)).await;
             return Some(seen);
         }
+    }
+    None
+}
+
+/// Watches `among` (noting leader changes) until a leader with a term above `above` shows up
+/// or `limit` has passed since `since`; returns it with the ms since `since`.
+async fn first_leader<F: Faults>(
+    f: &F,
+    tl: &Timeline,
+    among: &[u64],
+    above: u64,
+    since: Instant,
+    limit: Duration,
+) -> Option<(u64, u64, u64)> {
+    let deadline = since + limit;
+    while Instant::now() < deadline {
+        let slice = (Instant::now() + Duration::from_millis(300)).min(deadline);
+        if let Some(seen) = watch(f, tl, among, above, since, slice).await {
+            return Some(seen);
+        }
+    }
+    None
+}
+
+type Probe =
+    Pin<Box<dyn Future<Output = (Instant, Instant, &'static str, Result<u16, String>)> + Send>>;
+
+/// Sends a write and a read straight to node `id` every 50 ms from now until `until`, and
+/// reports how they were answered, timed from `since` (the cut).
+async fn probe_cut_off<F: Faults>(f: &F, id: u64, since: Instant, until: Instant) -> FailFast {
+    let client = f.client(id).with_timeout(Duration::from_secs(2));
+    let mut inflight: FuturesUnordered<Probe> = FuturesUnordered::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut answers = Vec::new();
+    let mut n = 0u64;
+    loop {
+        let sending = Instant::now() < until;
+        if !sending && inflight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            _ = tick.tick(), if sending => {
+                n += 1;
+                let (w, r) = (client.clone(), client.clone());
+                inflight.push(Box::pin(async move {
+                    let sent = Instant::now();
+                    let data = json!({ "n": n });
+                    let a = w.put("chaos/probe/isolated", &data, None).await;
+                    (sent, Instant::now(), "write", a.map(|r| r.status).map_err(|e| e.to_string()))
+                }));
+                inflight.push(Box::pin(async move {
+                    let sent = Instant::now();
+                    let a = r.get("chaos/probe/isolated", None).await;
+                    (sent, Instant::now(), "read", a.map(|r| r.status).map_err(|e| e.to_string()))
+                }));
+            }
+            Some(a) = inflight.next(), if !inflight.is_empty() => answers.push(a),
+        }
+    }
+    let ms = |d: Duration| d.as_millis() as u64;
+    let first = answers.iter().filter(|a| a.3 == Ok(503)).map(|a| a.1).min();
+    let mut after: Vec<u64> = answers
+        .iter()
+        .filter(|a| a.3 == Ok(503) && first.is_some_and(|t| a.0 >= t))
+        .map(|a| ms(a.1 - a.0))
+        .collect();
+    after.sort_unstable();
+    FailFast {
+        first_503_ms: first.map(|t| ms(t.saturating_duration_since(since))),
+        answer_p50_ms: after.get(after.len() / 2).copied(),
+        probes: answers.len(),
+        unavailable: answers.iter().filter(|a| a.3 == Ok(503)).count(),
+        served: answers
+            .iter()
+            .filter_map(|a| match &a.3 {
+                Ok(503) | Err(_) => None,
+                Ok(code) => Some(format!(
+                    "{} answered {code} {} ms after the cut",
+                    a.2,
+                    ms(a.1.saturating_duration_since(since))
+                )),
+            })
+            .collect(),
+    }
+}
+
+/// `(voters, learners)` as the first of `via` that answers `GET /cluster` sees them.
+async fn membership<F: Faults>(f: &F, via: &[u64]) -> Option<(Vec<u64>, Vec<u64>)> {
+    for id in via {
+        let Ok(r) = f
+            .client(*id)
+            .with_timeout(Duration::from_secs(2))
+            .cluster_status()
+            .await
+        else {
+            continue;
+        };
+        let Some(members) = r.body["members"].as_array().filter(|_| r.status == 200) else {
+            continue;
+        };
+        let (mut voters, mut learners) = (Vec::new(), Vec::new());
+        for m in members {
+            let Some(id) = m["id"].as_u64() else { continue };
+            if m["voter"] == true {
+                voters.push(id);
+            } else {
+                learners.push(id);
+            }
+        }
+        return Some((voters, learners));
     }
     None
 }
@@ -343,6 +605,11 @@ impl<F: Faults> Cx<'_, F> {
     /// One follower, chosen by the run's seed.
     fn pick_follower(&mut self) -> u64 {
         self.rng.pick(&self.followers)
+    }
+
+    /// Whether node `id` was one of the first three members (the spares come after them).
+    fn original(&self, id: u64) -> bool {
+        id <= 3
     }
 
     /// Every node but `id`.
@@ -421,6 +688,27 @@ impl<F: Faults> Cx<'_, F> {
         self.ev.problems.push(p);
     }
 
+    /// Waits (up to 15 s) until node `id` is a follower of a term above `term`.
+    async fn await_rejoin(&mut self, id: u64, term: u64) {
+        let rejoin = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = self.f.status(id).await;
+            if field(&s, "term").is_some_and(|t| t > term)
+                && s.as_ref().is_some_and(|s| s["state"] == "Follower")
+            {
+                self.tl.note(format!("node {id} rejoined as a follower"));
+                return;
+            }
+            if Instant::now() > rejoin {
+                self.problem(format!(
+                    "node {id} did not rejoin as a follower of a newer term within 15 s: {s:?}"
+                ));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Heals every link and notes it as the end of the fault.
     async fn heal(&mut self, what: String) {
         self.f.heal().await;
@@ -484,7 +772,31 @@ async fn depose_leader<F: Faults>(cx: &mut Cx<'_, F>, fault: LeaderFault) {
         )
         .await;
     let since = Instant::now();
-    let mut seen = watch(f, cx.tl, &cx.followers, term, since, since + cx.hold).await;
+    let watching = watch(f, cx.tl, &cx.followers, term, since, since + cx.hold);
+    let mut seen = if fault == LeaderFault::Isolate {
+        // Meanwhile, ask the cut-off leader itself: it must fail fast, and serve nothing.
+        let until = since + cx.hold.min(Duration::from_secs(3));
+        let (seen, ff) = tokio::join!(watching, probe_cut_off(f, l, since, until));
+        cx.tl.note(format!(
+            "cut-off leader {l}: first 503 {:?} ms after the cut, then 503s in {:?} ms (p50); \
+             {} of {} probes answered 503",
+            ff.first_503_ms, ff.answer_p50_ms, ff.unavailable, ff.probes
+        ));
+        match ff.first_503_ms {
+            Some(ms) if ms <= FAIL_FAST_LIMIT.as_millis() as u64 => {}
+            other => cx.problem(format!(
+                "cut-off leader {l} did not answer 503 within {} ms of the cut: first 503 {other:?}",
+                FAIL_FAST_LIMIT.as_millis()
+            )),
+        }
+        for served in &ff.served {
+            cx.problem(format!("cut-off leader {l} served a request: {served}"));
+        }
+        cx.ev.fail_fast = Some(ff);
+        seen
+    } else {
+        watching.await
+    };
     if seen.is_none() {
         seen = late_election(f, cx.tl, &cx.followers, term, since).await;
     }
@@ -507,23 +819,7 @@ async fn depose_leader<F: Faults>(cx: &mut Cx<'_, F>, fault: LeaderFault) {
     let undone = format!("{} node {l}", fault.undone());
     cx.ev.heal = cx.timed(fault.undo(f, l), undone).await;
     // The old leader must rejoin as a follower of a newer term.
-    let rejoin = Instant::now() + Duration::from_secs(15);
-    loop {
-        let s = f.status(l).await;
-        if field(&s, "term").is_some_and(|t| t > term)
-            && s.as_ref().is_some_and(|s| s["state"] == "Follower")
-        {
-            cx.tl.note(format!("node {l} rejoined as a follower"));
-            break;
-        }
-        if Instant::now() > rejoin {
-            cx.problem(format!(
-                "node {l} did not rejoin as a follower of a newer term within 15 s: {s:?}"
-            ));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cx.await_rejoin(l, term).await;
 }
 
 async fn kill_follower<F: Faults>(cx: &mut Cx<'_, F>) {
@@ -623,10 +919,18 @@ async fn isolate_follower<F: Faults>(cx: &mut Cx<'_, F>) {
 }
 
 async fn isolate_follower_snapshot<F: Faults>(cx: &mut Cx<'_, F>) {
-    let l = cx.leader;
     let v = cx.pick_follower();
     cx.ev.installs_before = count_installs(&cx.f.node_log(v));
     let cut = cx.cut_follower(v).await;
+    cut_until_purged(cx, &cut).await;
+    cx.heal(format!("healed the links of node {v}")).await;
+}
+
+/// Holds follower `cut.victim` cut off until the leader has purged its log past it (at
+/// least the hold, at most 4 s of it, up to 25 s in all), so that it can only catch up by
+/// snapshot; records its lag and the leader's purged index.
+async fn cut_until_purged<F: Faults>(cx: &mut Cx<'_, F>, cut: &Cut) {
+    let (l, v) = (cx.leader, cut.victim);
     let deadline = cut.since + Duration::from_secs(25);
     let mut purged = None;
     loop {
@@ -640,7 +944,7 @@ async fn isolate_follower_snapshot<F: Faults>(cx: &mut Cx<'_, F>) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let lag = cx
-        .check_stuck(&cut, format!("leader {l} purged up to {purged:?}"))
+        .check_stuck(cut, format!("leader {l} purged up to {purged:?}"))
         .await;
     cx.ev.lag_index = lag;
     if purged.zip(lag).is_none_or(|(p, c)| p <= c) {
@@ -649,7 +953,6 @@ async fn isolate_follower_snapshot<F: Faults>(cx: &mut Cx<'_, F>) {
         ));
     }
     cx.ev.purged_at_heal = purged;
-    cx.heal(format!("healed the links of node {v}")).await;
 }
 
 async fn bridge<F: Faults>(cx: &mut Cx<'_, F>) {
@@ -714,6 +1017,371 @@ async fn flaky_link<F: Faults>(cx: &mut Cx<'_, F>) {
     cx.heal("healed every link".to_string()).await;
 }
 
+async fn restart_leader_loop<F: Faults>(cx: &mut Cx<'_, F>) {
+    let (f, ids) = (cx.f, cx.ids.clone());
+    let (mut leader, mut term) = (cx.leader, cx.term);
+    cx.ev.start = cx.tl.note(format!(
+        "restart-leader loop for {} s",
+        RESTART_LOOP_FOR.as_secs()
+    ));
+    let began = Instant::now();
+    while began.elapsed() < RESTART_LOOP_FOR {
+        let round = cx.ev.faults + 1;
+        let what = format!("round {round}: SIGKILL leader {leader} (term {term})");
+        cx.timed(f.kill(leader), what).await;
+        cx.ev.victims.push(leader);
+        cx.ev.faults += 1;
+        let since = Instant::now();
+        let survivors = cx.others(leader);
+        let limit = Duration::from_secs(5) + ELECTION_GRACE;
+        let seen = first_leader(f, cx.tl, &survivors, term, since, limit).await;
+        cx.check_silent(leader, "SIGKILL").await;
+        match seen {
+            Some((id, t, ms)) => {
+                if cx.ev.new_leader.is_none() {
+                    cx.record_leader(seen);
+                }
+                cx.ev.failovers.push(ms);
+                cx.tl
+                    .note(format!("node {id} took over in term {t} after {ms} ms"));
+            }
+            None => cx.problem(format!(
+                "round {round}: no survivor led within {} ms of killing leader {leader}",
+                limit.as_millis()
+            )),
+        }
+        // Down a little longer, then back; up for a while before the next kill.
+        tokio::time::sleep(Duration::from_millis(cx.rng.between(500, 2000))).await;
+        cx.timed(f.start(leader), format!("restarted node {leader}"))
+            .await;
+        tokio::time::sleep(Duration::from_millis(cx.rng.between(1000, 3000))).await;
+        match f.wait_leader(&ids, 0, Duration::from_secs(10)).await {
+            Some((l, t)) => (leader, term) = (l, t),
+            None => {
+                cx.problem(format!("round {round}: no leader 10 s after the restart"));
+                break;
+            }
+        }
+    }
+    cx.ev.heal = cx.tl.note(format!(
+        "restart-leader loop over: {} kills, failovers {:?} ms",
+        cx.ev.faults, cx.ev.failovers
+    ));
+}
+
+/// `incoming.snap` in a node's data directory: the snapshot being received.
+const INCOMING: &str = "snapshots/incoming.snap";
+
+async fn snapshot_install_crash<F: Faults>(cx: &mut Cx<'_, F>) {
+    let (f, l) = (cx.f, cx.leader);
+    if f.data_file_size(l, "snapshots").is_none() {
+        cx.problem("this mode cannot see the nodes' data directories".into());
+        return;
+    }
+    // Big secrets make a snapshot that takes a while to stream.
+    let began = Instant::now();
+    let blob = "s".repeat(BULK_BYTES);
+    let client = f.client(l).with_timeout(Duration::from_secs(10));
+    let mut written = 0;
+    for i in 0..BULK_SECRETS {
+        let data = json!({ "blob": blob, "i": i });
+        if client
+            .put(&format!("chaos/bulk/{i:03}"), &data, None)
+            .await
+            .is_ok_and(|r| r.status == 200)
+        {
+            written += 1;
+        }
+    }
+    cx.tl.note(format!(
+        "wrote {written} secrets of {} KiB through leader {l} in {} ms",
+        BULK_BYTES / 1024,
+        began.elapsed().as_millis()
+    ));
+    let v = cx.pick_follower();
+    cx.ev.installs_before = count_installs(&f.node_log(v));
+    let cut = cx.cut_follower(v).await;
+    cut_until_purged(cx, &cut).await;
+    // Heal with the leader's link to the victim slowed (each 16 KiB chunk held 2-3 ms), then
+    // SIGKILL the victim as soon as the snapshot has started to arrive.
+    f.heal().await;
+    let slow = LinkMode::Delay {
+        base_ms: 2,
+        jitter_ms: 1,
+    };
+    f.set_link(l, v, slow).await;
+    let healed = Instant::now();
+    cx.tl.note(format!(
+        "healed node {v}, the link {l}->{v} slowed to 2±1 ms per chunk; waiting for the snapshot"
+    ));
+    let mut seen = None;
+    while healed.elapsed() < Duration::from_secs(20) {
+        if let Some(size) = f.data_file_size(v, INCOMING).filter(|s| *s > 0) {
+            seen = Some(size);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let Some(size) = seen else {
+        cx.problem(format!(
+            "follower {v} did not start receiving a snapshot within 20 s of the heal"
+        ));
+        cx.heal(format!("healed node {v}")).await;
+        return;
+    };
+    let what = format!(
+        "SIGKILL follower {v} while receiving the snapshot ({size} bytes of incoming.snap seen, {} ms after the heal)",
+        healed.elapsed().as_millis()
+    );
+    cx.timed(f.kill(v), what).await;
+    cx.ev.faults = 2;
+    let partial = f.data_file_size(v, INCOMING);
+    let full = f.data_file_size(l, "snapshots/current.snap");
+    cx.ev.install_cut = Some((partial, full));
+    let installed = count_installs(&f.node_log(v));
+    cx.tl.note(format!(
+        "after the kill: incoming.snap {partial:?} bytes, leader's snapshot {full:?} bytes, \
+         installs logged {installed} (before the cut {})",
+        cx.ev.installs_before
+    ));
+    if installed > cx.ev.installs_before {
+        cx.problem(format!(
+            "follower {v} finished installing the snapshot before the kill: the crash came too late"
+        ));
+    }
+    cx.heal("healed every link".into()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cx.timed(f.start(v), format!("restarted node {v}")).await;
+}
+
+/// Repeats a membership request (through whoever leads now) until `done` holds for the
+/// membership, for at most 30 s; returns the ms it took.
+async fn change_membership<F: Faults>(
+    cx: &mut Cx<'_, F>,
+    what: &str,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    done: impl Fn(&(Vec<u64>, Vec<u64>)) -> bool,
+) -> Option<u64> {
+    let f = cx.f;
+    let began = Instant::now();
+    let mut answers = Vec::new();
+    while began.elapsed() < Duration::from_secs(30) {
+        let members = f.ids();
+        let via = f
+            .leader_among(&members)
+            .await
+            .map_or(members[0], |(id, _)| id);
+        let client = f.client(via).with_timeout(Duration::from_secs(10));
+        let r = client.request(method.clone(), &path, body.as_ref()).await;
+        answers.push(r.map_or_else(|e| e.to_string(), |r| r.status.to_string()));
+        let now = membership(f, &[via]).await;
+        if now.as_ref().is_some_and(&done) {
+            let ms = began.elapsed().as_millis() as u64;
+            cx.tl.note(format!(
+                "{what}: done in {ms} ms (answers {answers:?}); voters/learners now {now:?}"
+            ));
+            return Some(ms);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    cx.problem(format!(
+        "{what}: not done within 30 s (answers {answers:?}; membership {:?})",
+        membership(f, &f.ids()).await
+    ));
+    None
+}
+
+async fn membership_change<F: Faults>(cx: &mut Cx<'_, F>) {
+    let f = cx.f;
+    let Some((new, raft, api)) = f.spare() else {
+        cx.problem("this mode has no spare node to add".into());
+        return;
+    };
+    cx.ev.start = cx
+        .timed(f.join(new), format!("started spare node {new}"))
+        .await;
+    let body = json!({ "id": new, "raftAddr": raft, "apiAddr": api });
+    let added = change_membership(
+        cx,
+        &format!("add node {new} (learner, then voter)"),
+        Method::POST,
+        "/api/v1/cluster/members".into(),
+        Some(body),
+        |(voters, _)| voters.contains(&new),
+    )
+    .await;
+    if added.is_none() {
+        return;
+    }
+    cx.ev.faults += 1;
+    // Remove a follower of the original three (not the leader, not the new node).
+    let Some((l, _)) = f.wait_leader(&f.ids(), 0, Duration::from_secs(10)).await else {
+        cx.problem("no leader after adding the node".into());
+        return;
+    };
+    let candidates: Vec<u64> = cx
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| *id != l && *id != new)
+        .collect();
+    // The workload only sends to the nodes there were when it started, so a node added by
+    // an earlier event (the highest ids) goes first; the first event removes an original
+    // node, chosen by the seed.
+    let gone = match candidates
+        .iter()
+        .copied()
+        .filter(|id| !cx.original(*id))
+        .max()
+    {
+        Some(id) => id,
+        None => cx.rng.pick(&candidates),
+    };
+    let removed = change_membership(
+        cx,
+        &format!("remove node {gone}"),
+        Method::DELETE,
+        format!("/api/v1/cluster/members/{gone}"),
+        None,
+        |(voters, learners)| !voters.contains(&gone) && !learners.contains(&gone),
+    )
+    .await;
+    if removed.is_none() {
+        return;
+    }
+    cx.ev.faults += 1;
+    cx.timed(
+        f.retire(gone),
+        format!("SIGKILL removed node {gone} for good"),
+    )
+    .await;
+    cx.ev.victims = vec![gone];
+    // Kill the leader of the new membership: the other two voters, one of them the new
+    // node, must elect one of themselves.
+    let members = f.ids();
+    cx.ev.expect_voters = Some(members.clone());
+    let Some((l2, t2)) = f.wait_leader(&members, 0, Duration::from_secs(10)).await else {
+        cx.problem("no leader after the membership change".into());
+        return;
+    };
+    cx.ev.old_leader = Some((l2, t2));
+    cx.ev.victims.push(l2);
+    cx.timed(f.kill(l2), format!("SIGKILL leader {l2} (term {t2})"))
+        .await;
+    cx.ev.faults += 1;
+    let since = Instant::now();
+    let survivors: Vec<u64> = members.iter().copied().filter(|id| *id != l2).collect();
+    let seen = first_leader(f, cx.tl, &survivors, t2, since, cx.hold + ELECTION_GRACE).await;
+    if !cx.record_leader(seen) {
+        cx.problem(format!(
+            "no leader among {survivors:?} after killing leader {l2}"
+        ));
+    }
+    // Some ops under the new leader before the old one returns.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cx.ev.heal = cx.timed(f.start(l2), format!("restarted node {l2}")).await;
+    cx.await_rejoin(l2, t2).await;
+}
+
+async fn full_disk<F: Faults>(cx: &mut Cx<'_, F>) {
+    let (f, l) = (cx.f, cx.leader);
+    let v = cx.pick_follower();
+    cx.ev.victims = vec![v];
+    let (filler, free) = match f.fill_disk(v, 64 * 1024) {
+        Ok(x) => x,
+        Err(e) => {
+            cx.problem(format!("could not fill node {v}'s disk: {e}"));
+            return;
+        }
+    };
+    cx.ev.start = cx.tl.note(format!(
+        "filled node {v}'s disk: {} MB of filler, {free} bytes left",
+        filler >> 20
+    ));
+    // Big writes through the leader until the follower's log stops while the leader's moves.
+    let blob = "f".repeat(BULK_BYTES);
+    let client = f.client(l).with_timeout(Duration::from_secs(5));
+    let began = Instant::now();
+    let mut stuck = None;
+    let mut last = (None, None);
+    let mut i = 0;
+    while began.elapsed() < Duration::from_secs(25) {
+        for _ in 0..5 {
+            let data = json!({ "blob": blob, "i": i });
+            let _ = client.put(&format!("chaos/full/{i:04}"), &data, None).await;
+            i += 1;
+        }
+        let now = (
+            cx.status_field(l, "lastLogIndex").await,
+            cx.status_field(v, "lastLogIndex").await,
+        );
+        // Stuck: the follower is silent, or did not move over the last five writes while the
+        // leader did.
+        if now.1.is_none() || (now.1 == last.1 && now.0 > last.0 && last.0.is_some()) {
+            stuck = Some(now);
+            break;
+        }
+        last = now;
+    }
+    let Some((lead_at, stuck_at)) = stuck else {
+        cx.problem(format!(
+            "node {v} kept appending for 25 s ({i} big writes) on a full disk; last {last:?}"
+        ));
+        let _ = f.free_disk(v);
+        cx.ev.heal = cx.tl.note("freed the disk".to_string());
+        return;
+    };
+    let free_now = f.disk_free(v);
+    let enospc = f.node_log(v).contains("No space left on device");
+    cx.tl.note(format!(
+        "node {v} stopped at log index {stuck_at:?} (leader at {lead_at:?}) after {i} big writes; \
+         {free_now:?} bytes free; ENOSPC in its log: {enospc}"
+    ));
+    if free_now.is_none_or(|b| b > 1 << 20) {
+        cx.problem(format!(
+            "node {v} stopped but its disk was not full: {free_now:?} bytes free"
+        ));
+    }
+    // Hold: the others must serve (checked over the history) while the node stays stuck.
+    tokio::time::sleep(
+        cx.hold
+            .saturating_sub(began.elapsed())
+            .max(Duration::from_secs(2)),
+    )
+    .await;
+    let (lead_end, end) = (
+        cx.status_field(l, "lastLogIndex").await,
+        cx.status_field(v, "lastLogIndex").await,
+    );
+    cx.tl.note(format!(
+        "after the hold: node {v} at {end:?}, leader {l} at {lead_end:?}"
+    ));
+    if end.is_some() && end != stuck_at {
+        cx.problem(format!(
+            "node {v} appended again on a full disk: {stuck_at:?} -> {end:?}"
+        ));
+    }
+    if lead_end <= lead_at {
+        cx.problem(format!(
+            "the leader stopped too while node {v}'s disk was full: {lead_at:?} -> {lead_end:?}"
+        ));
+    }
+    match f.free_disk(v) {
+        Ok(b) => cx
+            .tl
+            .note(format!("deleted the filler: {b} bytes free on node {v}")),
+        Err(e) => {
+            cx.problem(format!("could not free node {v}'s disk: {e}"));
+            0
+        }
+    };
+    cx.ev.faults = 2;
+    cx.timed(f.kill(v), format!("SIGKILL node {v}")).await;
+    cx.ev.heal = cx.timed(f.start(v), format!("restarted node {v}")).await;
+}
+
 impl Nemesis {
     /// Injects one fault, holds it for about `hold` (the snapshot scenario holds until the
     /// leader has purged past the victim, up to 25 s), heals, and reports.
@@ -756,7 +1424,12 @@ impl Nemesis {
             Nemesis::IsolateFollowerSnapshot => isolate_follower_snapshot(&mut cx).await,
             Nemesis::Bridge => bridge(&mut cx).await,
             Nemesis::FlakyLink => flaky_link(&mut cx).await,
+            Nemesis::RestartLeaderLoop => restart_leader_loop(&mut cx).await,
+            Nemesis::SnapshotInstallCrash => snapshot_install_crash(&mut cx).await,
+            Nemesis::MembershipChange => membership_change(&mut cx).await,
+            Nemesis::FullDisk => full_disk(&mut cx).await,
         }
+        cx.ev.faults = cx.ev.faults.max(1);
         cx.ev
     }
 
@@ -774,7 +1447,33 @@ impl Nemesis {
                     )),
                 }
             }
-            if self == Nemesis::IsolateFollowerSnapshot {
+            // Only the last membership change's voters must hold at the end; each earlier
+            // one was checked when it was made (`change_membership`).
+            let last_change = events.iter().rposition(|e| e.expect_voters.is_some());
+            let is_last = last_change.is_some_and(|i| std::ptr::eq(&events[i], ev));
+            if let Some(want) = ev.expect_voters.as_ref().filter(|_| is_last) {
+                match membership(f, want).await {
+                    Some((mut voters, learners)) => {
+                        voters.sort_unstable();
+                        if &voters != want || !learners.is_empty() {
+                            problems.push(format!(
+                                "membership at the end: voters {voters:?}, learners {learners:?}; expected voters {want:?}"
+                            ));
+                        }
+                    }
+                    None => problems.push("no member answered GET /cluster at the end".into()),
+                }
+            }
+            if self == Nemesis::RestartLeaderLoop && ev.failovers.len() < 3 {
+                problems.push(format!(
+                    "the restart loop saw only {} failovers (need 3)",
+                    ev.failovers.len()
+                ));
+            }
+            if matches!(
+                self,
+                Nemesis::IsolateFollowerSnapshot | Nemesis::SnapshotInstallCrash
+            ) {
                 let Some(&v) = ev.victims.first() else {
                     continue;
                 };

@@ -86,6 +86,8 @@ pub struct Summary {
     pub scenario: &'static str,
     pub seed: u64,
     pub events: usize,
+    /// Faults injected over all events (a restart loop counts each kill).
+    pub faults: usize,
     pub ops: usize,
     pub acked: usize,
     pub acked_writes: usize,
@@ -95,6 +97,8 @@ pub struct Summary {
     /// Per event: from the fault to the first acknowledged write issued after it.
     pub failover_ms: Vec<Option<u64>>,
     pub election_ms: Vec<Option<u64>>,
+    /// Isolate-leader: per event, from the cut to the cut-off leader's first 503.
+    pub fail_fast_ms: Vec<Option<u64>>,
     pub tombstone_ms: Option<u64>,
     /// (leader, term) once the run has settled.
     pub final_leader: Option<(u64, u64)>,
@@ -114,13 +118,19 @@ impl Summary {
                 .collect();
             parts.join(",")
         };
+        let fail_fast = if self.fail_fast_ms.is_empty() {
+            String::new()
+        } else {
+            format!(" fail_fast_503_ms=[{}]", opt(&self.fail_fast_ms))
+        };
         format!(
-            "{:<26} seed={} events={} ops={} acked={} (writes {}) indeterminate={} (committed {}) \
-             before/during/after={}/{}/{} failover_ms=[{}] election_ms=[{}] tombstone_ms={} \
+            "{:<26} seed={} events={} faults={} ops={} acked={} (writes {}) indeterminate={} (committed {}) \
+             before/during/after={}/{}/{} failover_ms=[{}] election_ms=[{}]{fail_fast} tombstone_ms={} \
              final_leader={:?} check_ms={} violations={} runtime={:.1}s {}",
             self.scenario,
             self.seed,
             self.events,
+            self.faults,
             self.ops,
             self.acked,
             self.acked_writes,
@@ -483,6 +493,12 @@ async fn report<F: Faults>(
         windows: checked.windows,
         failover_ms: checked.failover_ms,
         election_ms: run.events.iter().map(|e| e.election_ms).collect(),
+        fail_fast_ms: run
+            .events
+            .iter()
+            .filter_map(|e| e.fail_fast.as_ref().map(|f| f.first_503_ms))
+            .collect(),
+        faults: run.events.iter().map(|e| e.faults).sum(),
         tombstone_ms: run.tombstone_ms,
         final_leader: checked.final_leader,
         check_ms: checked.verdict.as_ref().map_or(0, |v| v.check_ms),

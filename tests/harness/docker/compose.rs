@@ -4,8 +4,8 @@
 //! `cluster/secrets/root.token`), faulted from the host, and wiped when dropped.
 //!
 //! Invariants:
-//! - Containers outlive the test process, so `up` first removes any leftovers of project
-//!   `raftsafe`, and dropping the cluster (also while unwinding from a panic) runs
+//! - Containers outlive the test process, so `up` first removes any leftovers of the
+//!   project (`RAFTSAFE_COMPOSE_PROJECT`, default `raftsafe`), and dropping the cluster (also while unwinding from a panic) runs
 //!   `cluster/down.sh --wipe`, falling back to `docker rm -f`. Set
 //!   `RAFTSAFE_CHAOS_DOCKER_KEEP=1` to leave the cluster running for a post-mortem.
 //! - Process faults: `docker kill` (SIGKILL) / `docker start`, `docker pause` (the cgroup
@@ -24,7 +24,7 @@ use raftsafe::client::{Client, ClientOptions};
 
 use super::iptables::Partitions;
 use super::runner::{docker, run, CommandLog};
-use super::{api_addr, container, repo_root, IDS, NETWORK};
+use super::{api_addr, container, image, network, repo_root, volume, IDS};
 use crate::harness::nemesis::Faults;
 use crate::harness::nodes::Nodes;
 use crate::harness::proxy::{LinkMode, ProxyStats};
@@ -83,9 +83,11 @@ impl Teardown {
                 let mut rm = vec!["rm", "-f", "-v"];
                 rm.extend(names.iter().map(String::as_str));
                 let _ = docker(&rm, t60);
-                let volumes = ["raftsafe_data-1", "raftsafe_data-2", "raftsafe_data-3"];
-                let _ = docker(&[&["volume", "rm"][..], &volumes[..]].concat(), t60);
-                let _ = docker(&["network", "rm", NETWORK], t60);
+                let volumes: Vec<String> = IDS.iter().map(|id| volume(*id)).collect();
+                let mut rm = vec!["volume", "rm"];
+                rm.extend(volumes.iter().map(String::as_str));
+                let _ = docker(&rm, t60);
+                let _ = docker(&["network", "rm", &network()], t60);
                 Err(format!(
                     "cluster/down.sh --wipe failed ({why}); removed with docker rm -f instead"
                 ))
@@ -120,7 +122,7 @@ pub struct ComposeCluster {
 }
 
 impl ComposeCluster {
-    /// Clears leftovers of project `raftsafe` (`cluster/down.sh --wipe`), runs
+    /// Clears leftovers of the project (`cluster/down.sh --wipe`), runs
     /// `cluster/up.sh` (which builds the image and `cluster/secrets/` if missing and waits for
     /// every node to be healthy), and connects to the published ports. Blocking: call it from
     /// `spawn_blocking`. Panics with the scripts' output if the cluster does not come up.
@@ -169,7 +171,8 @@ impl ComposeCluster {
 
         let mut ips = BTreeMap::new();
         for id in IDS {
-            let fmt = format!("{{{{(index .NetworkSettings.Networks \"{NETWORK}\").IPAddress}}}}");
+            let net = network();
+            let fmt = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
             let o = docker(
                 &["inspect", "-f", &fmt, &container(id)],
                 Duration::from_secs(20),
@@ -178,7 +181,7 @@ impl ComposeCluster {
             let ip = o.stdout.trim().to_string();
             assert!(
                 o.ok && ip.parse::<std::net::Ipv4Addr>().is_ok(),
-                "no address of {} on {NETWORK}: {}",
+                "no address of {} on {net}: {}",
                 container(id),
                 o.text()
             );
@@ -234,7 +237,7 @@ impl ComposeCluster {
 /// dev-dependencies unified in) from the one `cargo nextest` links next to the tests.
 fn image_freshness() -> String {
     let created = docker(
-        &["image", "inspect", "-f", "{{.Created}}", "raftsafe:dev"],
+        &["image", "inspect", "-f", "{{.Created}}", &image()],
         Duration::from_secs(30),
     );
     let Ok(created) = created else {
@@ -278,8 +281,9 @@ fn image_freshness() -> String {
     }
     match newest {
         Some((m, p)) if m > image_secs => format!(
-            "image raftsafe:dev ({}) is older than {} (modified {}s later): \
+            "image {} ({}) is older than {} (modified {}s later): \
              run cluster/build-image.sh to test the current tree",
+            image(),
             created.stdout.trim(),
             p.display(),
             m - image_secs
