@@ -332,7 +332,10 @@ fn remember<S: StateRead>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::codec;
     use crate::secret::command::MountKind;
 
     /// An in-memory state: apply a batch, then fold its changes in, as the store does.
