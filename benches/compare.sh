@@ -23,6 +23,11 @@
 # get-spread-64 (three wrk processes, one per node, 22 connections each, summed), rss.
 # "follower" means the load goes to a node that is not the leader: raftsafe forwards the write
 # to the leader / runs the read index; etcd's gateway does the same internally.
+# steady-put-64 (not in the default list): DURATION seconds of PUTs at 64 connections to the
+# leader, with the leader changes and the log-fsync latency (p50/p99/p99.9 bucket bounds) read
+# from each system's own Prometheus metrics before and after (benches/scrape.py), written to
+# $OUT/steady.txt. Issue: 0 leader changes in 10 minutes: SYSTEMS=raftsafe CASES=steady-put-64
+# DURATION=600 REPEATS=1 benches/compare.sh
 # Before the systems run it measures the floor both share: a 256-byte write + fdatasync on the
 # scratch disk, and a loopback TCP round trip (benches/floor.py).
 #
@@ -188,6 +193,14 @@ for r in $(seq 1 "$REPEATS"); do
         get-leader-64) line="$(run_wrk "$system" get "$leader_url" 64 "$DURATION")" ;;
         get-follower-64) line="$(run_wrk "$system" get "$follower_url" 64 "$DURATION")" ;;
         get-spread-64) line="$(run_spread "$system" get 22 "$DURATION")" ;;
+        steady-put-64)
+          # shellcheck disable=SC2086
+          python3 "$here/scrape.py" snap "$system" "$WORK/before.json" $api --token "$token"
+          line="$(run_wrk "$system" put "$leader_url" 64 "$DURATION")"
+          # shellcheck disable=SC2086
+          python3 "$here/scrape.py" snap "$system" "$WORK/after.json" $api --token "$token"
+          echo "$r $system $(python3 "$here/scrape.py" diff "$system" "$WORK/before.json" "$WORK/after.json") $line" |
+            tee -a "$OUT/steady.txt" ;;
         rss) line="RESULT rps=0 p50_ms=0 p90_ms=0 p99_ms=0 p999_ms=0 requests=0 errors=0" ;;
         *) echo "unknown case $case" >&2; exit 2 ;;
       esac
