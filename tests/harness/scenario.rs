@@ -49,13 +49,20 @@ impl Plan {
         }
     }
 
+    /// Four events per scenario, or `RAFTSAFE_SOAK_EVENTS` (1..=100): a longer soak piles up
+    /// nemesis events on one cluster per scenario instead of paying its start-up again.
     pub fn soak() -> Plan {
+        let events = std::env::var("RAFTSAFE_SOAK_EVENTS")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .filter(|n| (1..=100).contains(n))
+            .unwrap_or(4);
         Plan {
             before: Duration::from_secs(5),
             hold: Duration::from_secs(6),
             gap: Duration::from_secs(6),
             after: Duration::from_secs(8),
-            events: 4,
+            events,
         }
     }
 }
