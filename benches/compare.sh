@@ -28,10 +28,15 @@
 # from each system's own Prometheus metrics before and after (benches/scrape.py), written to
 # $OUT/steady.txt. Issue: 0 leader changes in 10 minutes: SYSTEMS=raftsafe CASES=steady-put-64
 # DURATION=600 REPEATS=1 benches/compare.sh
+# cas-leader-16 (read the version, then write only if unchanged; 16 clients on 10k keys, so
+# some conflict) and mixed-follower-64 (90% reads) are not in the default list either; they
+# always use the workload tool (benches/workload.rs), as every case does with LOAD=workload
+# (default LOAD=wrk). Both tools are closed-loop and print the same RESULT line.
 # Before the systems run it measures the floor both share: a 256-byte write + fdatasync on the
 # scratch disk, and a loopback TCP round trip (benches/floor.py).
 #
-# Environment: RAFTSAFE_BIN (default $CARGO_TARGET_DIR/release/raftsafe), KEYS (10000),
+# Environment: RAFTSAFE_BIN (default $CARGO_TARGET_DIR/release/raftsafe), LOAD (wrk or
+# workload), WORKLOAD_BIN (default the newest $CARGO_TARGET_DIR/release/deps/workload-*), KEYS (10000),
 # VALUE (256), DURATION (15), REPEATS (3), SYSTEMS ("raftsafe etcd"), CASES, WORK (a scratch
 # dir, default a new temp dir), OUT (default benches/results/<date>).
 set -euo pipefail
@@ -48,6 +53,8 @@ CASES="${CASES:-put-leader-1 put-leader-64 put-follower-64 get-leader-64 get-fol
 WORK="${WORK:-$(mktemp -d /tmp/raftsafe-compare.XXXXXX)}"
 OUT="${OUT:-$root/benches/results/$(date -u +%Y-%m-%d)}"
 lua="$here/wrk/kv.lua"
+LOAD="${LOAD:-wrk}"
+workload_bin="${WORKLOAD_BIN:-$(ls -t "${CARGO_TARGET_DIR:-$root/target}"/release/deps/workload-* 2>/dev/null | grep -v '\.d$' | head -1 || true)}"
 
 for tool in wrk etcd etcdctl curl python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk etcd-server etcd-client curl)" >&2; exit 2; }
@@ -165,10 +172,26 @@ rss_mb() {
 }
 
 run_wrk() { # system op url connections duration
+  if [ "$LOAD" = workload ] || [ "$2" = cas ] || [ "$2" = mixed ]; then
+    run_workload "$@"
+    return
+  fi
   local threads=2
   [ "$4" -lt 2 ] && threads=1
   BENCH_SYSTEM="$1" BENCH_OP="$2" BENCH_KEYS="$KEYS" BENCH_VALUE="$VALUE" BENCH_TOKEN="$token" \
     wrk -t"$threads" -c"$4" -d"${5}s" --timeout 10s -s "$lua" "$3" | grep '^RESULT'
+}
+
+# The same case with the workload tool (benches/workload.rs): HDR percentiles, and the
+# operations wrk's script does not have (cas, mixed). Prints the same RESULT line.
+run_workload() { # system op url connections duration
+  [ -x "$workload_bin" ] || { echo "no workload tool: cargo build --release --benches, or set WORKLOAD_BIN" >&2; exit 2; }
+  RAFTSAFE_TOKEN="$token" "$workload_bin" --system "$1" --op "$2" --addr "$3" --clients "$4" \
+    --duration "${5}s" --keys "$KEYS" --value-size "$VALUE" --format json | python3 -c '
+import json, sys
+r = json.load(sys.stdin); l = r["latency_ms"]
+print("RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f requests=%d errors=%d" % (
+    r["ok_per_s"], l["p50"], l["p90"], l["p99"], l["p999"], r["ok"] + r["conflicts"] + r["errors"], r["errors"]))'
 }
 
 # --- the run --------------------------------------------------------------------------------
@@ -193,6 +216,8 @@ for r in $(seq 1 "$REPEATS"); do
         get-leader-64) line="$(run_wrk "$system" get "$leader_url" 64 "$DURATION")" ;;
         get-follower-64) line="$(run_wrk "$system" get "$follower_url" 64 "$DURATION")" ;;
         get-spread-64) line="$(run_spread "$system" get 22 "$DURATION")" ;;
+        cas-leader-16) line="$(run_wrk "$system" cas "$leader_url" 16 "$DURATION")" ;;
+        mixed-follower-64) line="$(run_wrk "$system" mixed "$follower_url" 64 "$DURATION")" ;;
         steady-put-64)
           # shellcheck disable=SC2086
           python3 "$here/scrape.py" snap "$system" "$WORK/before.json" $api --token "$token"
