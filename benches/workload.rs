@@ -288,7 +288,11 @@ async fn run(args: Arc<Args>) -> Result<(), String> {
         &args.addrs[0],
         ClientOptions {
             ca_file: args.cacert.clone(),
-            token: args.token.clone(),
+            // etcd runs without auth here: its gateway refuses any Authorization header.
+            token: match args.system {
+                System::Raftsafe => args.token.clone().filter(|t| !t.is_empty()),
+                System::Etcd => None,
+            },
             timeout: Some(Duration::from_secs(10)),
             no_pool: false,
         },
