@@ -19,6 +19,10 @@
 # Results: one TSV line per (repeat, system, case) in $OUT/results.tsv, and a summary with
 # min-max over the repeats and the raftsafe/etcd ratio in $OUT/summary.md.
 #
+# snapshot (not in the default list; put it after rss, since it restarts a follower): the
+# snapshot size, build time and the time a wiped follower takes to catch up from it, one
+# row per system in $OUT/scale.tsv with KEYS, the preload time, RSS and disk. The scale table:
+#   for k in 10000 100000 1000000; do KEYS=$k CASES="put-leader-64 get-follower-64 rss snapshot" benches/compare.sh; done
 # Cases: put-leader-1, put-leader-64, put-follower-64, get-leader-64, get-follower-64,
 # get-spread-64 (three wrk processes, one per node, 22 connections each, summed), rss.
 # "follower" means the load goes to a node that is not the leader: raftsafe forwards the write
@@ -56,7 +60,7 @@ lua="$here/wrk/kv.lua"
 LOAD="${LOAD:-wrk}"
 workload_bin="${WORKLOAD_BIN:-$(ls -t "${CARGO_TARGET_DIR:-$root/target}"/release/deps/workload-* 2>/dev/null | grep -v '\.d$' | head -1 || true)}"
 
-for tool in wrk etcd etcdctl curl python3; do
+for tool in wrk etcd etcdctl curl python3 bc; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk etcd-server etcd-client curl)" >&2; exit 2; }
 done
 [ -x "$bin" ] || { echo "no raftsafe binary at $bin (cargo build --release, or set RAFTSAFE_BIN)" >&2; exit 2; }
@@ -83,11 +87,7 @@ start_raftsafe() {
   token="$(cat "$dir/root.token")"
   api=""
   for id in 1 2 3; do
-    RAFTSAFE_MASTER_KEY_FILE="$dir/master.key" RAFTSAFE_ROOT_TOKEN_FILE="$dir/root.token" \
-      "$bin" serve --node-id "$id" --api-addr "127.0.0.1:97${id}0" --raft-addr "127.0.0.1:97${id}1" \
-      --data-dir "$dir/node-$id" --peers "$peers" \
-      --bootstrap "$([ "$id" = 1 ] && echo true || echo false)" >"$dir/node-$id.log" 2>&1 &
-    pids+=("$!"); disown "$!"
+    raftsafe_node "$id"
     api="$api http://127.0.0.1:97${id}0"
   done
   local leader=""
@@ -99,9 +99,107 @@ start_raftsafe() {
   done
   [ -n "$leader" ] || { echo "raftsafe cluster did not elect a leader; logs in $dir" >&2; exit 1; }
   leader_url="http://127.0.0.1:97${leader}0"
+  leader_id="$leader"
   local f=$(( leader % 3 + 1 ))
   follower_url="http://127.0.0.1:97${f}0"
 }
+
+# Starts (or restarts) raftsafe node ID; its PID goes to pids[ID-1].
+raftsafe_node() {
+  local dir="$WORK/raftsafe" id="$1" peers="1=127.0.0.1:9711/127.0.0.1:9710,2=127.0.0.1:9721/127.0.0.1:9720,3=127.0.0.1:9731/127.0.0.1:9730"
+  RAFTSAFE_MASTER_KEY_FILE="$dir/master.key" RAFTSAFE_ROOT_TOKEN_FILE="$dir/root.token" \
+    "$bin" serve --node-id "$id" --api-addr "127.0.0.1:97${id}0" --raft-addr "127.0.0.1:97${id}1" \
+    --data-dir "$dir/node-$id" --peers "$peers" \
+    --bootstrap "$([ "$id" = 1 ] && echo true || echo false)" >>"$dir/node-$id.log" 2>&1 &
+  pids[$((id - 1))]="$!"; disown "$!"
+}
+
+# A field of raftsafe's /cluster/self at URL (empty if it does not answer).
+self_field() { # url field
+  curl -fsS -H "Authorization: Bearer $token" "$1/api/v1/cluster/self" 2>/dev/null |
+    python3 -c "import json,sys; print(json.load(sys.stdin).get('$2') or 0)" 2>/dev/null || true
+}
+
+# Waits (at most $2 seconds) until COMMAND succeeds; prints the seconds it took.
+time_until() { # seconds command...
+  local limit="$1" t0
+  shift
+  t0="$(date +%s.%N)"
+  until "$@"; do
+    if [ "$(echo "$(date +%s.%N) - $t0 > $limit" | bc)" = 1 ]; then
+      echo "timed out after ${limit}s: $*" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "$(date +%s.%N) - $t0" | bc
+}
+
+at_least() { [ "$(self_field "$1" "$2")" -ge "$3" ] 2>/dev/null; }
+
+# The snapshot case, raftsafe: build one on the leader (time until its snapshotIndex reaches
+# the applied index of the moment it was asked), its size on disk; then a follower is
+# replaced as an operator would after losing its disk — removed from the membership, wiped,
+# restarted empty and added back (learner, then voter): time from the add until it has
+# applied that far, by installing the leader's snapshot (checked: its snapshotIndex is not 0
+# afterwards). Prints "snapshot_mb build_s install_s".
+snapshot_raftsafe() {
+  local applied build size f install snap auth=(-H "Authorization: Bearer $token")
+  applied="$(self_field "$leader_url" lastAppliedIndex)"
+  curl -fsS -X POST "${auth[@]}" "$leader_url/api/v1/cluster/snapshot" >/dev/null
+  build="$(time_until 900 at_least "$leader_url" snapshotIndex "$applied")"
+  size="$(du -sm "$WORK/raftsafe/node-$leader_id/snapshots" | cut -f1)"
+  f=$(( leader_id % 3 + 1 ))
+  curl -fsS -X DELETE "${auth[@]}" "$leader_url/api/v1/cluster/members/$f" >/dev/null
+  kill -KILL "${pids[$((f - 1))]}"; sleep 0.5
+  rm -rf "$WORK/raftsafe/node-$f"
+  raftsafe_node "$f"
+  local t0; t0="$(date +%s.%N)"
+  curl -fsS -X POST "${auth[@]}" -H 'Content-Type: application/json' "$leader_url/api/v1/cluster/members" \
+    -d "{\"id\":$f,\"raftAddr\":\"127.0.0.1:97${f}1\",\"apiAddr\":\"127.0.0.1:97${f}0\"}" >/dev/null
+  time_until 900 at_least "http://127.0.0.1:97${f}0" lastAppliedIndex "$applied" >/dev/null
+  install="$(echo "$(date +%s.%N) - $t0" | bc)"
+  snap="$(self_field "http://127.0.0.1:97${f}0" snapshotIndex)"
+  [ "${snap:-0}" -gt 0 ] || { echo "the wiped follower caught up without a snapshot (snapshotIndex 0)" >&2; exit 1; }
+  echo "$size $build $install"
+}
+
+# The snapshot case, etcd: `etcdctl snapshot save` from the leader (time, size); then a
+# follower is removed, wiped and added back as a new member: time until its raft index
+# reaches the leader's of the moment it was removed (etcd sends it a snapshot: the log
+# before the last --snapshot-count entries is compacted).
+snapshot_etcd() {
+  local t0 build size f fid target install dir="$WORK/etcd"
+  local cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+  t0="$(date +%s.%N)"
+  ETCDCTL_API=3 etcdctl --endpoints "$leader_url" snapshot save "$WORK/etcd.snap" >/dev/null
+  build="$(echo "$(date +%s.%N) - $t0" | bc)"
+  size="$(du -sm "$WORK/etcd.snap" | cut -f1)"; rm -f "$WORK/etcd.snap"
+  f="${follower_url: -1}"
+  target="$(etcd_field "$leader_url" raft_index)"
+  fid="$(ETCDCTL_API=3 etcdctl --endpoints "$leader_url" member list -w json | python3 -c '
+import json, sys
+for m in json.load(sys.stdin)["members"]:
+    if m["name"] == "e'"$f"'": print("%x" % m["ID"])')"
+  ETCDCTL_API=3 etcdctl --endpoints "$leader_url" member remove "$fid" >/dev/null
+  kill -KILL "${pids[$((f - 1))]}" 2>/dev/null || true; sleep 0.5
+  rm -rf "$dir/e$f"
+  ETCDCTL_API=3 etcdctl --endpoints "$leader_url" member add "e$f" --peer-urls "http://127.0.0.1:2380$f" >/dev/null
+  etcd --name "e$f" --data-dir "$dir/e$f" \
+    --listen-client-urls "http://127.0.0.1:2379$f" --advertise-client-urls "http://127.0.0.1:2379$f" \
+    --listen-peer-urls "http://127.0.0.1:2380$f" --initial-advertise-peer-urls "http://127.0.0.1:2380$f" \
+    --initial-cluster "$cluster" --initial-cluster-state existing >>"$dir/e$f.log" 2>&1 &
+  pids[$((f - 1))]="$!"; disown "$!"
+  install="$(time_until 900 etcd_at_least "$follower_url" raft_index "$target")"
+  echo "$size $build $install"
+}
+
+etcd_field() { # url field
+  ETCDCTL_API=3 etcdctl --endpoints "$1" endpoint status -w json 2>/dev/null |
+    python3 -c "import json,sys; print(json.load(sys.stdin)[0]['Status'].get('$2') or 0)" 2>/dev/null || true
+}
+
+etcd_at_least() { [ "$(etcd_field "$1" "$2")" -ge "$3" ] 2>/dev/null; }
 
 start_etcd() {
   local dir="$WORK/etcd" cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
@@ -205,8 +303,16 @@ python3 "$here/floor.py" "$WORK" | tee "$OUT/floor.txt"
 for r in $(seq 1 "$REPEATS"); do
   for system in $SYSTEMS; do
     "start_$system"
-    # Preload: a single pass over every key so GETs find them and RSS reflects KEYS keys.
-    python3 "$here/preload.py" "$system" "$leader_url" "$KEYS" "$VALUE" "$token"
+    # Preload: a single pass over every key so GETs find them and RSS reflects KEYS keys
+    # (with the workload tool's 64 clients when it is built: 1M keys in minutes, not tens).
+    t0="$(date +%s.%N)"
+    if [ -x "$workload_bin" ]; then
+      RAFTSAFE_TOKEN="$token" "$workload_bin" --system "$system" --op fill --addr "$leader_url" \
+        --clients 64 --keys "$KEYS" --value-size "$VALUE" --format json >"$WORK/fill.json"
+    else
+      python3 "$here/preload.py" "$system" "$leader_url" "$KEYS" "$VALUE" "$token"
+    fi
+    preload_s="$(echo "$(date +%s.%N) - $t0" | bc)"
     for case in $CASES; do
       load1="$(cut -d' ' -f1 /proc/loadavg)"
       case "$case" in
@@ -227,6 +333,13 @@ for r in $(seq 1 "$REPEATS"); do
           echo "$r $system $(python3 "$here/scrape.py" diff "$system" "$WORK/before.json" "$WORK/after.json") $line" |
             tee -a "$OUT/steady.txt" ;;
         rss) line="RESULT rps=0 p50_ms=0 p90_ms=0 p99_ms=0 p999_ms=0 requests=0 errors=0" ;;
+        snapshot)
+          read -r snap_mb build_s install_s <<<"$("snapshot_$system")"
+          [ -n "${install_s:-}" ] || { echo "the snapshot case failed for $system; logs in $WORK" >&2; exit 1; }
+          [ -f "$OUT/scale.tsv" ] || printf 'repeat\tsystem\tkeys\tpreload_s\trss_mb\tdisk_mb\tsnapshot_mb\tsnapshot_build_s\tsnapshot_install_s\n' >"$OUT/scale.tsv"
+          printf '%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%.2f\t%.2f\n' "$r" "$system" "$KEYS" "$preload_s" "$(rss_mb)" \
+            "$(( $(du -sm "$WORK/$system" | cut -f1) / 3 ))" "$snap_mb" "$build_s" "$install_s" | tee -a "$OUT/scale.tsv"
+          continue ;;
         *) echo "unknown case $case" >&2; exit 2 ;;
       esac
       eval "$(echo "$line" | sed 's/^RESULT //; s/ /;/g')"

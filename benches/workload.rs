@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Invariants:
-//! - Both systems see the same clients, keys (`bench/k<i>`, uniform over `--keys`), values
+//! - Both systems see the same clients, keys (`bench/k<i>`, `i` uniform in 1..=`--keys`, as in
+//!   benches/wrk/kv.lua and `--op fill`), values
 //!   (`--value-size` bytes of `x`) and timing: only the request encoding differs
 //!   ([`System::put`], [`System::get`], [`System::cas`]).
 //! - Client `i` sends to `--addr` number `i mod n` and waits for each answer before its next
@@ -96,6 +97,9 @@ enum Op {
     Mixed,
     /// Read the key's version, then write only if it is unchanged (one operation = both).
     Cas,
+    /// Write every key once (`bench/k1` … `bench/k<keys>`), split over the clients, then
+    /// stop: the preload before a measurement. Bounded by `--keys`, not `--duration`.
+    Fill,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -221,11 +225,21 @@ async fn client_loop(
     let mut hist = histogram();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((i as u64 + 1) * 0x2545_F491_4F6C_DD1D));
     let value = "x".repeat(args.value_size);
+    // `fill`: client i writes keys i+1, i+1+clients, … once each.
+    let mut next_fill = i as u64 + 1;
     while !stop.load(Ordering::Relaxed) {
-        let key = format!("bench/k{}", rng.next() % args.keys.max(1));
+        let key = if args.op == Op::Fill {
+            if next_fill > args.keys {
+                break;
+            }
+            next_fill += args.clients as u64;
+            format!("bench/k{}", next_fill - args.clients as u64)
+        } else {
+            format!("bench/k{}", rng.next() % args.keys + 1)
+        };
         let read = match args.op {
             Op::Get => true,
-            Op::Put | Op::Cas => false,
+            Op::Put | Op::Cas | Op::Fill => false,
             Op::Mixed => rng.unit() < args.read_ratio,
         };
         let began = Instant::now();
@@ -323,8 +337,15 @@ async fn run(args: Arc<Args>) -> Result<(), String> {
 
     // The progress line: on stderr, once a second, only for a person watching.
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    while began.elapsed() < args.duration {
-        tokio::time::sleep(Duration::from_secs(1).min(args.duration)).await;
+    let filled =
+        |c: &Counters| c.ok.load(Ordering::Relaxed) + c.errors.load(Ordering::Relaxed) >= args.keys;
+    while if args.op == Op::Fill {
+        !filled(&counters)
+    } else {
+        began.elapsed() < args.duration
+    } {
+        let tick = if args.op == Op::Fill { 200 } else { 1000 };
+        tokio::time::sleep(Duration::from_millis(tick).min(args.duration)).await;
         if interactive {
             let done = counters.ok.load(Ordering::Relaxed);
             eprint!(
@@ -371,6 +392,10 @@ async fn run(args: Arc<Args>) -> Result<(), String> {
     match args.format {
         Format::Json => println!("{report}"),
         Format::Text => print_text(&report),
+    }
+    let errors = counters.errors.load(Ordering::Relaxed);
+    if args.op == Op::Fill && errors > 0 {
+        return Err(format!("fill: {errors} of {} writes failed", args.keys));
     }
     Ok(())
 }

@@ -220,14 +220,21 @@ impl Node {
         }
     }
 
-    /// Why this node cannot serve at all right now, if it knows: a leader that has heard
-    /// from no quorum for longer than the election timeout (it is cut off; the others may
-    /// have elected a new leader), or a node that has known no leader for that long. Such a
-    /// node answers at once instead of making every client wait out the request timeout.
+    /// Why this node cannot serve at all right now, if it knows: its Raft core has stopped
+    /// on a fatal error (e.g. a node that lost its data and came back under its old id while
+    /// still a member — see README "Replacing a node"), a leader that has heard from no
+    /// quorum for longer than the election timeout (it is cut off; the others may have
+    /// elected a new leader), or a node that has known no leader for that long. Such a node
+    /// answers at once instead of making every client wait out the request timeout.
     fn cut_off(&self) -> Option<String> {
         let limit = self.config.election_max.as_millis() as u64;
         let m = self.raft.metrics();
         let m = m.borrow();
+        if let Err(fatal) = &m.running_state {
+            return Some(format!(
+                "this node's Raft core has stopped ({fatal}); see its log"
+            ));
+        }
         if m.state == openraft::ServerState::Leader {
             // `None` right after an election (no acknowledgement yet): not known to be cut off.
             return m

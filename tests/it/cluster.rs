@@ -1,6 +1,7 @@
 //! The replicated core, proven with real processes: writes through any node, reads from
-//! every node, SIGKILL of the leader, catch-up by snapshot, a full-cluster restart, an
-//! isolated node refusing to serve, and bad input writing nothing.
+//! every node, SIGKILL of the leader, catch-up by snapshot, a node that lost its disk
+//! refused until it is removed and added back, a full-cluster restart, an isolated node
+//! refusing to serve, and bad input writing nothing.
 //!
 //! Invariants checked: an acknowledged write is readable, with its value and version, from
 //! every node, across a leader's death and a restart of every node; a node that cannot reach
@@ -235,6 +236,126 @@ async fn lagging_node_catches_up_by_snapshot() {
     assert!(
         logs.contains("installed snapshot"),
         "node {down} never installed a snapshot"
+    );
+    assert_readable_everywhere(&c, &acked).await;
+}
+
+/// A member whose disk was lost must not come back under its old id: it forgot its vote and
+/// its log, so counting it in a quorum could lose acknowledged writes. Such a node stops its
+/// Raft core when the leader's entries do not fit its empty log, answers 503 at once (never
+/// a 404 for a secret that exists), and the other two keep serving. The operator's path —
+/// remove it, wipe it, add it back — brings it back by snapshot with every secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_lost_its_data_rejoins_only_after_remove_and_add() {
+    let flags = [("--snapshot-every", "20"), ("--keep-logs", "5")];
+    let c = Cluster::start(Opts::with_flags(&flags)).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
+    let lost = followers(&c, leader)[0];
+    let mut acked = BTreeMap::new();
+    for i in 0..60 {
+        let v = json!({"i": i});
+        let path = format!("d/{}", i % 20);
+        let r = c.put(leader, &path, v.clone()).await.unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        acked.insert(path, v);
+    }
+    let t = Instant::now();
+    while c.status(leader).await.unwrap()["purgedIndex"]
+        .as_u64()
+        .unwrap_or(0)
+        < 30
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no purge on the leader"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The disk is lost: same id, empty data directory, still a member.
+    c.kill(lost);
+    let dir = c.data_dir(lost).to_path_buf();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    c.restart(lost);
+    let (probe, expected) = acked
+        .iter()
+        .next()
+        .map(|(p, v)| (p.clone(), v.clone()))
+        .unwrap();
+    let mut refused = 0;
+    let mut fastest_refusal = Duration::MAX;
+    for i in 0..20 {
+        let began = Instant::now();
+        let r = match c.get(lost, &probe).await {
+            Ok(r) => r,
+            // Still starting: its listener is not up yet.
+            Err(e) if e.is_connect() => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => panic!("GET to the wiped node: {e}"),
+        };
+        assert!(
+            r.status == 503 || (r.status == 200 && r.body["data"] == expected),
+            "the wiped node answered {} {:?}\n{}",
+            r.status,
+            r.body,
+            c.logs_tail(20)
+        );
+        if r.status == 503 {
+            refused += 1;
+            fastest_refusal = fastest_refusal.min(began.elapsed());
+        }
+        // Meanwhile the cluster keeps taking writes through the other two.
+        let v = json!({"during": i});
+        let w = c.put(leader, "d/during", v.clone()).await.unwrap();
+        assert_eq!(w.status, 200, "{:?}", w.body);
+        acked.insert("d/during".into(), v);
+        if began.elapsed() < Duration::from_millis(500) {
+            tokio::time::sleep(Duration::from_millis(500) - began.elapsed()).await;
+        }
+    }
+    assert!(refused > 0, "the wiped node never refused a read");
+    // Once its Raft core has stopped it says so at once, not after the request timeout.
+    assert!(
+        fastest_refusal < Duration::from_secs(1),
+        "the wiped node's fastest 503 took {fastest_refusal:?}"
+    );
+    let log = c.node_log(lost);
+    assert!(
+        log.contains("quit RaftCore") || log.contains("stopped"),
+        "the wiped node's Raft core did not stop; its log:\n{}",
+        c.logs_tail(30)
+    );
+
+    // The operator's path: remove it, wipe it, start it empty, add it back.
+    let admin = c.client(leader);
+    let r = admin
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/cluster/members/{lost}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "remove: {} {:?}", r.status, r.body);
+    c.retire(lost);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    c.join(lost);
+    let n = &c.nodes[&lost];
+    let body = json!({"id": lost, "raftAddr": n.raft.to_string(), "apiAddr": n.api.to_string()});
+    let r = admin
+        .request(Method::POST, "/api/v1/cluster/members", Some(&body))
+        .await
+        .unwrap();
+    assert!(r.is_success(), "add: {} {:?}", r.status, r.body);
+    c.converged(Duration::from_secs(60)).await;
+    let st = c.status(lost).await.unwrap();
+    assert!(
+        st["snapshotIndex"].as_u64().unwrap_or(0) > 30,
+        "the re-added node caught up by snapshot: {st}"
     );
     assert_readable_everywhere(&c, &acked).await;
 }
