@@ -766,7 +766,7 @@ async fn backup(conn: &Conn, out: &Path) -> Result<(), CliError> {
         .client
         .download("/api/v1/cluster/backup", &mut file, |n| {
             if interactive {
-                eprint!("\rdownloading backup: {:.1} MiB", n as f64 / 1048576.0);
+                eprint!("\rdownloading backup: {}   ", size(n));
             }
         })
         .await
@@ -814,6 +814,15 @@ async fn backup(conn: &Conn, out: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A byte count for a progress line.
+fn size(n: u64) -> String {
+    if n < 1 << 20 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", n as f64 / 1048576.0)
+    }
+}
+
 async fn restore(conn: &Conn, file: &Path, force: bool) -> Result<(), CliError> {
     // Refuse a bad file here, before uploading it.
     let header = crate::store::backup::verify(file)
@@ -825,18 +834,18 @@ async fn restore(conn: &Conn, file: &Path, force: bool) -> Result<(), CliError> 
     let f = tokio::fs::File::open(file)
         .await
         .map_err(|e| CliError::Local(format!("{}: {e}", file.display())))?;
-    let total = f.metadata().await.map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
+    let total = f.metadata().await.map(|m| m.len()).unwrap_or(0);
     let interactive = std::io::stderr().is_terminal();
     let q = if force { "?force=true" } else { "" };
     let resp = conn
         .client
         .upload_with_progress(&format!("/api/v1/cluster/restore{q}"), f, move |n| {
             if interactive {
-                let n = n as f64 / 1048576.0;
-                eprint!("\ruploading backup: {n:.1} of {total:.1} MiB");
+                eprint!("\ruploading backup: {} of {}", size(n), size(total));
                 if n >= total {
                     eprint!(", the cluster is restoring it");
                 }
+                eprint!("   ");
             }
         })
         .await
