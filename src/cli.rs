@@ -1365,5 +1365,20 @@ mod tests {
             panic!("not a mount command");
         };
         assert_eq!(client.format, Some(Format::Json));
+        // The container health check's spelling (docker-compose.yml): --ca, the old name.
+        let m = command()
+            .try_get_matches_from([
+                "raftsafe",
+                "health",
+                "--addr",
+                "https://h:1",
+                "--ca",
+                "c.pem",
+            ])
+            .unwrap();
+        let Some(Cmd::Health { client }) = Cli::from_arg_matches(&m).unwrap().command else {
+            panic!("not a health command");
+        };
+        assert_eq!(client.cacert, Some(PathBuf::from("c.pem")));
     }
 }
