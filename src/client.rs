@@ -300,12 +300,48 @@ impl Client {
         path_and_query: &str,
         file: tokio::fs::File,
     ) -> Result<Response, ClientError> {
+        self.post_stream(path_and_query, reqwest::Body::from(file))
+            .await
+    }
+
+    /// [`Client::upload`], calling `progress` with the bytes handed to the connection so far
+    /// (the CLI's restore counter).
+    pub async fn upload_with_progress(
+        &self,
+        path_and_query: &str,
+        file: tokio::fs::File,
+        progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<Response, ClientError> {
+        use tokio::io::AsyncReadExt;
+        let chunks = futures::stream::try_unfold(
+            (file, progress, 0u64),
+            |(mut file, mut progress, sent)| async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                let n = file.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(None);
+                }
+                buf.truncate(n);
+                let sent = sent + n as u64;
+                progress(sent);
+                Ok(Some((buf, (file, progress, sent))))
+            },
+        );
+        self.post_stream(path_and_query, reqwest::Body::wrap_stream(chunks))
+            .await
+    }
+
+    async fn post_stream(
+        &self,
+        path_and_query: &str,
+        body: reqwest::Body,
+    ) -> Result<Response, ClientError> {
         let url = format!("{}{}", self.base, path_and_query);
         let mut req = self
             .http
             .post(&url)
             .header("content-type", "application/octet-stream")
-            .body(reqwest::Body::from(file));
+            .body(body);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }

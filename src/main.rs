@@ -4,11 +4,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use raftsafe::cli::{self, Cli, Cmd};
+use raftsafe::cli::{self, Cmd};
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    match cli.command {
         None => cli::serve(Default::default()),
         Some(Cmd::Serve(settings)) => cli::serve(*settings),
         Some(other) => cli::run(other),

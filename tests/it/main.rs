@@ -14,6 +14,8 @@
 //!   trim) and the rest of the lifecycle (ETags and preconditions, undelete, destroy, the
 //!   metadata view, the version cap), through followers and the leader on a TLS cluster;
 //! - [`vault`]: the Vault KV v2 dialect, driven by hvac (the real client) and raw HTTP;
+//! - [`cli`]: the `raftsafe` binary as a user runs it (put forms, tables and JSON, exit
+//!   codes, the environment and its precedence, error hints, completion scripts);
 //! - [`chaos`]: the chaos suite in process mode (workload, nemeses, linearizability);
 //! - [`harness`]: the shared harness (also used by the Docker chaos tests,
 //!   `tests/chaos_docker.rs`), with its own unit tests (checker, proxy).
@@ -26,6 +28,7 @@ mod harness;
 mod audit;
 mod backup;
 mod chaos;
+mod cli;
 mod cluster;
 mod metrics;
 mod ondemand;
