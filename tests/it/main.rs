@@ -14,6 +14,8 @@
 //!   trim) and the rest of the lifecycle (ETags and preconditions, undelete, destroy, the
 //!   metadata view, the version cap), through followers and the leader on a TLS cluster;
 //! - [`vault`]: the Vault KV v2 dialect, driven by hvac (the real client) and raw HTTP;
+//! - [`openapi`]: the OpenAPI document, validated, then schemathesis fuzzing every operation it
+//!   describes through a follower of a TLS cluster (no 5xx, every answer as documented);
 //! - [`chaos`]: the chaos suite in process mode (workload, nemeses, linearizability);
 //! - [`harness`]: the shared harness (also used by the Docker chaos tests,
 //!   `tests/chaos_docker.rs`), with its own unit tests (checker, proxy).
@@ -29,6 +31,7 @@ mod chaos;
 mod cluster;
 mod metrics;
 mod ondemand;
+mod openapi;
 mod security;
 mod storage;
 mod vault;
