@@ -73,6 +73,9 @@ pub fn json_int(v: &serde_json::Value) -> Option<u64> {
     (f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f)).then_some(f as u64)
 }
 
+/// How much of an oversized body is read (and dropped) before the 413 is sent.
+const DRAIN_BYTES: usize = 4 << 20;
+
 /// The whole body, refusing more than `limit` bytes with 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     use futures::StreamExt;
@@ -82,6 +85,16 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
         if out.len() + chunk.len() > limit {
+            // Read the rest (up to DRAIN_BYTES) first: answering while the client still sends
+            // closes the connection under it, and over TLS it then sees a reset, not this 413
+            // (schemathesis found it as network errors).
+            let mut drained = out.len() + chunk.len();
+            while drained < DRAIN_BYTES {
+                match stream.next().await {
+                    Some(Ok(more)) => drained += more.len(),
+                    _ => break,
+                }
+            }
             return Err(ApiError::TooLarge(format!(
                 "request body is larger than the {limit}-byte limit"
             )));
