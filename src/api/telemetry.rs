@@ -57,7 +57,6 @@ pub async fn count(request: Request, next: Next) -> Response {
     security(("bearer" = ["metrics"]), ("bearer" = ["admin"])),
 )]
 /// `GET /metrics` with a `metrics` or `admin` token.
-
 pub async fn scrape(Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
     if !who.policy.has_scope(Scope::Metrics) {
         who.require(Scope::Admin).map_err(|_| {
