@@ -404,6 +404,11 @@ mod tests {
                     );
                 }
                 for (status, response) in op["responses"].as_object().unwrap() {
+                    // 414 and 431 come from the HTTP layer, before the API, without a body.
+                    if status == "414" || status == "431" {
+                        assert!(response["content"].is_null(), "{method} {path} {status}");
+                        continue;
+                    }
                     if status.starts_with('4') || status.starts_with('5') {
                         let schema = &response["content"]["application/json"]["schema"]["$ref"];
                         let common = response["$ref"].is_string();
