@@ -100,7 +100,9 @@ def main():
     ]
     if seed is not None:
         cmd += ["--seed", seed]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    # In the report directory: schemathesis keeps its cache (.schemathesis/) in its working
+    # directory, which would otherwise be the repository.
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=report_dir)
     out["schemathesis_exit"] = run.returncode
     # The human-readable log goes to stderr (and a file), for the test's failure message.
     with open(os.path.join(report_dir, "schemathesis.log"), "w") as f:
@@ -112,7 +114,8 @@ def main():
         with open(report) as f:
             r = json.load(f)
         out["report"] = {
-            "seed": r.get("seed"),
+            # A string: the seed is a 128-bit integer, beyond what a JSON reader keeps exact.
+            "seed": str(r.get("seed")),
             "running_time": r.get("running_time"),
             "stop_reason": r.get("stop_reason"),
             "operations": r.get("operations"),
