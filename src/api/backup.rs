@@ -18,12 +18,12 @@ use axum::extract::{Extension, RawQuery};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use super::auth::Principal;
 use super::error::ApiError;
 use super::input::query;
 use super::state::State;
+use super::wire::{Binary, ErrorBody, Restored};
 use crate::secret::machine::keys;
 use crate::secret::token::Scope;
 use crate::secret::{Command, CommandResult, Op};
@@ -50,6 +50,16 @@ impl Write for ChannelWriter {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/cluster/backup",
+    tag = "cluster",
+    operation_id = "backup",
+    summary = "The whole state as a backup file",
+    description = "Taken after the read barrier, from one RocksDB snapshot, and streamed. Values stay sealed: a restore needs the same master key.",
+    responses((status = 200, description = "The backup file.", content_type = "application/octet-stream", body = Binary)),
+    security(("bearer" = ["admin"])),
+)]
 /// `GET /cluster/backup`: the whole state as a backup file.
 pub async fn export(
     state: State,
@@ -89,6 +99,23 @@ fn bad_backup(e: BackupError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/cluster/restore",
+    tag = "cluster",
+    operation_id = "restore",
+    summary = "Replace the whole state with a backup",
+    description = "The file is checked whole (checksum, length, and that its keys unwrap with this cluster's master key) before anything changes; then the state is replaced atomically on every node. A cluster holding secrets refuses unless `?force=true`.",
+    params(("force" = Option<bool>, Query, description = "Replace a state that holds secrets (default false).")),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "A file from `GET /api/v1/cluster/backup`."),
+    responses(
+        (status = 200, description = "Restored.", body = Restored),
+        (status = 400, description = "A bad query; a damaged, truncated or foreign backup (`type` `invalidBackup`).", body = ErrorBody),
+        (status = 409, description = "The cluster holds secrets and `force` is not set, or another restore ran at once (`type` `restoreRefused`).", body = ErrorBody),
+        (status = 413, description = "The backup is larger than 16 GiB.", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 /// `POST /cluster/restore[?force=true]` with a backup file as the body.
 pub async fn restore(
     state: State,
@@ -230,12 +257,12 @@ async fn receive_and_restore(
     {
         CommandResult::Restored { pairs } => {
             tracing::warn!(by = %who.accessor, pairs, cluster_id = %header.cluster_id, "state replaced from a backup");
-            Ok(Json(json!({
-                "restored": pairs,
-                "clusterId": header.cluster_id,
-                "appliedIndex": header.applied_index,
-                "createdAt": header.created_at,
-            }))
+            Ok(Json(Restored {
+                applied_index: header.applied_index,
+                cluster_id: header.cluster_id,
+                created_at: header.created_at,
+                restored: pairs,
+            })
             .into_response())
         }
         other => Err(refused(other)),

@@ -4,83 +4,96 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
 use super::state::State;
-use crate::raft::node::NodeStatus;
+use super::wire::{
+    AddMember, ClusterStatus, ErrorBody, Member, MemberAdded, MemberReport, NodeReport,
+    ReportError, StatusOk, OK,
+};
 use crate::raft::NodeInfo;
 use crate::secret::token::Scope;
 use axum::extract::Extension;
 
-fn status_json(s: &NodeStatus) -> Value {
-    json!({
-        "id": s.id,
-        "state": s.state,
-        "term": s.term,
-        "leader": s.leader,
-        "lastLogIndex": s.last_log_index,
-        "lastAppliedIndex": s.last_applied_index,
-        "snapshotIndex": s.snapshot_index,
-        "purgedIndex": s.purged_index,
-        "digest": s.digest.as_ref().map(|(i, d)| json!({"appliedIndex": i, "sha256": d})),
-    })
-}
-
+#[utoipa::path(
+    get,
+    path = "/api/v1/cluster",
+    tag = "cluster",
+    operation_id = "clusterStatus",
+    summary = "The cluster as this node sees it, with every member's own report",
+    description = "Answered from this node's state (no read barrier), so an isolated node can be inspected.",
+    responses((status = 200, description = "The cluster.", body = ClusterStatus)),
+    security(("bearer" = ["admin"])),
+)]
 /// The cluster as this node sees it, with every member's own report.
 pub async fn status(
     state: State,
     Extension(who): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClusterStatus>, ApiError> {
     who.require(Scope::Admin)?;
     let me = state.node.local_status(false).await?;
     let reports = state.node.cluster_status().await;
-    let members: Vec<Value> = me
+    let members = me
         .members
         .iter()
-        .map(|(id, info)| {
-            let report = match reports.get(id) {
-                Some(Ok(s)) => status_json(s),
-                Some(Err(e)) => json!({"error": e}),
-                None => json!({"error": "no report"}),
-            };
-            json!({
-                "id": id,
-                "raftAddr": info.raft_addr,
-                "apiAddr": info.api_addr,
-                "voter": me.voters.contains(id),
-                "status": report,
-            })
+        .map(|(id, info)| Member {
+            api_addr: info.api_addr.clone(),
+            id: *id,
+            raft_addr: info.raft_addr.clone(),
+            status: match reports.get(id) {
+                Some(Ok(s)) => MemberReport::Report(s.into()),
+                Some(Err(e)) => MemberReport::Unreachable(ReportError { error: e.clone() }),
+                None => MemberReport::Unreachable(ReportError {
+                    error: "no report".into(),
+                }),
+            },
+            voter: me.voters.contains(id),
         })
         .collect();
-    Ok(Json(json!({
-        "nodeId": me.id,
-        "leader": me.leader,
-        "term": me.term,
-        "members": members,
-    })))
+    Ok(Json(ClusterStatus {
+        leader: me.leader,
+        members,
+        node_id: me.id,
+        term: me.term,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/cluster/self",
+    tag = "cluster",
+    operation_id = "nodeStatus",
+    summary = "This node, with a digest of its state machine",
+    description = "Answered from this node's state; equal digests at equal applied indexes mean converged replicas.",
+    responses((status = 200, description = "This node.", body = NodeReport)),
+    security(("bearer" = ["admin"])),
+)]
 /// This node only, with a digest of its state machine (used to check convergence).
 pub async fn node_status(
     state: State,
     Extension(who): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NodeReport>, ApiError> {
     who.require(Scope::Admin)?;
     let me = state.node.local_status(true).await?;
-    Ok(Json(status_json(&me)))
+    Ok(Json(NodeReport::from(&me)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AddMember {
-    id: u64,
-    raft_addr: String,
-    api_addr: String,
-}
-
+#[utoipa::path(
+    post,
+    path = "/api/v1/cluster/members",
+    tag = "cluster",
+    operation_id = "addMember",
+    summary = "Add a node to the cluster",
+    description = "It catches up as a learner, then becomes a voter.",
+    request_body(content = AddMember),
+    responses(
+        (status = 200, description = "Added.", body = MemberAdded),
+        (status = 400, description = "A bad body.", body = ErrorBody),
+        (status = 409, description = "The membership change was refused (`type` `rejected`).", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 pub async fn add_member(
     state: State,
     Extension(who): Extension<Principal>,
@@ -109,9 +122,30 @@ pub async fn add_member(
             },
         )
         .await?;
-    Ok((StatusCode::OK, Json(json!({"status": "OK", "added": m.id}))).into_response())
+    Ok((
+        StatusCode::OK,
+        Json(MemberAdded {
+            added: m.id,
+            status: "OK",
+        }),
+    )
+        .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/cluster/members/{id}",
+    tag = "cluster",
+    operation_id = "removeMember",
+    summary = "Remove a node from the cluster",
+    params(("id" = u64, Path, description = "The node's id.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "Not a node id.", body = ErrorBody),
+        (status = 409, description = "The membership change was refused (`type` `rejected`).", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 pub async fn remove_member(
     state: State,
     Extension(who): Extension<Principal>,
@@ -128,6 +162,15 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/cluster/snapshot",
+    tag = "cluster",
+    operation_id = "snapshot",
+    summary = "Build a snapshot on this node now (and let it purge its log)",
+    responses((status = 202, description = "The snapshot is being built.", body = StatusOk)),
+    security(("bearer" = ["admin"])),
+)]
 /// Builds a snapshot on this node now (and so lets it purge its log).
 pub async fn snapshot(
     state: State,
@@ -135,5 +178,5 @@ pub async fn snapshot(
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
     state.node.trigger_snapshot().await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "OK"}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(OK)).into_response())
 }

@@ -1,14 +1,15 @@
 //! The API's one error type and its mapping to the SCIM-style error body:
-//! `{"status": "404", "detail": "...", "type"?: "...", "validation"?: [...]}` with
-//! `Content-Type: application/json`. Every error response of the API is built here.
+//! `{"status": "404", "detail": "...", "type"?: "...", "validation"?: [...]}`
+//! ([`super::wire::ErrorBody`]) with `Content-Type: application/json`. Every error response
+//! of the API is built here.
 //!
 //! Invariant: details name what was wrong and where, and never contain a secret value or
 //! a token.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
+use super::wire::{ErrorBody, Validation};
 use crate::raft::node::NodeError;
 use crate::secret::PathError;
 
@@ -152,23 +153,6 @@ impl From<NodeError> for ApiError {
             NodeError::Internal(m) => ApiError::Internal(m),
         }
     }
-}
-
-#[derive(Serialize)]
-struct Validation {
-    #[serde(rename = "propertyPath")]
-    property_path: String,
-    message: String,
-}
-
-#[derive(Serialize)]
-struct ErrorBody {
-    status: String,
-    detail: String,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    validation: Option<Vec<Validation>>,
 }
 
 impl IntoResponse for ApiError {

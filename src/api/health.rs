@@ -6,55 +6,65 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
 
 use super::state::State;
+use super::wire::{NotReady, ReadinessErrors, StatusOk, OK};
 
-pub async fn alive() -> Json<Value> {
-    Json(json!({"status": "OK"}))
+#[utoipa::path(
+    get,
+    path = "/api/v1/health/alive",
+    tag = "health",
+    operation_id = "alive",
+    summary = "The process answers",
+    responses((status = 200, description = "Alive.", body = StatusOk)),
+)]
+pub async fn alive() -> Json<StatusOk> {
+    Json(OK)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/health/ready",
+    tag = "health",
+    operation_id = "ready",
+    summary = "This node could serve a linearizable read and seal values right now",
+    description = "It knows a leader, has applied everything that leader committed, holds a keyring it can unwrap, and the cluster's root token exists.",
+    responses(
+        (status = 200, description = "Ready.", body = StatusOk),
+        (status = 503, description = "Not ready: each failed check and why.", body = NotReady),
+    ),
+)]
 pub async fn ready(state: State) -> Response {
-    let mut errors = Map::new();
+    let mut errors = ReadinessErrors::default();
     match state.node.linearize().await {
-        Err(e) => {
-            errors.insert("raft".into(), json!(e.to_string()));
-        }
+        Err(e) => errors.raft = Some(e.to_string()),
         Ok(()) => match state.barrier.current_key_id() {
             Ok(Some(_)) => {
                 if let Err(e) = state.barrier.verify_master_key() {
-                    errors.insert("keyring".into(), json!(e.to_string()));
+                    errors.keyring = Some(e.to_string());
                 }
                 // The bootstrap node creates the keyring, then the root token: until both
                 // exist every authenticated call would get 401.
                 match state.node.reader().bootstrapped() {
                     Ok(true) => {}
                     Ok(false) => {
-                        errors.insert(
-                            "tokens".into(),
-                            json!("the root token is not created yet (cluster bootstrapping)"),
-                        );
+                        errors.tokens =
+                            Some("the root token is not created yet (cluster bootstrapping)".into())
                     }
-                    Err(e) => {
-                        errors.insert("tokens".into(), json!(e.to_string()));
-                    }
+                    Err(e) => errors.tokens = Some(e.to_string()),
                 }
             }
-            Ok(None) => {
-                errors.insert(
-                    "keyring".into(),
-                    json!("not initialized yet (cluster bootstrapping)"),
-                );
-            }
-            Err(e) => {
-                errors.insert("keyring".into(), json!(e.to_string()));
-            }
+            Ok(None) => errors.keyring = Some("not initialized yet (cluster bootstrapping)".into()),
+            Err(e) => errors.keyring = Some(e.to_string()),
         },
     }
-    if errors.is_empty() {
-        Json(json!({"status": "OK"})).into_response()
+    if errors.keyring.is_none() && errors.raft.is_none() && errors.tokens.is_none() {
+        Json(OK).into_response()
     } else {
-        let body = json!({"status": "UNAVAILABLE", "errors": errors});
+        let body = NotReady {
+            errors,
+            status: "UNAVAILABLE",
+        };
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use axum::body::Body;
 use axum::http::{HeaderMap, Uri};
 
+use super::auth::Principal;
 use super::error::ApiError;
 use crate::secret::{RequestId, SecretPath};
 
@@ -47,15 +48,33 @@ pub fn query(raw: Option<String>, allowed: &[&str]) -> Result<BTreeMap<String, S
     Ok(out)
 }
 
-/// An integer query parameter of at least `min`.
+/// The largest integer the API accepts anywhere: 2^63 - 1, the `int64` of the OpenAPI
+/// document. (Larger ones were accepted where the document promised a refusal.)
+pub const MAX_INT: u64 = i64::MAX as u64;
+
+/// An integer query parameter from `min` to [`MAX_INT`].
 pub fn parse_u64(name: &str, v: &str, min: u64) -> Result<u64, ApiError> {
     match v.parse::<u64>() {
-        Ok(n) if n >= min => Ok(n),
+        Ok(n) if n >= min && n <= MAX_INT => Ok(n),
         _ => Err(ApiError::bad_request(format!(
-            "query parameter '{name}' must be an integer >= {min}"
+            "query parameter '{name}' must be an integer from {min} to {MAX_INT}"
         ))),
     }
 }
+
+/// A JSON integer from 0 to [`MAX_INT`], written as `3` or `3.0`: JSON has one number type,
+/// and JSON Schema (so the OpenAPI document) counts `3.0` as the integer 3.
+pub fn json_int(v: &serde_json::Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return (n <= MAX_INT).then_some(n);
+    }
+    // Beyond 2^53 a float is not an exact integer any more: refused.
+    let f = v.as_f64()?;
+    (f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f)).then_some(f as u64)
+}
+
+/// How much of an oversized body is read (and dropped) before the 413 is sent.
+const DRAIN_BYTES: usize = 4 << 20;
 
 /// The whole body, refusing more than `limit` bytes with 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
@@ -66,6 +85,16 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
         if out.len() + chunk.len() > limit {
+            // Read the rest (up to DRAIN_BYTES) first: answering while the client still sends
+            // closes the connection under it, and over TLS it then sees a reset, not this 413
+            // (schemathesis found it as network errors).
+            let mut drained = out.len() + chunk.len();
+            while drained < DRAIN_BYTES {
+                match stream.next().await {
+                    Some(Ok(more)) => drained += more.len(),
+                    _ => break,
+                }
+            }
             return Err(ApiError::TooLarge(format!(
                 "request body is larger than the {limit}-byte limit"
             )));
@@ -77,7 +106,12 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 
 /// The request id for deduplicating a write: the client's `X-Request-Id` if it sent a
 /// usable one (retries with the same id apply once), else a fresh random id.
-pub fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
+///
+/// A client's id is scoped to the token (`who`) and the call (`what`: method and path): the
+/// same id sent by another token or with another call is another request. Unscoped, a
+/// reused id answered a different write with the first one's stored result (schemathesis
+/// found it: a 500 "unexpected result", or another token's answer).
+pub fn request_id(headers: &HeaderMap, who: &Principal, what: &str) -> Result<RequestId, ApiError> {
     match headers.get("x-request-id") {
         Some(v) => {
             let s = v.to_str().unwrap_or("");
@@ -90,7 +124,7 @@ pub fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
                     "header X-Request-Id must be 1-128 characters of A-Z a-z 0-9 - _ . :",
                 ));
             }
-            Ok(RequestId(s.to_string()))
+            Ok(RequestId(format!("{}:{what}:{s}", who.accessor)))
         }
         None => Ok(RequestId::random()),
     }

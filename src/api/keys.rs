@@ -6,28 +6,51 @@ use axum::extract::Extension;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
 use super::state::State;
+use super::wire::{ErrorBody, KeyRotated, KeyStatus};
 use crate::secret::token::Scope;
 use crate::secret::{Command, CommandResult, Op};
 
 /// How often a rotation retries after losing a race to a concurrent one.
 const ROTATE_ATTEMPTS: usize = 5;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "keys",
+    operation_id = "readKeys",
+    summary = "The current data key",
+    responses((status = 200, description = "The current data key's id.", body = KeyStatus)),
+    security(("bearer" = ["admin"])),
+)]
 pub async fn show(
     state: State,
     Extension(who): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyStatus>, ApiError> {
     who.require(Scope::Admin)?;
     let current = state.barrier.current_key_id()?;
-    Ok(Json(
-        json!({"currentKeyId": current, "algorithm": "AES-256-GCM"}),
-    ))
+    Ok(Json(KeyStatus {
+        algorithm: "AES-256-GCM",
+        current_key_id: current,
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/rotate",
+    tag = "keys",
+    operation_id = "rotateKeys",
+    summary = "Make a new data key current",
+    description = "New values are sealed under it; values sealed under older keys still open.",
+    responses(
+        (status = 200, description = "The new current key.", body = KeyRotated),
+        (status = 409, description = "Concurrent rotations kept winning the race (`type` `rotationConflict`).", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 /// Makes a new data key current; values sealed under older keys still open.
 pub async fn rotate(
     state: State,
@@ -41,7 +64,9 @@ pub async fn rotate(
         match state.node.write(op).await? {
             CommandResult::KeyAdded { id } => {
                 tracing::info!(key_id = id, by = %who.accessor, "data key rotated");
-                return Ok((StatusCode::OK, Json(json!({"currentKeyId": id}))).into_response());
+                return Ok(
+                    (StatusCode::OK, Json(KeyRotated { current_key_id: id })).into_response()
+                );
             }
             // Another rotation won the race; our view of `current` is stale. Try again once
             // this node has applied it.

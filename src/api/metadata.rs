@@ -15,12 +15,17 @@ use axum::extract::{Extension, OriginalUri, RawQuery};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{path_after, query, read_body, request_id};
+use super::input::{json_int, path_after, query, read_body, request_id};
+use super::openapi::{RequestIdHeader, SecretPathParam};
 use super::state::{AppState, State};
+use super::wire::{
+    ErrorBody, MaxVersionsSet, MaxVersionsSetData, MetadataView, PathMetadata, SetMaxVersions,
+    VersionList, VersionState, VersionsChanged, VersionsChangedData,
+};
 use crate::secret::token::Scope;
 use crate::secret::versions::MAX_MAX_VERSIONS;
 use crate::secret::{Command, CommandResult, Op, SecretPath};
@@ -31,7 +36,7 @@ const UNDELETE: &str = "/api/v1/undelete/";
 const DESTROY: &str = "/api/v1/destroy/";
 const MAX_BODY: usize = 64 * 1024;
 /// Most versions one undelete or destroy may name.
-const MAX_LISTED_VERSIONS: usize = 1000;
+pub const MAX_LISTED_VERSIONS: usize = 1000;
 
 fn not_under_mount(state: &AppState, path: &SecretPath) -> Result<(), ApiError> {
     match state.node.reader().mount_covering(path.as_str())? {
@@ -64,6 +69,20 @@ fn object_body(bytes: &[u8], field: &str) -> Result<Value, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/metadata/{path}",
+    tag = "metadata",
+    operation_id = "readMetadata",
+    summary = "A path's versions: times and states, never values",
+    params(SecretPathParam),
+    responses(
+        (status = 200, description = "The path's metadata.", body = MetadataView),
+        (status = 400, description = "A bad path or query; the path is under an ondemand mount.", body = ErrorBody),
+        (status = 404, description = "No such path.", body = ErrorBody),
+    ),
+    security(("bearer" = ["read:secret"])),
+)]
 /// `GET /metadata/{path}`.
 pub async fn get(
     state: State,
@@ -78,39 +97,47 @@ pub async fn get(
     let Some(view) = state.node.reader().versions(&path)? else {
         return Err(ApiError::NotFound(format!("secret '{path}' not found")));
     };
-    let versions: Vec<Value> = view
+    let versions = view
         .versions
         .iter()
-        .map(|v| {
-            let mut o = Map::new();
-            o.insert("version".into(), json!(v.version));
-            o.insert("createdAt".into(), json!(rfc3339(v.created_at_ms)));
-            if let Some(d) = v.deleted_at_ms {
-                o.insert("deletedAt".into(), json!(rfc3339(d)));
-            }
-            o.insert("destroyed".into(), json!(v.destroyed));
-            Value::Object(o)
+        .map(|v| VersionState {
+            created_at: rfc3339(v.created_at_ms),
+            deleted_at: v.deleted_at_ms.map(rfc3339),
+            destroyed: v.destroyed,
+            version: v.version,
         })
         .collect();
-    let mut data = Map::new();
-    data.insert("path".into(), json!(path.as_str()));
-    data.insert(
-        "currentVersion".into(),
-        json!(view.meta.as_ref().map_or(0, |m| m.current_version)),
-    );
-    data.insert(
-        "oldestVersion".into(),
-        json!(view.versions.first().map_or(0, |v| v.version)),
-    );
-    data.insert("maxVersions".into(), json!(view.max_versions));
-    if let Some(m) = &view.meta {
-        data.insert("createdAt".into(), json!(rfc3339(m.created_at_ms)));
-        data.insert("updatedAt".into(), json!(rfc3339(m.updated_at_ms)));
-    }
-    data.insert("versions".into(), Value::Array(versions));
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Json(MetadataView {
+        data: PathMetadata {
+            created_at: view.meta.as_ref().map(|m| rfc3339(m.created_at_ms)),
+            current_version: view.meta.as_ref().map_or(0, |m| m.current_version),
+            max_versions: view.max_versions,
+            oldest_version: view.versions.first().map_or(0, |v| v.version),
+            path: path.as_str().to_string(),
+            updated_at: view.meta.as_ref().map(|m| rfc3339(m.updated_at_ms)),
+            versions,
+        },
+    })
+    .into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/metadata/{path}",
+    tag = "metadata",
+    operation_id = "setMaxVersions",
+    summary = "Set how many versions the path keeps",
+    description = "Older versions beyond the cap are removed now, and as new ones are written.",
+    params(SecretPathParam, RequestIdHeader),
+    request_body(content = SetMaxVersions),
+    responses(
+        (status = 200, description = "The cap, and how many versions it removed.", body = MaxVersionsSet),
+        (status = 404, description = "No such path.", body = ErrorBody),
+        (status = 400, description = "A bad path, query or body; the path is under an ondemand mount.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
+    ),
+    security(("bearer" = ["write:secret"])),
+)]
 /// `PUT /metadata/{path}` `{"maxVersions": N}`.
 pub async fn put(
     state: State,
@@ -123,10 +150,10 @@ pub async fn put(
     let path = path_after(&uri, METADATA)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers)?;
+    let id = request_id(&headers, &who, &format!("PUT metadata/{path}"))?;
     let bytes = read_body(body, MAX_BODY).await?;
     let max = object_body(&bytes, "maxVersions")?;
-    let max_versions = match max.as_u64() {
+    let max_versions = match json_int(&max) {
         Some(n) if (1..=MAX_MAX_VERSIONS).contains(&n) => n,
         _ => {
             return Err(ApiError::invalid_field(
@@ -146,14 +173,35 @@ pub async fn put(
         },
     };
     match state.node.write(op).await? {
-        CommandResult::MaxVersionsSet { pruned } => Ok(Json(json!({
-            "data": {"path": path.as_str(), "maxVersions": max_versions, "pruned": pruned}
-        }))
+        // A cap on a path that has never been written: nothing to cap. (This used to be a
+        // 500.)
+        CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
+        CommandResult::MaxVersionsSet { pruned } => Ok(Json(MaxVersionsSet {
+            data: MaxVersionsSetData {
+                max_versions,
+                path: path.as_str().to_string(),
+                pruned,
+            },
+        })
         .into_response()),
         other => Err(ApiError::unexpected("setting maxVersions", other)),
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/metadata/{path}",
+    tag = "metadata",
+    operation_id = "deleteMetadata",
+    summary = "Remove a path and every version, for good",
+    params(SecretPathParam, RequestIdHeader),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "A bad path or query; the path is under an ondemand mount.", body = ErrorBody),
+        (status = 404, description = "No such path.", body = ErrorBody),
+    ),
+    security(("bearer" = ["write:secret"])),
+)]
 /// `DELETE /metadata/{path}`: the path and every version, for good.
 pub async fn delete(
     state: State,
@@ -165,7 +213,7 @@ pub async fn delete(
     let path = path_after(&uri, METADATA)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers)?;
+    let id = request_id(&headers, &who, &format!("DELETE metadata/{path}"))?;
     not_under_mount(&state, &path)?;
     let op = Op {
         id,
@@ -192,7 +240,12 @@ async fn versions_call(
     let path = path_after(&uri, if destroy { DESTROY } else { UNDELETE })?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers)?;
+    let what = if destroy {
+        "POST destroy"
+    } else {
+        "POST undelete"
+    };
+    let id = request_id(&headers, &who, &format!("{what}/{path}"))?;
     let bytes = read_body(body, MAX_BODY).await?;
     let listed = object_body(&bytes, "versions")?;
     let bad = || {
@@ -207,7 +260,7 @@ async fn versions_call(
     let versions: Vec<u64> = match listed {
         Value::Array(a) if !a.is_empty() && a.len() <= MAX_LISTED_VERSIONS => a
             .iter()
-            .map(|v| v.as_u64().filter(|n| *n >= 1).ok_or_else(bad))
+            .map(|v| json_int(v).filter(|n| *n >= 1).ok_or_else(bad))
             .collect::<Result<_, _>>()?,
         _ => return Err(bad()),
     };
@@ -229,9 +282,12 @@ async fn versions_call(
         command,
     };
     match state.node.write(op).await? {
-        CommandResult::VersionsChanged { versions } => Ok(Json(
-            json!({"data": {"path": path.as_str(), "versions": versions}}),
-        )
+        CommandResult::VersionsChanged { versions } => Ok(Json(VersionsChanged {
+            data: VersionsChangedData {
+                path: path.as_str().to_string(),
+                versions,
+            },
+        })
         .into_response()),
         CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
         other => Err(ApiError::unexpected(
@@ -241,6 +297,22 @@ async fn versions_call(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/undelete/{path}",
+    tag = "metadata",
+    operation_id = "undeleteVersions",
+    summary = "Bring deleted versions back",
+    params(SecretPathParam, RequestIdHeader),
+    request_body(content = VersionList),
+    responses(
+        (status = 200, description = "The versions undeleted (the others named were absent, destroyed or not deleted).", body = VersionsChanged),
+        (status = 400, description = "A bad path, query or body; the path is under an ondemand mount.", body = ErrorBody),
+        (status = 404, description = "No such path.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
+    ),
+    security(("bearer" = ["write:secret"])),
+)]
 pub async fn undelete(
     state: State,
     Extension(who): Extension<Principal>,
@@ -252,6 +324,22 @@ pub async fn undelete(
     versions_call(state, who, uri, raw, headers, body, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/destroy/{path}",
+    tag = "metadata",
+    operation_id = "destroyVersions",
+    summary = "Destroy versions' values for good (their metadata stays)",
+    params(SecretPathParam, RequestIdHeader),
+    request_body(content = VersionList),
+    responses(
+        (status = 200, description = "The versions destroyed (the others named were absent or already destroyed).", body = VersionsChanged),
+        (status = 400, description = "A bad path, query or body; the path is under an ondemand mount.", body = ErrorBody),
+        (status = 404, description = "No such path.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
+    ),
+    security(("bearer" = ["write:secret"])),
+)]
 pub async fn destroy(
     state: State,
     Extension(who): Extension<Principal>,

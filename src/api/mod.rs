@@ -14,7 +14,10 @@
 //!   from this node's own state so an isolated node can still be inspected.
 //! - `/v1/` is the Vault KV v2 dialect of the same store ([`vault`]), with the same tokens,
 //!   freshness rules, audit and metrics.
-//! - Health needs no token. `/metrics` (at the root, as Prometheus expects) needs a
+//! - Every JSON body the API sends is a type of [`wire`], and [`openapi`] derives the OpenAPI
+//!   document (`GET /api/v1/openapi.json`) from those types and the handlers' annotations; a
+//!   route added here needs its annotation there (a unit test of [`openapi`] lists them all).
+//! - Health and the OpenAPI document need no token. `/metrics` (at the root, as Prometheus expects) needs a
 //!   `metrics` or `admin` token and is answered from local state.
 
 pub mod audit;
@@ -27,11 +30,13 @@ pub mod input;
 pub mod keys;
 pub mod metadata;
 pub mod mounts;
+pub mod openapi;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;
 pub mod tokens;
 pub mod vault;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -141,7 +146,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate_local));
     let open = Router::new()
         .route("/health/alive", get(health::alive))
-        .route("/health/ready", get(health::ready));
+        .route("/health/ready", get(health::ready))
+        .route("/openapi.json", get(openapi::serve));
     let api = secrets
         .merge(mounts)
         .merge(admin)

@@ -21,34 +21,25 @@ use axum::extract::{Extension, OriginalUri, RawQuery};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{query, read_body, request_id};
+use super::input::{json_int, query, read_body, request_id};
+use super::openapi::{RequestIdHeader, SecretPathParam};
 use super::state::State;
+use super::wire::{
+    CreateMount, Empty, ErrorBody, Mount, MountConfig, MountList, MountTrim, LIST_RESPONSE,
+};
+use crate::secret::path::MAX_PATH_BYTES;
 use crate::secret::token::Scope;
-use crate::secret::{Command, CommandResult, MountKind, MountRecord, Op, SecretPath};
-use crate::time::rfc3339;
+use crate::secret::{Command, CommandResult, MountKind, Op, PathError, SecretPath};
 
 const PREFIX: &str = "/api/v1/mounts/";
 /// Largest body of a mount call.
 const MAX_BODY: usize = 16 * 1024;
 /// How often a rotation retries after losing a race to a concurrent one.
 const ROTATE_ATTEMPTS: usize = 5;
-
-pub fn mount_json(path: &str, rec: &MountRecord) -> Value {
-    json!({
-        "path": path,
-        "type": rec.kind.as_str(),
-        "latestVersion": rec.latest_version,
-        "minDecryptionVersion": rec.min_decryption_version,
-        "minEncryptionVersion": rec.min_encryption_version,
-        "minAvailableVersion": rec.min_available_version,
-        "createdAt": rfc3339(rec.created_at_ms),
-        "updatedAt": rfc3339(rec.updated_at_ms),
-    })
-}
 
 /// A JSON object body with only `allowed` fields.
 fn object_body(bytes: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
@@ -74,7 +65,7 @@ fn object_body(bytes: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, Api
 fn version_field(body: &Map<String, Value>, name: &str, min: u32) -> Result<Option<u32>, ApiError> {
     match body.get(name) {
         None => Ok(None),
-        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        Some(v) => match json_int(v).and_then(|n| u32::try_from(n).ok()) {
             Some(n) if n >= min => Ok(Some(n)),
             _ => Err(ApiError::invalid_field(
                 "invalidField",
@@ -91,7 +82,7 @@ fn mount_path(raw: &str) -> Result<SecretPath, ApiError> {
 
 fn result(path: &SecretPath, what: &str, r: CommandResult) -> Result<Response, ApiError> {
     match r {
-        CommandResult::Mount(rec) => Ok(Json(mount_json(path.as_str(), &rec)).into_response()),
+        CommandResult::Mount(rec) => Ok(Json(Mount::new(path.as_str(), &rec)).into_response()),
         CommandResult::NotFound => Err(ApiError::NotFound(format!("no mount at '{path}'"))),
         CommandResult::MountRefused(why) => Err(ApiError::BadRequest {
             kind: Some("invalidVersion"),
@@ -102,6 +93,23 @@ fn result(path: &SecretPath, what: &str, r: CommandResult) -> Result<Response, A
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/mounts",
+    tag = "mounts",
+    operation_id = "createMount",
+    summary = "Mount the ondemand engine at a path",
+    description = "Nothing under the mount is stored: a PUT under it encrypts, a GET with `?ciphertext=` decrypts.",
+    params(RequestIdHeader),
+    request_body(content = CreateMount),
+    responses(
+        (status = 201, description = "The new mount, at key version 1.", body = Mount),
+        (status = 400, description = "A bad query, body or path.", body = ErrorBody),
+        (status = 409, description = "The path is, nests in or contains another mount, or holds stored secrets (`type` `mountConflict`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB.", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 /// `POST /mounts`.
 pub async fn create(
     state: State,
@@ -112,11 +120,16 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
     query(raw, &[])?;
-    let id = request_id(&headers)?;
+    let id = request_id(&headers, &who, "POST mounts")?;
     let bytes = read_body(body, MAX_BODY).await?;
     let body = object_body(&bytes, &["path", "type"])?;
     let path = match body.get("path") {
-        Some(Value::String(p)) => SecretPath::parse_decoded(p.trim_end_matches('/'))?,
+        // A path, with at most one trailing '/', at most 512 bytes in all: the document's
+        // rule (a longer run of '/' used to be trimmed, an empty path refused only after).
+        Some(Value::String(p)) if p.len() > MAX_PATH_BYTES => {
+            return Err(ApiError::InvalidPath(PathError::TooLong(p.len())))
+        }
+        Some(Value::String(p)) => SecretPath::parse_decoded(p.strip_suffix('/').unwrap_or(p))?,
         _ => {
             return Err(ApiError::invalid_field(
                 "invalidField",
@@ -149,7 +162,7 @@ pub async fn create(
     match state.node.write(op).await? {
         CommandResult::Mount(rec) => {
             tracing::info!(mount = %path, by = %who.accessor, "ondemand mount created");
-            Ok((StatusCode::CREATED, Json(mount_json(path.as_str(), &rec))).into_response())
+            Ok((StatusCode::CREATED, Json(Mount::new(path.as_str(), &rec))).into_response())
         }
         CommandResult::MountConflict(why) => Err(ApiError::Conflict {
             kind: "mountConflict",
@@ -159,6 +172,18 @@ pub async fn create(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/mounts",
+    tag = "mounts",
+    operation_id = "listMounts",
+    summary = "The mounts whose paths the token covers",
+    responses(
+        (status = 200, description = "The mounts.", body = MountList),
+        (status = 400, description = "A query parameter (none is accepted).", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 /// `GET /mounts`.
 pub async fn list(
     state: State,
@@ -167,7 +192,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
     query(raw, &[])?;
-    let mounts: Vec<Value> = state
+    let mounts: Vec<Mount> = state
         .node
         .reader()
         .mounts()?
@@ -175,16 +200,30 @@ pub async fn list(
         .filter(|(p, _)| {
             SecretPath::parse_decoded(p).is_ok_and(|p| who.policy.allows(Scope::Admin, &p))
         })
-        .map(|(p, rec)| mount_json(p, rec))
+        .map(|(p, rec)| Mount::new(p, rec))
         .collect();
-    Ok(Json(json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": mounts.len(),
-        "Resources": mounts,
-    }))
+    Ok(Json(MountList {
+        total_results: mounts.len(),
+        resources: mounts,
+        schemas: [LIST_RESPONSE],
+    })
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/mounts/{path}",
+    tag = "mounts",
+    operation_id = "readMount",
+    summary = "A mount and its key versions",
+    params(SecretPathParam),
+    responses(
+        (status = 200, description = "The mount.", body = Mount),
+        (status = 400, description = "A bad path or query.", body = ErrorBody),
+        (status = 404, description = "No mount at the path.", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 /// `GET /mounts/{path}`.
 pub async fn show(
     state: State,
@@ -196,11 +235,30 @@ pub async fn show(
     who.require_path(Scope::Admin, &path)?;
     query(raw, &[])?;
     match state.node.reader().mount(path.as_str())? {
-        Some(rec) => Ok(Json(mount_json(path.as_str(), &rec)).into_response()),
+        Some(rec) => Ok(Json(Mount::new(path.as_str(), &rec)).into_response()),
         None => Err(ApiError::NotFound(format!("no mount at '{path}'"))),
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/mounts/{path}",
+    tag = "mounts",
+    operation_id = "deleteMount",
+    summary = "Unmount, destroying the mount's keys",
+    description = "Every ciphertext made under the mount becomes undecryptable, hence `?confirm=` naming the mount again.",
+    params(
+        SecretPathParam,
+        ("confirm" = String, Query, description = "The mount's path again (one trailing `/` allowed)."),
+        RequestIdHeader,
+    ),
+    responses(
+        (status = 204, description = "Unmounted; its keys are gone."),
+        (status = 400, description = "A bad path or query; `confirm` missing or naming another path.", body = ErrorBody),
+        (status = 404, description = "No mount at the path.", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 /// `DELETE /mounts/{path}?confirm={path}`.
 pub async fn delete(
     state: State,
@@ -212,7 +270,7 @@ pub async fn delete(
     let path = mount_path(uri.path().strip_prefix(PREFIX).unwrap_or(""))?;
     who.require_path(Scope::Admin, &path)?;
     let q = query(raw, &["confirm"])?;
-    let id = request_id(&headers)?;
+    let id = request_id(&headers, &who, &format!("DELETE mounts/{path}"))?;
     match q.get("confirm") {
         Some(c) if c.trim_end_matches('/') == path.as_str() => {}
         Some(c) => {
@@ -274,8 +332,35 @@ pub async fn post_action(
         }
         return rotate(&state, &who, &path).await;
     }
-    let id = request_id(&headers)?;
-    let body = object_body(&bytes, &["minAvailableVersion"])?;
+    trim(&state, &who, &path, &headers, &bytes).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/mounts/{path}/trim",
+    tag = "mounts",
+    operation_id = "trimMount",
+    summary = "Destroy the keys of old versions",
+    description = "Ciphertexts of key versions below `minAvailableVersion` can never be decrypted again.",
+    params(SecretPathParam, RequestIdHeader),
+    request_body(content = MountTrim),
+    responses(
+        (status = 200, description = "The mount now.", body = Mount),
+        (status = 400, description = "A bad path, query or body; `minAvailableVersion` above `minDecryptionVersion` or `minEncryptionVersion` (`type` `invalidVersion`).", body = ErrorBody),
+        (status = 404, description = "No mount at the path.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB.", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
+pub async fn trim(
+    state: &crate::api::AppState,
+    who: &Principal,
+    path: &SecretPath,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<Response, ApiError> {
+    let id = request_id(headers, who, &format!("POST mounts/{path}/trim"))?;
+    let body = object_body(bytes, &["minAvailableVersion"])?;
     let min_available_version =
         version_field(&body, "minAvailableVersion", 1)?.ok_or_else(|| {
             ApiError::invalid_field(
@@ -293,10 +378,28 @@ pub async fn post_action(
         },
     };
     let r = state.node.write(op).await?;
-    result(&path, "trimming a mount", r)
+    result(path, "trimming a mount", r)
 }
 
-async fn rotate(
+#[utoipa::path(
+    post,
+    path = "/api/v1/mounts/{path}/rotate",
+    tag = "mounts",
+    operation_id = "rotateMount",
+    summary = "Add a key version and make it the one encryptions use",
+    description = "Older versions still decrypt (down to `minDecryptionVersion`). No body, or `{}`.",
+    params(SecretPathParam),
+    request_body(content = Empty, description = "Nothing, or an empty object (not required)."),
+    responses(
+        (status = 200, description = "The mount now.", body = Mount),
+        (status = 400, description = "A bad path, query or body.", body = ErrorBody),
+        (status = 404, description = "No mount at the path.", body = ErrorBody),
+        (status = 409, description = "Concurrent rotations kept winning the race, or the mount ran out of key versions (`type` `rotationConflict`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB.", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
+pub async fn rotate(
     state: &crate::api::AppState,
     who: &Principal,
     path: &SecretPath,
@@ -344,6 +447,22 @@ async fn rotate(
     })
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/mounts/{path}/config",
+    tag = "mounts",
+    operation_id = "configureMount",
+    summary = "Set the oldest key versions a mount decrypts and encrypts with",
+    params(SecretPathParam, RequestIdHeader),
+    request_body(content = MountConfig),
+    responses(
+        (status = 200, description = "The mount now.", body = Mount),
+        (status = 400, description = "A bad path, query or body; a version outside what the mount has (`type` `invalidVersion`).", body = ErrorBody),
+        (status = 404, description = "No mount at the path.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB.", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 /// `PUT /mounts/{path}/config`.
 pub async fn put_config(
     state: State,
@@ -356,7 +475,7 @@ pub async fn put_config(
     let (path, _) = action(&uri, &["config"])?;
     who.require_path(Scope::Admin, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers)?;
+    let id = request_id(&headers, &who, &format!("PUT mounts/{path}/config"))?;
     let bytes = read_body(body, MAX_BODY).await?;
     let body = object_body(&bytes, &["minDecryptionVersion", "minEncryptionVersion"])?;
     let min_decryption_version = version_field(&body, "minDecryptionVersion", 1)?;

@@ -20,38 +20,55 @@ use axum::extract::{Extension, OriginalUri, RawQuery};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{parse_u64, path_after, query, read_body, request_id};
+use super::input::{json_int, parse_u64, path_after, query, read_body, request_id};
+use super::openapi::{ConditionalHeaders, RequestIdHeader, SecretPathParam};
 use super::state::{AppState, State};
-use crate::secret::mount::MAX_CIPHERTEXT_BYTES;
-use crate::secret::token::Scope;
-use crate::secret::{
-    Command, CommandResult, Metadata, MountRecord, Op, PathError, Precondition, SecretPath,
+use super::wire::{
+    Decrypted, Encrypted, EncryptedData, ErrorBody, ListedSecret, PutSecret, Rewrap, Secret,
+    SecretList, SecretRead, SecretWrite, LIST_RESPONSE,
 };
-use crate::time::rfc3339;
+use crate::secret::mount::MAX_CIPHERTEXT_BYTES;
+use crate::secret::path::MAX_PATH_BYTES;
+use crate::secret::token::Scope;
+use crate::secret::{Command, CommandResult, MountRecord, Op, PathError, Precondition, SecretPath};
 
 /// Deepest nesting accepted inside `data`.
 pub const MAX_DEPTH: usize = 32;
 const PREFIX: &str = "/api/v1/secrets/";
 
-pub fn metadata_json(m: &Metadata) -> Value {
-    let mut o = Map::new();
-    o.insert("version".into(), json!(m.version));
-    o.insert("createdAt".into(), json!(rfc3339(m.created_at_ms)));
-    o.insert("updatedAt".into(), json!(rfc3339(m.updated_at_ms)));
-    if let Some(d) = m.deleted_at_ms {
-        o.insert("deletedAt".into(), json!(rfc3339(d)));
-    }
-    Value::Object(o)
-}
-
 pub async fn empty_path() -> ApiError {
     ApiError::InvalidPath(PathError::Empty)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/secrets/{path}",
+    tag = "secrets",
+    operation_id = "readSecret",
+    summary = "Read a secret, or decrypt under an ondemand mount",
+    description = "The latest version, or `?version=N`, with its metadata and the version as `ETag`. \
+        Under an ondemand mount nothing is stored: `?ciphertext=` (required there, refused elsewhere) \
+        decrypts a ciphertext made for this path.",
+    params(
+        SecretPathParam,
+        ("version" = Option<u64>, Query, minimum = 1,
+            description = "A version (default: the latest). Not under an ondemand mount."),
+        ("ciphertext" = Option<String>, Query, max_length = 49152,
+            description = "Under an ondemand mount: the ciphertext to decrypt."),
+    ),
+    responses(
+        (status = 200, description = "The secret, or the decrypted value.", body = SecretRead,
+            headers(("ETag" = String, description = "The version read, e.g. `\"3\"` (stored secrets only)."))),
+        (status = 400, description = "A bad path or query; `ciphertext` missing under an ondemand mount or given elsewhere; a ciphertext that is malformed, of an unknown or too old key version, or not made for this path.", body = ErrorBody),
+        (status = 404, description = "No such secret or version, or it is deleted or destroyed.", body = ErrorBody),
+        (status = 413, description = "The ciphertext is longer than 49152 bytes.", body = ErrorBody),
+    ),
+    security(("bearer" = ["read:secret"])),
+)]
 pub async fn get(
     state: State,
     Extension(who): Extension<Principal>,
@@ -110,8 +127,11 @@ pub async fn get(
     let plain = state.barrier.open_secret(&path, &stored.sealed)?;
     let data: Value = serde_json::from_slice(&plain)
         .map_err(|e| ApiError::Internal(format!("stored value of '{path}' is not JSON: {e}")))?;
-    let mut resp =
-        Json(json!({"data": data, "metadata": metadata_json(&stored.metadata)})).into_response();
+    let mut resp = Json(SecretRead::Stored(Secret {
+        data,
+        metadata: (&stored.metadata).into(),
+    }))
+    .into_response();
     set_etag(&mut resp, stored.metadata.version);
     Ok(resp)
 }
@@ -219,7 +239,7 @@ fn decrypt(
     let data: Value = serde_json::from_slice(&plain).map_err(|e| {
         ApiError::Internal(format!("decrypted value for '{path}' is not JSON: {e}"))
     })?;
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Json(SecretRead::Decrypted(Decrypted { data })).into_response())
 }
 
 /// The ondemand mount `path` is under, as of the latest committed state: this node's own
@@ -259,7 +279,7 @@ fn encrypt(
     };
     let version = match body.options.get("keyVersion") {
         None => rec.latest_version,
-        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        Some(v) => match json_int(v).and_then(|n| u32::try_from(n).ok()) {
             Some(n) if (lowest..=rec.latest_version).contains(&n) => n,
             _ => {
                 return Err(ApiError::invalid_field(
@@ -282,7 +302,13 @@ fn encrypt(
             ciphertext.len()
         )));
     }
-    Ok(Json(json!({"data": {"ciphertext": ciphertext, "keyVersion": version}})).into_response())
+    Ok(Json(SecretWrite::Encrypted(Encrypted {
+        data: EncryptedData {
+            ciphertext,
+            key_version: version,
+        },
+    }))
+    .into_response())
 }
 
 /// A parsed, validated PUT body.
@@ -310,7 +336,7 @@ pub fn parse_put_body(bytes: &[u8], max_value_bytes: usize) -> Result<PutBody, A
     let ParsedBody { data, options } = parse_body(bytes, max_value_bytes, &["cas"])?;
     let cas = match options.get("cas") {
         None => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
+        Some(v) => Some(json_int(v).ok_or_else(|| {
             ApiError::invalid_field(
                 "invalidOptions",
                 "/options/cas",
@@ -404,6 +430,29 @@ pub fn parse_body(
     Ok(ParsedBody { data, options })
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/secrets/{path}",
+    tag = "secrets",
+    operation_id = "writeSecret",
+    summary = "Write a secret's next version, or encrypt under an ondemand mount",
+    description = "Stores `data` as the path's next version and answers with it and its metadata \
+        (the version as `ETag`). `options.cas`, `If-Match` or `If-None-Match` make the write \
+        conditional (one of them at most). Under an ondemand mount nothing is stored: the answer \
+        is a ciphertext of `data` bound to this path (`options.keyVersion` picks the key version).",
+    params(SecretPathParam, ConditionalHeaders, RequestIdHeader),
+    request_body(content = PutSecret, description = "The value, and options."),
+    responses(
+        (status = 200, description = "The version written, or the ciphertext.", body = SecretWrite,
+            headers(("ETag" = String, description = "The version written, e.g. `\"4\"` (stored secrets only)."))),
+        (status = 400, description = "A bad path, body, option or header; an option or header that does not apply to the path (`cas`, `If-Match`, `If-None-Match` under an ondemand mount, `keyVersion` elsewhere, both `cas` and a header); the ondemand mount's own path.", body = ErrorBody),
+        (status = 409, description = "Check-and-set failed (`type` `casMismatch`), or an ondemand mount appeared at the path while the write was in flight (`mountChanged`: nothing was written).", body = ErrorBody),
+        (status = 412, description = "`If-Match` / `If-None-Match` did not hold; nothing was written. The current version is in `ETag` when the path has a live one.", body = ErrorBody,
+            headers(("ETag" = String, description = "The latest live version."))),
+        (status = 413, description = "The body or `data` is larger than the server's limit (`max_value_bytes`, default 512 KiB), or the ciphertext would exceed 49152 bytes.", body = ErrorBody),
+    ),
+    security(("bearer" = ["write:secret"])),
+)]
 pub async fn put(
     state: State,
     Extension(who): Extension<Principal>,
@@ -415,7 +464,7 @@ pub async fn put(
     let path = path_after(&uri, PREFIX)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers)?;
+    let id = request_id(&headers, &who, &format!("PUT secrets/{path}"))?;
     let pre = precondition(&headers)?;
     // Room for the envelope around `data`; `data` itself is measured after parsing.
     let bytes = read_body(body, state.max_value_bytes + 16 * 1024).await?;
@@ -450,8 +499,11 @@ pub async fn put(
     };
     match state.node.write(op).await? {
         CommandResult::Written(meta) => {
-            let mut resp =
-                Json(json!({"data": data, "metadata": metadata_json(&meta)})).into_response();
+            let mut resp = Json(SecretWrite::Stored(Secret {
+                data,
+                metadata: (&meta).into(),
+            }))
+            .into_response();
             set_etag(&mut resp, meta.version);
             Ok(resp)
         }
@@ -501,6 +553,23 @@ fn encrypt_put(
     encrypt(state, mount, rec, path, &body)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/secrets/{path}",
+    tag = "secrets",
+    operation_id = "deleteSecret",
+    summary = "Delete a secret's latest version",
+    description = "Soft: `POST /api/v1/undelete/{path}` brings it back. `If-Match` / `If-None-Match` make it conditional.",
+    params(SecretPathParam, ConditionalHeaders, RequestIdHeader),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, description = "A bad path, query or header; the path is under an ondemand mount.", body = ErrorBody),
+        (status = 404, description = "No live version at the path.", body = ErrorBody),
+        (status = 412, description = "`If-Match` / `If-None-Match` did not hold; nothing was deleted.", body = ErrorBody,
+            headers(("ETag" = String, description = "The latest live version."))),
+    ),
+    security(("bearer" = ["write:secret"])),
+)]
 pub async fn delete(
     state: State,
     Extension(who): Extension<Principal>,
@@ -511,7 +580,7 @@ pub async fn delete(
     let path = path_after(&uri, PREFIX)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers)?;
+    let id = request_id(&headers, &who, &format!("DELETE secrets/{path}"))?;
     let pre = precondition(&headers)?;
     if let Some((mount, _)) = state.node.reader().mount_covering(path.as_str())? {
         return Err(ApiError::bad_request(format!(
@@ -546,6 +615,22 @@ pub async fn delete(
 /// `POST /rewrap/{path}` `{"ciphertext": "..."}`: the same plaintext encrypted again under
 /// the mount's latest key version, without the plaintext leaving this node. Needs
 /// `read:secret` on the path (as decrypting does); runs after the read barrier.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rewrap/{path}",
+    tag = "secrets",
+    operation_id = "rewrap",
+    summary = "Re-encrypt a ciphertext under the mount's latest key version",
+    description = "The plaintext never leaves the node.",
+    params(SecretPathParam),
+    request_body(content = Rewrap),
+    responses(
+        (status = 200, description = "The new ciphertext.", body = Encrypted),
+        (status = 400, description = "A bad path or body; the path is not under an ondemand mount, or is the mount itself; the ciphertext does not decrypt (malformed, unknown or too old key version, made for another path).", body = ErrorBody),
+        (status = 413, description = "The ciphertext is longer than 49152 bytes.", body = ErrorBody),
+    ),
+    security(("bearer" = ["read:secret"])),
+)]
 pub async fn rewrap(
     state: State,
     Extension(who): Extension<Principal>,
@@ -599,10 +684,36 @@ pub async fn rewrap(
     let (plain, _) = state.barrier.decrypt(&mount, &rec, &path, ciphertext)?;
     let version = rec.latest_version;
     let fresh = state.barrier.encrypt(&mount, &path, version, &plain)?;
-    Ok(Json(json!({"data": {"ciphertext": fresh, "keyVersion": version}})).into_response())
+    Ok(Json(Encrypted {
+        data: EncryptedData {
+            ciphertext: fresh,
+            key_version: version,
+        },
+    })
+    .into_response())
 }
 
 /// Lists the paths under `prefix` that the caller may read (others are not counted either).
+#[utoipa::path(
+    get,
+    path = "/api/v1/secrets",
+    tag = "secrets",
+    operation_id = "listSecrets",
+    summary = "List the secrets the token may read",
+    description = "Paths with a live version under `prefix`, in order, a page at a time; paths the token may not read are neither listed nor counted.",
+    params(
+        ("prefix" = Option<String>, Query, max_length = 512,
+            pattern = r"^(?:(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)(?:/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))*)?/?$",
+            description = "List only paths under this one (segment-wise: `app` covers `app/db`, not `apple`); one trailing `/` is allowed. Default: everything."),
+        ("startIndex" = Option<u64>, Query, minimum = 1, description = "1-based index of the first path (default 1)."),
+        ("count" = Option<u64>, Query, minimum = 0, maximum = 1000, description = "Page size (default 100)."),
+    ),
+    responses(
+        (status = 200, description = "A page of paths.", body = SecretList),
+        (status = 400, description = "A bad query parameter or prefix.", body = ErrorBody),
+    ),
+    security(("bearer" = ["read:secret"])),
+)]
 pub async fn list(
     state: State,
     Extension(who): Extension<Principal>,
@@ -611,7 +722,12 @@ pub async fn list(
     who.require(Scope::ReadSecret)?;
     let q = query(raw, &["prefix", "startIndex", "count"])?;
     let prefix = q.get("prefix").cloned().unwrap_or_default();
-    let trimmed = prefix.trim_end_matches('/');
+    // A path, or nothing, and at most one trailing '/': exactly the document's rule, so that
+    // a prefix valid under it is never refused and one outside it never listed.
+    if prefix.len() > MAX_PATH_BYTES {
+        return Err(ApiError::InvalidPath(PathError::TooLong(prefix.len())));
+    }
+    let trimmed = prefix.strip_suffix('/').unwrap_or(&prefix);
     if !trimmed.is_empty() {
         SecretPath::parse_decoded(trimmed)?;
     }
@@ -638,17 +754,20 @@ pub async fn list(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("listing '{trimmed}': {e}")))?;
-    let resources: Vec<Value> = page
+    let resources: Vec<ListedSecret> = page
         .iter()
-        .map(|l| json!({"path": l.path, "metadata": metadata_json(&l.metadata)}))
+        .map(|l| ListedSecret {
+            metadata: (&l.metadata).into(),
+            path: l.path.clone(),
+        })
         .collect();
-    Ok(Json(json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": total,
-        "startIndex": start,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    }))
+    Ok(Json(SecretList {
+        items_per_page: resources.len(),
+        resources,
+        schemas: [LIST_RESPONSE],
+        start_index: start,
+        total_results: total,
+    })
     .into_response())
 }
 

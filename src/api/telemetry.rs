@@ -46,7 +46,17 @@ pub async fn count(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /api/v1/metrics` with a `metrics` or `admin` token.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    operation_id = "metrics",
+    summary = "Prometheus metrics (text exposition format 0.0.4)",
+    description = "Answered from this node's state. A separate listener (`metrics_addr`, loopback only) serves it without a token.",
+    responses((status = 200, description = "The metrics.", content_type = "text/plain", body = String)),
+    security(("bearer" = ["metrics"]), ("bearer" = ["admin"])),
+)]
+/// `GET /metrics` with a `metrics` or `admin` token.
 pub async fn scrape(Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
     if !who.policy.has_scope(Scope::Metrics) {
         who.require(Scope::Admin).map_err(|_| {

@@ -10,49 +10,47 @@ use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
+use super::input::json_int;
 use super::state::State;
+use super::wire::{CreateToken, CreatedToken, ErrorBody, TokenList, TokenView, LIST_RESPONSE};
 use crate::secret::token::{PathPattern, Policy, Scope, Token, TokenRecord};
 use crate::secret::{Command, CommandResult, Op};
-use crate::time::{now_ms, rfc3339};
+use crate::time::now_ms;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateBody {
-    name: String,
-    scopes: Vec<String>,
-    paths: Vec<String>,
-    ttl_seconds: Option<u64>,
-}
+/// The longest lifetime a token may be given: 100 years. (Longer ones used to be accepted
+/// and stored with an expiry past year 9999, which the listing then failed to show.)
+pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600 + 25 * 24 * 3600;
 
-fn token_json(r: &TokenRecord, revoked: Option<u64>) -> Value {
-    json!({
-        "accessor": r.accessor,
-        "name": r.name,
-        "scopes": r.policy.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "paths": r.policy.paths.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-        "createdAt": rfc3339(r.created_at_ms),
-        "expiresAt": r.expires_at_ms.map(rfc3339),
-        "revokedAt": revoked.map(rfc3339),
-    })
-}
-
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    operation_id = "createToken",
+    summary = "Create a token",
+    description = "The token is in this answer only; afterwards only its accessor, name, policy and dates are shown.",
+    request_body(content = CreateToken),
+    responses(
+        (status = 201, description = "The new token.", body = CreatedToken),
+        (status = 400, description = "A bad body: unknown field, unknown scope, no scope, bad path pattern, name or ttlSeconds out of range.", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 pub async fn create(
     state: State,
     Extension(who): Extension<Principal>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
-    let b: CreateBody = serde_json::from_slice(&body).map_err(|e| {
+    let b: CreateToken = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "body must be {{\"name\", \"scopes\", \"paths\", \"ttlSeconds\"?}}: {e}"
         ))
     })?;
-    if b.name.is_empty() || b.name.len() > 128 {
+    // Characters, as the message (and the document) says; this counted bytes.
+    if b.name.is_empty() || b.name.chars().count() > 128 {
         return Err(ApiError::invalid_field(
             "invalidToken",
             "/name",
@@ -77,6 +75,23 @@ pub async fn create(
             "at least one scope is required",
         ));
     }
+    let ttl_seconds = b
+        .ttl_seconds
+        .as_ref()
+        .map(|v| {
+            json_int(v)
+                .filter(|ttl| (1..=MAX_TTL_SECONDS).contains(ttl))
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "invalidToken",
+                        "/ttlSeconds",
+                        format!(
+                            "ttlSeconds must be an integer from 1 to {MAX_TTL_SECONDS} (100 years)"
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
     let paths = b
         .paths
         .iter()
@@ -85,9 +100,8 @@ pub async fn create(
         .map_err(|e| ApiError::invalid_field("invalidToken", "/paths", e))?;
     let token = Token::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = now_ms();
-    let expires_at_ms = b
-        .ttl_seconds
-        .map(|s| now.saturating_add(Duration::from_secs(s).as_millis() as u64));
+    let expires_at_ms =
+        ttl_seconds.map(|s| now.saturating_add(Duration::from_secs(s).as_millis() as u64));
     let record = TokenRecord {
         accessor: token.accessor(),
         name: b.name,
@@ -109,33 +123,59 @@ pub async fn create(
     {
         CommandResult::TokenCreated => {
             tracing::info!(accessor = %record.accessor, by = %who.accessor, "token created");
-            let mut body = token_json(&record, None);
-            body["token"] = json!(token.expose());
+            let body = CreatedToken {
+                view: TokenView::new(&record, None),
+                token: token.expose().to_string(),
+            };
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         other => Err(ApiError::unexpected("creating a token", other)),
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    operation_id = "listTokens",
+    summary = "Every token, revoked and expired ones included",
+    responses((status = 200, description = "The tokens (never the tokens themselves).", body = TokenList)),
+    security(("bearer" = ["admin"])),
+)]
 pub async fn list(
     state: State,
     Extension(who): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     who.require(Scope::Admin)?;
     let tokens = state.barrier.tokens()?;
-    let resources: Vec<Value> = tokens
+    let resources: Vec<TokenView> = tokens
         .iter()
-        .map(|(r, revoked)| token_json(r, *revoked))
+        .map(|(r, revoked)| TokenView::new(r, *revoked))
         .collect();
-    Ok(Json(json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": resources.len(),
-        "startIndex": 1,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    })))
+    Ok(Json(TokenList {
+        items_per_page: resources.len(),
+        total_results: resources.len(),
+        resources,
+        schemas: [LIST_RESPONSE],
+        start_index: 1,
+    }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{accessor}",
+    tag = "tokens",
+    operation_id = "revokeToken",
+    summary = "Revoke a token",
+    description = "Refused on every node from the moment this answers.",
+    params(("accessor" = String, Path, pattern = "^[0-9a-fA-F]{16}$", description = "The token's accessor.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 400, description = "Not an accessor (16 hexadecimal characters).", body = ErrorBody),
+        (status = 404, description = "No such token.", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 pub async fn revoke(
     state: State,
     Extension(who): Extension<Principal>,

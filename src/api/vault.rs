@@ -254,6 +254,19 @@ fn route(full: &str) -> Option<Route<'_>> {
     None
 }
 
+/// What a proposed command does, and where, to scope a client's request id (see
+/// [`super::input::request_id`]).
+fn command_scope(command: &Command) -> String {
+    match command {
+        Command::SetMaxVersions { path, .. } => format!("metadata {path}"),
+        Command::DeleteMetadata { path } => format!("delete-metadata {path}"),
+        Command::Undelete { path, .. } => format!("undelete {path}"),
+        Command::Destroy { path, .. } => format!("destroy {path}"),
+        Command::DeleteIf { path, .. } => format!("delete {path}"),
+        _ => "other".to_string(),
+    }
+}
+
 struct Call {
     state: State,
     headers: HeaderMap,
@@ -435,7 +448,7 @@ impl Call {
                 let who = self.principal(false).await?;
                 who.require_path(Scope::WriteSecret, &path)?;
                 let op = Op {
-                    id: request_id(&self.headers)?,
+                    id: request_id(&self.headers, &who, &format!("vault DELETE {path}"))?,
                     caller: Some(who.caller()),
                     command: Command::Delete { path: path.clone() },
                 };
@@ -595,7 +608,11 @@ impl Call {
         command: Command,
     ) -> Result<CommandResult, VaultError> {
         let op = Op {
-            id: request_id(&self.headers)?,
+            id: request_id(
+                &self.headers,
+                who,
+                &format!("vault {}", command_scope(&command)),
+            )?,
             caller: Some(who.caller()),
             command,
         };
@@ -667,7 +684,7 @@ impl Call {
             .map_err(|e| ApiError::Internal(format!("encoding data: {e}")))?;
         let sealed = self.state.barrier.seal_secret(path, &plain)?;
         let op = Op {
-            id: request_id(&self.headers)?,
+            id: request_id(&self.headers, who, &format!("vault write {path}"))?,
             caller: Some(who.caller()),
             command: Command::Put {
                 path: path.clone(),

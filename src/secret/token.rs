@@ -29,6 +29,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, in the order documents list them.
+    pub const ALL: [Scope; 4] = [
+        Scope::ReadSecret,
+        Scope::WriteSecret,
+        Scope::Admin,
+        Scope::Metrics,
+    ];
+
     pub fn parse(s: &str) -> Option<Scope> {
         match s {
             "read:secret" => Some(Scope::ReadSecret),

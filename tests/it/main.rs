@@ -16,6 +16,8 @@
 //! - [`vault`]: the Vault KV v2 dialect, driven by hvac (the real client) and raw HTTP;
 //! - [`cli`]: the `raftsafe` binary as a user runs it (put forms, tables and JSON, exit
 //!   codes, the environment and its precedence, error hints, completion scripts);
+//! - [`openapi`]: the OpenAPI document, validated, then schemathesis fuzzing every operation it
+//!   describes through a follower of a TLS cluster (no 5xx, every answer as documented);
 //! - [`chaos`]: the chaos suite in process mode (workload, nemeses, linearizability);
 //! - [`harness`]: the shared harness (also used by the Docker chaos tests,
 //!   `tests/chaos_docker.rs`), with its own unit tests (checker, proxy).
@@ -32,6 +34,7 @@ mod cli;
 mod cluster;
 mod metrics;
 mod ondemand;
+mod openapi;
 mod security;
 mod storage;
 mod vault;

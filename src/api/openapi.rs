@@ -1,0 +1,529 @@
+//! The OpenAPI 3.1 document of the client API, served at `GET /api/v1/openapi.json` without a
+//! token.
+//!
+//! Invariants:
+//! - It is derived at compile time from the handlers' own `#[utoipa::path]` annotations and the
+//!   wire types they serialize ([`super::wire`]): nothing here restates a body, so the
+//!   document cannot drift from what is sent. `tests/it/openapi.rs` checks it against a real
+//!   cluster with schemathesis.
+//! - Every `/api/v1` route of [`super::router`] and `/metrics` is an operation of [`ApiDoc`]
+//!   (the unit test `documents_every_route` lists them: a route added without its annotation
+//!   fails it), with an `operationId` of its own, for client generators.
+//! - An operation that needs a token lists, in `security`, the `bearer` scheme with the scopes
+//!   its handler checks (OpenAPI 3.1 allows role names for schemes other than OAuth). Its 401,
+//!   403, 500 and 503 answers are added once, by [`CommonErrors`], because every
+//!   authenticated route answers them for the same reasons; the errors particular to a route
+//!   (400, 404, 409, 412, 413) are listed at the route. Every error body is [`ErrorBody`].
+//! - The Vault dialect (`/v1/`) is Vault's own API: the `vault` tag describes it; its routes
+//!   are not modelled here.
+//! - The document is rendered once per process and serving it touches no state, so a node
+//!   that is isolated or still bootstrapping serves it too.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+
+use super::error::ApiError;
+use super::wire::*;
+
+const DESCRIPTION: &str = "\
+raftsafe is a secrets store replicated with Raft. Any node answers any call: writes are \
+forwarded to the leader, reads are linearizable (each runs a read barrier first).
+
+**Authentication.** Every call except `/health/*` and this document needs \
+`Authorization: Bearer <token>`. A token grants *scopes* (`read:secret`, `write:secret`, \
+`admin`, `metrics`) on *path patterns* (`*`, `prefix/*`, an exact path); each operation \
+lists the scopes it needs in its `security`. A missing, unknown, expired or revoked token \
+gets 401 with `WWW-Authenticate: Bearer`; a valid token outside its scopes or paths gets 403.
+
+**Errors** are SCIM-style JSON bodies (`ErrorBody`): `{\"status\": \"404\", \"detail\": \
+\"...\", \"type\": \"notFound\"}`, with `validation` naming the refused field of a body. Unknown \
+query parameters and unknown body fields are refused (400), never ignored.
+
+**Secret paths** are one or more `/`-separated segments of `A-Z a-z 0-9 . _ -` (not `.` or \
+`..`), at most 512 bytes. In a URL a path may be sent with its `/` as is or as `%2F`.
+
+**Vault dialect.** `/v1/` serves HashiCorp Vault's KV v2 API (`/v1/secret/data/...`, \
+`/v1/secret/metadata/...`, `/v1/sys/health`, ...) over the same store, tokens and scopes, for \
+Vault clients such as hvac. Its specification is Vault's own and it is not modelled in this \
+document.";
+
+/// The client API's document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "raftsafe",
+        description = DESCRIPTION,
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        super::secrets::get,
+        super::secrets::put,
+        super::secrets::delete,
+        super::secrets::list,
+        super::secrets::rewrap,
+        super::metadata::get,
+        super::metadata::put,
+        super::metadata::delete,
+        super::metadata::undelete,
+        super::metadata::destroy,
+        super::mounts::create,
+        super::mounts::list,
+        super::mounts::show,
+        super::mounts::delete,
+        super::mounts::rotate,
+        super::mounts::trim,
+        super::mounts::put_config,
+        super::tokens::create,
+        super::tokens::list,
+        super::tokens::revoke,
+        super::keys::show,
+        super::keys::rotate,
+        super::cluster::status,
+        super::cluster::node_status,
+        super::cluster::add_member,
+        super::cluster::remove_member,
+        super::cluster::snapshot,
+        super::backup::export,
+        super::backup::restore,
+        super::health::alive,
+        super::health::ready,
+        super::telemetry::scrape,
+        serve,
+    ),
+    components(schemas(ErrorBody, crate::secret::token::Scope)),
+    modifiers(&CommonErrors),
+    tags(
+        (name = "secrets", description = "Read, write, delete and list secrets; under an ondemand mount, encrypt and decrypt instead."),
+        (name = "metadata", description = "A path's versions: the metadata view, the version cap, undelete and destroy."),
+        (name = "mounts", description = "Ondemand mounts (encryption as a service) and their key lifecycle."),
+        (name = "tokens", description = "API tokens."),
+        (name = "keys", description = "The data keyring that seals stored values."),
+        (name = "cluster", description = "Raft membership, status, snapshots, backup and restore."),
+        (name = "health", description = "Liveness and readiness, without a token."),
+        (name = "metrics", description = "Prometheus metrics."),
+        (name = "meta", description = "This document."),
+        (name = "vault", description = "HashiCorp Vault's KV v2 API under `/v1/`, over the same store and tokens (token in `X-Vault-Token`). Its specification is Vault's; its routes are not modelled in this document."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The security scheme, and the errors every authenticated operation can answer (see the
+/// module doc).
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.security_schemes.insert(
+            "bearer".into(),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A raftsafe token (`rs.` + 43 characters). The scopes an operation \
+                         lists are those the token needs; a token also needs a path pattern \
+                         covering the path the operation names.",
+                    ))
+                    .build(),
+            ),
+        );
+        let error = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                    .build(),
+            )
+        };
+        let common = [
+            (
+                "401",
+                "Unauthorized",
+                error("The token is missing, malformed, unknown, expired or revoked.")
+                    .header(
+                        "WWW-Authenticate",
+                        HeaderBuilder::new()
+                            .schema(String::schema())
+                            .description(Some("`Bearer`"))
+                            .build(),
+                    )
+                    .build(),
+            ),
+            (
+                "403",
+                "Forbidden",
+                error("The token lacks the scope this operation needs, or its paths do not cover the path named.").build(),
+            ),
+            (
+                "500",
+                "Internal",
+                error("A fault of the server (never bad input); the detail says what failed.").build(),
+            ),
+            (
+                "503",
+                "Unavailable",
+                error("No leader is known or reachable right now, or the node is still bootstrapping; retry.").build(),
+            ),
+        ];
+        for (_, name, response) in &common {
+            components
+                .responses
+                .insert((*name).into(), RefOr::T(response.clone()));
+        }
+        // Any request whose URL or headers exceed the HTTP layer's limit (tens of KiB of
+        // query, say) is refused before routing, without a body.
+        let too_large = |what: &str| {
+            ResponseBuilder::new()
+                .description(format!("The {what} is larger than the HTTP layer accepts."))
+                .build()
+        };
+        let (long_uri, long_headers) = (too_large("URI"), too_large("header block"));
+        for item in doc.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for op in operations.into_iter().flatten() {
+                for (status, response) in [("414", &long_uri), ("431", &long_headers)] {
+                    op.responses
+                        .responses
+                        .insert(status.into(), RefOr::T(response.clone()));
+                }
+                // A rotation takes no body; `{}` is accepted too.
+                if op.operation_id.as_deref() == Some("rotateMount") {
+                    if let Some(body) = op.request_body.as_mut() {
+                        body.required = Some(utoipa::openapi::Required::False);
+                    }
+                }
+                if op.security.as_ref().is_none_or(|s| s.is_empty()) {
+                    continue;
+                }
+                for (status, name, _) in &common {
+                    op.responses
+                        .responses
+                        .entry((*status).into())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+                }
+            }
+        }
+    }
+}
+
+/// The document as served (rendered once).
+static DOCUMENT: LazyLock<Result<String, String>> =
+    LazyLock::new(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string()));
+
+/// `GET /api/v1/openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    operation_id = "openapi",
+    summary = "This OpenAPI 3.1 document",
+    description = "Generated from the server's own code; no token needed.",
+    responses((status = 200, description = "The document.", content_type = "application/json", body = Object)),
+)]
+pub async fn serve() -> Result<Response, ApiError> {
+    match &*DOCUMENT {
+        Ok(doc) => Ok(([(header::CONTENT_TYPE, "application/json")], doc.as_str()).into_response()),
+        Err(e) => Err(ApiError::Internal(format!(
+            "rendering the OpenAPI document: {e}"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parameters shared by several operations (documentation only: the handlers parse the raw
+// URL, see `super::input`).
+
+/// The secret path in the URL.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SecretPathParam {
+    /// A secret path: `/`-separated segments of `A-Z a-z 0-9 . _ -`, none of them `.` or `..`,
+    /// at most 512 bytes (after percent-decoding). `/` may be sent as is or as `%2F`.
+    #[param(
+        pattern = r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)(?:/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))*$",
+        min_length = 1,
+        max_length = 512,
+        example = "app/db"
+    )]
+    pub path: String,
+}
+
+/// The idempotency key of a write.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct RequestIdHeader {
+    /// Retries of a write with the same id apply once. Default: a fresh random id.
+    #[param(rename = "X-Request-Id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
+    pub request_id: Option<String>,
+}
+
+/// The conditional-write headers of `PUT` and `DELETE /secrets/{path}` (one of them at most).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct ConditionalHeaders {
+    /// `*` (the path has a live version) or the ETag a read returned, e.g. `"3"` (the latest
+    /// version is that one). Not with `If-None-Match`, nor with `options.cas`.
+    #[param(rename = "If-Match", pattern = r#"^(\*|"[1-9][0-9]{0,18}")$"#)]
+    pub if_match: Option<String>,
+    /// `*` only: the path has no live version. Not with `If-Match`, nor with `options.cas`.
+    #[param(rename = "If-None-Match", pattern = r"^\*$")]
+    pub if_none_match: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn doc() -> Value {
+        serde_json::from_str(DOCUMENT.as_ref().expect("the document renders")).unwrap()
+    }
+
+    /// Every route of `super::router` under `/api/v1`, and `/metrics`: adding a route to the
+    /// router without documenting it (or documenting one that does not exist) fails here.
+    #[test]
+    fn documents_every_route() {
+        let expected = [
+            ("get", "/api/v1/secrets"),
+            ("get", "/api/v1/secrets/{path}"),
+            ("put", "/api/v1/secrets/{path}"),
+            ("delete", "/api/v1/secrets/{path}"),
+            ("post", "/api/v1/rewrap/{path}"),
+            ("get", "/api/v1/metadata/{path}"),
+            ("put", "/api/v1/metadata/{path}"),
+            ("delete", "/api/v1/metadata/{path}"),
+            ("post", "/api/v1/undelete/{path}"),
+            ("post", "/api/v1/destroy/{path}"),
+            ("get", "/api/v1/mounts"),
+            ("post", "/api/v1/mounts"),
+            ("get", "/api/v1/mounts/{path}"),
+            ("delete", "/api/v1/mounts/{path}"),
+            ("post", "/api/v1/mounts/{path}/rotate"),
+            ("post", "/api/v1/mounts/{path}/trim"),
+            ("put", "/api/v1/mounts/{path}/config"),
+            ("get", "/api/v1/tokens"),
+            ("post", "/api/v1/tokens"),
+            ("delete", "/api/v1/tokens/{accessor}"),
+            ("get", "/api/v1/keys"),
+            ("post", "/api/v1/keys/rotate"),
+            ("get", "/api/v1/cluster"),
+            ("get", "/api/v1/cluster/self"),
+            ("post", "/api/v1/cluster/members"),
+            ("delete", "/api/v1/cluster/members/{id}"),
+            ("post", "/api/v1/cluster/snapshot"),
+            ("get", "/api/v1/cluster/backup"),
+            ("post", "/api/v1/cluster/restore"),
+            ("get", "/api/v1/health/alive"),
+            ("get", "/api/v1/health/ready"),
+            ("get", "/api/v1/openapi.json"),
+            ("get", "/metrics"),
+        ];
+        let doc = doc();
+        let mut got: Vec<(String, String)> = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                got.push((method.clone(), path.clone()));
+            }
+        }
+        got.sort();
+        let mut want: Vec<(String, String)> = expected
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn is_openapi_3_1_with_unique_operation_ids() {
+        let doc = doc();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut ids = Vec::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                ids.push(
+                    op["operationId"]
+                        .as_str()
+                        .expect("an operationId")
+                        .to_string(),
+                );
+            }
+        }
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "operationIds are unique: {ids:?}");
+    }
+
+    /// Each authenticated operation names its scopes and answers the common errors; the
+    /// open ones need no token.
+    #[test]
+    fn security_and_errors_per_operation() {
+        let doc = doc();
+        let scopes: Vec<&str> = crate::secret::token::Scope::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            doc["components"]["schemas"]["Scope"]["enum"],
+            serde_json::json!(scopes)
+        );
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let open = path.starts_with("/api/v1/health/") || path == "/api/v1/openapi.json";
+                let security = op["security"].as_array();
+                if open {
+                    assert!(security.is_none(), "{method} {path} needs no token");
+                    continue;
+                }
+                let security = security.unwrap_or_else(|| panic!("{method} {path} has security"));
+                assert!(!security.is_empty());
+                for req in security {
+                    for s in req["bearer"].as_array().unwrap() {
+                        assert!(
+                            scopes.contains(&s.as_str().unwrap()),
+                            "{method} {path}: {s}"
+                        );
+                    }
+                }
+                for status in ["401", "403", "500", "503"] {
+                    assert!(
+                        op["responses"][status].is_object(),
+                        "{method} {path} answers {status}"
+                    );
+                }
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    // 414 and 431 come from the HTTP layer, before the API, without a body.
+                    if status == "414" || status == "431" {
+                        assert!(response["content"].is_null(), "{method} {path} {status}");
+                        continue;
+                    }
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                        let common = response["$ref"].is_string();
+                        assert!(
+                            common || schema == "#/components/schemas/ErrorBody",
+                            "{method} {path} {status} is an ErrorBody"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The limits the document states are the server's.
+    #[test]
+    fn limits_are_the_servers() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["CreateToken"]["properties"]["ttlSeconds"]["maximum"],
+            super::super::tokens::MAX_TTL_SECONDS
+        );
+        assert_eq!(
+            schemas["SetMaxVersions"]["properties"]["maxVersions"]["maximum"],
+            crate::secret::versions::MAX_MAX_VERSIONS
+        );
+        assert_eq!(
+            schemas["VersionList"]["properties"]["versions"]["maxItems"],
+            super::super::metadata::MAX_LISTED_VERSIONS
+        );
+        let path = &doc["paths"]["/api/v1/secrets/{path}"]["get"]["parameters"][0];
+        assert_eq!(path["name"], "path");
+        assert_eq!(
+            path["schema"]["maxLength"],
+            crate::secret::path::MAX_PATH_BYTES
+        );
+    }
+
+    /// The path patterns written out in annotations are the one [`path_pattern`] builds.
+    #[test]
+    fn path_patterns_agree() {
+        let doc = doc();
+        let param = &doc["paths"]["/api/v1/secrets/{path}"]["get"]["parameters"][0]["schema"];
+        assert_eq!(param["pattern"], path_pattern());
+        let prefix = doc["paths"]["/api/v1/secrets"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "prefix")
+            .unwrap()["schema"]["pattern"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = path_pattern();
+        let body = &body[1..body.len() - 1];
+        assert_eq!(prefix, format!("^(?:{body})?/?$"));
+    }
+
+    /// The wire types serialize exactly as the `json!` bodies they replaced.
+    #[test]
+    fn wire_output_is_unchanged() {
+        let m = crate::secret::Metadata {
+            version: 3,
+            created_at_ms: 0,
+            updated_at_ms: 1000,
+            deleted_at_ms: Some(2000),
+        };
+        let typed = serde_json::to_string(&SecretRead::Stored(Secret {
+            data: serde_json::json!({"k": "v"}),
+            metadata: (&m).into(),
+        }))
+        .unwrap();
+        let old = serde_json::json!({"data": {"k": "v"}, "metadata": {
+            "version": 3,
+            "createdAt": "1970-01-01T00:00:00.000Z",
+            "updatedAt": "1970-01-01T00:00:01.000Z",
+            "deletedAt": "1970-01-01T00:00:02.000Z",
+        }})
+        .to_string();
+        assert_eq!(typed, old);
+        let list = serde_json::to_string(&SecretList {
+            resources: vec![],
+            items_per_page: 0,
+            schemas: [LIST_RESPONSE],
+            start_index: 1,
+            total_results: 0,
+        })
+        .unwrap();
+        let old = serde_json::json!({
+            "schemas": [LIST_RESPONSE],
+            "totalResults": 0,
+            "startIndex": 1,
+            "itemsPerPage": 0,
+            "Resources": [],
+        })
+        .to_string();
+        assert_eq!(list, old);
+        let created = serde_json::to_string(&CreatedToken {
+            view: TokenView {
+                accessor: "a".into(),
+                created_at: "c".into(),
+                expires_at: None,
+                name: "n".into(),
+                paths: vec!["*".into()],
+                revoked_at: None,
+                scopes: vec!["admin"],
+            },
+            token: "t".into(),
+        })
+        .unwrap();
+        let old = serde_json::json!({
+            "accessor": "a", "name": "n", "scopes": ["admin"], "paths": ["*"],
+            "createdAt": "c", "expiresAt": null, "revokedAt": null, "token": "t",
+        })
+        .to_string();
+        assert_eq!(created, old);
+    }
+}

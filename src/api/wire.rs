@@ -1,0 +1,714 @@
+//! The client API's wire types: every JSON body `/api/v1` sends, and the shape of every JSON
+//! body it accepts, as Rust types that the handlers serialize and [`super::openapi`]
+//! describes.
+//!
+//! Invariants:
+//! - A handler sends a JSON body by serializing one of these types, never a `json!` literal:
+//!   the document at `/api/v1/openapi.json` is derived from them, so it cannot drift from what
+//!   is sent.
+//! - The output is byte for byte what the handlers sent before these types existed. The
+//!   bodies that were `serde_json::Value` maps serialized their keys sorted (serde_json is
+//!   built without `preserve_order`), so those types declare their fields in that order
+//!   (bytewise: capitals first); [`ErrorBody`] was a struct and keeps its order.
+//! - Request bodies are parsed by hand in the handlers, so that each refusal names the field
+//!   and why (`ApiError::invalid_field`); the request types here are their schemas, and deny
+//!   unknown fields as the handlers do. `tests/it/openapi.rs` holds the two together:
+//!   schemathesis sends bodies valid under these schemas, and fails when one is refused.
+//! - Times are RFC 3339 strings in UTC with milliseconds ([`crate::time::rfc3339`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
+
+use crate::raft::node::NodeStatus;
+use crate::secret::path::MAX_PATH_BYTES;
+use crate::secret::token::{Scope, TokenRecord};
+use crate::secret::{Metadata, MountRecord};
+use crate::time::rfc3339;
+
+/// The `schemas` of every list response (SCIM's list envelope).
+pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+/// Every error response of the API (SCIM-style, RFC 7644 §3.12).
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status code, as a string (SCIM).
+    #[schema(example = "404")]
+    pub status: String,
+    /// What was wrong and where; never a secret value or a token.
+    #[schema(example = "secret 'app/db' not found")]
+    pub detail: String,
+    /// A machine-readable kind, e.g. `notFound`, `invalidPath`, `unknownField`,
+    /// `casMismatch`, `preconditionFailed`, `tooLarge`, `unavailable`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, example = "notFound")]
+    pub kind: Option<&'static str>,
+    /// For a refused field of the body: which one (a JSON pointer) and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub validation: Option<Vec<Validation>>,
+}
+
+/// One refused field of a request body.
+#[derive(Serialize, ToSchema)]
+pub struct Validation {
+    /// A JSON pointer into the request body, e.g. `/options/cas`.
+    #[serde(rename = "propertyPath")]
+    pub property_path: String,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets
+
+/// A version's metadata, as a read or a write shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretMetadata {
+    pub created_at: String,
+    /// Only when this version is deleted (soft: `POST /undelete` brings it back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub deleted_at: Option<String>,
+    pub updated_at: String,
+    #[schema(minimum = 1)]
+    pub version: u64,
+}
+
+impl From<&Metadata> for SecretMetadata {
+    fn from(m: &Metadata) -> Self {
+        SecretMetadata {
+            created_at: rfc3339(m.created_at_ms),
+            deleted_at: m.deleted_at_ms.map(rfc3339),
+            updated_at: rfc3339(m.updated_at_ms),
+            version: m.version,
+        }
+    }
+}
+
+/// A stored secret: its value and its version's metadata (`GET` and `PUT /secrets/{path}`).
+#[derive(Serialize, ToSchema)]
+pub struct Secret {
+    /// The value: any JSON object.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub metadata: SecretMetadata,
+}
+
+/// A ciphertext made under an ondemand mount (`PUT /secrets/{path}`, `POST /rewrap/{path}`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Encrypted {
+    pub data: EncryptedData,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EncryptedData {
+    /// `rs:v<keyVersion>:<base64url>`, bound to the path it was made for.
+    pub ciphertext: String,
+    #[schema(minimum = 1)]
+    pub key_version: u32,
+}
+
+/// A ciphertext decrypted under an ondemand mount (`GET /secrets/{path}?ciphertext=`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decrypted {
+    /// The value that was encrypted: a JSON object.
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// `GET /secrets/{path}`: a stored secret, or (under an ondemand mount) a decryption.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SecretRead {
+    Stored(Secret),
+    Decrypted(Decrypted),
+}
+
+/// `PUT /secrets/{path}`: the version written, or (under an ondemand mount) a ciphertext.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SecretWrite {
+    Stored(Secret),
+    Encrypted(Encrypted),
+}
+
+/// `PUT /secrets/{path}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    /// The value: any JSON object, at most 32 levels deep and the server's `max_value_bytes`
+    /// long once encoded.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    #[schema(nullable = false)]
+    pub options: Option<PutOptions>,
+}
+
+/// A write's options; which apply depends on the path: `cas` to a stored secret,
+/// `keyVersion` under an ondemand mount. The other is refused with 400.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PutOptions {
+    /// Check-and-set: write only if the latest version is this one (0: only if the path has
+    /// no version). Not with `If-Match` / `If-None-Match`.
+    #[schema(nullable = false, minimum = 0)]
+    pub cas: Option<u64>,
+    /// Encrypt under this key version of the ondemand mount (default: the latest).
+    #[schema(nullable = false, minimum = 1, maximum = 4294967295u64)]
+    pub key_version: Option<u32>,
+}
+
+/// `POST /rewrap/{path}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrap {
+    /// A ciphertext made for this path under its ondemand mount.
+    pub ciphertext: String,
+}
+
+/// One entry of a secrets listing.
+#[derive(Serialize, ToSchema)]
+pub struct ListedSecret {
+    pub metadata: SecretMetadata,
+    pub path: String,
+}
+
+/// `GET /secrets`: a page of the paths the caller may read (SCIM list envelope).
+#[derive(Serialize, ToSchema)]
+pub struct SecretList {
+    #[serde(rename = "Resources")]
+    pub resources: Vec<ListedSecret>,
+    #[serde(rename = "itemsPerPage")]
+    pub items_per_page: usize,
+    #[schema(value_type = Vec<String>)]
+    pub schemas: [&'static str; 1],
+    /// 1-based.
+    #[serde(rename = "startIndex")]
+    #[schema(minimum = 1)]
+    pub start_index: u64,
+    #[serde(rename = "totalResults")]
+    pub total_results: usize,
+}
+
+// ---------------------------------------------------------------------------------------
+// Metadata, undelete, destroy
+
+/// `GET /metadata/{path}`.
+#[derive(Serialize, ToSchema)]
+pub struct MetadataView {
+    pub data: PathMetadata,
+}
+
+/// A path's versions: times and states, never a value.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PathMetadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub created_at: Option<String>,
+    pub current_version: u64,
+    pub max_versions: u64,
+    pub oldest_version: u64,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub updated_at: Option<String>,
+    pub versions: Vec<VersionState>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionState {
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub deleted_at: Option<String>,
+    pub destroyed: bool,
+    pub version: u64,
+}
+
+/// `PUT /metadata/{path}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetMaxVersions {
+    /// How many versions to keep; older ones are removed now and as new ones are written.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub max_versions: u64,
+}
+
+/// The answer to `PUT /metadata/{path}`.
+#[derive(Serialize, ToSchema)]
+pub struct MaxVersionsSet {
+    pub data: MaxVersionsSetData,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaxVersionsSetData {
+    pub max_versions: u64,
+    pub path: String,
+    /// How many versions the new cap removed.
+    pub pruned: u64,
+}
+
+/// `POST /undelete/{path}` and `POST /destroy/{path}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionList {
+    /// At most 1000 versions, each >= 1.
+    #[schema(schema_with = version_numbers)]
+    pub versions: Vec<u64>,
+}
+
+fn version_numbers() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(1)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(1000))
+        .build()
+}
+
+/// The answer to an undelete or a destroy: the versions it changed (the others named were
+/// skipped: absent, or already in the state asked for).
+#[derive(Serialize, ToSchema)]
+pub struct VersionsChanged {
+    pub data: VersionsChangedData,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionsChangedData {
+    pub path: String,
+    pub versions: Vec<u64>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Mounts
+
+/// The only secrets engine a mount can hold.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MountType {
+    /// Encryption as a service: nothing under the mount is stored.
+    Ondemand,
+}
+
+/// An ondemand mount and its key versions.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    pub created_at: String,
+    pub latest_version: u32,
+    pub min_available_version: u32,
+    pub min_decryption_version: u32,
+    pub min_encryption_version: u32,
+    pub path: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = MountType)]
+    pub kind: &'static str,
+    pub updated_at: String,
+}
+
+impl Mount {
+    pub fn new(path: &str, rec: &MountRecord) -> Mount {
+        Mount {
+            created_at: rfc3339(rec.created_at_ms),
+            latest_version: rec.latest_version,
+            min_available_version: rec.min_available_version,
+            min_decryption_version: rec.min_decryption_version,
+            min_encryption_version: rec.min_encryption_version,
+            path: path.to_string(),
+            kind: rec.kind.as_str(),
+            updated_at: rfc3339(rec.updated_at_ms),
+        }
+    }
+}
+
+/// `GET /mounts` (SCIM list envelope).
+#[derive(Serialize, ToSchema)]
+pub struct MountList {
+    #[serde(rename = "Resources")]
+    pub resources: Vec<Mount>,
+    #[schema(value_type = Vec<String>)]
+    pub schemas: [&'static str; 1],
+    #[serde(rename = "totalResults")]
+    pub total_results: usize,
+}
+
+/// `POST /mounts`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMount {
+    /// Where to mount: a secret path (one trailing `/` allowed) that neither is, nests in nor
+    /// contains another mount.
+    #[schema(schema_with = mount_path)]
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: MountType,
+}
+
+fn mount_path() -> utoipa::openapi::schema::Object {
+    let p = path_pattern();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("{}/?$", &p[..p.len() - 1])))
+        .max_length(Some(MAX_PATH_BYTES))
+        .build()
+}
+
+/// `PUT /mounts/{path}/config`: at least one of the two.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(min_properties = 1)]
+pub struct MountConfig {
+    /// Ciphertexts of older key versions are refused.
+    #[schema(nullable = false, minimum = 1, maximum = 4294967295u64)]
+    pub min_decryption_version: Option<u32>,
+    /// Encryption may name no older key version (0: the latest only).
+    #[schema(nullable = false, minimum = 0, maximum = 4294967295u64)]
+    pub min_encryption_version: Option<u32>,
+}
+
+/// `POST /mounts/{path}/trim`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MountTrim {
+    /// Destroy the keys of every version below this one, for good.
+    #[schema(minimum = 1, maximum = 4294967295u64)]
+    pub min_available_version: u32,
+}
+
+/// `POST /mounts/{path}/rotate`: no body, or an empty object.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+// ---------------------------------------------------------------------------------------
+// Tokens
+
+/// A token as listings show it (never the token itself).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    /// The first 8 bytes of the token's SHA-256, hex: names it without revealing it.
+    #[schema(example = "0123456789abcdef")]
+    pub accessor: String,
+    pub created_at: String,
+    #[schema(required = true)]
+    pub expires_at: Option<String>,
+    pub name: String,
+    pub paths: Vec<String>,
+    #[schema(required = true)]
+    pub revoked_at: Option<String>,
+    #[schema(value_type = Vec<Scope>)]
+    pub scopes: Vec<&'static str>,
+}
+
+impl TokenView {
+    pub fn new(r: &TokenRecord, revoked_at_ms: Option<u64>) -> TokenView {
+        TokenView {
+            accessor: r.accessor.clone(),
+            created_at: rfc3339(r.created_at_ms),
+            expires_at: r.expires_at_ms.map(rfc3339),
+            name: r.name.clone(),
+            paths: r.policy.paths.iter().map(|p| p.as_str().into()).collect(),
+            revoked_at: revoked_at_ms.map(rfc3339),
+            scopes: r.policy.scopes.iter().map(|s| s.as_str()).collect(),
+        }
+    }
+}
+
+/// `POST /tokens`: the new token, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// The token: send it as `Authorization: Bearer <token>`. It is not shown again.
+    pub token: String,
+}
+
+/// `GET /tokens` (SCIM list envelope).
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    #[serde(rename = "Resources")]
+    pub resources: Vec<TokenView>,
+    #[serde(rename = "itemsPerPage")]
+    pub items_per_page: usize,
+    #[schema(value_type = Vec<String>)]
+    pub schemas: [&'static str; 1],
+    #[serde(rename = "startIndex")]
+    pub start_index: u64,
+    #[serde(rename = "totalResults")]
+    pub total_results: usize,
+}
+
+/// `POST /tokens`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateToken {
+    /// 1-128 characters.
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: String,
+    #[schema(value_type = Vec<Scope>, min_items = 1)]
+    pub scopes: Vec<String>,
+    /// Path patterns: `*`, `prefix/*` (everything under prefix) or an exact path.
+    #[schema(schema_with = path_patterns)]
+    pub paths: Vec<String>,
+    /// Lifetime in seconds, at most 100 years; none (or null): the token does not expire.
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 3155760000u64)]
+    pub ttl_seconds: Option<Value>,
+}
+
+/// A scope, by the name tokens are created with ([`Scope::as_str`]): the schema is built
+/// from [`Scope::ALL`], so a new scope appears in the document by itself.
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(Scope::ALL.iter().map(|s| s.as_str())))
+            .description(Some(
+                "What a token may do. `read:secret` and `write:secret` apply on the token's \
+                 paths; `admin` manages mounts, tokens, keys and the cluster (and reads no \
+                 secret by itself); `metrics` only scrapes `/metrics`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Scope {}
+
+/// One segment of a secret path ([`crate::secret::SecretPath`]): not `.` or `..`.
+const SEGMENT: &str =
+    r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)";
+
+/// A secret path, as a JSON-schema (ECMA 262) pattern.
+pub fn path_pattern() -> String {
+    format!("^{SEGMENT}(?:/{SEGMENT})*$")
+}
+
+/// A token's path patterns ([`crate::secret::token::PathPattern`]): `*`, a path, or a path
+/// followed by `/*`; the path at most 512 bytes.
+fn path_patterns() -> utoipa::openapi::schema::Array {
+    let pattern = |p: String, max: usize| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(p))
+            .max_length(Some(max))
+    };
+    let any = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["*"]));
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::schema::AnyOfBuilder::new()
+                .item(any)
+                .item(pattern(path_pattern(), MAX_PATH_BYTES))
+                .item(pattern(
+                    format!("^{SEGMENT}(?:/{SEGMENT})*/\\*$"),
+                    MAX_PATH_BYTES + 2,
+                )),
+        )
+        .build()
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys
+
+/// `GET /keys`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyStatus {
+    #[schema(example = "AES-256-GCM")]
+    pub algorithm: &'static str,
+    /// None only while the cluster bootstraps.
+    #[schema(required = true)]
+    pub current_key_id: Option<u32>,
+}
+
+/// `POST /keys/rotate`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRotated {
+    pub current_key_id: u32,
+}
+
+// ---------------------------------------------------------------------------------------
+// Cluster
+
+/// One node's own report (`GET /cluster/self`, and each member's `status` in `GET /cluster`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeReport {
+    /// A digest of the state machine (convergence check); only in `GET /cluster/self`.
+    #[schema(required = true)]
+    pub digest: Option<Digest>,
+    pub id: u64,
+    #[schema(required = true)]
+    pub last_applied_index: Option<u64>,
+    #[schema(required = true)]
+    pub last_log_index: Option<u64>,
+    #[schema(required = true)]
+    pub leader: Option<u64>,
+    #[schema(required = true)]
+    pub purged_index: Option<u64>,
+    #[schema(required = true)]
+    pub snapshot_index: Option<u64>,
+    /// The Raft role: `Leader`, `Follower`, `Candidate`, `Learner`, `Shutdown`.
+    pub state: String,
+    pub term: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Digest {
+    #[schema(required = true)]
+    pub applied_index: Option<u64>,
+    /// SHA-256 of the state machine's contents, hex.
+    pub sha256: String,
+}
+
+impl From<&NodeStatus> for NodeReport {
+    fn from(s: &NodeStatus) -> Self {
+        NodeReport {
+            digest: s.digest.as_ref().map(|(i, d)| Digest {
+                applied_index: *i,
+                sha256: d.clone(),
+            }),
+            id: s.id,
+            last_applied_index: s.last_applied_index,
+            last_log_index: s.last_log_index,
+            leader: s.leader,
+            purged_index: s.purged_index,
+            snapshot_index: s.snapshot_index,
+            state: s.state.clone(),
+            term: s.term,
+        }
+    }
+}
+
+/// A member's report in `GET /cluster`, or why there is none.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum MemberReport {
+    Report(NodeReport),
+    Unreachable(ReportError),
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportError {
+    pub error: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub api_addr: String,
+    pub id: u64,
+    pub raft_addr: String,
+    pub status: MemberReport,
+    pub voter: bool,
+}
+
+/// `GET /cluster`: the cluster as the node asked sees it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    #[schema(required = true)]
+    pub leader: Option<u64>,
+    pub members: Vec<Member>,
+    pub node_id: u64,
+    pub term: u64,
+}
+
+/// `POST /cluster/members`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddMember {
+    #[schema(minimum = 1)]
+    pub id: u64,
+    /// `host:port` of the node's Raft listener.
+    pub raft_addr: String,
+    /// `host:port` of the node's API listener.
+    pub api_addr: String,
+}
+
+/// The answer to `POST /cluster/members`.
+#[derive(Serialize, ToSchema)]
+pub struct MemberAdded {
+    pub added: u64,
+    #[schema(example = "OK")]
+    pub status: &'static str,
+}
+
+/// `{"status": "OK"}`: health, and a snapshot started.
+#[derive(Serialize, ToSchema)]
+pub struct StatusOk {
+    #[schema(example = "OK")]
+    pub status: &'static str,
+}
+
+/// The one value of [`StatusOk`].
+pub const OK: StatusOk = StatusOk { status: "OK" };
+
+/// `GET /health/ready` when the node is not ready: each failed check and why.
+#[derive(Serialize, ToSchema)]
+pub struct NotReady {
+    pub errors: ReadinessErrors,
+    #[schema(example = "UNAVAILABLE")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, Default, ToSchema)]
+pub struct ReadinessErrors {
+    /// The keyring is missing or its keys do not unwrap with this node's master key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub keyring: Option<String>,
+    /// No leader known, or this node has not applied what it committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub raft: Option<String>,
+    /// The root token does not exist yet (bootstrapping).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub tokens: Option<String>,
+}
+
+/// A binary body (a backup file): the schema only, the bytes are streamed.
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl ToSchema for Binary {}
+
+/// `POST /cluster/restore`: what the backup held.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Restored {
+    pub applied_index: u64,
+    pub cluster_id: String,
+    pub created_at: String,
+    /// How many stored pairs replaced the state.
+    pub restored: u64,
+}
