@@ -20,12 +20,12 @@ use serde_json::Value;
 use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{json_int, path_after, query, read_body, request_id};
-use super::openapi::{RequestIdHeader, SecretPathParam};
 use super::state::{AppState, State};
 use super::wire::{
     ErrorBody, MaxVersionsSet, MaxVersionsSetData, MetadataView, PathMetadata, SetMaxVersions,
     VersionList, VersionState, VersionsChanged, VersionsChangedData,
 };
+use super::wire::{RequestIdHeader, SecretPathParam};
 use crate::secret::token::Scope;
 use crate::secret::versions::MAX_MAX_VERSIONS;
 use crate::secret::{Command, CommandResult, Op, SecretPath};

@@ -26,11 +26,11 @@ use serde_json::{Map, Value};
 use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{json_int, query, read_body, request_id};
-use super::openapi::{RequestIdHeader, SecretPathParam};
 use super::state::State;
 use super::wire::{
     CreateMount, Empty, ErrorBody, Mount, MountConfig, MountList, MountTrim, LIST_RESPONSE,
 };
+use super::wire::{RequestIdHeader, SecretPathParam};
 use crate::secret::path::MAX_PATH_BYTES;
 use crate::secret::token::Scope;
 use crate::secret::{Command, CommandResult, MountKind, Op, PathError, SecretPath};

@@ -25,7 +25,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
-use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::error::ApiError;
 use super::wire::*;
@@ -237,47 +237,6 @@ pub async fn serve() -> Result<Response, ApiError> {
             "rendering the OpenAPI document: {e}"
         ))),
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Parameters shared by several operations (documentation only: the handlers parse the raw
-// URL, see `super::input`).
-
-/// The secret path in the URL.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct SecretPathParam {
-    /// A secret path: `/`-separated segments of `A-Z a-z 0-9 . _ -`, none of them `.` or `..`,
-    /// at most 512 bytes (after percent-decoding). `/` may be sent as is or as `%2F`.
-    #[param(
-        pattern = r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)(?:/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))*$",
-        min_length = 1,
-        max_length = 512,
-        example = "app/db"
-    )]
-    pub path: String,
-}
-
-/// The idempotency key of a write.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct RequestIdHeader {
-    /// Retries of a write with the same id apply once. Default: a fresh random id.
-    #[param(rename = "X-Request-Id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
-    pub request_id: Option<String>,
-}
-
-/// The conditional-write headers of `PUT` and `DELETE /secrets/{path}` (one of them at most).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct ConditionalHeaders {
-    /// `*` (the path has a live version) or the ETag a read returned, e.g. `"3"` (the latest
-    /// version is that one). Not with `If-None-Match`, nor with `options.cas`.
-    #[param(rename = "If-Match", pattern = r#"^(\*|"[1-9][0-9]{0,18}")$"#)]
-    pub if_match: Option<String>,
-    /// `*` only: the path has no live version. Not with `If-Match`, nor with `options.cas`.
-    #[param(rename = "If-None-Match", pattern = r"^\*$")]
-    pub if_none_match: Option<String>,
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ use serde_json::{Map, Value};
 use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{json_int, parse_u64, path_after, query, read_body, request_id};
-use super::openapi::{ConditionalHeaders, RequestIdHeader, SecretPathParam};
 use super::state::{AppState, State};
+use super::wire::{ConditionalHeaders, RequestIdHeader, SecretPathParam};
 use super::wire::{
     Decrypted, Encrypted, EncryptedData, ErrorBody, ListedSecret, PutSecret, Rewrap, Secret,
     SecretList, SecretRead, SecretWrite, LIST_RESPONSE,
