@@ -32,6 +32,7 @@ pub const READ_INDEX_DURATION: &str = "raftsafe_read_index_duration_seconds";
 pub const WRITE_BATCH_OPS: &str = "raftsafe_write_batch_ops";
 pub const FORWARDED: &str = "raftsafe_forwarded_total";
 pub const FORWARD_FAILURES: &str = "raftsafe_forward_failures_total";
+pub const RELAY_BATCH_OPS: &str = "raftsafe_relay_batch_ops";
 pub const FAIL_FAST: &str = "raftsafe_fail_fast_total";
 
 // ----- storage -----
@@ -136,6 +137,10 @@ fn describe() {
         "Time to obtain a read index (leadership confirmation)."
     );
     describe_histogram!(WRITE_BATCH_OPS, "Writes per log entry (group commit).");
+    describe_histogram!(
+        RELAY_BATCH_OPS,
+        "Writes per request a follower relays to the leader."
+    );
     describe_counter!(
         FORWARDED,
         "Writes and membership changes relayed to the leader."

@@ -1,6 +1,7 @@
 //! Raft plumbing: the HTTP transport between nodes ([`network`] dials, [`rpc`] serves,
 //! [`wire`] holds what crosses it) and the node's lifecycle ([`node`]: start, bootstrap,
-//! the read barrier, writes, forwarding).
+//! the read barrier, writes, forwarding; [`batch`] and [`relay`] group writes into entries and
+//! relayed requests).
 //!
 //! The openraft type configuration lives in [`crate::store::types`] (the storage traits
 //! below this layer are written against it) and is re-exported here. The API layer talks to
@@ -10,6 +11,7 @@ pub mod batch;
 pub mod coalesce;
 pub mod network;
 pub mod node;
+pub mod relay;
 pub mod rpc;
 pub mod wire;
 

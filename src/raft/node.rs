@@ -12,7 +12,7 @@
 //!   was sent. A read is never answered by a round that started before it arrived.
 //! - Writes: only the leader turns [`Op`]s into log entries, many to an entry
 //!   ([`super::batch`]), stamping the time. Any other node relays an op over the internal
-//!   transport, at most [`MAX_HOPS`] times. Retries (after a leader change or a lost
+//!   transport, many to a request ([`super::relay`]), at most [`MAX_HOPS`] times. Retries (after a leader change or a lost
 //!   connection) reuse the request id, and the state machine deduplicates by it, so a write
 //!   is applied at most once however often it is retried.
 //! - Every wait is bounded by the configured request timeout.
@@ -28,8 +28,10 @@ use openraft::{ChangeMembers, SnapshotPolicy};
 use super::batch::{BatchError, Batcher};
 use super::coalesce::Coalescer;
 use super::network::{CallError, NetworkFactory, PeerClient};
+use super::relay::Relay;
 use super::wire::{
-    ForwardOp, ForwardReply, Forwarded, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_STATUS,
+    ForwardOp, ForwardReply, Forwarded, ForwardedWrites, ROUTE_FORWARD, ROUTE_READ_INDEX,
+    ROUTE_STATUS,
 };
 pub use super::wire::{NodeError, NodeStatus};
 use super::{LogId, NodeId, NodeInfo, Raft};
@@ -55,6 +57,8 @@ pub struct Node {
     config: Arc<Config>,
     /// Group commit of writes while this node leads.
     batcher: Batcher,
+    /// Batched relay of writes to the leader while this node follows.
+    relay: Relay,
     /// Quorum confirmations while this node leads.
     leader_reads: Coalescer<Option<LogId>, NodeError>,
     /// Read-index calls to the leader while this node follows.
@@ -109,6 +113,7 @@ impl Node {
             .await
             .map_err(|e| NodeError::Internal(format!("starting raft: {e}")))?;
         let batcher = Batcher::start(raft.clone(), config.request_timeout);
+        let relay = Relay::start(peers.clone(), config.request_timeout);
         let leader_seen_ms = Arc::new(AtomicU64::new(crate::time::now_ms()));
         tokio::spawn(watch_leader(raft.clone(), leader_seen_ms.clone()));
         let node = Arc::new(Node {
@@ -118,6 +123,7 @@ impl Node {
             peers,
             config,
             batcher,
+            relay,
             leader_reads: Coalescer::default(),
             remote_reads: Coalescer::default(),
             leader_seen_ms,
@@ -338,6 +344,24 @@ impl Node {
         self.execute(req.op, req.hops).await
     }
 
+    /// Entry point for writes relayed together by another node: each is executed as if relayed
+    /// alone (so they join this leader's next log entry together), answered in order.
+    pub async fn handle_forwarded_writes(
+        &self,
+        req: ForwardedWrites,
+    ) -> Vec<Result<CommandResult, NodeError>> {
+        let hops = req.hops;
+        let each = req.ops.into_iter().map(|op| async move {
+            match self.execute(ForwardOp::Write(op), hops).await? {
+                ForwardReply::Written(r) => Ok(r),
+                ForwardReply::Done => {
+                    Err(NodeError::Internal("unexpected reply to a write".into()))
+                }
+            }
+        });
+        futures::future::join_all(each).await
+    }
+
     async fn execute(&self, op: ForwardOp, hops: u8) -> Result<ForwardReply, NodeError> {
         let op = Arc::new(op);
         let deadline = Instant::now() + self.config.request_timeout;
@@ -366,11 +390,24 @@ impl Node {
         let Some(info) = self.member(leader) else {
             return Attempt::Retry(format!("leader {leader} is not in the membership"));
         };
+        metrics::counter!(crate::metrics::FORWARDED).increment(1);
+        if let ForwardOp::Write(write) = op {
+            let relayed = self.relay.send(leader, info, hops + 1, write.clone());
+            return match tokio::time::timeout(remaining(deadline), relayed).await {
+                Ok(Ok(result)) => Attempt::Done(result.map(ForwardReply::Written)),
+                // Whether or not it reached the leader, retrying is safe: writes are
+                // deduplicated by request id.
+                Ok(Err(why)) => {
+                    metrics::counter!(crate::metrics::FORWARD_FAILURES).increment(1);
+                    Attempt::Retry(why)
+                }
+                Err(_) => Attempt::Retry("the relayed write was not answered in time".into()),
+            };
+        }
         let relayed = Forwarded {
             hops: hops + 1,
             op: op.clone(),
         };
-        metrics::counter!(crate::metrics::FORWARDED).increment(1);
         let answer: Result<Result<ForwardReply, NodeError>, CallError> = self
             .peers
             .call(leader, &info, ROUTE_FORWARD, &relayed, remaining(deadline))

@@ -18,8 +18,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::node::Node;
 use super::wire::{
-    Envelope, ForwardReply, Forwarded, NodeError, NodeStatus, MAX_INTERNAL_BODY, ROUTE_APPEND,
-    ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_STATUS, ROUTE_VOTE, TARGET_MISMATCH,
+    Envelope, ForwardReply, Forwarded, ForwardedWrites, NodeError, NodeStatus, MAX_INTERNAL_BODY,
+    ROUTE_APPEND, ROUTE_FORWARD, ROUTE_FORWARD_WRITES, ROUTE_READ_INDEX, ROUTE_SNAPSHOT,
+    ROUTE_STATUS, ROUTE_VOTE, TARGET_MISMATCH,
 };
 use super::{LogId, NodeId, TypeConfig};
 use crate::codec;
@@ -31,6 +32,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(ROUTE_SNAPSHOT, post(snapshot))
         .route(ROUTE_READ_INDEX, post(read_index))
         .route(ROUTE_FORWARD, post(forward))
+        .route(ROUTE_FORWARD_WRITES, post(forward_writes))
         .route(ROUTE_STATUS, post(status))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY))
         .with_state(node)
@@ -93,6 +95,14 @@ async fn forward(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     };
     let answer: Result<ForwardReply, NodeError> = node.handle_forwarded(req).await;
     reply(&answer)
+}
+
+async fn forward_writes(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: ForwardedWrites = match open(&node, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    reply(&node.handle_forwarded_writes(req).await)
 }
 
 async fn status(State(node): State<Arc<Node>>, body: Bytes) -> Response {

@@ -26,6 +26,8 @@ pub const ROUTE_SNAPSHOT: &str = "/raft/snapshot";
 pub const ROUTE_READ_INDEX: &str = "/raft/read-index";
 /// A write or membership change relayed to the leader.
 pub const ROUTE_FORWARD: &str = "/raft/forward";
+/// Writes relayed to the leader, many to a request ([`super::relay`]).
+pub const ROUTE_FORWARD_WRITES: &str = "/raft/forward-writes";
 /// One node's own status.
 pub const ROUTE_STATUS: &str = "/raft/status";
 
@@ -70,6 +72,15 @@ pub struct Forwarded {
     /// How many nodes relayed it already; bounded so a confused cluster cannot loop.
     pub hops: u8,
     pub op: ForwardOp,
+}
+
+/// Writes relayed together from the node the clients called to the leader; answered with
+/// one `Result<CommandResult, NodeError>` per op, in order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ForwardedWrites {
+    /// How many nodes relayed them already (as in [`Forwarded`]).
+    pub hops: u8,
+    pub ops: Vec<Op>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
