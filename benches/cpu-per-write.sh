@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# CPU per request of a three-node raftsafe cluster: the measure the write path was tuned by
+# (BENCHMARKS.md, "The write path, profiled"). Throughput on this 2-core machine is bound by
+# CPU, and CPU per request is steadier from run to run than req/s.
+#
+#   benches/cpu-per-write.sh                         # PUT, 1 and 64 connections to the leader
+#   CONNS=64 OPS="put get" FOLLOWER=1 benches/cpu-per-write.sh
+#   RAFTSAFE_BIN=/tmp/a/raftsafe LABEL=a benches/cpu-per-write.sh; RAFTSAFE_BIN=/tmp/b/raftsafe LABEL=b …
+#
+# Per run: starts three nodes on 127.0.0.1:97x0 (no TLS, no audit log, as benches/compare.sh),
+# preloads KEYS keys with the workload tool, then for each connection count and operation runs
+# wrk with benches/wrk/kv.lua for DURATION seconds against the leader (or, with FOLLOWER=1, a
+# follower) and prints req/s, latency, the three nodes' user+system CPU (from /proc/<pid>/stat)
+# per request, the leader's share, and each node's RSS at the end. Stops only the PIDs it started.
+#
+# Environment: RAFTSAFE_BIN (default $CARGO_TARGET_DIR/release/raftsafe), WORKLOAD_BIN (default
+# the newest release/deps/workload-*), LABEL, CONNS ("1 64"), OPS ("put"), KEYS (10000),
+# DURATION (10), FOLLOWER (unset).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+target="${CARGO_TARGET_DIR:-$(dirname "$here")/target}"
+bin="${RAFTSAFE_BIN:-$target/release/raftsafe}"
+workload="${WORKLOAD_BIN:-$(ls -t "$target"/release/deps/workload-* 2>/dev/null | grep -v '\.d$' | head -1 || true)}"
+LABEL="${LABEL:-raftsafe}" CONNS="${CONNS:-1 64}" OPS="${OPS:-put}" KEYS="${KEYS:-10000}" DURATION="${DURATION:-10}"
+for tool in wrk curl python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk curl)" >&2; exit 2; }
+done
+[ -x "$bin" ] || { echo "no raftsafe binary at $bin (cargo build --release, or set RAFTSAFE_BIN)" >&2; exit 2; }
+[ -x "$workload" ] || { echo "no workload tool: cargo build --release --benches, or set WORKLOAD_BIN" >&2; exit 2; }
+
+dir="$(mktemp -d /tmp/raftsafe-cpu.XXXXXX)"
+pids=()
+trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
+"$bin" gen-key >"$dir/master.key"
+"$bin" gen-token >"$dir/root.token"
+chmod 600 "$dir/master.key" "$dir/root.token"
+token="$(cat "$dir/root.token")"
+peers="1=127.0.0.1:9711/127.0.0.1:9710,2=127.0.0.1:9721/127.0.0.1:9720,3=127.0.0.1:9731/127.0.0.1:9730"
+for id in 1 2 3; do
+  RAFTSAFE_MASTER_KEY_FILE="$dir/master.key" RAFTSAFE_ROOT_TOKEN_FILE="$dir/root.token" \
+    "$bin" serve --node-id "$id" --api-addr "127.0.0.1:97${id}0" --raft-addr "127.0.0.1:97${id}1" \
+    --data-dir "$dir/node-$id" --peers "$peers" --bootstrap "$([ "$id" = 1 ] && echo true || echo false)" \
+    >>"$dir/node-$id.log" 2>&1 &
+  pids[$((id - 1))]="$!"; disown "$!"
+done
+leader=""
+for _ in $(seq 1 150); do
+  leader="$(curl -fsS -H "Authorization: Bearer $token" http://127.0.0.1:9710/api/v1/cluster 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")' 2>/dev/null || true)"
+  [ -n "$leader" ] && [ "$leader" != "None" ] && break
+  sleep 0.2
+done
+[ -n "$leader" ] || { echo "no leader elected; logs in $dir" >&2; exit 1; }
+url="http://127.0.0.1:97${leader}0"
+[ -n "${FOLLOWER:-}" ] && url="http://127.0.0.1:97$(( leader % 3 + 1 ))0"
+RAFTSAFE_TOKEN="$token" "$workload" --addr "http://127.0.0.1:97${leader}0" --op fill --keys "$KEYS" \
+  --clients 64 --format json >/dev/null
+
+ticks() { # user+system clock ticks of the given PIDs
+  local s=0 p
+  for p in "$@"; do set -- $(cut -d' ' -f14,15 "/proc/$p/stat"); s=$((s + $1 + $2)); done
+  echo "$s"
+}
+hz="$(getconf CLK_TCK)"
+lpid="${pids[$((leader - 1))]}"
+for c in $CONNS; do
+  for op in $OPS; do
+    t0="$(ticks "${pids[@]}")"; l0="$(ticks "$lpid")"
+    r="$(BENCH_SYSTEM=raftsafe BENCH_OP="$op" BENCH_KEYS="$KEYS" BENCH_VALUE=256 BENCH_TOKEN="$token" \
+      wrk -t"$([ "$c" -lt 2 ] && echo 1 || echo 2)" -c"$c" -d"${DURATION}s" --timeout 10s -s "$here/wrk/kv.lua" "$url" | grep '^RESULT')"
+    t1="$(ticks "${pids[@]}")"; l1="$(ticks "$lpid")"
+    n="$(echo "$r" | sed 's/.*requests=\([0-9]*\).*/\1/')"
+    echo "$LABEL $op c=$c $(echo "$r" | cut -d' ' -f2-6) cpu_us_per_req=$(( (t1 - t0) * 1000000 / hz / n )) leader_us_per_req=$(( (l1 - l0) * 1000000 / hz / n ))"
+  done
+done
+echo "$LABEL rss_kb $(for p in "${pids[@]}"; do awk '/VmRSS/{print $2}' "/proc/$p/status"; done | tr '\n' ' ')"
