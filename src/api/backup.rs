@@ -64,8 +64,10 @@ impl Write for ChannelWriter {
 pub async fn export(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let reader = state.node.reader().clone();
     let now = crate::time::now_ms();

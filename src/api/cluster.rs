@@ -1,12 +1,13 @@
 //! `/cluster`: membership and status of the Raft cluster (operators only).
 
-use axum::extract::Path;
+use axum::extract::{Path, RawQuery};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Principal;
 use super::error::ApiError;
+use super::input::query;
 use super::state::State;
 use super::wire::{
     AddMember, ClusterStatus, ErrorBody, Member, MemberAdded, MemberReport, NodeReport,
@@ -30,8 +31,10 @@ use axum::extract::Extension;
 pub async fn status(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     let me = state.node.local_status(false).await?;
     let reports = state.node.cluster_status().await;
     let members = me
@@ -73,8 +76,10 @@ pub async fn status(
 pub async fn node_status(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<NodeReport>, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     let me = state.node.local_status(true).await?;
     Ok(Json(NodeReport::from(&me)))
 }
@@ -97,9 +102,11 @@ pub async fn node_status(
 pub async fn add_member(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     let m: AddMember = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "body must be {{\"id\", \"raftAddr\", \"apiAddr\"}}: {e}"
@@ -149,9 +156,11 @@ pub async fn add_member(
 pub async fn remove_member(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "'{}' is not a node id",
@@ -175,8 +184,10 @@ pub async fn remove_member(
 pub async fn snapshot(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     state.node.trigger_snapshot().await?;
     Ok((StatusCode::ACCEPTED, Json(OK)).into_response())
 }

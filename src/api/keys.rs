@@ -2,13 +2,14 @@
 //! proposing key `current + 1`, which the state machine accepts only if no other rotation
 //! got there first.
 
-use axum::extract::Extension;
+use axum::extract::{Extension, RawQuery};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Principal;
 use super::error::ApiError;
+use super::input::query;
 use super::state::State;
 use super::wire::{ErrorBody, KeyRotated, KeyStatus};
 use crate::secret::token::Scope;
@@ -29,8 +30,10 @@ const ROTATE_ATTEMPTS: usize = 5;
 pub async fn show(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<KeyStatus>, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     let current = state.barrier.current_key_id()?;
     Ok(Json(KeyStatus {
         algorithm: "AES-256-GCM",
@@ -55,8 +58,10 @@ pub async fn show(
 pub async fn rotate(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     for _ in 0..ROTATE_ATTEMPTS {
         let id = state.barrier.current_key_id()?.unwrap_or(0) + 1;
         let wrapped = state.barrier.new_wrapped_key(id)?;

@@ -6,14 +6,14 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Extension, Path};
+use axum::extract::{Extension, Path, RawQuery};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::json_int;
+use super::input::{json_int, query};
 use super::state::State;
 use super::wire::{CreateToken, CreatedToken, ErrorBody, TokenList, TokenView, LIST_RESPONSE};
 use crate::secret::token::{PathPattern, Policy, Scope, Token, TokenRecord};
@@ -41,9 +41,11 @@ pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600 + 25 * 24 * 3600;
 pub async fn create(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     let b: CreateToken = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "body must be {{\"name\", \"scopes\", \"paths\", \"ttlSeconds\"?}}: {e}"
@@ -145,8 +147,10 @@ pub async fn create(
 pub async fn list(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<TokenList>, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     let tokens = state.barrier.tokens()?;
     let resources: Vec<TokenView> = tokens
         .iter()
@@ -179,9 +183,11 @@ pub async fn list(
 pub async fn revoke(
     state: State,
     Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
     Path(accessor): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
+    query(raw, &[])?;
     if accessor.len() != 16 || !accessor.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request(
             "a token accessor is 16 hexadecimal characters",

@@ -6,7 +6,8 @@
 //! another scope); the exposition parses; request counters, fsync'd append and batch
 //! histograms, forwarding and auth-failure counters move with the traffic that should move
 //! them; a leader's death shows in the survivors' leader-change counter and term; latency
-//! series are histograms; the optional loopback listener serves it without a token.
+//! series are histograms; the optional loopback listener serves it without a token; writes
+//! sent to a follower at once share relayed requests and each keeps its own answer.
 //!
 //! Python: `RAFTSAFE_TEST_PYTHON` (set by `.ci/run` to its venv), else `.venv/bin/python`
 //! at the repository root, else `python3`; it must have `prometheus_client`
