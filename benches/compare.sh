@@ -77,42 +77,9 @@ trap 'cleanup; rm -rf "$WORK"' EXIT
 
 # --- the two systems ------------------------------------------------------------------------
 
-# Sets: api (one URL per node, space-separated), leader_url, follower_url, token.
-start_raftsafe() {
-  local dir="$WORK/raftsafe" peers="1=127.0.0.1:9711/127.0.0.1:9710,2=127.0.0.1:9721/127.0.0.1:9720,3=127.0.0.1:9731/127.0.0.1:9730"
-  rm -rf "$dir" && mkdir -p "$dir"
-  "$bin" gen-key >"$dir/master.key"
-  "$bin" gen-token >"$dir/root.token"
-  chmod 600 "$dir/master.key" "$dir/root.token"
-  token="$(cat "$dir/root.token")"
-  api=""
-  for id in 1 2 3; do
-    raftsafe_node "$id"
-    api="$api http://127.0.0.1:97${id}0"
-  done
-  local leader=""
-  for _ in $(seq 1 150); do
-    leader="$(curl -fsS -H "Authorization: Bearer $token" http://127.0.0.1:9710/api/v1/cluster 2>/dev/null |
-      python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")' 2>/dev/null || true)"
-    [ -n "$leader" ] && [ "$leader" != "None" ] && break
-    sleep 0.2
-  done
-  [ -n "$leader" ] || { echo "raftsafe cluster did not elect a leader; logs in $dir" >&2; exit 1; }
-  leader_url="http://127.0.0.1:97${leader}0"
-  leader_id="$leader"
-  local f=$(( leader % 3 + 1 ))
-  follower_url="http://127.0.0.1:97${f}0"
-}
-
-# Starts (or restarts) raftsafe node ID; its PID goes to pids[ID-1].
-raftsafe_node() {
-  local dir="$WORK/raftsafe" id="$1" peers="1=127.0.0.1:9711/127.0.0.1:9710,2=127.0.0.1:9721/127.0.0.1:9720,3=127.0.0.1:9731/127.0.0.1:9730"
-  RAFTSAFE_MASTER_KEY_FILE="$dir/master.key" RAFTSAFE_ROOT_TOKEN_FILE="$dir/root.token" \
-    "$bin" serve --node-id "$id" --api-addr "127.0.0.1:97${id}0" --raft-addr "127.0.0.1:97${id}1" \
-    --data-dir "$dir/node-$id" --peers "$peers" \
-    --bootstrap "$([ "$id" = 1 ] && echo true || echo false)" >>"$dir/node-$id.log" 2>&1 &
-  pids[$((id - 1))]="$!"; disown "$!"
-}
+# start_raftsafe and raftsafe_node: a three-node cluster under $WORK/raftsafe (shared with
+# benches/cpu-per-write.sh).
+. "$here/raftsafe-cluster.sh"
 
 # A field of raftsafe's /cluster/self at URL (empty if it does not answer).
 self_field() { # url field

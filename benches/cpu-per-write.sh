@@ -7,7 +7,7 @@
 #   CONNS=64 OPS="put get" FOLLOWER=1 benches/cpu-per-write.sh
 #   RAFTSAFE_BIN=/tmp/a/raftsafe LABEL=a benches/cpu-per-write.sh; RAFTSAFE_BIN=/tmp/b/raftsafe LABEL=b …
 #
-# Per run: starts three nodes on 127.0.0.1:97x0 (no TLS, no audit log, as benches/compare.sh),
+# Per run: starts three nodes on 127.0.0.1:97x0 (benches/raftsafe-cluster.sh, as compare.sh),
 # preloads KEYS keys with the workload tool, then for each connection count and operation runs
 # wrk with benches/wrk/kv.lua for DURATION seconds against the leader (or, with FOLLOWER=1, a
 # follower) and prints req/s, latency, the three nodes' user+system CPU (from /proc/<pid>/stat)
@@ -28,32 +28,15 @@ done
 [ -x "$bin" ] || { echo "no raftsafe binary at $bin (cargo build --release, or set RAFTSAFE_BIN)" >&2; exit 2; }
 [ -x "$workload" ] || { echo "no workload tool: cargo build --release --benches, or set WORKLOAD_BIN" >&2; exit 2; }
 
-dir="$(mktemp -d /tmp/raftsafe-cpu.XXXXXX)"
+WORK="$(mktemp -d /tmp/raftsafe-cpu.XXXXXX)"
 pids=()
-trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
-"$bin" gen-key >"$dir/master.key"
-"$bin" gen-token >"$dir/root.token"
-chmod 600 "$dir/master.key" "$dir/root.token"
-token="$(cat "$dir/root.token")"
-peers="1=127.0.0.1:9711/127.0.0.1:9710,2=127.0.0.1:9721/127.0.0.1:9720,3=127.0.0.1:9731/127.0.0.1:9730"
-for id in 1 2 3; do
-  RAFTSAFE_MASTER_KEY_FILE="$dir/master.key" RAFTSAFE_ROOT_TOKEN_FILE="$dir/root.token" \
-    "$bin" serve --node-id "$id" --api-addr "127.0.0.1:97${id}0" --raft-addr "127.0.0.1:97${id}1" \
-    --data-dir "$dir/node-$id" --peers "$peers" --bootstrap "$([ "$id" = 1 ] && echo true || echo false)" \
-    >>"$dir/node-$id.log" 2>&1 &
-  pids[$((id - 1))]="$!"; disown "$!"
-done
-leader=""
-for _ in $(seq 1 150); do
-  leader="$(curl -fsS -H "Authorization: Bearer $token" http://127.0.0.1:9710/api/v1/cluster 2>/dev/null |
-    python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")' 2>/dev/null || true)"
-  [ -n "$leader" ] && [ "$leader" != "None" ] && break
-  sleep 0.2
-done
-[ -n "$leader" ] || { echo "no leader elected; logs in $dir" >&2; exit 1; }
-url="http://127.0.0.1:97${leader}0"
-[ -n "${FOLLOWER:-}" ] && url="http://127.0.0.1:97$(( leader % 3 + 1 ))0"
-RAFTSAFE_TOKEN="$token" "$workload" --addr "http://127.0.0.1:97${leader}0" --op fill --keys "$KEYS" \
+trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+. "$here/raftsafe-cluster.sh"
+start_raftsafe
+leader="$leader_id"
+url="$leader_url"
+[ -n "${FOLLOWER:-}" ] && url="$follower_url"
+RAFTSAFE_TOKEN="$token" "$workload" --addr "$leader_url" --op fill --keys "$KEYS" \
   --clients 64 --format json >/dev/null
 
 ticks() { # user+system clock ticks of the given PIDs
