@@ -5,12 +5,16 @@
 #   REPEATS=5 DURATION=20 benches/compare.sh
 #   SYSTEMS=raftsafe CASES="put-leader-64" benches/compare.sh
 #   KEYS=100000 CASES=rss benches/compare.sh  # memory only: preload KEYS keys, read RSS
+#   TLS=1 CASES="put-leader-256 get-follower-256" benches/compare.sh  # both systems over TLS
 #
 # What it does, per repeat and per system (the systems alternate inside each repeat, so a
 # slow minute on a shared machine hits both):
 #   1. starts a fresh three-node cluster on 127.0.0.1 (raftsafe: nodes on 127.0.0.1:97x0,
-#      no TLS, no audit log; etcd: members on 127.0.0.1:2379x, each with its own data dir),
-#      both with fsync on, data directories on the same disk ($WORK);
+#      no audit log; etcd: members on 127.0.0.1:2379x, each with its own data dir), both
+#      with fsync on, data directories on the same disk ($WORK), both plain HTTP or, with
+#      TLS=1, both TLS: https on the client API (server certificate only, no client
+#      certificate) and mutual TLS between members, with certificates from `raftsafe certs`
+#      made once per run in $WORK/certs (etcd uses the same node certificates);
 #   2. preloads KEYS keys with 256-byte values (benches/preload.py, one pass);
 #   3. runs each case for DURATION seconds with wrk and benches/wrk/kv.lua, which prints
 #      req/s and the p50/p90/p99/p99.9 latency;
@@ -23,8 +27,10 @@
 # snapshot size, build time and the time a wiped follower takes to catch up from it, one
 # row per system in $OUT/scale.tsv with KEYS, the preload time, RSS and disk. The scale table:
 #   for k in 10000 100000 1000000; do KEYS=$k CASES="put-leader-64 get-follower-64 rss snapshot" benches/compare.sh; done
-# Cases: put-leader-1, put-leader-64, put-follower-64, get-leader-64, get-follower-64,
-# get-spread-64 (three wrk processes, one per node, 22 connections each, summed), rss.
+# Cases: put-leader-N, put-follower-N, get-leader-N, get-follower-N (N connections, any N: the
+# default list has put-leader-1, put-leader-64, put-follower-64, get-leader-64,
+# get-follower-64), get-spread-N (three wrk processes, one per node, ceil(N/3) connections
+# each, summed: 22 each for get-spread-64), rss.
 # "follower" means the load goes to a node that is not the leader: raftsafe forwards the write
 # to the leader / runs the read index; etcd's gateway does the same internally.
 # steady-put-64 (not in the default list): DURATION seconds of PUTs at 64 connections to the
@@ -32,17 +38,19 @@
 # from each system's own Prometheus metrics before and after (benches/scrape.py), written to
 # $OUT/steady.txt. Issue: 0 leader changes in 10 minutes: SYSTEMS=raftsafe CASES=steady-put-64
 # DURATION=600 REPEATS=1 benches/compare.sh
-# cas-leader-16 (read the version, then write only if unchanged; 16 clients on 10k keys, so
-# some conflict) and mixed-follower-64 (90% reads) are not in the default list either; they
-# always use the workload tool (benches/workload.rs), as every case does with LOAD=workload
-# (default LOAD=wrk). Both tools are closed-loop and print the same RESULT line.
+# cas-leader-N (read the version, then write only if unchanged; cas-leader-16: 16 clients on
+# 10k keys, so some conflict) and mixed-follower-N (90% reads) are not in the default list
+# either; they always use the workload tool (benches/workload.rs), as every case does with
+# LOAD=workload (default LOAD=wrk). Both tools are closed-loop and print the same RESULT line.
 # Before the systems run it measures the floor both share: a 256-byte write + fdatasync on the
 # scratch disk, and a loopback TCP round trip (benches/floor.py).
 #
 # Environment: RAFTSAFE_BIN (default $CARGO_TARGET_DIR/release/raftsafe), LOAD (wrk or
 # workload), WORKLOAD_BIN (default the newest $CARGO_TARGET_DIR/release/deps/workload-*), KEYS (10000),
-# VALUE (256), DURATION (15), REPEATS (3), SYSTEMS ("raftsafe etcd"), CASES, WORK (a scratch
-# dir, default a new temp dir), OUT (default benches/results/<date>).
+# VALUE (256), DURATION (15), REPEATS (3), SYSTEMS ("raftsafe etcd"), CASES, TLS (0 or 1),
+# WORK (a scratch dir, default a new temp dir), OUT (default benches/results/<date>, with
+# -tls appended when TLS=1). $OUT/mode.txt gets one line per run: tls=0|1 keys=… value=…;
+# a run refuses an OUT whose earlier runs used the other TLS mode.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -53,9 +61,10 @@ VALUE="${VALUE:-256}"
 DURATION="${DURATION:-15}"
 REPEATS="${REPEATS:-3}"
 SYSTEMS="${SYSTEMS:-raftsafe etcd}"
+TLS="${TLS:-0}"
+case "$TLS" in 0) mode_tag="" ;; 1) mode_tag="-tls" ;; *) echo "TLS is 0 or 1, not '$TLS'" >&2; exit 2 ;; esac
 CASES="${CASES:-put-leader-1 put-leader-64 put-follower-64 get-leader-64 get-follower-64 get-spread-64 rss}"
-WORK="${WORK:-$(mktemp -d /tmp/raftsafe-compare.XXXXXX)}"
-OUT="${OUT:-$root/benches/results/$(date -u +%Y-%m-%d)}"
+OUT="${OUT:-$root/benches/results/$(date -u +%Y-%m-%d)$mode_tag}"
 lua="$here/wrk/kv.lua"
 LOAD="${LOAD:-wrk}"
 workload_bin="${WORKLOAD_BIN:-$(ls -t "${CARGO_TARGET_DIR:-$root/target}"/release/deps/workload-* 2>/dev/null | grep -v '\.d$' | head -1 || true)}"
@@ -64,6 +73,14 @@ for tool in wrk etcd etcdctl curl python3 bc; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk etcd-server etcd-client curl)" >&2; exit 2; }
 done
 [ -x "$bin" ] || { echo "no raftsafe binary at $bin (cargo build --release, or set RAFTSAFE_BIN)" >&2; exit 2; }
+for case in $CASES; do
+  [[ "$case" =~ ^((put|get)-(leader|follower)|get-spread|cas-leader|mixed-follower)-[1-9][0-9]*$|^(steady-put-64|rss|snapshot)$ ]] ||
+    { echo "unknown case $case" >&2; exit 2; }
+done
+if [ -f "$OUT/mode.txt" ] && ! grep -q "^tls=$TLS " "$OUT/mode.txt"; then
+  echo "$OUT holds results of the other TLS mode ($OUT/mode.txt); set OUT elsewhere" >&2; exit 2
+fi
+WORK="${WORK:-$(mktemp -d /tmp/raftsafe-compare.XXXXXX)}"
 mkdir -p "$OUT" "$WORK"
 
 pids=()
@@ -75,6 +92,18 @@ cleanup() {
 }
 trap 'cleanup; rm -rf "$WORK"' EXIT
 
+# TLS=1: one CA and a certificate per node (server and client auth, for 127.0.0.1), used by
+# both systems' node N / member eN. The clients below trust the CA and present no
+# certificate: curl and etcdctl with --cacert, the workload tool with --cacert, Python's
+# urllib through SSL_CERT_FILE; wrk does not verify. raftsafe-cluster.sh reads tls_dir.
+scheme=http tls_dir="" cacert="" ca_args=() py_env=()
+if [ "$TLS" = 1 ]; then
+  scheme=https tls_dir="$WORK/certs" cacert="$WORK/certs/ca.pem"
+  "$bin" certs --out "$tls_dir" --node 1=localhost,127.0.0.1 --node 2=localhost,127.0.0.1 \
+    --node 3=localhost,127.0.0.1 >/dev/null
+  ca_args=(--cacert "$cacert") py_env=(SSL_CERT_FILE="$cacert")
+fi
+
 # --- the two systems ------------------------------------------------------------------------
 
 # start_raftsafe and raftsafe_node: a three-node cluster under $WORK/raftsafe (shared with
@@ -83,7 +112,7 @@ trap 'cleanup; rm -rf "$WORK"' EXIT
 
 # A field of raftsafe's /cluster/self at URL (empty if it does not answer).
 self_field() { # url field
-  curl -fsS -H "Authorization: Bearer $token" "$1/api/v1/cluster/self" 2>/dev/null |
+  curl -fsS "${ca_args[@]}" -H "Authorization: Bearer $token" "$1/api/v1/cluster/self" 2>/dev/null |
     python3 -c "import json,sys; print(json.load(sys.stdin).get('$2') or 0)" 2>/dev/null || true
 }
 
@@ -114,7 +143,7 @@ at_least() { [ "$(self_field "$1" "$2")" -ge "$3" ] 2>/dev/null; }
 snapshot_raftsafe() {
   # The calls retry: right after a 1M-key preload the cluster can be too busy to confirm a
   # read barrier within the request timeout, and they answer 503.
-  local applied build size f install snap auth=(-H "Authorization: Bearer $token" --retry 10 --retry-delay 2 --retry-all-errors)
+  local applied build size f install snap auth=("${ca_args[@]}" -H "Authorization: Bearer $token" --retry 10 --retry-delay 2 --retry-all-errors)
   applied="$(self_field "$leader_url" lastAppliedIndex)"
   curl -fsS -X POST "${auth[@]}" "$leader_url/api/v1/cluster/snapshot" >/dev/null
   build="$(time_until 900 at_least "$leader_url" snapshotIndex "$applied")"
@@ -127,11 +156,11 @@ snapshot_raftsafe() {
   local t0; t0="$(date +%s.%N)"
   curl -fsS -X POST "${auth[@]}" -H 'Content-Type: application/json' "$leader_url/api/v1/cluster/members" \
     -d "{\"id\":$f,\"raftAddr\":\"127.0.0.1:97${f}1\",\"apiAddr\":\"127.0.0.1:97${f}0\"}" >/dev/null
-  time_until 900 at_least "http://127.0.0.1:97${f}0" lastAppliedIndex "$applied" >/dev/null
+  time_until 900 at_least "$scheme://127.0.0.1:97${f}0" lastAppliedIndex "$applied" >/dev/null
   install="$(echo "$(date +%s.%N) - $t0" | bc)"
   # By snapshot if the leader had purged the log it needed (at 10k keys the whole log may
   # still be there, and the new node replays it instead).
-  snap="$(self_field "http://127.0.0.1:97${f}0" snapshotIndex)"
+  snap="$(self_field "$scheme://127.0.0.1:97${f}0" snapshotIndex)"
   echo "$size $build $install $([ "${snap:-0}" -gt 0 ] && echo snapshot || echo log)"
 }
 
@@ -141,56 +170,66 @@ snapshot_raftsafe() {
 # before the last --snapshot-count entries is compacted).
 snapshot_etcd() {
   local t0 build size f fid target install dir="$WORK/etcd"
-  local cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
   t0="$(date +%s.%N)"
-  ETCDCTL_API=3 etcdctl --endpoints "$leader_url" snapshot save "$WORK/etcd.snap" >/dev/null
+  etcdctl3 --endpoints "$leader_url" snapshot save "$WORK/etcd.snap" >/dev/null
   build="$(echo "$(date +%s.%N) - $t0" | bc)"
   size="$(du -sm "$WORK/etcd.snap" | cut -f1)"; rm -f "$WORK/etcd.snap"
   f="${follower_url: -1}"
   target="$(etcd_field "$leader_url" raft_index)"
-  fid="$(ETCDCTL_API=3 etcdctl --endpoints "$leader_url" member list -w json | python3 -c '
+  fid="$(etcdctl3 --endpoints "$leader_url" member list -w json | python3 -c '
 import json, sys
 for m in json.load(sys.stdin)["members"]:
     if m["name"] == "e'"$f"'": print("%x" % m["ID"])')"
-  ETCDCTL_API=3 etcdctl --endpoints "$leader_url" member remove "$fid" >/dev/null
+  etcdctl3 --endpoints "$leader_url" member remove "$fid" >/dev/null
   kill -KILL "${pids[$((f - 1))]}" 2>/dev/null || true; sleep 0.5
   rm -rf "$dir/e$f"
-  ETCDCTL_API=3 etcdctl --endpoints "$leader_url" member add "e$f" --peer-urls "http://127.0.0.1:2380$f" >/dev/null
-  etcd --name "e$f" --data-dir "$dir/e$f" \
-    --listen-client-urls "http://127.0.0.1:2379$f" --advertise-client-urls "http://127.0.0.1:2379$f" \
-    --listen-peer-urls "http://127.0.0.1:2380$f" --initial-advertise-peer-urls "http://127.0.0.1:2380$f" \
-    --initial-cluster "$cluster" --initial-cluster-state existing >>"$dir/e$f.log" 2>&1 &
-  pids[$((f - 1))]="$!"; disown "$!"
+  etcdctl3 --endpoints "$leader_url" member add "e$f" --peer-urls "$scheme://127.0.0.1:2380$f" >/dev/null
+  etcd_member "$f" existing
   install="$(time_until 900 etcd_at_least "$follower_url" raft_index "$target")"
   # etcd does not say whether the new member got a snapshot or the log (--snapshot-count is
   # 100,000 entries in 3.4, so below that it is the log).
   echo "$size $build $install -"
 }
 
+etcdctl3() { ETCDCTL_API=3 etcdctl "${ca_args[@]}" "$@"; }
+
 etcd_field() { # url field
-  ETCDCTL_API=3 etcdctl --endpoints "$1" endpoint status -w json 2>/dev/null |
+  etcdctl3 --endpoints "$1" endpoint status -w json 2>/dev/null |
     python3 -c "import json,sys; print(json.load(sys.stdin)[0]['Status'].get('$2') or 0)" 2>/dev/null || true
 }
 
 etcd_at_least() { [ "$(etcd_field "$1" "$2")" -ge "$3" ] 2>/dev/null; }
 
+# Starts etcd member eID (cluster state new, or existing when it rejoins); its PID goes to
+# pids[ID-1]. TLS=1: https for clients (server certificate only) and mutual TLS between
+# members.
+etcd_member() { # id state
+  local id="$1" dir="$WORK/etcd" tls=()
+  if [ "$TLS" = 1 ]; then
+    tls=(--cert-file "$tls_dir/node-$id.pem" --key-file "$tls_dir/node-$id.key"
+      --peer-cert-file "$tls_dir/node-$id.pem" --peer-key-file "$tls_dir/node-$id.key"
+      --peer-trusted-ca-file "$cacert" --peer-client-cert-auth)
+  fi
+  etcd --name "e$id" --data-dir "$dir/e$id" \
+    --listen-client-urls "$scheme://127.0.0.1:2379$id" --advertise-client-urls "$scheme://127.0.0.1:2379$id" \
+    --listen-peer-urls "$scheme://127.0.0.1:2380$id" --initial-advertise-peer-urls "$scheme://127.0.0.1:2380$id" \
+    --initial-cluster "e1=$scheme://127.0.0.1:23801,e2=$scheme://127.0.0.1:23802,e3=$scheme://127.0.0.1:23803" \
+    --initial-cluster-state "$2" --initial-cluster-token bench "${tls[@]}" >>"$dir/e$id.log" 2>&1 &
+  pids[$((id - 1))]="$!"; disown "$!"
+}
+
 start_etcd() {
-  local dir="$WORK/etcd" cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+  local dir="$WORK/etcd"
   rm -rf "$dir" && mkdir -p "$dir"
   token=""
   api=""
   for id in 1 2 3; do
-    etcd --name "e$id" --data-dir "$dir/e$id" \
-      --listen-client-urls "http://127.0.0.1:2379$id" --advertise-client-urls "http://127.0.0.1:2379$id" \
-      --listen-peer-urls "http://127.0.0.1:2380$id" --initial-advertise-peer-urls "http://127.0.0.1:2380$id" \
-      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench \
-      >"$dir/e$id.log" 2>&1 &
-    pids+=("$!"); disown "$!"
-    api="$api http://127.0.0.1:2379$id"
+    etcd_member "$id" new
+    api="$api $scheme://127.0.0.1:2379$id"
   done
-  local endpoints="127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793" leader=""
+  local endpoints="$scheme://127.0.0.1:23791,$scheme://127.0.0.1:23792,$scheme://127.0.0.1:23793" leader=""
   for _ in $(seq 1 150); do
-    leader="$(ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint status -w json 2>/dev/null | python3 -c '
+    leader="$(etcdctl3 --endpoints "$endpoints" endpoint status -w json 2>/dev/null | python3 -c '
 import json, sys
 rows = json.load(sys.stdin)
 for r in rows:
@@ -200,7 +239,7 @@ for r in rows:
     sleep 0.2
   done
   [ -n "$leader" ] || { echo "etcd cluster did not elect a leader; logs in $dir" >&2; exit 1; }
-  leader_url="http://$leader"
+  leader_url="$leader"
   for u in $api; do
     [ "$u" != "$leader_url" ] && { follower_url="$u"; break; }
   done
@@ -257,7 +296,7 @@ run_wrk() { # system op url connections duration
 # operations wrk's script does not have (cas, mixed). Prints the same RESULT line.
 run_workload() { # system op url connections duration
   [ -x "$workload_bin" ] || { echo "no workload tool: cargo build --release --benches, or set WORKLOAD_BIN" >&2; exit 2; }
-  RAFTSAFE_TOKEN="$token" "$workload_bin" --system "$1" --op "$2" --addr "$3" --clients "$4" \
+  RAFTSAFE_TOKEN="$token" "$workload_bin" --system "$1" --op "$2" --addr "$3" --clients "$4" "${ca_args[@]}" \
     --duration "${5}s" --keys "$KEYS" --value-size "$VALUE" --format json | python3 -c '
 import json, sys
 r = json.load(sys.stdin); l = r["latency_ms"]
@@ -270,7 +309,8 @@ print("RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f requests
 tsv="$OUT/results.tsv"
 [ -f "$tsv" ] || printf 'repeat\tsystem\tcase\trps\tp50_ms\tp90_ms\tp99_ms\tp999_ms\terrors\trss_mb\tdisk_mb\tload1\n' >"$tsv"
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-echo "raftsafe $commit vs $(etcd --version | head -1); keys=$KEYS value=${VALUE}B duration=${DURATION}s repeats=$REPEATS -> $OUT"
+echo "raftsafe $commit vs $(etcd --version | head -1); tls=$TLS keys=$KEYS value=${VALUE}B duration=${DURATION}s repeats=$REPEATS -> $OUT"
+echo "tls=$TLS keys=$KEYS value=$VALUE duration=$DURATION repeats=$REPEATS load=$LOAD commit=$commit date=$(date -u +%Y-%m-%dT%H:%M:%SZ) cases=$CASES" >>"$OUT/mode.txt"
 python3 "$here/floor.py" "$WORK" | tee "$OUT/floor.txt"
 
 for r in $(seq 1 "$REPEATS"); do
@@ -281,7 +321,17 @@ for r in $(seq 1 "$REPEATS"); do
     t0="$(date +%s.%N)"
     if [ -x "$workload_bin" ]; then
       RAFTSAFE_TOKEN="$token" "$workload_bin" --system "$system" --op fill --addr "$leader_url" \
-        --clients 64 --keys "$KEYS" --value-size "$VALUE" --format json >"$WORK/fill.json"
+        --clients 64 --keys "$KEYS" --value-size "$VALUE" "${ca_args[@]}" --format json >"$WORK/fill.json"
+    elif [ "$TLS" = 1 ]; then
+      # preload.py opens http.client.HTTPConnection: run it with HTTPS connections instead,
+      # trusting the run's CA.
+      python3 - "$cacert" "$here/preload.py" "$system" "$leader_url" "$KEYS" "$VALUE" "$token" <<'PY'
+import http.client, runpy, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+http.client.HTTPConnection = lambda host, port, **kw: http.client.HTTPSConnection(host, port, context=ctx, **kw)
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+PY
     else
       python3 "$here/preload.py" "$system" "$leader_url" "$KEYS" "$VALUE" "$token"
     fi
@@ -289,20 +339,17 @@ for r in $(seq 1 "$REPEATS"); do
     for case in $CASES; do
       load1="$(cut -d' ' -f1 /proc/loadavg)"
       case "$case" in
-        put-leader-1) line="$(run_wrk "$system" put "$leader_url" 1 "$DURATION")" ;;
-        put-leader-64) line="$(run_wrk "$system" put "$leader_url" 64 "$DURATION")" ;;
-        put-follower-64) line="$(run_wrk "$system" put "$follower_url" 64 "$DURATION")" ;;
-        get-leader-64) line="$(run_wrk "$system" get "$leader_url" 64 "$DURATION")" ;;
-        get-follower-64) line="$(run_wrk "$system" get "$follower_url" 64 "$DURATION")" ;;
-        get-spread-64) line="$(run_spread "$system" get 22 "$DURATION")" ;;
-        cas-leader-16) line="$(run_wrk "$system" cas "$leader_url" 16 "$DURATION")" ;;
-        mixed-follower-64) line="$(run_wrk "$system" mixed "$follower_url" 64 "$DURATION")" ;;
+        # OP-leader-N / OP-follower-N: N connections to that node; get-spread-N: ceil(N/3) to
+        # each node (22 each for 64). The names were checked above.
+        get-spread-*) line="$(run_spread "$system" get $(( (${case##*-} + 2) / 3 )) "$DURATION")" ;;
+        *-leader-*) line="$(run_wrk "$system" "${case%%-*}" "$leader_url" "${case##*-}" "$DURATION")" ;;
+        *-follower-*) line="$(run_wrk "$system" "${case%%-*}" "$follower_url" "${case##*-}" "$DURATION")" ;;
         steady-put-64)
           # shellcheck disable=SC2086
-          python3 "$here/scrape.py" snap "$system" "$WORK/before.json" $api --token "$token"
+          env "${py_env[@]}" python3 "$here/scrape.py" snap "$system" "$WORK/before.json" $api --token "$token"
           line="$(run_wrk "$system" put "$leader_url" 64 "$DURATION")"
           # shellcheck disable=SC2086
-          python3 "$here/scrape.py" snap "$system" "$WORK/after.json" $api --token "$token"
+          env "${py_env[@]}" python3 "$here/scrape.py" snap "$system" "$WORK/after.json" $api --token "$token"
           echo "$r $system $(python3 "$here/scrape.py" diff "$system" "$WORK/before.json" "$WORK/after.json") $line" |
             tee -a "$OUT/steady.txt" ;;
         rss) line="RESULT rps=0 p50_ms=0 p90_ms=0 p99_ms=0 p999_ms=0 requests=0 errors=0" ;;
