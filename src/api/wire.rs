@@ -164,7 +164,7 @@ pub struct PutOptions {
     #[schema(nullable = false, minimum = 0)]
     pub cas: Option<u64>,
     /// Encrypt under this key version of the ondemand mount (default: the latest).
-    #[schema(nullable = false, minimum = 1, maximum = 4294967295u64)]
+    #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295u64)]
     pub key_version: Option<u32>,
 }
 
@@ -376,10 +376,10 @@ fn mount_path() -> utoipa::openapi::schema::Object {
 #[schema(min_properties = 1)]
 pub struct MountConfig {
     /// Ciphertexts of older key versions are refused.
-    #[schema(nullable = false, minimum = 1, maximum = 4294967295u64)]
+    #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295u64)]
     pub min_decryption_version: Option<u32>,
     /// Encryption may name no older key version (0: the latest only).
-    #[schema(nullable = false, minimum = 0, maximum = 4294967295u64)]
+    #[schema(nullable = false, format = Int64, minimum = 0, maximum = 4294967295u64)]
     pub min_encryption_version: Option<u32>,
 }
 
@@ -388,7 +388,7 @@ pub struct MountConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MountTrim {
     /// Destroy the keys of every version below this one, for good.
-    #[schema(minimum = 1, maximum = 4294967295u64)]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295u64)]
     pub min_available_version: u32,
 }
 
