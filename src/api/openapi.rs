@@ -381,6 +381,45 @@ mod tests {
         }
     }
 
+    /// A `format` bounds an integer as much as `maximum` does: an `int32` field that the
+    /// server accepts above 2^31 - 1 (a `u32`) tells clients, and schemathesis's negative
+    /// tests, that such values are invalid. Found by CI's fuzzing of `minAvailableVersion`.
+    #[test]
+    fn integer_formats_hold_their_stated_range() {
+        fn walk(at: &str, v: &Value, bad: &mut Vec<String>) {
+            match v {
+                Value::Object(o) => {
+                    if o.get("format").and_then(Value::as_str) == Some("int32") {
+                        let max = o.get("maximum").and_then(Value::as_u64);
+                        if max.is_some_and(|m| m > i32::MAX as u64) {
+                            bad.push(at.to_string());
+                        }
+                    }
+                    for (k, child) in o {
+                        walk(&format!("{at}/{k}"), child, bad);
+                    }
+                }
+                Value::Array(a) => {
+                    for (i, child) in a.iter().enumerate() {
+                        walk(&format!("{at}/{i}"), child, bad);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let doc = doc();
+        let mut bad = Vec::new();
+        walk("", &doc, &mut bad);
+        assert!(
+            bad.is_empty(),
+            "int32 with a maximum above 2^31 - 1: {bad:?}"
+        );
+        // The u32 request fields say what they take.
+        let trim = &doc["components"]["schemas"]["MountTrim"]["properties"]["minAvailableVersion"];
+        assert_eq!(trim["format"], "int64");
+        assert_eq!(trim["maximum"], u32::MAX);
+    }
+
     /// The limits the document states are the server's.
     #[test]
     fn limits_are_the_servers() {
