@@ -84,7 +84,8 @@ pub struct Settings {
     /// Timeout for sending one snapshot chunk (and installing the last one).
     #[arg(long, env = "RAFTSAFE_SNAPSHOT_TIMEOUT_MS")]
     pub snapshot_timeout_ms: Option<u64>,
-    /// Build a snapshot after this many applied entries since the last one.
+    /// Build a snapshot after this many applied entries since the last one, and no sooner
+    /// after the last build than 9 times the time it took (see `raft::snapshots`).
     #[arg(long, env = "RAFTSAFE_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
     /// Log entries kept behind a snapshot (followers lagging further catch up by snapshot).

@@ -1,7 +1,7 @@
 //! Raft plumbing: the HTTP transport between nodes ([`network`] dials, [`rpc`] serves,
 //! [`wire`] holds what crosses it) and the node's lifecycle ([`node`]: start, bootstrap,
 //! the read barrier, writes, forwarding; [`batch`] and [`relay`] group writes into entries and
-//! relayed requests).
+//! relayed requests; [`snapshots`] decides when to build a snapshot).
 //!
 //! The openraft type configuration lives in [`crate::store::types`] (the storage traits
 //! below this layer are written against it) and is re-exported here. The API layer talks to
@@ -13,6 +13,7 @@ pub mod network;
 pub mod node;
 pub mod relay;
 pub mod rpc;
+pub mod snapshots;
 pub mod wire;
 
 pub use crate::store::types::{

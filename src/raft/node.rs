@@ -29,6 +29,7 @@ use super::batch::{BatchError, Batcher};
 use super::coalesce::Coalescer;
 use super::network::{CallError, NetworkFactory, PeerClient};
 use super::relay::Relay;
+use super::snapshots;
 use super::wire::{
     ForwardOp, ForwardReply, Forwarded, ForwardedWrites, ROUTE_FORWARD, ROUTE_READ_INDEX,
     ROUTE_STATUS,
@@ -99,7 +100,8 @@ impl Node {
             election_timeout_max: config.election_max.as_millis() as u64,
             install_snapshot_timeout: config.snapshot_timeout.as_millis() as u64,
             max_payload_entries: 64,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            // Snapshots are timed by `super::snapshots`, which also weighs their cost.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: config.keep_logs,
             replication_lag_threshold: config.snapshot_every.max(config.keep_logs),
             ..Default::default()
@@ -116,6 +118,7 @@ impl Node {
         let relay = Relay::start(peers.clone(), config.request_timeout);
         let leader_seen_ms = Arc::new(AtomicU64::new(crate::time::now_ms()));
         tokio::spawn(watch_leader(raft.clone(), leader_seen_ms.clone()));
+        tokio::spawn(snapshots::run(raft.clone(), config.snapshot_every));
         let node = Arc::new(Node {
             id: config.node_id,
             raft,

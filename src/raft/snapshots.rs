@@ -1,0 +1,136 @@
+//! When a node builds a snapshot of its state machine.
+//!
+//! openraft's own policy (`LogsSinceLast(n)`) rebuilds the whole state every `n` entries,
+//! whatever the state's size. A snapshot's cost grows with the state (5.5 s at 1M secrets on
+//! two cores) while `n` entries keep arriving at the same rate, so under a steady write load
+//! a large store spent most of its CPU rebuilding snapshots: during a 1M-secret fill the
+//! leader built 18 snapshots in 250 s (45 s of building), and heartbeats starved into
+//! elections (BENCHMARKS.md, "The write tail"). Every node builds its own, at the same time.
+//!
+//! Invariants:
+//! - A snapshot is due once `snapshot_every` entries were applied since the last one, as
+//!   before, **and** the node has spent at least [`IDLE_PER_BUILD`] times the last build's
+//!   duration since that build finished: building takes at most ~1/(1 + IDLE_PER_BUILD) of
+//!   the node's time, whatever the state's size. A small state builds in milliseconds, so
+//!   small stores (and the tests, which set `snapshot_every` low) see no difference.
+//! - Only the timing changes: the snapshot is openraft's (`trigger().snapshot()`), and the
+//!   log is still purged behind it, keeping `keep_logs` entries. A longer gap between builds
+//!   means a longer log on disk, bounded by the same ratio.
+//! - `POST /cluster/snapshot` still builds one at once.
+
+use std::time::{Duration, Instant};
+
+use super::Raft;
+
+/// Time a node spends not building a snapshot, per unit of time it spent building the last.
+pub const IDLE_PER_BUILD: u32 = 9;
+/// How often the policy looks again when no Raft event wakes it.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The policy's state between events.
+#[derive(Debug)]
+pub struct Policy {
+    every: u64,
+    /// How long the last build took, and when it finished.
+    last_cost: Duration,
+    last_done: Instant,
+    /// A build this policy asked for: when, and the snapshot index at that moment.
+    pending: Option<(Instant, u64)>,
+}
+
+impl Policy {
+    pub fn new(every: u64, now: Instant) -> Policy {
+        Policy {
+            every,
+            last_cost: Duration::ZERO,
+            last_done: now,
+            pending: None,
+        }
+    }
+
+    /// Given the applied index and the newest snapshot's index (0 for none), whether to ask
+    /// for a snapshot now.
+    pub fn due(&mut self, applied: u64, snapshot: u64, now: Instant) -> bool {
+        if let Some((asked, at)) = self.pending {
+            if snapshot > at {
+                // Built (or installed from the leader): measure it.
+                self.last_cost = now.saturating_duration_since(asked);
+                self.last_done = now;
+                self.pending = None;
+            } else {
+                return false;
+            }
+        }
+        let rested =
+            now.saturating_duration_since(self.last_done) >= self.last_cost * IDLE_PER_BUILD;
+        if applied.saturating_sub(snapshot) >= self.every && rested {
+            self.pending = Some((now, snapshot));
+            return true;
+        }
+        false
+    }
+}
+
+/// Runs the policy for `raft` until Raft stops.
+pub async fn run(raft: Raft, every: u64) {
+    let mut rx = raft.metrics();
+    let mut policy = Policy::new(every, Instant::now());
+    loop {
+        let (applied, snapshot) = {
+            let m = rx.borrow_and_update();
+            (
+                m.last_applied.map_or(0, |l| l.index),
+                m.snapshot.map_or(0, |l| l.index),
+            )
+        };
+        if policy.due(applied, snapshot, Instant::now()) && raft.trigger().snapshot().await.is_err()
+        {
+            return;
+        }
+        // Woken by a Raft event, or after RECHECK to see whether the rest is over.
+        if let Ok(Err(_)) = tokio::time::timeout(RECHECK, rx.changed()).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_after_every_entries_when_builds_are_cheap() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(100, t0);
+        assert!(!p.due(99, 0, t0));
+        assert!(p.due(100, 0, t0));
+        // Asked once: not again until that build shows up.
+        assert!(!p.due(250, 0, t0));
+        // Built in 1 ms: due again as soon as 100 more entries are applied.
+        let t1 = t0 + Duration::from_millis(1);
+        assert!(!p.due(150, 100, t1));
+        assert!(p.due(200, 100, t1 + Duration::from_millis(9)));
+    }
+
+    #[test]
+    fn a_slow_build_spaces_the_next_one() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(100, t0);
+        assert!(p.due(100, 0, t0));
+        // The build took 2 s: the next waits 18 s more, however many entries arrive.
+        let done = t0 + Duration::from_secs(2);
+        assert!(!p.due(5_000, 100, done));
+        assert!(!p.due(9_000, 100, done + Duration::from_secs(17)));
+        assert!(p.due(9_000, 100, done + Duration::from_secs(18)));
+    }
+
+    #[test]
+    fn a_snapshot_installed_from_the_leader_counts_as_done() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(10, t0);
+        assert!(p.due(10, 0, t0));
+        // A newer snapshot arrives (installed, not built here): pending clears.
+        assert!(!p.due(15, 12, t0 + Duration::from_millis(5)));
+        assert!(p.due(22, 12, t0 + Duration::from_millis(100)));
+    }
+}
