@@ -17,6 +17,8 @@
 //!   log is still purged behind it, keeping `keep_logs` entries. A longer gap between builds
 //!   means a longer log on disk, bounded by the same ratio.
 //! - `POST /cluster/snapshot` still builds one at once.
+//! - A request that produced no snapshot within [`GIVE_UP`] is made again, so snapshots
+//!   (and the log purge behind them) never stop for good.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,10 @@ use super::Raft;
 pub const IDLE_PER_BUILD: u32 = 9;
 /// How often the policy looks again when no Raft event wakes it.
 const RECHECK: Duration = Duration::from_secs(1);
+/// A requested build that has not shown up after this long (or after ten times the last
+/// build, if longer) is asked for again: a lost trigger must not stop snapshots, and with
+/// them log purging, for good. openraft ignores a request while a build is running.
+const GIVE_UP: Duration = Duration::from_secs(60);
 
 /// The policy's state between events.
 #[derive(Debug)]
@@ -57,8 +63,10 @@ impl Policy {
                 self.last_cost = now.saturating_duration_since(asked);
                 self.last_done = now;
                 self.pending = None;
-            } else {
+            } else if now.saturating_duration_since(asked) < GIVE_UP.max(self.last_cost * 10) {
                 return false;
+            } else {
+                self.pending = None;
             }
         }
         let rested =
@@ -122,6 +130,15 @@ mod tests {
         assert!(!p.due(5_000, 100, done));
         assert!(!p.due(9_000, 100, done + Duration::from_secs(17)));
         assert!(p.due(9_000, 100, done + Duration::from_secs(18)));
+    }
+
+    #[test]
+    fn a_request_that_never_shows_up_is_made_again() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(100, t0);
+        assert!(p.due(100, 0, t0));
+        assert!(!p.due(300, 0, t0 + GIVE_UP - Duration::from_millis(1)));
+        assert!(p.due(300, 0, t0 + GIVE_UP));
     }
 
     #[test]
