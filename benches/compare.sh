@@ -36,7 +36,7 @@
 # steady-put-64 (not in the default list): DURATION seconds of PUTs at 64 connections to the
 # leader, with the leader changes and the log-fsync latency (p50/p99/p99.9 bucket bounds) read
 # from each system's own Prometheus metrics before and after (benches/scrape.py), written to
-# $OUT/steady.txt. Issue: 0 leader changes in 10 minutes: SYSTEMS=raftsafe CASES=steady-put-64
+# $OUT/steady.txt, with the bytes the three nodes wrote to disk per PUT. Issue: 0 leader changes in 10 minutes: SYSTEMS=raftsafe CASES=steady-put-64
 # DURATION=600 REPEATS=1 benches/compare.sh
 # cas-leader-N (read the version, then write only if unchanged; cas-leader-16: 16 clients on
 # 10k keys, so some conflict) and mixed-follower-N (90% reads) are not in the default list
@@ -281,6 +281,14 @@ rss_mb() {
   echo $(( total / 1024 / ${#pids[@]} ))
 }
 
+# Bytes the cluster's processes caused to be written to storage (/proc/<pid>/io write_bytes,
+# summed over the three nodes: WAL or log, memtable flushes, compaction, snapshots).
+written_bytes() {
+  local s=0 p
+  for p in "${pids[@]}"; do s=$((s + $(awk '/^write_bytes/{print $2}' "/proc/$p/io"))); done
+  echo "$s"
+}
+
 run_wrk() { # system op url connections duration
   if [ "$LOAD" = workload ] || [ "$2" = cas ] || [ "$2" = mixed ]; then
     run_workload "$@"
@@ -347,10 +355,13 @@ PY
         steady-put-64)
           # shellcheck disable=SC2086
           env "${py_env[@]}" python3 "$here/scrape.py" snap "$system" "$WORK/before.json" $api --token "$token"
+          w0="$(written_bytes)"
           line="$(run_wrk "$system" put "$leader_url" 64 "$DURATION")"
+          w1="$(written_bytes)"
           # shellcheck disable=SC2086
           env "${py_env[@]}" python3 "$here/scrape.py" snap "$system" "$WORK/after.json" $api --token "$token"
-          echo "$r $system $(python3 "$here/scrape.py" diff "$system" "$WORK/before.json" "$WORK/after.json") $line" |
+          n="$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')"
+          echo "$r $system $(python3 "$here/scrape.py" diff "$system" "$WORK/before.json" "$WORK/after.json") disk_kb_per_put=$(( (w1 - w0) / 1024 / (n > 0 ? n : 1) )) $line" |
             tee -a "$OUT/steady.txt" ;;
         rss) line="RESULT rps=0 p50_ms=0 p90_ms=0 p99_ms=0 p999_ms=0 requests=0 errors=0" ;;
         snapshot)

@@ -30,6 +30,10 @@ pub const RAFT_REPLICATION_LAG: &str = "raftsafe_raft_replication_lag_entries";
 pub const RAFT_MILLIS_SINCE_QUORUM_ACK: &str = "raftsafe_raft_millis_since_quorum_ack";
 pub const READ_INDEX_DURATION: &str = "raftsafe_read_index_duration_seconds";
 pub const WRITE_BATCH_OPS: &str = "raftsafe_write_batch_ops";
+pub const WRITE_QUEUE_DURATION: &str = "raftsafe_write_queue_seconds";
+pub const WRITE_COMMIT_DURATION: &str = "raftsafe_write_commit_seconds";
+pub const APPEND_RPC_DURATION: &str = "raftsafe_raft_append_rpc_seconds";
+pub const APPEND_SERVE_DURATION: &str = "raftsafe_raft_append_serve_seconds";
 pub const FORWARDED: &str = "raftsafe_forwarded_total";
 pub const FORWARD_FAILURES: &str = "raftsafe_forward_failures_total";
 pub const RELAY_BATCH_OPS: &str = "raftsafe_relay_batch_ops";
@@ -39,6 +43,7 @@ pub const FAIL_FAST: &str = "raftsafe_fail_fast_total";
 pub const LOG_APPEND_DURATION: &str = "raftsafe_log_append_fsync_seconds";
 pub const LOG_APPEND_ENTRIES: &str = "raftsafe_log_append_entries";
 pub const APPLY_ENTRIES: &str = "raftsafe_apply_batch_entries";
+pub const APPLY_DURATION: &str = "raftsafe_apply_seconds";
 pub const SNAPSHOT_BUILD_DURATION: &str = "raftsafe_snapshot_build_seconds";
 pub const SNAPSHOT_INSTALL_DURATION: &str = "raftsafe_snapshot_install_seconds";
 pub const SNAPSHOT_BYTES: &str = "raftsafe_snapshot_bytes";
@@ -137,6 +142,29 @@ fn describe() {
         "Time to obtain a read index (leadership confirmation)."
     );
     describe_histogram!(WRITE_BATCH_OPS, "Writes per log entry (group commit).");
+    // The stages of a write, so its latency can be taken apart: queue + commit is the
+    // leader's share of a PUT; commit covers the local append, the append RPCs, the commit
+    // and the apply.
+    describe_histogram!(
+        WRITE_QUEUE_DURATION,
+        Unit::Seconds,
+        "Leader only: time a write waits in the group-commit queue before its entry is proposed."
+    );
+    describe_histogram!(
+        WRITE_COMMIT_DURATION,
+        Unit::Seconds,
+        "Leader only: time from proposing an entry to its applied result."
+    );
+    describe_histogram!(
+        APPEND_RPC_DURATION,
+        Unit::Seconds,
+        "Leader only: round trip of an append-entries RPC (heartbeats included), by follower."
+    );
+    describe_histogram!(
+        APPEND_SERVE_DURATION,
+        Unit::Seconds,
+        "Follower only: time to take in an append-entries RPC (decode, append with fsync)."
+    );
     describe_histogram!(
         RELAY_BATCH_OPS,
         "Writes per request a follower relays to the leader."
@@ -160,6 +188,11 @@ fn describe() {
     );
     describe_histogram!(LOG_APPEND_ENTRIES, "Entries per log append.");
     describe_histogram!(APPLY_ENTRIES, "Entries per state-machine apply.");
+    describe_histogram!(
+        APPLY_DURATION,
+        Unit::Seconds,
+        "Time to apply a batch of entries to the state machine (reads, seal, write)."
+    );
     describe_histogram!(
         SNAPSHOT_BUILD_DURATION,
         Unit::Seconds,

@@ -17,7 +17,7 @@
 //!   leader safe (the state machine answers a repeated id with the first result).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -49,6 +49,7 @@ pub enum BatchError {
 
 struct Pending {
     op: Op,
+    queued: Instant,
     reply: oneshot::Sender<Result<CommandResult, BatchError>>,
 }
 
@@ -70,7 +71,11 @@ impl Batcher {
     pub async fn submit(&self, op: Op) -> Result<CommandResult, BatchError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Pending { op, reply })
+            .send(Pending {
+                op,
+                queued: Instant::now(),
+                reply,
+            })
             .await
             .map_err(|_| BatchError::Fatal("the write batcher stopped".into()))?;
         rx.await
@@ -105,6 +110,11 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, timeout: Duration) {
 }
 
 async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
+    let began = Instant::now();
+    let queued = metrics::histogram!(crate::metrics::WRITE_QUEUE_DURATION);
+    for p in &batch {
+        queued.record(began.duration_since(p.queued).as_secs_f64());
+    }
     let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
     let n = ops.len();
     metrics::histogram!(crate::metrics::WRITE_BATCH_OPS).record(n as f64);
@@ -112,7 +122,10 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
         at_ms: now_ms(),
         ops,
     };
-    let outcome = match tokio::time::timeout(timeout, raft.client_write(request)).await {
+    let written = tokio::time::timeout(timeout, raft.client_write(request)).await;
+    metrics::histogram!(crate::metrics::WRITE_COMMIT_DURATION)
+        .record(began.elapsed().as_secs_f64());
+    let outcome = match written {
         Err(_) => Err(BatchError::Timeout),
         Ok(Ok(resp)) if resp.data.len() == n => Ok(resp.data),
         Ok(Ok(resp)) => Err(BatchError::Fatal(format!(

@@ -195,7 +195,11 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        self.rpc(ROUTE_APPEND, &rpc, option.soft_ttl()).await
+        let began = std::time::Instant::now();
+        let answer = self.rpc(ROUTE_APPEND, &rpc, option.soft_ttl()).await;
+        metrics::histogram!(crate::metrics::APPEND_RPC_DURATION, "follower" => self.target.to_string())
+            .record(began.elapsed().as_secs_f64());
+        answer
     }
 
     async fn install_snapshot(

@@ -57,11 +57,15 @@ fn reply<T: Serialize>(value: &T) -> Response {
 }
 
 async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let began = std::time::Instant::now();
     let req: openraft::raft::AppendEntriesRequest<TypeConfig> = match open(&node, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    reply(&node.raft.append_entries(req).await)
+    let answer = node.raft.append_entries(req).await;
+    metrics::histogram!(crate::metrics::APPEND_SERVE_DURATION)
+        .record(began.elapsed().as_secs_f64());
+    reply(&answer)
 }
 
 async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {

@@ -338,9 +338,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db.clone();
-        blocking(move || Self::apply_blocking(&db, entries))
-            .await
-            .map_err(|e| StorageIOError::write_state_machine(&e).into())
+        blocking(move || {
+            let began = std::time::Instant::now();
+            let results = Self::apply_blocking(&db, entries);
+            metrics::histogram!(metric::APPLY_DURATION).record(began.elapsed().as_secs_f64());
+            results
+        })
+        .await
+        .map_err(|e| StorageIOError::write_state_machine(&e).into())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -145,6 +145,41 @@ async fn metrics_move_with_writes_refusals_and_elections() {
         ) >= 1.0
     );
     assert!(grew(&before_l, &after_l, "raftsafe_write_batch_ops_sum", &[]) >= 50.0);
+    // The stages of a write: every write waited in the queue once; each entry was
+    // committed, sent to the followers and applied; the follower served the appends.
+    assert!(
+        grew(
+            &before_l,
+            &after_l,
+            "raftsafe_write_queue_seconds_count",
+            &[]
+        ) >= 50.0
+    );
+    assert!(
+        grew(
+            &before_l,
+            &after_l,
+            "raftsafe_write_commit_seconds_count",
+            &[]
+        ) >= 1.0
+    );
+    assert!(grew(&before_l, &after_l, "raftsafe_apply_seconds_count", &[]) >= 1.0);
+    assert!(
+        grew(
+            &before_l,
+            &after_l,
+            "raftsafe_raft_append_rpc_seconds_count",
+            &[("follower", &follower.to_string())]
+        ) >= 1.0
+    );
+    assert!(
+        grew(
+            &before_f,
+            &after_f,
+            "raftsafe_raft_append_serve_seconds_count",
+            &[]
+        ) >= 1.0
+    );
     assert!(
         grew(&before_l, &after_l, "raftsafe_raft_committed_index", &[]) >= 1.0,
         "the committed index moved"
