@@ -211,7 +211,7 @@ fn describe() {
     describe_gauge!(
         DB_SIZE_BYTES,
         Unit::Bytes,
-        "RocksDB files on disk (SST and WAL)."
+        "RocksDB files on disk (tables, blob files and WAL)."
     );
     describe_gauge!(
         TOKENS,

@@ -91,6 +91,13 @@ const ALL_WRITE_BUFFERS: usize = 24 << 20;
 const BLOCK_CACHE_BYTES: usize = 16 << 20;
 /// WAL kept before RocksDB flushes the memtables that pin old WAL files.
 const MAX_WAL_BYTES: u64 = 64 << 20;
+/// Stored values of at least this many bytes go to blob files: a sealed secret version of
+/// 1 KiB and up, a log entry carrying about that much. A 256-byte secret is a few hundred
+/// bytes stored.
+const MIN_BLOB_BYTES: u64 = 1 << 10;
+/// Blob files are cut at this size (each flush writes at most one memtable's worth anyway);
+/// smaller files let garbage collection reclaim space in smaller steps.
+const BLOB_FILE_BYTES: u64 = 32 << 20;
 
 fn db_options() -> Options {
     let mut o = Options::default();
@@ -131,6 +138,26 @@ fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
     // time in the profile (BENCHMARKS.md).
     table.set_bloom_filter(10.0, false);
     o.set_block_based_table_factory(&table);
+    if busy {
+        // Large values live in blob files beside the tables (RocksDB's integrated BlobDB):
+        // written once when a memtable is flushed, then only their small references move
+        // through compaction. Without it, compactions rewrote the values again and again:
+        // the state machine's whole family on every compaction into the last level, and
+        // log entries until the log was purged — 33 KB written to disk per 4 KiB PUT on
+        // each node, three times etcd's, and the fsync stalls behind that traffic made most
+        // of the write tail (BENCHMARKS.md, "The write tail, found"). Below the threshold
+        // (a 256-byte secret; every token, mount and metadata record) nothing changes.
+        o.set_enable_blob_files(true);
+        o.set_min_blob_size(MIN_BLOB_BYTES);
+        o.set_blob_file_size(BLOB_FILE_BYTES);
+    }
+    if name == CF_SM_DATA {
+        // Old versions pruned by `max_versions` leave garbage in blob files; compactions
+        // relocate the live blobs of the oldest quarter of the files, so it is reclaimed.
+        // The log needs no such thing: it is purged from the front, and a blob file no
+        // table refers to any more is deleted whole.
+        o.set_enable_blob_gc(true);
+    }
     o
 }
 
@@ -208,7 +235,7 @@ impl Db {
             .expect("column family created at open")
     }
 
-    /// Bytes of RocksDB files on disk (SST files, WAL, manifest).
+    /// Bytes of RocksDB files on disk (tables, blob files, WAL, manifest).
     pub fn disk_usage(&self) -> u64 {
         std::fs::read_dir(self.dir.join("db"))
             .map(|entries| {
@@ -254,4 +281,58 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| StoreError::io("restricting directory permissions", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("db"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".blob")
+            })
+            .count()
+    }
+
+    fn put(db: &Db, key: &[u8], value: &[u8]) {
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(db.cf(CF_SM_DATA), key, value);
+        db.write(batch, Durability::Synced).unwrap();
+    }
+
+    #[test]
+    fn large_values_go_to_blob_files_and_read_back_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![7u8; 4096];
+        let small = vec![3u8; 300];
+        {
+            let db = Db::open(dir.path()).unwrap();
+            // Small values stay in the tables: a flush of them alone writes no blob file.
+            put(&db, b"small", &small);
+            db.db.flush_cf(db.cf(CF_SM_DATA)).unwrap();
+            assert_eq!(
+                blob_files(dir.path()),
+                0,
+                "a 300-byte value went to a blob file"
+            );
+            put(&db, b"big", &big);
+            db.db.flush_cf(db.cf(CF_SM_DATA)).unwrap();
+            assert_eq!(
+                blob_files(dir.path()),
+                1,
+                "a 4 KiB value stayed in the tables"
+            );
+            assert_eq!(db.get(CF_SM_DATA, b"big").unwrap(), Some(big.clone()));
+        }
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.get(CF_SM_DATA, b"big").unwrap(), Some(big.clone()));
+        assert_eq!(db.get(CF_SM_DATA, b"small").unwrap(), Some(small));
+        drop(db);
+        // The read-only open (the keyring check before a node starts) reads blobs too.
+        let ro = Db::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(ro.get(CF_SM_DATA, b"big").unwrap(), Some(big));
+    }
 }
