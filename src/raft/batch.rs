@@ -29,7 +29,9 @@ use crate::time::now_ms;
 /// Most ops in one log entry.
 pub const MAX_OPS: usize = 256;
 /// A batch is closed once its payload reaches this many bytes (one op may exceed it alone).
-pub const MAX_BYTES: usize = 1 << 20;
+/// Small enough that [`super::node::MAX_PAYLOAD_ENTRIES`] entries fit in one append RPC that
+/// a follower takes in well within openraft's RPC timeout (the heartbeat interval).
+pub const MAX_BYTES: usize = 256 << 10;
 /// Entries proposed and not yet committed. More than one lets the leader append the next
 /// entry while the previous one replicates.
 pub const MAX_IN_FLIGHT: usize = 4;

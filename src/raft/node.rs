@@ -44,6 +44,14 @@ use crate::store::{Db, LogStore, StateMachine};
 /// Most relays a forwarded request may take (follower → leader, plus one leader change).
 pub const MAX_HOPS: u8 = 2;
 
+/// Most log entries in one append RPC. openraft 0.9 gives every append RPC the heartbeat
+/// interval (100 ms by default) to complete, and counts entries, not bytes. At 64 entries of
+/// up to 1 MiB, a follower that fell behind under 64 KiB writes was sent RPCs it could not
+/// take in within that time, again and again: leader changes and 5 s stalls
+/// (BENCHMARKS.md). With entries closed at `batch::MAX_BYTES`, an RPC now carries about
+/// 2 MiB at most, plus one large value per entry.
+pub const MAX_PAYLOAD_ENTRIES: u64 = 8;
+
 /// Pause between attempts while a leader is being elected: short, since an election now
 /// takes a few hundred milliseconds and each attempt only reads local metrics.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -99,7 +107,7 @@ impl Node {
             election_timeout_min: config.election_min.as_millis() as u64,
             election_timeout_max: config.election_max.as_millis() as u64,
             install_snapshot_timeout: config.snapshot_timeout.as_millis() as u64,
-            max_payload_entries: 64,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             // Snapshots are timed by `super::snapshots`, which also weighs their cost.
             snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: config.keep_logs,
