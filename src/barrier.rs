@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::secret::crypto::{self, CryptoError, SealingKey};
-use crate::secret::keyring::{secret_aad, token_aad, Keyring};
+use crate::secret::keyring::{secret_aad, token_aad, Keyring, MacPurpose};
 use crate::secret::mount::{self, CiphertextError};
 use crate::secret::token::TokenRecord;
 use crate::secret::MountRecord;
@@ -99,6 +99,17 @@ impl Barrier {
             .current_key_id()?
             .ok_or(BarrierError::NoKeyring)?;
         self.key(id)
+    }
+
+    /// HMAC-SHA256 of `data` under the master-derived key for `purpose` (the same on every
+    /// node of the cluster).
+    pub fn mac(&self, purpose: MacPurpose, data: &[u8]) -> [u8; 32] {
+        self.keyring.mac(purpose, data)
+    }
+
+    /// Whether `tag` authenticates `data` for `purpose` (constant time).
+    pub fn verify_mac(&self, purpose: MacPurpose, data: &[u8], tag: &[u8]) -> bool {
+        self.keyring.verify_mac(purpose, data, tag)
     }
 
     /// The current data key id, if the keyring exists.

@@ -9,6 +9,10 @@
 //!   every older one stays available to open what it sealed.
 //! - A key unwraps only with the master key and only under its own id (the id is bound in as
 //!   associated data), so a wrong master key is detected, not silently used.
+//! - Keys for authentication (backups, request fingerprints, peer RPCs) are derived from the
+//!   master key with HKDF-SHA256 under a label per purpose ([`MacPurpose`]), so each is
+//!   independent of the others and of the sealing key, and every node with the cluster's
+//!   master key derives the same ones without anything being replicated.
 //! - Ondemand mount keys are wrapped the same way, under associated data naming the mount
 //!   and the key version ([`super::mount::key_wrap_aad`]), so a mount key can be neither
 //!   confused with a data key nor moved to another mount or version.
@@ -21,8 +25,38 @@ use super::crypto::{CryptoError, SealingKey};
 /// Key id the master key seals under (data keys use 1..).
 const MASTER_ID: u32 = 0;
 
+/// What a derived MAC key authenticates; the label is the HKDF `info`, never to change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacPurpose {
+    /// A backup file's integrity (an edited backup is refused before anything is written).
+    Backup,
+    /// A write's fingerprint in the dedup table: a reused request id with another body is
+    /// recognised without storing anything derived from the plaintext that could be guessed.
+    RequestFingerprint,
+    /// The internal (Raft) listener: only holders of the master key may call it.
+    Peer,
+}
+
+impl MacPurpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            MacPurpose::Backup => b"raftsafe mac v1: backup",
+            MacPurpose::RequestFingerprint => b"raftsafe mac v1: request fingerprint",
+            MacPurpose::Peer => b"raftsafe mac v1: peer rpc",
+        }
+    }
+}
+
+impl ring::hkdf::KeyType for MacPurpose {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
 pub struct Keyring {
     master: SealingKey,
+    /// HMAC-SHA256 keys derived from the master key, one per [`MacPurpose`].
+    macs: [(MacPurpose, ring::hmac::Key); 3],
     /// Unwrapped keys by id, with the wrapped bytes they came from: a key is only reused for
     /// the same wrapped bytes (a restore can replace key 1 of a fresh cluster with key 1 of
     /// the backup).
@@ -41,6 +75,18 @@ const MOUNT_KEYS_CACHED: usize = 4096;
 /// Unwrapped keys by id, each with the wrapped bytes it came from.
 type Unwrapped = BTreeMap<u32, (Vec<u8>, Arc<SealingKey>)>;
 
+/// HKDF-SHA256 (no salt: the master key is already uniformly random) of the master key.
+fn derive_mac_key(master: &[u8], purpose: MacPurpose) -> ring::hmac::Key {
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &[]).extract(master);
+    let mut raw = [0u8; 32];
+    prk.expand(&[purpose.label()], purpose)
+        .and_then(|okm| okm.fill(&mut raw))
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &raw);
+    raw.iter_mut().for_each(|b| *b = 0);
+    key
+}
+
 fn wrap_aad(id: u32) -> Vec<u8> {
     let mut aad = b"raftsafe data key\0".to_vec();
     aad.extend_from_slice(&id.to_be_bytes());
@@ -50,11 +96,43 @@ fn wrap_aad(id: u32) -> Vec<u8> {
 impl Keyring {
     /// `master` is the raw 32-byte master key.
     pub fn new(master: &[u8]) -> Result<Keyring, CryptoError> {
+        let sealing = SealingKey::new(MASTER_ID, master)?;
+        let derive = |purpose: MacPurpose| (purpose, derive_mac_key(master, purpose));
         Ok(Keyring {
-            master: SealingKey::new(MASTER_ID, master)?,
+            master: sealing,
+            macs: [
+                derive(MacPurpose::Backup),
+                derive(MacPurpose::RequestFingerprint),
+                derive(MacPurpose::Peer),
+            ],
             unwrapped: RwLock::default(),
             mounts: RwLock::default(),
         })
+    }
+
+    /// HMAC-SHA256 of `data` under the key derived for `purpose`.
+    pub fn mac(&self, purpose: MacPurpose, data: &[u8]) -> [u8; 32] {
+        let key = &self
+            .macs
+            .iter()
+            .find(|(p, _)| *p == purpose)
+            .expect("every purpose has a key")
+            .1;
+        let tag = ring::hmac::sign(key, data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Whether `tag` is the HMAC of `data` for `purpose`, compared in constant time.
+    pub fn verify_mac(&self, purpose: MacPurpose, data: &[u8], tag: &[u8]) -> bool {
+        let key = &self
+            .macs
+            .iter()
+            .find(|(p, _)| *p == purpose)
+            .expect("every purpose has a key")
+            .1;
+        ring::hmac::verify(key, data, tag).is_ok()
     }
 
     /// Wraps key `version` of the mount at `mount` for storage in the replicated state.
@@ -139,6 +217,21 @@ pub fn token_aad(accessor: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_macs_differ_by_purpose_and_master() {
+        let a = Keyring::new(&[1u8; 32]).unwrap();
+        let b = Keyring::new(&[1u8; 32]).unwrap();
+        let other = Keyring::new(&[2u8; 32]).unwrap();
+        let tag = a.mac(MacPurpose::Backup, b"data");
+        // The same master derives the same key on every node.
+        assert_eq!(tag, b.mac(MacPurpose::Backup, b"data"));
+        assert!(b.verify_mac(MacPurpose::Backup, b"data", &tag));
+        assert!(!b.verify_mac(MacPurpose::Backup, b"datA", &tag));
+        assert!(!b.verify_mac(MacPurpose::Peer, b"data", &tag));
+        assert!(!other.verify_mac(MacPurpose::Backup, b"data", &tag));
+        assert_ne!(tag, a.mac(MacPurpose::RequestFingerprint, b"data"));
+    }
 
     #[test]
     fn wrap_unwrap_and_wrong_master() {
