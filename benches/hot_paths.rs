@@ -30,7 +30,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn entry(index: u64, ops: usize, salt: &str) -> Entry {
     let ops = (0..ops)
         .map(|i| Op {
-            id: RequestId(format!("{salt}-{index}-{i}")),
+            id: RequestId::named(format!("{salt}-{index}-{i}")),
             caller: None,
             command: Command::Put {
                 path: SecretPath::parse(&format!("bench/{salt}/{index}/{i}")).unwrap(),

@@ -101,7 +101,7 @@ async fn bootstrap_once(
     if barrier.current_key_id()?.is_none() {
         let wrapped = barrier.new_wrapped_key(1)?;
         let op = Op {
-            id: RequestId("bootstrap-data-key-1".into()),
+            id: RequestId::named("bootstrap-data-key-1"),
             caller: None,
             command: Command::AddDataKey { id: 1, wrapped },
         };

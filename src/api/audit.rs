@@ -48,7 +48,7 @@ pub async fn audit(
     let request_id = match request.headers().get("x-request-id") {
         Some(v) => v.to_str().unwrap_or("").to_string(),
         None => {
-            let id = RequestId::random().0;
+            let id = RequestId::random().as_str().to_string();
             if let Ok(v) = HeaderValue::from_str(&id) {
                 request.headers_mut().insert("x-request-id", v);
             }

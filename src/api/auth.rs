@@ -68,6 +68,34 @@ impl Principal {
         }
     }
 
+    /// `scope` on every path: for the cluster-wide operations (keys, membership, snapshots,
+    /// backup, restore), which no path limit could contain.
+    pub fn require_unrestricted(&self, scope: Scope) -> Result<(), ApiError> {
+        self.require(scope)?;
+        if self.policy.unrestricted() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "token '{}' is limited to some paths; this operation needs '{}' on every path ('*')",
+                self.name,
+                scope.as_str()
+            )))
+        }
+    }
+
+    /// That `policy` grants nothing beyond this token's own: to create, list or revoke a
+    /// token with it.
+    pub fn require_within(&self, policy: &Policy) -> Result<(), ApiError> {
+        if self.policy.contains(policy) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "token '{}' may only manage tokens within its own scopes and paths",
+                self.name
+            )))
+        }
+    }
+
     pub fn require_path(&self, scope: Scope, path: &SecretPath) -> Result<(), ApiError> {
         self.require(scope)?;
         if self.policy.allows(scope, path) {
@@ -79,6 +107,28 @@ impl Principal {
                 scope.as_str()
             )))
         }
+    }
+}
+
+/// After a read barrier that began after this request was authenticated: refuses the
+/// caller if its token was revoked (or expired) meanwhile. For the writes the state machine
+/// never sees (encryption under an ondemand mount), which would otherwise trust this node's
+/// possibly lagging token table.
+pub fn still_valid(state: &AppState, who: &Principal) -> Result<(), ApiError> {
+    match state.barrier.token(&who.accessor)? {
+        Some((_, Some(_))) => Err(ApiError::Unauthorized(format!(
+            "token {} has been revoked",
+            who.accessor
+        ))),
+        Some((record, None)) if record.expired(now_ms()) => Err(ApiError::Unauthorized(format!(
+            "token {} has expired",
+            who.accessor
+        ))),
+        Some(_) => Ok(()),
+        None => Err(ApiError::Unauthorized(format!(
+            "token {} is unknown",
+            who.accessor
+        ))),
     }
 }
 

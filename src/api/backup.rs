@@ -66,7 +66,7 @@ pub async fn export(
     Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    who.require(Scope::Admin)?;
+    who.require_unrestricted(Scope::Admin)?;
     query(raw, &[])?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let reader = state.node.reader().clone();
@@ -125,7 +125,7 @@ pub async fn restore(
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    who.require(Scope::Admin)?;
+    who.require_unrestricted(Scope::Admin)?;
     let q = query(raw, &["force"])?;
     let force = match q.get("force").map(String::as_str) {
         None | Some("false") => false,

@@ -33,7 +33,7 @@ pub async fn status(
     Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ClusterStatus>, ApiError> {
-    who.require(Scope::Admin)?;
+    who.require_unrestricted(Scope::Admin)?;
     query(raw, &[])?;
     let me = state.node.local_status(false).await?;
     let reports = state.node.cluster_status().await;
@@ -78,7 +78,7 @@ pub async fn node_status(
     Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<NodeReport>, ApiError> {
-    who.require(Scope::Admin)?;
+    who.require_unrestricted(Scope::Admin)?;
     query(raw, &[])?;
     let me = state.node.local_status(true).await?;
     Ok(Json(NodeReport::from(&me)))
@@ -103,10 +103,11 @@ pub async fn add_member(
     state: State,
     Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    who.require(Scope::Admin)?;
+    who.require_unrestricted(Scope::Admin)?;
     query(raw, &[])?;
+    let body = super::input::read_body(body, 16 * 1024).await?;
     let m: AddMember = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "body must be {{\"id\", \"raftAddr\", \"apiAddr\"}}: {e}"
@@ -159,7 +160,7 @@ pub async fn remove_member(
     RawQuery(raw): RawQuery,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    who.require(Scope::Admin)?;
+    who.require_unrestricted(Scope::Admin)?;
     query(raw, &[])?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
@@ -186,7 +187,7 @@ pub async fn snapshot(
     Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    who.require(Scope::Admin)?;
+    who.require_unrestricted(Scope::Admin)?;
     query(raw, &[])?;
     state.node.trigger_snapshot().await?;
     Ok((StatusCode::ACCEPTED, Json(OK)).into_response())

@@ -62,14 +62,21 @@ impl ApiError {
     }
 
     /// The error for a state-machine result the handler of `what` does not handle itself: a
-    /// token refused where the write applied is a 401 for every write; anything else is a
-    /// bug (500).
+    /// token refused where the write applied is a 401 for every write, a reused request id a
+    /// 409; anything else is a bug (500).
     pub fn unexpected(what: &str, result: crate::secret::CommandResult) -> Self {
         match result {
             crate::secret::CommandResult::Unauthorized(why) => ApiError::Unauthorized(why),
             crate::secret::CommandResult::RetryAfterRestore => ApiError::Unavailable(
                 "a restore replaced the state while this write was in flight; retry it".into(),
             ),
+            crate::secret::CommandResult::RequestIdReused => ApiError::Conflict {
+                kind: "requestIdReused",
+                detail: "this X-Request-Id was already used by this token for a different \
+                         request; nothing was written (a retry must repeat the request \
+                         exactly; a new request needs a new id)"
+                    .into(),
+            },
             other => ApiError::Internal(format!("unexpected result of {what}: {other:?}")),
         }
     }

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, Uri};
 
 use super::auth::Principal;
 use super::error::ApiError;
+use crate::secret::keyring::MacPurpose;
 use crate::secret::{RequestId, SecretPath};
 
 /// The secret path after `prefix` in the raw URI, so that it is percent-decoded exactly once
@@ -104,6 +105,45 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
+/// The most any request body may declare, except a restore's upload (which has its own
+/// limit, checked by its handler): the largest secret a PUT may carry plus room for its JSON.
+pub fn max_declared_body(max_value_bytes: usize) -> u64 {
+    (max_value_bytes as u64).saturating_add(64 * 1024)
+}
+
+/// Refuses, before authentication and before a byte of the body is read, a request whose
+/// `Content-Length` exceeds what any route reads ([`max_declared_body`]); the answer closes
+/// the connection, since the body is never drained. Bodies without a declared length are
+/// bounded while streaming by each handler's own limit ([`read_body`]), after its scope check.
+pub async fn declared_length(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<super::AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = max_declared_body(state.max_value_bytes);
+    let restore = request.uri().path() == "/api/v1/cluster/restore";
+    match declared {
+        Some(n) if n > limit && !restore => {
+            let mut response = ApiError::TooLarge(format!(
+                "request body of {n} bytes is larger than the {limit}-byte limit"
+            ))
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
+        _ => next.run(request).await,
+    }
+}
+
 /// The request id for deduplicating a write: the client's `X-Request-Id` if it sent a
 /// usable one (retries with the same id apply once), else a fresh random id.
 ///
@@ -111,7 +151,20 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 /// same id sent by another token or with another call is another request. Unscoped, a
 /// reused id answered a different write with the first one's stored result (schemathesis
 /// found it: a 500 "unexpected result", or another token's answer).
-pub fn request_id(headers: &HeaderMap, who: &Principal, what: &str) -> Result<RequestId, ApiError> {
+///
+/// It also carries the request's fingerprint: a MAC, under a key derived from the master
+/// key, of `what`, the precondition headers and `content` (what the request asks for: its
+/// body, or for a write built from parts, those parts). A retry has the same fingerprint and
+/// gets the first answer; the same id with another request is refused with 409 instead of
+/// being answered with a result that is not its own. Keyed, the fingerprint of a secret's
+/// body lets nobody guess the secret from the dedup table.
+pub fn request_id(
+    state: &super::AppState,
+    headers: &HeaderMap,
+    who: &Principal,
+    what: &str,
+    content: &[u8],
+) -> Result<RequestId, ApiError> {
     match headers.get("x-request-id") {
         Some(v) => {
             let s = v.to_str().unwrap_or("");
@@ -124,7 +177,22 @@ pub fn request_id(headers: &HeaderMap, who: &Principal, what: &str) -> Result<Re
                     "header X-Request-Id must be 1-128 characters of A-Z a-z 0-9 - _ . :",
                 ));
             }
-            Ok(RequestId(format!("{}:{what}:{s}", who.accessor)))
+            let mut material = what.as_bytes().to_vec();
+            for name in ["if-match", "if-none-match"] {
+                material.push(0);
+                if let Some(v) = headers.get(name) {
+                    material.extend_from_slice(v.as_bytes());
+                }
+            }
+            material.push(0);
+            material.extend_from_slice(content);
+            let mac = state.barrier.mac(MacPurpose::RequestFingerprint, &material);
+            let mut fingerprint = [0u8; 16];
+            fingerprint.copy_from_slice(&mac[..16]);
+            Ok(RequestId::client(
+                format!("{}:{what}:{s}", who.accessor),
+                fingerprint,
+            ))
         }
         None => Ok(RequestId::random()),
     }

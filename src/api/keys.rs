@@ -32,7 +32,7 @@ pub async fn show(
     Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<KeyStatus>, ApiError> {
-    who.require(Scope::Admin)?;
+    who.require_unrestricted(Scope::Admin)?;
     query(raw, &[])?;
     let current = state.barrier.current_key_id()?;
     Ok(Json(KeyStatus {
@@ -60,7 +60,7 @@ pub async fn rotate(
     Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    who.require(Scope::Admin)?;
+    who.require_unrestricted(Scope::Admin)?;
     query(raw, &[])?;
     for _ in 0..ROTATE_ATTEMPTS {
         let id = state.barrier.current_key_id()?.unwrap_or(0) + 1;

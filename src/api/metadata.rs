@@ -150,8 +150,14 @@ pub async fn put(
     let path = path_after(&uri, METADATA)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers, &who, &format!("PUT metadata/{path}"))?;
     let bytes = read_body(body, MAX_BODY).await?;
+    let id = request_id(
+        &state,
+        &headers,
+        &who,
+        &format!("PUT metadata/{path}"),
+        &bytes,
+    )?;
     let max = object_body(&bytes, "maxVersions")?;
     let max_versions = match json_int(&max) {
         Some(n) if (1..=MAX_MAX_VERSIONS).contains(&n) => n,
@@ -213,7 +219,13 @@ pub async fn delete(
     let path = path_after(&uri, METADATA)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers, &who, &format!("DELETE metadata/{path}"))?;
+    let id = request_id(
+        &state,
+        &headers,
+        &who,
+        &format!("DELETE metadata/{path}"),
+        b"",
+    )?;
     not_under_mount(&state, &path)?;
     let op = Op {
         id,
@@ -245,8 +257,8 @@ async fn versions_call(
     } else {
         "POST undelete"
     };
-    let id = request_id(&headers, &who, &format!("{what}/{path}"))?;
     let bytes = read_body(body, MAX_BODY).await?;
+    let id = request_id(&state, &headers, &who, &format!("{what}/{path}"), &bytes)?;
     let listed = object_body(&bytes, "versions")?;
     let bad = || {
         ApiError::invalid_field(

@@ -167,6 +167,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Every request that authenticates leaves an audit line (inside the counter, so a
         // request refused for the audit log is counted too).
         .route_layer(from_fn_with_state(state.clone(), audit::audit))
+        // A declared body larger than any route reads is refused before anything else.
+        .route_layer(from_fn_with_state(state.clone(), input::declared_length))
         // Outermost: counts every request, refusals included.
         .route_layer(axum::middleware::from_fn(telemetry::count))
         // Bodies are read (and their size checked) by the handlers, so that an oversized

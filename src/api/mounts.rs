@@ -120,8 +120,8 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     who.require(Scope::Admin)?;
     query(raw, &[])?;
-    let id = request_id(&headers, &who, "POST mounts")?;
     let bytes = read_body(body, MAX_BODY).await?;
+    let id = request_id(&state, &headers, &who, "POST mounts", &bytes)?;
     let body = object_body(&bytes, &["path", "type"])?;
     let path = match body.get("path") {
         // A path, with at most one trailing '/', at most 512 bytes in all: the document's
@@ -270,7 +270,13 @@ pub async fn delete(
     let path = mount_path(uri.path().strip_prefix(PREFIX).unwrap_or(""))?;
     who.require_path(Scope::Admin, &path)?;
     let q = query(raw, &["confirm"])?;
-    let id = request_id(&headers, &who, &format!("DELETE mounts/{path}"))?;
+    let id = request_id(
+        &state,
+        &headers,
+        &who,
+        &format!("DELETE mounts/{path}"),
+        b"",
+    )?;
     match q.get("confirm") {
         Some(c) if c.trim_end_matches('/') == path.as_str() => {}
         Some(c) => {
@@ -359,7 +365,13 @@ pub async fn trim(
     headers: &HeaderMap,
     bytes: &[u8],
 ) -> Result<Response, ApiError> {
-    let id = request_id(headers, who, &format!("POST mounts/{path}/trim"))?;
+    let id = request_id(
+        state,
+        headers,
+        who,
+        &format!("POST mounts/{path}/trim"),
+        bytes,
+    )?;
     let body = object_body(bytes, &["minAvailableVersion"])?;
     let min_available_version =
         version_field(&body, "minAvailableVersion", 1)?.ok_or_else(|| {
@@ -475,8 +487,14 @@ pub async fn put_config(
     let (path, _) = action(&uri, &["config"])?;
     who.require_path(Scope::Admin, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers, &who, &format!("PUT mounts/{path}/config"))?;
     let bytes = read_body(body, MAX_BODY).await?;
+    let id = request_id(
+        &state,
+        &headers,
+        &who,
+        &format!("PUT mounts/{path}/config"),
+        &bytes,
+    )?;
     let body = object_body(&bytes, &["minDecryptionVersion", "minEncryptionVersion"])?;
     let min_decryption_version = version_field(&body, "minDecryptionVersion", 1)?;
     let min_encryption_version = version_field(&body, "minEncryptionVersion", 0)?;

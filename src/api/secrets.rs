@@ -464,11 +464,20 @@ pub async fn put(
     let path = path_after(&uri, PREFIX)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers, &who, &format!("PUT secrets/{path}"))?;
     let pre = precondition(&headers)?;
     // Room for the envelope around `data`; `data` itself is measured after parsing.
     let bytes = read_body(body, state.max_value_bytes + 16 * 1024).await?;
+    let id = request_id(
+        &state,
+        &headers,
+        &who,
+        &format!("PUT secrets/{path}"),
+        &bytes,
+    )?;
     if let Some((mount, rec)) = current_mount(&state, &path, false).await? {
+        // Nothing is proposed, so the state machine cannot check the token where the write
+        // applies: check it here, after the read barrier `current_mount` ran.
+        super::auth::still_valid(&state, &who)?;
         return encrypt_put(&state, &mount, &rec, &path, pre, &bytes);
     }
     let PutBody { data, cas } = parse_put_body(&bytes, state.max_value_bytes)?;
@@ -523,7 +532,10 @@ pub async fn put(
         // A mount was created after this node looked: the write was not stored. The mount
         // has now been applied here (the write's answer came after it), so encrypt instead.
         CommandResult::UnderMount { mount } => match current_mount(&state, &path, true).await? {
-            Some((mount, rec)) => encrypt_put(&state, &mount, &rec, &path, pre, &bytes),
+            Some((mount, rec)) => {
+                super::auth::still_valid(&state, &who)?;
+                encrypt_put(&state, &mount, &rec, &path, pre, &bytes)
+            }
             None => Err(ApiError::Conflict {
                 kind: "mountChanged",
                 detail: format!(
@@ -580,7 +592,13 @@ pub async fn delete(
     let path = path_after(&uri, PREFIX)?;
     who.require_path(Scope::WriteSecret, &path)?;
     query(raw, &[])?;
-    let id = request_id(&headers, &who, &format!("DELETE secrets/{path}"))?;
+    let id = request_id(
+        &state,
+        &headers,
+        &who,
+        &format!("DELETE secrets/{path}"),
+        b"",
+    )?;
     let pre = precondition(&headers)?;
     if let Some((mount, _)) = state.node.reader().mount_covering(path.as_str())? {
         return Err(ApiError::bad_request(format!(

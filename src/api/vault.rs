@@ -137,7 +137,7 @@ fn envelope_value(data: Value) -> Value {
 
 /// A random id in UUID text form, as Vault's `request_id`.
 fn uuid() -> String {
-    let hex = RequestId::random().0;
+    let hex = RequestId::random().as_str().to_string();
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -448,7 +448,13 @@ impl Call {
                 let who = self.principal(false).await?;
                 who.require_path(Scope::WriteSecret, &path)?;
                 let op = Op {
-                    id: request_id(&self.headers, &who, &format!("vault DELETE {path}"))?,
+                    id: request_id(
+                        &self.state,
+                        &self.headers,
+                        &who,
+                        &format!("vault DELETE {path}"),
+                        b"",
+                    )?,
                     caller: Some(who.caller()),
                     command: Command::Delete { path: path.clone() },
                 };
@@ -609,9 +615,12 @@ impl Call {
     ) -> Result<CommandResult, VaultError> {
         let op = Op {
             id: request_id(
+                &self.state,
                 &self.headers,
                 who,
                 &format!("vault {}", command_scope(&command)),
+                // These commands carry no sealed bytes: their encoding is the request.
+                &crate::codec::encode(&command),
             )?,
             caller: Some(who.caller()),
             command,
@@ -684,7 +693,13 @@ impl Call {
             .map_err(|e| ApiError::Internal(format!("encoding data: {e}")))?;
         let sealed = self.state.barrier.seal_secret(path, &plain)?;
         let op = Op {
-            id: request_id(&self.headers, who, &format!("vault write {path}"))?,
+            id: request_id(
+                &self.state,
+                &self.headers,
+                who,
+                &format!("vault write {path}"),
+                &[plain.as_slice(), &cas.unwrap_or(u64::MAX).to_be_bytes()].concat(),
+            )?,
             caller: Some(who.caller()),
             command: Command::Put {
                 path: path.clone(),

@@ -54,14 +54,22 @@ pub struct PeerClient {
     scheme: &'static str,
     /// Local dial overrides by node id.
     routes: Arc<BTreeMap<NodeId, String>>,
+    /// Sent with every call: the members' shared key ([`super::wire::PeerKey`]).
+    key: super::wire::PeerKey,
 }
 
 impl PeerClient {
-    pub fn new(http: reqwest::Client, tls: bool, routes: BTreeMap<NodeId, String>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        tls: bool,
+        routes: BTreeMap<NodeId, String>,
+        key: super::wire::PeerKey,
+    ) -> Self {
         PeerClient {
             http,
             scheme: if tls { "https" } else { "http" },
             routes: Arc::new(routes),
+            key,
         }
     }
 
@@ -94,6 +102,7 @@ impl PeerClient {
             .http
             .post(&url)
             .timeout(timeout)
+            .header(super::wire::PEER_KEY_HEADER, self.key.as_str())
             .body(codec::encode(&envelope))
             .send()
             .await

@@ -4,6 +4,12 @@
 //! Invariants:
 //! - A request whose envelope names another node id is refused with `TARGET_MISMATCH`
 //!   and has no effect.
+//! - Only members call it: every request must carry the members' shared key
+//!   ([`PeerKey`], derived from the master key) or is refused with 401 before its body is
+//!   read. This holds in dev mode too, where the listener is plain HTTP on loopback and any
+//!   local user could otherwise propose writes or change the membership.
+//! - A forwarded write names its caller (the token the receiving node checked); only the
+//!   cluster's own bootstrap writes (first data key, root token) may come without one.
 //! - Handlers are thin: decode, check the target, call into openraft or [`Node`], encode.
 
 use std::sync::Arc;
@@ -18,14 +24,14 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::node::Node;
 use super::wire::{
-    Envelope, ForwardReply, Forwarded, ForwardedWrites, NodeError, NodeStatus, MAX_INTERNAL_BODY,
-    ROUTE_APPEND, ROUTE_FORWARD, ROUTE_FORWARD_WRITES, ROUTE_READ_INDEX, ROUTE_SNAPSHOT,
-    ROUTE_STATUS, ROUTE_VOTE, TARGET_MISMATCH,
+    Envelope, ForwardOp, ForwardReply, Forwarded, ForwardedWrites, NodeError, NodeStatus, PeerKey,
+    MAX_INTERNAL_BODY, PEER_KEY_HEADER, ROUTE_APPEND, ROUTE_FORWARD, ROUTE_FORWARD_WRITES,
+    ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_STATUS, ROUTE_VOTE, TARGET_MISMATCH,
 };
 use super::{LogId, NodeId, TypeConfig};
 use crate::codec;
 
-pub fn router(node: Arc<Node>) -> Router {
+pub fn router(node: Arc<Node>, key: PeerKey) -> Router {
     Router::new()
         .route(ROUTE_APPEND, post(append))
         .route(ROUTE_VOTE, post(vote))
@@ -35,7 +41,54 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(ROUTE_FORWARD_WRITES, post(forward_writes))
         .route(ROUTE_STATUS, post(status))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let key = key.clone();
+                async move {
+                    let presented = request.headers().get(PEER_KEY_HEADER);
+                    if presented.is_some_and(|v| key.matches(v.as_bytes())) {
+                        next.run(request).await
+                    } else {
+                        let mut response = (
+                            StatusCode::UNAUTHORIZED,
+                            "not a member of this cluster: the peer key is missing or wrong \
+                             (is this node's master key the cluster's?)",
+                        )
+                            .into_response();
+                        // The body was not read: the connection cannot be reused.
+                        response.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                        response
+                    }
+                }
+            },
+        ))
         .with_state(node)
+}
+
+/// Whether a forwarded write may be proposed: it names its caller, or it is one of the
+/// cluster's own bootstrap writes (whose once-only rules in the state machine decide).
+fn acceptable(op: &crate::secret::Op) -> bool {
+    use crate::secret::Command;
+    op.caller.is_some()
+        || matches!(
+            op.command,
+            Command::AddDataKey { .. }
+                | Command::CreateToken {
+                    bootstrap: true,
+                    ..
+                }
+        )
+}
+
+fn refuse_callerless() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "a forwarded write must name its caller (only bootstrap writes may not)",
+    )
+        .into_response()
 }
 
 /// Decodes an envelope and checks it is addressed to this node.
@@ -97,6 +150,11 @@ async fn forward(State(node): State<Arc<Node>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let ForwardOp::Write(op) = &req.op {
+        if !acceptable(op) {
+            return refuse_callerless();
+        }
+    }
     let answer: Result<ForwardReply, NodeError> = node.handle_forwarded(req).await;
     reply(&answer)
 }
@@ -106,6 +164,9 @@ async fn forward_writes(State(node): State<Arc<Node>>, body: Bytes) -> Response 
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if !req.ops.iter().all(acceptable) {
+        return refuse_callerless();
+    }
     reply(&node.handle_forwarded_writes(req).await)
 }
 

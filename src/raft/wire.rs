@@ -35,6 +35,38 @@ pub const ROUTE_STATUS: &str = "/raft/status";
 pub const TARGET_MISMATCH: u16 = 421;
 
 /// Largest internal request: a batch of appended entries or a snapshot chunk.
+/// The header every internal request carries: a key derived from the cluster's master key,
+/// so only a holder of that key (a member) can call the Raft listener, with or without TLS.
+pub const PEER_KEY_HEADER: &str = "x-raftsafe-peer-key";
+
+/// The members' shared internal-listener key (hex). Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct PeerKey(std::sync::Arc<str>);
+
+impl std::fmt::Debug for PeerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerKey(<redacted>)")
+    }
+}
+
+impl PeerKey {
+    /// From the raw derived key (see `secret::keyring::MacPurpose::Peer`).
+    pub fn new(raw: &[u8]) -> PeerKey {
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        PeerKey(hex.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is this key, in constant time.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        presented.len() == self.0.len() && bool::from(presented.ct_eq(self.0.as_bytes()))
+    }
+}
+
 pub const MAX_INTERNAL_BODY: usize = 128 * 1024 * 1024;
 
 /// Every internal request: its target and its body.

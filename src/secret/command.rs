@@ -16,9 +16,19 @@ use serde::{Deserialize, Serialize};
 
 use super::path::SecretPath;
 
-/// A client-chosen or server-generated id used to deduplicate retried writes.
+/// A client-chosen or server-generated id used to deduplicate retried writes, with the
+/// fingerprint of the request it names when a client chose it.
+///
+/// A retry carries the same id *and* the same fingerprint and gets the first attempt's
+/// result; the same id with another fingerprint is another request under a reused id, and is
+/// refused ([`CommandResult::RequestIdReused`]) rather than answered with a result that is
+/// not its own. The fingerprint is a MAC keyed by the master key (see `api::input`), so the
+/// dedup table holds nothing from which a secret could be guessed.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct RequestId(pub String);
+pub struct RequestId {
+    id: String,
+    fingerprint: Option<[u8; 16]>,
+}
 
 impl RequestId {
     /// A fresh random id (128 bits, hex) for a write the client did not name.
@@ -33,19 +43,43 @@ impl RequestId {
             b[..8].copy_from_slice(&crate::time::now_ms().to_be_bytes());
             b[8..].copy_from_slice(&n.to_be_bytes());
         }
-        RequestId(b.iter().map(|x| format!("{x:02x}")).collect())
+        RequestId::named(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    }
+
+    /// An id chosen by the cluster itself (bootstrap) or a test: no fingerprint.
+    pub fn named(id: impl Into<String>) -> RequestId {
+        RequestId {
+            id: id.into(),
+            fingerprint: None,
+        }
+    }
+
+    /// A client's id for the request whose fingerprint is `fingerprint`.
+    pub fn client(id: String, fingerprint: [u8; 16]) -> RequestId {
+        RequestId {
+            id,
+            fingerprint: Some(fingerprint),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.id
+    }
+
+    pub fn fingerprint(&self) -> Option<[u8; 16]> {
+        self.fingerprint
     }
 }
 
 impl fmt::Debug for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        write!(f, "{}", self.id)
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.id)
     }
 }
 
@@ -500,4 +534,7 @@ pub enum CommandResult {
     MountConflict(String),
     /// A mount change was refused (e.g. a version out of range): the detail says why.
     MountRefused(String),
+    /// The request id was used before by this caller for a different request: nothing was
+    /// applied (a retry must send the same request; a new request needs a new id).
+    RequestIdReused,
 }

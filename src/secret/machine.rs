@@ -7,16 +7,20 @@
 //!   byte-identical state.
 //! - A request id seen before returns the recorded result and changes nothing, so a client
 //!   or forwarder retrying a write whose first attempt did commit cannot apply it twice.
-//!   The table of seen ids is a ring of [`DEDUP_CAPACITY`] slots: the oldest id is forgotten
-//!   when a new one arrives, which bounds its size without a clock.
+//!   The same id with another request's fingerprint is refused (`RequestIdReused`) and
+//!   changes nothing: a client is never told a write happened that did not.
+//!   Seen ids are kept in one ring of [`DEDUP_CAPACITY`] slots *per caller*: a caller's
+//!   oldest id is forgotten when its new one arrives, which bounds the table without a clock,
+//!   and no caller can push another's ids out (and so make their retries apply twice).
 //! - `updated_at` never goes backwards, even if a new leader's clock is behind the old one's.
 //!
 //! Key layout (all in the state machine's data column family):
 //! - `m<path>`                   → [`SecretMeta`]
 //! - `v<path>\0<version u64 BE>` → [`VersionRecord`]
-//! - `r<request id>`             → the [`CommandResult`] first returned for it
-//! - `q<slot u64 BE>`            → the request id occupying that dedup slot
-//! - `c`                         → the dedup counter (u64 BE)
+//! - `r<request id>`             → [`Remembered`]: its fingerprint and the result first returned
+//! - `q<accessor>\0<slot u64 BE>` → the request id occupying that slot of the caller's ring
+//! - `c<accessor>`               → the caller's dedup counter (u64 BE); the cluster's own
+//!   writes use the empty accessor
 //! - `k<key id u32 BE>`          → a data key, wrapped under the master key
 //! - `K`                         → the current data key id (u32 BE)
 //! - `t<accessor>`               → a token record, sealed
@@ -37,8 +41,15 @@ pub use super::state::{
     keys, ApplyError, Changes, Pair, Plan, SecretMeta, StateRead, VersionRecord,
 };
 
-/// How many recent request ids are remembered for deduplication.
+/// How many recent request ids are remembered for deduplication, per caller.
 pub const DEDUP_CAPACITY: u64 = 65_536;
+
+/// What the dedup table keeps for a request id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Remembered {
+    fingerprint: Option<[u8; 16]>,
+    result: CommandResult,
+}
 
 /// Applies one committed entry (a batch of ops, in order), recording its writes in
 /// `changes`. Returns one result per op.
@@ -66,9 +77,12 @@ fn apply_op<S: StateRead>(
     at_ms: u64,
     op: &Op,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
-    let dedup_key = keys::dedup(&op.id.0);
-    if let Some(previous) = changes.get_decoded::<S, CommandResult>(state, &dedup_key)? {
-        return Ok(previous);
+    let dedup_key = keys::dedup(op.id.as_str());
+    if let Some(previous) = changes.get_decoded::<S, Remembered>(state, &dedup_key)? {
+        return Ok(match (previous.fingerprint, op.id.fingerprint()) {
+            (Some(first), Some(now)) if first != now => CommandResult::RequestIdReused,
+            _ => previous.result,
+        });
     }
     let refused = match &op.caller {
         Some(caller) => check_caller(state, changes, at_ms, caller)?,
@@ -78,7 +92,8 @@ fn apply_op<S: StateRead>(
         (Some(refused), _) => refused,
         (None, command) => apply_command(state, changes, at_ms, command)?,
     };
-    remember(state, changes, &op.id, &result)?;
+    let caller = op.caller.as_ref().map_or("", |c| c.accessor.as_str());
+    remember(state, changes, caller, &op.id, &result)?;
     Ok(result)
 }
 
@@ -306,27 +321,33 @@ fn delete<S: StateRead>(
     Ok(CommandResult::Deleted(metadata))
 }
 
-/// Records the result under the request id, evicting the id that held the slot before.
+/// Records the result under the request id in `caller`'s ring, evicting the id that held
+/// the slot before (one of the same caller's).
 fn remember<S: StateRead>(
     state: &S,
     changes: &mut Changes,
+    caller: &str,
     id: &RequestId,
     result: &CommandResult,
 ) -> Result<(), ApplyError<S::Error>> {
+    let counter_key = keys::dedup_counter(caller);
     let counter = changes
-        .get(state, keys::DEDUP_COUNTER)?
+        .get(state, &counter_key)?
         .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
         .map_or(0, u64::from_be_bytes);
-    let slot_key = keys::dedup_slot(counter % DEDUP_CAPACITY);
+    let slot_key = keys::dedup_slot(caller, counter % DEDUP_CAPACITY);
     if let Some(old) = changes.get_decoded::<S, String>(state, &slot_key)? {
         changes.delete(keys::dedup(&old));
     }
-    changes.put(slot_key, &id.0);
-    changes.put(keys::dedup(&id.0), result);
-    changes.writes.insert(
-        keys::DEDUP_COUNTER.to_vec(),
-        Some((counter + 1).to_be_bytes().to_vec()),
-    );
+    changes.put(slot_key, &id.as_str().to_string());
+    let remembered = Remembered {
+        fingerprint: id.fingerprint(),
+        result: result.clone(),
+    };
+    changes.put(keys::dedup(id.as_str()), &remembered);
+    changes
+        .writes
+        .insert(counter_key, Some((counter + 1).to_be_bytes().to_vec()));
     Ok(())
 }
 
@@ -391,7 +412,7 @@ mod tests {
         Request {
             at_ms,
             ops: vec![Op {
-                id: RequestId(id.into()),
+                id: RequestId::named(id),
                 caller,
                 command,
             }],
@@ -599,6 +620,80 @@ mod tests {
         // The oldest ids were forgotten, the newest are remembered.
         assert!(!s.0.contains_key(&keys::dedup("id0")));
         assert!(s.0.contains_key(&keys::dedup(&format!("id{}", n - 1))));
+    }
+
+    #[test]
+    fn a_reused_id_with_another_request_is_refused_and_writes_nothing() {
+        let mut s = Mem::default();
+        let put_as = |fp: u8, val: &[u8]| Request {
+            at_ms: 1,
+            ops: vec![Op {
+                id: RequestId::client("tok:PUT a:deploy-1".into(), [fp; 16]),
+                caller: None,
+                command: Command::Put {
+                    path: p("a"),
+                    sealed: val.to_vec(),
+                    cas: None,
+                },
+            }],
+        };
+        let first = s.run(&[put_as(1, b"first")]);
+        assert_eq!(version(&first[0]), 1);
+        let before = s.0.clone();
+        // Another request under the same id: refused, nothing changes.
+        assert_eq!(
+            s.run(&[put_as(2, b"second")]),
+            vec![CommandResult::RequestIdReused]
+        );
+        assert_eq!(s.0, before, "a refused reuse wrote something");
+        // The true retry gets the first answer and applies nothing.
+        assert_eq!(s.run(&[put_as(1, b"first")]), first);
+        assert_eq!(s.0, before);
+    }
+
+    #[test]
+    fn no_caller_can_push_another_callers_ids_out() {
+        let mut s = Mem::default();
+        let create = |acc: &str| {
+            cmd(
+                &format!("create-{acc}"),
+                Command::CreateToken {
+                    accessor: acc.into(),
+                    sealed: vec![1],
+                    bootstrap: false,
+                },
+            )
+        };
+        s.run(&[create("aa"), create("bb")]);
+        let by = |acc: &str, id: String| Request {
+            at_ms: 5,
+            ops: vec![Op {
+                id: RequestId::named(id),
+                caller: Some(Caller {
+                    accessor: acc.into(),
+                    expires_at_ms: None,
+                }),
+                command: Command::Put {
+                    path: p("x"),
+                    sealed: vec![2],
+                    cas: None,
+                },
+            }],
+        };
+        s.run(&[by("aa", "aa-keep".into())]);
+        // More writes by bb than a ring holds: bb forgets its own oldest ids only.
+        let flood: Vec<_> = (0..DEDUP_CAPACITY + 5)
+            .map(|i| by("bb", format!("bb-{i}")))
+            .collect();
+        s.run(&flood);
+        assert!(
+            s.0.contains_key(&keys::dedup("aa-keep")),
+            "aa's id was evicted"
+        );
+        assert!(!s.0.contains_key(&keys::dedup("bb-0")));
+        assert!(s
+            .0
+            .contains_key(&keys::dedup(&format!("bb-{}", DEDUP_CAPACITY + 4))));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub mod keys {
     pub const VERSION: u8 = b'v';
     pub const DEDUP: u8 = b'r';
     pub const DEDUP_SLOT: u8 = b'q';
-    pub const DEDUP_COUNTER: &[u8] = b"c";
+    pub const DEDUP_COUNTER: u8 = b'c';
     pub const DATA_KEY: u8 = b'k';
     pub const CURRENT_KEY: &[u8] = b"K";
     pub const TOKEN: u8 = b't';
@@ -166,9 +166,20 @@ pub mod keys {
         k
     }
 
-    pub fn dedup_slot(slot: u64) -> Vec<u8> {
+    /// A slot of `caller`'s ring of remembered ids (`caller`: a token accessor, or empty for
+    /// the cluster's own writes).
+    pub fn dedup_slot(caller: &str, slot: u64) -> Vec<u8> {
         let mut k = vec![DEDUP_SLOT];
+        k.extend_from_slice(caller.as_bytes());
+        k.push(0);
         k.extend_from_slice(&slot.to_be_bytes());
+        k
+    }
+
+    /// How many ids `caller` has had remembered (its ring's write position).
+    pub fn dedup_counter(caller: &str) -> Vec<u8> {
+        let mut k = vec![DEDUP_COUNTER];
+        k.extend_from_slice(caller.as_bytes());
         k
     }
 }

@@ -10,6 +10,11 @@
 //!   under `prefix`, segment-aware) or an exact path. Scopes do not imply each other:
 //!   `admin` manages tokens, keys and the cluster but reads no secret by itself; `metrics`
 //!   only scrapes `/metrics` (which `admin` may also do).
+//! - Authority cannot be widened: a token may create (and revoke, and list) only tokens whose
+//!   policy lies within its own ([`Policy::contains`]: every scope it holds, every path
+//!   pattern covered by one of its own), Vault's rule for child tokens. Cluster-wide
+//!   operations (keys, membership, snapshots, backup, restore) need an *unrestricted*
+//!   `admin`: one whose patterns include `*` ([`Policy::unrestricted`]).
 
 use std::fmt;
 
@@ -85,6 +90,24 @@ impl PathPattern {
         }
     }
 
+    /// Whether every path this pattern matches is also matched by `self`.
+    pub fn covers(&self, other: &PathPattern) -> bool {
+        if self.0 == "*" {
+            return true;
+        }
+        if other.0 == "*" {
+            return false;
+        }
+        match (self.0.strip_suffix("/*"), other.0.strip_suffix("/*")) {
+            // `a/*` covers `a/*`, `a/b/*`, and the exact paths strictly under `a`.
+            (Some(mine), Some(theirs)) => theirs == mine || theirs.starts_with(&format!("{mine}/")),
+            (Some(mine), None) => other.0.starts_with(&format!("{mine}/")),
+            // An exact path covers only itself.
+            (None, Some(_)) => false,
+            (None, None) => self.0 == other.0,
+        }
+    }
+
     /// True when every path under `prefix` could match (used to filter listings).
     pub fn covers_prefix(&self, prefix: &str) -> bool {
         if self.0 == "*" {
@@ -117,6 +140,27 @@ impl Policy {
 
     pub fn has_scope(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
+    }
+
+    /// Whether `scope` is held or implied (`admin` may also scrape metrics, so it may grant
+    /// `metrics`).
+    fn grants(&self, scope: Scope) -> bool {
+        self.has_scope(scope) || (scope == Scope::Metrics && self.has_scope(Scope::Admin))
+    }
+
+    /// Whether this policy reaches every path (`*` among its patterns).
+    pub fn unrestricted(&self) -> bool {
+        self.paths.iter().any(|p| p.as_str() == "*")
+    }
+
+    /// Whether `other` grants nothing this policy does not: each of its scopes is held (or
+    /// implied) here, and each of its path patterns is covered by one of ours.
+    pub fn contains(&self, other: &Policy) -> bool {
+        other.scopes.iter().all(|s| self.grants(*s))
+            && other
+                .paths
+                .iter()
+                .all(|theirs| self.paths.iter().any(|mine| mine.covers(theirs)))
     }
 
     pub fn allows(&self, scope: Scope, path: &SecretPath) -> bool {
@@ -258,6 +302,53 @@ mod tests {
             paths: vec![]
         }
         .allows(Scope::Admin, &p("a")));
+    }
+
+    fn policy(scopes: &[Scope], paths: &[&str]) -> Policy {
+        Policy {
+            scopes: scopes.to_vec(),
+            paths: paths
+                .iter()
+                .map(|p| PathPattern::parse(p).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pattern_coverage() {
+        let pat = |s| PathPattern::parse(s).unwrap();
+        assert!(pat("*").covers(&pat("*")));
+        assert!(pat("*").covers(&pat("a/b")));
+        assert!(!pat("a/*").covers(&pat("*")));
+        assert!(pat("a/*").covers(&pat("a/*")));
+        assert!(pat("a/*").covers(&pat("a/b/*")));
+        assert!(pat("a/*").covers(&pat("a/b")));
+        assert!(
+            !pat("a/*").covers(&pat("a")),
+            "a/* matches nothing at 'a' itself"
+        );
+        assert!(!pat("a/*").covers(&pat("ab/*")));
+        assert!(!pat("a/*").covers(&pat("ab")));
+        assert!(!pat("a").covers(&pat("a/*")));
+        assert!(pat("a").covers(&pat("a")));
+        assert!(!pat("a").covers(&pat("b")));
+    }
+
+    #[test]
+    fn a_policy_contains_only_what_it_grants() {
+        let team_admin = policy(&[Scope::Admin], &["team-a/*"]);
+        // The reproduced escalation: a path-limited admin minting a wider token.
+        assert!(!team_admin.contains(&policy(&[Scope::ReadSecret], &["*"])));
+        assert!(!team_admin.contains(&policy(&[Scope::ReadSecret], &["team-a/*"])));
+        assert!(!team_admin.contains(&policy(&[Scope::Admin], &["team-b/*"])));
+        assert!(team_admin.contains(&policy(&[Scope::Admin], &["team-a/x/*"])));
+        assert!(team_admin.contains(&policy(&[Scope::Metrics], &["team-a/*"])));
+        assert!(!team_admin.unrestricted());
+        let root = Policy::root();
+        assert!(root.unrestricted());
+        assert!(root.contains(&policy(&[Scope::Metrics], &["*"])));
+        assert!(root.contains(&root));
+        assert!(!policy(&[Scope::ReadSecret], &["*"]).contains(&root));
     }
 
     #[test]

@@ -17,13 +17,16 @@ use crate::secret::crypto;
 
 const DEV_KEY_FILE: &str = "dev-master.key";
 
+use zeroize::Zeroizing;
+
 #[derive(Debug, thiserror::Error)]
 #[error("master key: {0}")]
 pub struct MasterKeyError(pub String);
 
-fn decode(text: &str, origin: &str) -> Result<Vec<u8>, MasterKeyError> {
+fn decode(text: &str, origin: &str) -> Result<Zeroizing<Vec<u8>>, MasterKeyError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
+        .map(Zeroizing::new)
         .map_err(|e| MasterKeyError(format!("{origin} is not base64: {e}")))?;
     if bytes.len() != 32 {
         return Err(MasterKeyError(format!(
@@ -34,13 +37,15 @@ fn decode(text: &str, origin: &str) -> Result<Vec<u8>, MasterKeyError> {
     Ok(bytes)
 }
 
-/// The raw 32-byte master key this node must use.
-pub fn resolve(config: &Config) -> Result<Vec<u8>, MasterKeyError> {
+/// The raw 32-byte master key this node must use, wiped from memory when dropped (as is
+/// every copy of its text read here).
+pub fn resolve(config: &Config) -> Result<Zeroizing<Vec<u8>>, MasterKeyError> {
     if let Ok(text) = std::env::var("RAFTSAFE_MASTER_KEY") {
-        return decode(&text, "RAFTSAFE_MASTER_KEY");
+        return decode(&Zeroizing::new(text), "RAFTSAFE_MASTER_KEY");
     }
     if let Some(path) = &config.master_key_file {
         let text = std::fs::read_to_string(path)
+            .map(Zeroizing::new)
             .map_err(|e| MasterKeyError(format!("reading {}: {e}", path.display())))?;
         return decode(&text, &path.display().to_string());
     }
@@ -52,7 +57,7 @@ pub fn resolve(config: &Config) -> Result<Vec<u8>, MasterKeyError> {
         ));
     }
     let path = config.data_dir.join(DEV_KEY_FILE);
-    let text = dev_key(&config.data_dir, &path)?;
+    let text = Zeroizing::new(dev_key(&config.data_dir, &path)?);
     tracing::warn!(path = %path.display(), "DEV MODE: the master key is stored next to the data it protects");
     decode(&text, &path.display().to_string())
 }

@@ -24,7 +24,8 @@ use crate::config::Config;
 use crate::raft::network::PeerClient;
 use crate::raft::node::Node;
 use crate::raft::rpc;
-use crate::secret::keyring::Keyring;
+use crate::raft::wire::PeerKey;
+use crate::secret::keyring::{Keyring, MacPurpose};
 use crate::store::state_machine::StateMachine;
 use crate::store::Db;
 use crate::tls::Tls;
@@ -116,6 +117,15 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let tls = load_tls(&config)?;
     let master = master_key::resolve(&config)?;
     let (db, sm, barrier) = open_store(&config, &master)?;
+    // The internal listener's key: derived from the master key, so every member has it and
+    // nothing else does (see raft::rpc).
+    let peer_key = {
+        let keyring =
+            Keyring::new(&master).map_err(|e| master_key::MasterKeyError(e.to_string()))?;
+        PeerKey::new(&keyring.mac(MacPurpose::Peer, b"raftsafe internal listener"))
+    };
+    // Every key is derived: the raw master key is wiped now (Zeroizing), not at exit.
+    drop(master);
     let root = crate::bootstrap::operator_root_token(&config)?;
 
     let config = Arc::new(config);
@@ -131,6 +141,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         peer_http_client(&config, tls.as_ref())?,
         tls.is_some(),
         config.peer_routes.clone(),
+        peer_key.clone(),
     );
     let node = Node::start(config.clone(), peers, db.clone(), sm).await?;
     tokio::spawn(sample_metrics(node.clone(), barrier.clone(), db));
@@ -150,7 +161,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let raft_server = raft_listener.serve(
-        rpc::router(node.clone()),
+        rpc::router(node.clone(), peer_key),
         tls.as_ref().map(|t| t.raft.clone()),
         stop_rx.clone(),
     )?;

@@ -122,9 +122,34 @@ pub struct Cluster {
 /// The file [`Cluster::fill_disk`] writes into a node's data directory.
 const FILLER: &str = "nemesis-filler";
 
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr")
+/// Ports for nodes come from below Linux's ephemeral range (32768-60999), so that no
+/// outgoing connection of this or another process can be holding one when a node binds it,
+/// and from a process-wide cursor, so that no two nodes of this test binary are ever handed
+/// the same port (asking the kernel for port 0 twice could return the same port once the
+/// first probe socket was closed: a node then failed to start with "raft_addr must differ
+/// from api_addr").
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+pub fn free_addr() -> SocketAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Start at an offset of the process id, so concurrent test binaries start apart.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = PORTS.start + n as u16;
+        // Free now (nothing listens on it); the node binds it moments later.
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free port in {PORTS:?}");
 }
 
 impl NodeProc {

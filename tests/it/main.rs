@@ -27,6 +27,7 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod attacks;
 mod audit;
 mod backup;
 mod chaos;

@@ -38,7 +38,7 @@ fn put_entry(index: u64, path: &str, value: &[u8]) -> Entry {
         payload: EntryPayload::Normal(Request {
             at_ms: 1_000 + index,
             ops: vec![Op {
-                id: RequestId(format!("req-{index}")),
+                id: RequestId::named(format!("req-{index}")),
                 caller: None,
                 command: Command::Put {
                     path: SecretPath::parse(path).unwrap(),
@@ -82,7 +82,7 @@ async fn applied_state_survives_reopen_and_retries_dedupe() {
     // The same request id at a later index (a retried write) changes nothing.
     let mut retry = put_entry(3, "a/b", b"three");
     if let EntryPayload::Normal(r) = &mut retry.payload {
-        r.ops[0].id = RequestId("req-2".into());
+        r.ops[0].id = RequestId::named("req-2");
     }
     let r = sm.apply([retry]).await.unwrap();
     assert!(
@@ -285,8 +285,12 @@ async fn committed_entries_missing_from_the_state_machine_are_reapplied_at_start
         ..Default::default()
     };
     raftsafe::tls::install_crypto_provider();
-    let peers =
-        raftsafe::raft::network::PeerClient::new(reqwest::Client::new(), false, Default::default());
+    let peers = raftsafe::raft::network::PeerClient::new(
+        reqwest::Client::new(),
+        false,
+        Default::default(),
+        raftsafe::raft::wire::PeerKey::new(&[0; 32]),
+    );
     let network = raftsafe::raft::network::NetworkFactory { client: peers };
     let raft = raftsafe::raft::Raft::new(id, std::sync::Arc::new(config), network, log, sm)
         .await
