@@ -760,7 +760,15 @@ fn inspect_backup(file: &Path, format: Format) -> Result<(), CliError> {
 async fn backup(conn: &Conn, out: &Path) -> Result<(), CliError> {
     let partial = out.with_extension("partial");
     let local = |e: std::io::Error| CliError::Local(format!("{}: {e}", partial.display()));
-    let mut file = tokio::fs::File::create(&partial).await.map_err(local)?;
+    // Owner-only whatever the umask: a backup holds every sealed value and token record.
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .await
+        .map_err(local)?;
     let interactive = std::io::stderr().is_terminal();
     let outcome = conn
         .client

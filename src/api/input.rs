@@ -106,9 +106,14 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 }
 
 /// The most any request body may declare, except a restore's upload (which has its own
-/// limit, checked by its handler): the largest secret a PUT may carry plus room for its JSON.
+/// limit, checked by its handler): the largest secret a PUT may carry plus room for its
+/// JSON, or what [`read_body`] drains before its 413 if that is more. Between the route's
+/// limit and this, the handler refuses after its scope check and drains the body, so a
+/// keep-alive client keeps its connection; beyond it, nothing is read at all.
 pub fn max_declared_body(max_value_bytes: usize) -> u64 {
-    (max_value_bytes as u64).saturating_add(64 * 1024)
+    (max_value_bytes as u64)
+        .saturating_add(64 * 1024)
+        .max(DRAIN_BYTES as u64)
 }
 
 /// Refuses, before authentication and before a byte of the body is read, a request whose

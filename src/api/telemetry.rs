@@ -2,7 +2,9 @@
 //!
 //! Invariants:
 //! - Requests are labelled by route *template*, never by the path a client sent: a secret
-//!   path is never a label.
+//!   path is never a label. Every label takes a bounded set of values: the route templates,
+//!   the standard methods (any other method, which anyone can invent, is `other`), and the
+//!   status codes the server sends. An anonymous caller cannot grow `/metrics`.
 //! - `/metrics` needs a token with the `metrics` or `admin` scope on the API listener; the
 //!   optional separate listener (`metrics_addr`, loopback only) serves it without a token.
 //! - It is answered from local state (no read barrier), so a node cut off from the cluster
@@ -27,7 +29,7 @@ pub async fn count(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method()).to_string();
     let began = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
@@ -44,6 +46,22 @@ pub async fn count(request: Request, next: Next) -> Response {
     )
     .increment(1);
     response
+}
+
+/// The label value for `method`: a standard method (and Vault's `LIST`), or `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ if method.as_str() == "LIST" => "LIST",
+        _ => "other",
+    }
 }
 
 #[utoipa::path(
@@ -83,4 +101,18 @@ fn exposition() -> Response {
         m::render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let m = |s: &str| axum::http::Method::from_bytes(s.as_bytes()).unwrap();
+        assert_eq!(method_label(&m("GET")), "GET");
+        assert_eq!(method_label(&m("LIST")), "LIST");
+        assert_eq!(method_label(&m("FOOBAR")), "other");
+        assert_eq!(method_label(&m("X1")), "other");
+    }
 }

@@ -10,6 +10,8 @@
 //!   declared body larger than any route reads is refused before authentication.
 //! - A reused `X-Request-Id` with another body is refused (409) and writes nothing; a true
 //!   retry gets the first answer; another token's identical id is its own request.
+//! - Anonymous requests with invented methods do not grow `/metrics`: every method outside
+//!   the standard set is one label value.
 //! - The internal (Raft) listener refuses any caller without the members' key, in dev mode
 //!   too, where it is plain HTTP on loopback.
 
@@ -305,4 +307,56 @@ async fn the_internal_listener_admits_only_members() {
     // The members themselves hold the key: writes through a follower still work.
     let follower = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
     c.put(follower, "app/x", json!({"k": 1})).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invented_methods_cannot_grow_the_metrics() {
+    let (c, n) = plain(1).await;
+    let scrape = || async {
+        let r = c
+            .client(n)
+            .request(Method::GET, "/metrics", None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.bytes).unwrap()
+    };
+    let addr = c.api(n);
+    let send = |method: String| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("{method} /v1/x HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(
+            out.starts_with(b"HTTP/1.1 4"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    };
+    // Warm up the label set the flood will use, then measure it.
+    send("INVENTED0".into()).await;
+    // The first scrape is itself counted: its series show from the second on.
+    scrape().await;
+    let before = scrape().await;
+    for i in 1..=100 {
+        send(format!("INVENTED{i}")).await;
+    }
+    let after = scrape().await;
+    assert!(
+        !after.contains("INVENTED"),
+        "an invented method became a label"
+    );
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    // The same series, only their values changed (allow a few for the samplers and the
+    // scrapes themselves).
+    assert!(
+        series(&after) <= series(&before) + 10,
+        "{} series before, {} after",
+        series(&before),
+        series(&after)
+    );
 }

@@ -140,6 +140,21 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
     assert!(live_writes > 0, "writes went on during the backup");
     let header = raftsafe::store::backup::verify(&file).expect("a sound backup");
     assert!(header.pairs as usize > SECRETS, "{header:?}");
+    // The CLI writes its backups owner-only, whatever the umask.
+    let by_cli = files.path().join("by-cli.bak");
+    let addr = format!("https://{}", a.api(leader));
+    let out = cli(
+        &a,
+        &["backup", "--out", by_cli.to_str().unwrap(), "--addr", &addr],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&by_cli).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "backup file mode {mode:o}");
     let inspect = cli(&a, &["backup", "inspect", file.to_str().unwrap()]);
     assert!(
         inspect.status.success(),
