@@ -183,14 +183,22 @@ impl Modify for CommonErrors {
                 .build()
         };
         let (long_uri, long_headers) = (too_large("URI"), too_large("header block"));
+        let reused = error(
+            "The X-Request-Id was already used by this token for a different request \
+             (`requestIdReused`); nothing was written.",
+        )
+        .build();
         for item in doc.paths.paths.values_mut() {
             let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
+                (false, &mut item.get),
+                (true, &mut item.put),
+                (true, &mut item.post),
+                (true, &mut item.delete),
             ];
-            for op in operations.into_iter().flatten() {
+            for (write, op) in operations
+                .into_iter()
+                .filter_map(|(w, op)| op.as_mut().map(|op| (w, op)))
+            {
                 for (status, response) in [("414", &long_uri), ("431", &long_headers)] {
                     op.responses
                         .responses
@@ -210,6 +218,13 @@ impl Modify for CommonErrors {
                         .responses
                         .entry((*status).into())
                         .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+                }
+                // Any write may carry an X-Request-Id; reusing one for another request is 409.
+                if write {
+                    op.responses
+                        .responses
+                        .entry("409".into())
+                        .or_insert_with(|| RefOr::T(reused.clone()));
                 }
             }
         }
