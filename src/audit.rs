@@ -17,6 +17,13 @@
 //!   say why.
 //! - Lines are written with one `write` each, in `seq` order (a mutex); they reach the OS at
 //!   once but are not fsync'd.
+//! - Bounded on disk: at most [`Limits::max_files`] rotated files of about
+//!   [`Limits::max_bytes`] are kept (the oldest is deleted at rotation; [`verify`] accepts a
+//!   chain whose start was deleted), and requests that presented no token the node knows
+//!   get at most [`Limits::anonymous_per_second`] lines a second (a burst of ten seconds'
+//!   worth). Those not written are counted, and the count is written as `suppressed` in the
+//!   next line, so the log still says how many there were: an anonymous caller cannot fill
+//!   the disk (and so, failing closed, stop the node) by being refused.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -55,15 +62,66 @@ struct Line<'a> {
     seq: u64,
     #[serde(flatten)]
     entry: &'a Entry,
+    /// Anonymous requests not written since the previous line (rate limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed: Option<u64>,
     prev: &'a str,
 }
 
 /// Renders the line for `entry` after a line whose hash is `prev`; returns it and its hash.
-fn render(seq: u64, entry: &Entry, prev: &str) -> (String, String) {
-    let body = serde_json::to_string(&Line { seq, entry, prev }).expect("audit lines serialize");
+fn render(seq: u64, entry: &Entry, suppressed: u64, prev: &str) -> (String, String) {
+    let line = Line {
+        seq,
+        entry,
+        suppressed: (suppressed > 0).then_some(suppressed),
+        prev,
+    };
+    let body = serde_json::to_string(&line).expect("audit lines serialize");
     let hash = sha256_hex(&body);
     let line = format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]);
     (line, hash)
+}
+
+/// How much the log may hold and take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Rotate at this size.
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub max_files: usize,
+    /// Lines a second for requests without a known token (see the module doc).
+    pub anonymous_per_second: u32,
+}
+
+/// A token bucket: `rate` a second, up to ten seconds' worth banked.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Bucket {
+        let rate = f64::from(rate.max(1));
+        Bucket {
+            rate,
+            tokens: rate * 10.0,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate * 10.0);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 struct Sink {
@@ -72,6 +130,9 @@ struct Sink {
     size: u64,
     seq: u64,
     prev: String,
+    anonymous: Bucket,
+    /// Anonymous requests not written since the last line.
+    suppressed: u64,
     /// Why the log cannot be written, while it cannot.
     broken: Option<String>,
     /// When to try reopening a broken log again.
@@ -81,7 +142,7 @@ struct Sink {
 /// A node's audit log.
 pub struct AuditLog {
     sink: Mutex<Sink>,
-    max_bytes: u64,
+    limits: Limits,
     fail_open: bool,
 }
 
@@ -96,20 +157,22 @@ impl AuditLog {
     /// Opens (or creates) the log at `path`, continuing the chain of what is there. Never
     /// fails: a log that cannot be opened is *broken*, and requests are refused (fail
     /// closed) until it can be.
-    pub fn open(path: &Path, max_bytes: u64, fail_open: bool) -> AuditLog {
+    pub fn open(path: &Path, limits: Limits, fail_open: bool) -> AuditLog {
         let mut sink = Sink {
             path: path.to_path_buf(),
             file: None,
             size: 0,
             seq: 0,
             prev: ZERO.to_string(),
+            anonymous: Bucket::new(limits.anonymous_per_second),
+            suppressed: 0,
             broken: None,
             retry_at: Instant::now(),
         };
         sink.reopen();
         AuditLog {
             sink: Mutex::new(sink),
-            max_bytes,
+            limits,
             fail_open,
         }
     }
@@ -127,11 +190,17 @@ impl AuditLog {
         }
     }
 
-    /// Appends the line for `entry`. `Err` when it could not be written and the node fails
-    /// closed.
-    pub fn record(&self, entry: &Entry) -> Result<(), String> {
+    /// Appends the line for `entry`; `anonymous` when the request presented no token this
+    /// node knows (rate-limited, see the module doc). `Err` when it could not be written and
+    /// the node fails closed.
+    pub fn record(&self, entry: &Entry, anonymous: bool) -> Result<(), String> {
         let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        match sink.append(entry, self.max_bytes) {
+        if anonymous && !sink.anonymous.take() {
+            sink.suppressed += 1;
+            metrics::counter!(crate::metrics::AUDIT_SUPPRESSED).increment(1);
+            return Ok(());
+        }
+        match sink.append(entry, self.limits) {
             Ok(()) => {
                 metrics::counter!(crate::metrics::AUDIT_LINES).increment(1);
                 Ok(())
@@ -187,29 +256,30 @@ impl Sink {
         Ok(())
     }
 
-    fn append(&mut self, entry: &Entry, max_bytes: u64) -> Result<(), String> {
+    fn append(&mut self, entry: &Entry, limits: Limits) -> Result<(), String> {
         if self.broken.is_some() {
             self.reopen();
         }
         if let Some(why) = &self.broken {
             return Err(why.clone());
         }
-        if self.size >= max_bytes {
-            self.rotate()?;
+        if self.size >= limits.max_bytes {
+            self.rotate(limits.max_files)?;
         }
-        let (line, hash) = render(self.seq, entry, &self.prev);
+        let (line, hash) = render(self.seq, entry, self.suppressed, &self.prev);
         let file = self.file.as_mut().ok_or("not open")?;
         file.write_all(format!("{line}\n").as_bytes())
             .map_err(|e| format!("writing: {e}"))?;
         self.size += line.len() as u64 + 1;
         self.seq += 1;
         self.prev = hash;
+        self.suppressed = 0;
         Ok(())
     }
 
     /// Moves the current file to `<path>.<n>` (the next free n) and starts a new one; the
-    /// chain carries on.
-    fn rotate(&mut self) -> Result<(), String> {
+    /// chain carries on. Then deletes the oldest rotated files beyond `max_files`.
+    fn rotate(&mut self, max_files: usize) -> Result<(), String> {
         let n = rotated_files(&self.path).last().map_or(1, |(n, _)| n + 1);
         let to = rotated_name(&self.path, n);
         std::fs::rename(&self.path, &to).map_err(|e| format!("rotating: {e}"))?;
@@ -217,6 +287,13 @@ impl Sink {
         let (seq, prev) = (self.seq, self.prev.clone());
         self.try_reopen()?;
         (self.seq, self.prev) = (seq, prev);
+        let rotated = rotated_files(&self.path);
+        for (_, old) in rotated.iter().take(rotated.len().saturating_sub(max_files)) {
+            if let Err(e) = std::fs::remove_file(old) {
+                // Not fatal: the log is written; the disk bound is what suffers.
+                tracing::warn!(file = %old.display(), error = %e, "cannot delete an old audit file");
+            }
+        }
         Ok(())
     }
 }
@@ -392,6 +469,14 @@ mod tests {
         }
     }
 
+    fn limits(max_bytes: u64) -> Limits {
+        Limits {
+            max_bytes,
+            max_files: 100,
+            anonymous_per_second: 1_000,
+        }
+    }
+
     fn lines(path: &Path) -> Vec<String> {
         std::fs::read_to_string(path)
             .unwrap()
@@ -405,15 +490,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         {
-            let log = AuditLog::open(&path, 2_000, false);
+            let log = AuditLog::open(&path, limits(2_000), false);
             for i in 0..10 {
-                log.record(&entry(i)).unwrap();
+                log.record(&entry(i), false).unwrap();
             }
         }
         // Reopened: the chain continues where it stopped.
-        let log = AuditLog::open(&path, 2_000, false);
+        let log = AuditLog::open(&path, limits(2_000), false);
         for i in 10..20 {
-            log.record(&entry(i)).unwrap();
+            log.record(&entry(i), false).unwrap();
         }
         let mut files: Vec<PathBuf> = rotated_files(&path).into_iter().map(|(_, p)| p).collect();
         assert!(!files.is_empty(), "2,000-byte files must have rotated");
@@ -450,18 +535,18 @@ mod tests {
     fn an_unwritable_log_fails_closed_or_open_as_configured() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("no-such-dir").join("audit.log");
-        let closed = AuditLog::open(&path, 1 << 20, false);
+        let closed = AuditLog::open(&path, limits(1 << 20), false);
         assert!(closed.ready().is_err());
-        assert!(closed.record(&entry(0)).is_err());
-        let open = AuditLog::open(&path, 1 << 20, true);
+        assert!(closed.record(&entry(0), false).is_err());
+        let open = AuditLog::open(&path, limits(1 << 20), true);
         assert!(open.ready().is_ok());
-        assert!(open.record(&entry(0)).is_ok());
+        assert!(open.record(&entry(0), false).is_ok());
     }
 
     #[test]
     fn no_query_string_or_token_fits_in_a_line() {
         // The entry type has no field for a query, a body or a token: only these.
-        let (line, _) = render(0, &entry(1), ZERO);
+        let (line, _) = render(0, &entry(1), 0, ZERO);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         let mut fields: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         fields.sort();
@@ -481,5 +566,60 @@ mod tests {
                 "time"
             ]
         );
+    }
+
+    #[test]
+    fn rotated_files_are_bounded_and_the_rest_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(
+            &path,
+            Limits {
+                max_bytes: 4_096,
+                max_files: 3,
+                anonymous_per_second: 1_000,
+            },
+            false,
+        );
+        for i in 0..400 {
+            log.record(&entry(i), false).unwrap();
+        }
+        let rotated = rotated_files(&path);
+        assert_eq!(rotated.len(), 3, "{rotated:?}");
+        assert!(rotated[0].0 > 1, "the oldest files were deleted");
+        let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+        files.push(path.clone());
+        let v = verify(&files).unwrap();
+        assert_eq!(v.last_seq, Some(399));
+        assert!(v.first_seq.unwrap() > 0);
+    }
+
+    #[test]
+    fn anonymous_lines_are_rate_limited_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(
+            &path,
+            Limits {
+                max_bytes: 1 << 20,
+                max_files: 1,
+                anonymous_per_second: 5,
+            },
+            false,
+        );
+        // A burst of ten seconds' worth is written, the rest only counted...
+        for i in 0..1_000 {
+            log.record(&entry(i), true).unwrap();
+        }
+        // ...while a request with a known token is always written, carrying the count.
+        log.record(&entry(1_000), false).unwrap();
+        let written = lines(&path);
+        assert!(written.len() <= 52, "{} lines", written.len());
+        let last: serde_json::Value = serde_json::from_str(written.last().unwrap()).unwrap();
+        let suppressed = last["suppressed"].as_u64().unwrap();
+        assert_eq!(written.len() as u64 - 1 + suppressed, 1_000);
+        let first: serde_json::Value = serde_json::from_str(&written[0]).unwrap();
+        assert!(first.get("suppressed").is_none());
+        assert!(verify(&[path]).is_ok());
     }
 }

@@ -19,10 +19,12 @@ use std::sync::{Arc, RwLock};
 
 use crate::secret::crypto::{self, CryptoError, SealingKey};
 use crate::secret::keyring::{secret_aad, token_aad, Keyring, MacPurpose};
+use crate::secret::machine::keys;
 use crate::secret::mount::{self, CiphertextError};
 use crate::secret::token::TokenRecord;
 use crate::secret::MountRecord;
 use crate::secret::SecretPath;
+use crate::store::backup::{self, BackupError, BackupHeader};
 use crate::store::state_machine::Reader;
 use crate::store::StoreError;
 
@@ -227,6 +229,21 @@ impl Barrier {
             .unwrap(id, wrapped)
             .map(|_| ())
             .map_err(|source| BarrierError::WrongMasterKey { id, source })
+    }
+
+    /// Reads the backup at `path` whole (blocking) and checks it can be restored here: its
+    /// tag under this cluster's master key, its checksum, length and pair count, and that
+    /// every data key in it unwraps. Returns its header.
+    pub fn check_backup(&self, path: &std::path::Path) -> Result<BackupHeader, BackupError> {
+        let mut r = backup::open(path)?;
+        r.authenticate(|data, tag| self.verify_mac(MacPurpose::Backup, data, tag))?;
+        while let Some((k, v)) = r.next_pair()? {
+            if let Some(id) = keys::data_key_id(&k) {
+                self.check_wrapped_key(id, &v)
+                    .map_err(|e| BackupError::ForeignKey(e.to_string()))?;
+            }
+        }
+        Ok(r.header().clone())
     }
 
     /// A new key for version `version` of the mount at `mount`, wrapped, ready to propose.

@@ -120,6 +120,13 @@ pub struct Settings {
     /// Rotate the audit log when it reaches this many bytes (the chain carries on).
     #[arg(long, env = "RAFTSAFE_AUDIT_MAX_BYTES")]
     pub audit_max_bytes: Option<u64>,
+    /// Rotated audit files kept; older ones are deleted (the current file is not counted).
+    #[arg(long, env = "RAFTSAFE_AUDIT_MAX_FILES")]
+    pub audit_max_files: Option<usize>,
+    /// Most lines per second for requests that presented no known token (the rest are
+    /// counted in the next line's `suppressed`), so anonymous traffic cannot fill a disk.
+    #[arg(long, env = "RAFTSAFE_AUDIT_ANONYMOUS_PER_SECOND")]
+    pub audit_anonymous_per_second: Option<u32>,
     /// Serve requests even when the audit log cannot be written (default: refuse them with
     /// 503, as Vault does).
     #[arg(long, env = "RAFTSAFE_AUDIT_FAIL_OPEN", num_args = 0..=1, default_missing_value = "true")]
@@ -128,6 +135,18 @@ pub struct Settings {
     /// env `RAFTSAFE_ROOT_TOKEN`). Without it a random root token is printed once.
     #[arg(long, env = "RAFTSAFE_ROOT_TOKEN_FILE")]
     pub root_token_file: Option<PathBuf>,
+    /// Time a client has to complete the TLS handshake and to send a request's headers; an
+    /// HTTP/1 connection waiting for its next request is closed after it too (both listeners).
+    #[arg(long, env = "RAFTSAFE_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// Close a connection with no request in flight that has sent nothing for this long
+    /// (HTTP/2 included; both listeners).
+    #[arg(long, env = "RAFTSAFE_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most connections each listener serves at once; further ones wait in the kernel's
+    /// accept queue until one closes.
+    #[arg(long, env = "RAFTSAFE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// The resolved, validated configuration.
@@ -154,6 +173,10 @@ pub struct Config {
     pub root_token_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub audit: Option<AuditConfig>,
+    /// Listener limits (see `server::listener`).
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// Where and how the audit log is written.
@@ -161,6 +184,8 @@ pub struct Config {
 pub struct AuditConfig {
     pub path: PathBuf,
     pub max_bytes: u64,
+    pub max_files: usize,
+    pub anonymous_per_second: u32,
     pub fail_open: bool,
 }
 
@@ -203,6 +228,13 @@ impl Settings {
             audit_log: self.audit_log.or(other.audit_log),
             audit_max_bytes: self.audit_max_bytes.or(other.audit_max_bytes),
             audit_fail_open: self.audit_fail_open.or(other.audit_fail_open),
+            audit_max_files: self.audit_max_files.or(other.audit_max_files),
+            audit_anonymous_per_second: self
+                .audit_anonymous_per_second
+                .or(other.audit_anonymous_per_second),
+            header_timeout_ms: self.header_timeout_ms.or(other.header_timeout_ms),
+            idle_timeout_ms: self.idle_timeout_ms.or(other.idle_timeout_ms),
+            max_connections: self.max_connections.or(other.max_connections),
         }
     }
 
@@ -240,10 +272,15 @@ impl Settings {
             }
         }
         let audit = match &s.audit_log {
-            None if s.audit_max_bytes.is_some() || s.audit_fail_open.is_some() => {
+            None if s.audit_max_bytes.is_some()
+                || s.audit_fail_open.is_some()
+                || s.audit_max_files.is_some()
+                || s.audit_anonymous_per_second.is_some() =>
+            {
                 return Err(invalid(
                     "audit_log",
-                    "audit_max_bytes and audit_fail_open need audit_log",
+                    "audit_max_bytes, audit_max_files, audit_anonymous_per_second and \
+                     audit_fail_open need audit_log",
                 ))
             }
             None => None,
@@ -252,13 +289,38 @@ impl Settings {
                 if max_bytes < 4096 {
                     return Err(invalid("audit_max_bytes", "must be at least 4096"));
                 }
+                let max_files = s.audit_max_files.unwrap_or(10);
+                if max_files == 0 {
+                    return Err(invalid(
+                        "audit_max_files",
+                        "must be at least 1 (a rotated file must be kept for the chain)",
+                    ));
+                }
+                let anonymous_per_second = s.audit_anonymous_per_second.unwrap_or(100);
+                if anonymous_per_second == 0 {
+                    return Err(invalid("audit_anonymous_per_second", "must be at least 1"));
+                }
                 Some(AuditConfig {
                     path: path.clone(),
                     max_bytes,
+                    max_files,
+                    anonymous_per_second,
                     fail_open: s.audit_fail_open.unwrap_or(false),
                 })
             }
         };
+        let header_timeout = Duration::from_millis(s.header_timeout_ms.unwrap_or(10_000));
+        if header_timeout.is_zero() {
+            return Err(invalid("header_timeout_ms", "must be greater than 0"));
+        }
+        let idle_timeout = Duration::from_millis(s.idle_timeout_ms.unwrap_or(60_000));
+        if idle_timeout.is_zero() {
+            return Err(invalid("idle_timeout_ms", "must be greater than 0"));
+        }
+        let max_connections = s.max_connections.unwrap_or(1024);
+        if max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
         // With no peer list the node is a single-node store and bootstraps itself.
         let bootstrap = s.bootstrap.unwrap_or(s.peers.is_none());
         let Addresses {
@@ -302,6 +364,9 @@ impl Settings {
             root_token_file: s.root_token_file,
             metrics_addr: s.metrics_addr,
             audit,
+            header_timeout,
+            idle_timeout,
+            max_connections,
         })
     }
 

@@ -54,6 +54,7 @@ pub const TOKENS: &str = "raftsafe_tokens";
 pub const DATA_KEY_ID: &str = "raftsafe_data_key_id";
 pub const AUDIT_LINES: &str = "raftsafe_audit_lines_total";
 pub const AUDIT_FAILURES: &str = "raftsafe_audit_failures_total";
+pub const AUDIT_SUPPRESSED: &str = "raftsafe_audit_suppressed_total";
 
 /// Latency buckets, seconds: 50 µs to 10 s.
 const SECONDS: &[f64] = &[
@@ -220,6 +221,10 @@ fn describe() {
     describe_gauge!(DATA_KEY_ID, "Id of the data key that seals new values.");
     describe_counter!(AUDIT_LINES, "Lines written to the audit log.");
     describe_counter!(AUDIT_FAILURES, "Failures to open or write the audit log.");
+    describe_counter!(
+        AUDIT_SUPPRESSED,
+        "Requests without a known token not written to the audit log (rate limit); each line carries the count since the line before."
+    );
 }
 
 /// A histogram observation of an elapsed time.

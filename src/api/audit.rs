@@ -8,13 +8,18 @@
 //!   503 (the client does not get a secret that was not audited). Unless the node fails open.
 //! - The request id in the line is the one the write deduplicates with: the client's
 //!   `X-Request-Id`, or one generated here and passed down (and returned in the answer).
-//! - The line holds the accessor of the presented token (a hash prefix), never the token,
-//!   and the URL path, never the query (a ciphertext may travel in it).
+//! - The line holds the accessor (a hash prefix) of the token the route authenticates
+//!   with — `X-Vault-Token` (else `Authorization`) on Vault's `/v1/`, `Authorization` on
+//!   `/api/v1/` — never the token, and the URL path percent-decoded (as the handlers see it),
+//!   never the query (a ciphertext may travel in it). Both bounded: they are client input.
+//! - A request whose token the node does not know (none, garbage, or refused with 401) is
+//!   *anonymous*: its line is rate-limited ([`crate::audit`]), so being refused cannot fill
+//!   the disk.
 
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -55,24 +60,21 @@ pub async fn audit(
             id
         }
     };
-    // The Vault dialect's X-Vault-Token first, as its dispatcher reads it.
-    let vault_token = request
-        .headers()
-        .get("x-vault-token")
-        .and_then(|v| v.to_str().ok())
-        .map(|t| token::accessor(t.trim()));
-    let accessor = vault_token.or_else(|| {
-        request
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .map(|(_, t)| token::accessor(t.trim()))
-    });
+    let accessor = presented_accessor(&route, request.headers());
     let method = request.method().as_str().to_string();
-    // The path only: the query can carry a ciphertext. Bounded: it is client input.
-    let path: String = request.uri().path().chars().take(1024).collect();
+    // The path only: the query can carry a ciphertext.
+    let path = logged_path(request.uri().path());
     let mut response = next.run(request).await;
+    let status = response.status();
+    let anonymous = match &accessor {
+        None => true,
+        Some(_) if status == StatusCode::UNAUTHORIZED => true,
+        // Vault answers an unknown token with 403: whether the node knows it decides.
+        Some(a) if status == StatusCode::FORBIDDEN => {
+            !matches!(state.node.reader().token(a), Ok(Some(_)))
+        }
+        Some(_) => false,
+    };
     let entry = Entry {
         time: crate::time::rfc3339(crate::time::now_ms()),
         node: state.node.id(),
@@ -81,11 +83,11 @@ pub async fn audit(
         method,
         route,
         path,
-        status: response.status().as_u16(),
+        status: status.as_u16(),
     };
     // Inline, not on the blocking pool: one short write(2) under a mutex, cheaper than a
     // thread hand-off per request (measured: follower GETs 6.6k -> see BENCHMARKS.md).
-    if let Err(why) = log.record(&entry) {
+    if let Err(why) = log.record(&entry, anonymous) {
         return ApiError::Unavailable(format!("the audit log cannot be written: {why}"))
             .into_response();
     }
@@ -93,4 +95,73 @@ pub async fn audit(
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+/// Longest path logged, in characters.
+const MAX_LOGGED_PATH: usize = 1024;
+
+/// The accessor of the token the route authenticates with (see the module doc).
+fn presented_accessor(route: &str, headers: &HeaderMap) -> Option<String> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let vault = route.starts_with("/v1/");
+    let token = match header("x-vault-token") {
+        Some(t) if vault => Some(t),
+        _ => header(axum::http::header::AUTHORIZATION.as_str())
+            .and_then(|v| v.split_once(' '))
+            .map(|(_, t)| t),
+    }?;
+    let token = token.trim();
+    (!token.is_empty()).then(|| token::accessor(token))
+}
+
+/// The path as the handlers see it: percent-decoded (invalid UTF-8 replaced), bounded.
+fn logged_path(raw: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let mut out: String = decoded.chars().take(MAX_LOGGED_PATH).collect();
+    if decoded.chars().nth(MAX_LOGGED_PATH).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accessor_is_the_one_the_route_authenticates_with() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer api-token"),
+        );
+        h.insert("x-vault-token", HeaderValue::from_static("vault-token"));
+        let api = presented_accessor("/api/v1/secrets/{*path}", &h);
+        assert_eq!(api, Some(token::accessor("api-token")));
+        let vault = presented_accessor("/v1/{*rest}", &h);
+        assert_eq!(vault, Some(token::accessor("vault-token")));
+        h.remove("x-vault-token");
+        let vault = presented_accessor("/v1/{*rest}", &h);
+        assert_eq!(vault, Some(token::accessor("api-token")));
+        assert_eq!(
+            presented_accessor("/api/v1/tokens", &HeaderMap::new()),
+            None
+        );
+    }
+
+    #[test]
+    fn paths_are_decoded_and_bounded() {
+        assert_eq!(
+            logged_path("/api/v1/secrets/a%20b/%C3%A9"),
+            "/api/v1/secrets/a b/é"
+        );
+        let long = format!("/v1/{}", "%41".repeat(5_000));
+        let logged = logged_path(&long);
+        assert_eq!(logged.chars().count(), MAX_LOGGED_PATH + 1);
+        assert!(logged.ends_with('…'));
+    }
 }

@@ -4,11 +4,14 @@
 //! - A backup is taken after the read barrier (the route is in the current group), from one
 //!   RocksDB snapshot: it holds every write acknowledged before the request began. It is
 //!   streamed; the node never holds it in memory.
-//! - A restore is checked completely before anything is proposed: the file's checksum,
+//! - A backup's header is tagged under a key derived from the master key
+//!   (`store::backup`), so only this cluster (or one sharing its master key) can restore it.
+//! - A restore is checked completely before anything is proposed: the file's tag, checksum,
 //!   length and pair count, and that its data keys unwrap with this node's master key. Then
 //!   it goes through the log as `RestoreBegin`, chunks and `RestoreCommit`
 //!   (`secret::restore`): the live state changes only at the commit, atomically, on every
-//!   node. A cluster that holds secrets refuses it unless `?force=true`.
+//!   node. A cluster that holds secrets or mounts refuses it unless `?force=true`, checked
+//!   again at the commit (a write acknowledged during the upload is never wiped).
 //! - The uploaded file is kept in the data directory only while the restore runs.
 
 use std::io::Write;
@@ -24,7 +27,7 @@ use super::error::ApiError;
 use super::input::query;
 use super::state::State;
 use super::wire::{Binary, ErrorBody, Restored};
-use crate::secret::machine::keys;
+use crate::secret::keyring::MacPurpose;
 use crate::secret::token::Scope;
 use crate::secret::{Command, CommandResult, Op};
 use crate::store::backup::{self, BackupError};
@@ -70,11 +73,13 @@ pub async fn export(
     query(raw, &[])?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let reader = state.node.reader().clone();
+    let barrier = state.barrier.clone();
     let now = crate::time::now_ms();
     let by = who.accessor.clone();
     tokio::task::spawn_blocking(move || {
         let mut out = ChannelWriter(tx.clone());
-        match reader.backup(now, &mut out) {
+        let sign = |data: &[u8]| barrier.mac(MacPurpose::Backup, data);
+        match reader.backup(now, sign, &mut out) {
             Ok(h) => {
                 tracing::info!(by = %by, pairs = h.pairs, applied = h.applied_index, "backup taken")
             }
@@ -107,13 +112,13 @@ fn bad_backup(e: BackupError) -> ApiError {
     tag = "cluster",
     operation_id = "restore",
     summary = "Replace the whole state with a backup",
-    description = "The file is checked whole (checksum, length, and that its keys unwrap with this cluster's master key) before anything changes; then the state is replaced atomically on every node. A cluster holding secrets refuses unless `?force=true`.",
-    params(("force" = Option<bool>, Query, description = "Replace a state that holds secrets (default false).")),
+    description = "The file is checked whole (its tag under this cluster's master key, checksum, length, and that its keys unwrap) before anything changes; then the state is replaced atomically on every node. A cluster holding secrets or mounts refuses unless `?force=true`, checked again when the restore commits.",
+    params(("force" = Option<bool>, Query, description = "Replace a state that holds secrets or mounts (default false).")),
     request_body(content = Binary, content_type = "application/octet-stream", description = "A file from `GET /api/v1/cluster/backup`."),
     responses(
         (status = 200, description = "Restored.", body = Restored),
-        (status = 400, description = "A bad query; a damaged, truncated or foreign backup (`type` `invalidBackup`).", body = ErrorBody),
-        (status = 409, description = "The cluster holds secrets and `force` is not set, or another restore ran at once (`type` `restoreRefused`).", body = ErrorBody),
+        (status = 400, description = "A bad query; a damaged, truncated, edited or foreign backup (`type` `invalidBackup`).", body = ErrorBody),
+        (status = 409, description = "The cluster holds secrets or mounts and `force` is not set (at the start, or written while the backup uploaded), or another restore ran at once (`type` `restoreRefused`).", body = ErrorBody),
         (status = 413, description = "The backup is larger than 16 GiB.", body = ErrorBody),
     ),
     security(("bearer" = ["admin"])),
@@ -180,26 +185,10 @@ async fn receive_and_restore(
     // Check the whole file, and that its keys are this cluster's master key's, first.
     let barrier = state.barrier.clone();
     let checked = path.to_path_buf();
-    let header = crate::store::blocking(move || {
-        let mut r =
-            backup::open(&checked).map_err(|e| crate::store::StoreError::Apply(e.to_string()))?;
-        while let Some((k, v)) = r
-            .next_pair()
-            .map_err(|e| crate::store::StoreError::Apply(e.to_string()))?
-        {
-            if k.first() == Some(&keys::DATA_KEY) && k.len() == 5 {
-                let id = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
-                barrier.check_wrapped_key(id, &v).map_err(|e| {
-                    crate::store::StoreError::Apply(format!(
-                        "the backup was sealed with another master key: {e}"
-                    ))
-                })?;
-            }
-        }
-        Ok(r.header().clone())
-    })
-    .await
-    .map_err(|e| ApiError::invalid_field("invalidBackup", "/", e.to_string()))?;
+    let header = tokio::task::spawn_blocking(move || barrier.check_backup(&checked))
+        .await
+        .map_err(|e| ApiError::Internal(format!("checking the backup: {e}")))?
+        .map_err(bad_backup)?;
 
     let restore_id = u64::from_be_bytes(
         crate::secret::crypto::random_key().map_err(|e| ApiError::Internal(e.to_string()))?[..8]

@@ -2,12 +2,18 @@
 //! node knows a leader, has applied everything that leader had committed (it could serve a
 //! linearizable read right now), holds a keyring it can unwrap (it could seal and open
 //! values), and the cluster's root token exists (bootstrap is complete).
+//!
+//! Invariant: anyone may call `ready`, so it costs the cluster at most one quorum round per
+//! [`READY_FRESH`]: callers within that time share the last answer, and callers arriving
+//! while a check runs wait for it (single flight) instead of starting their own.
+
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::state::State;
+use super::state::{AppState, State};
 use super::wire::{NotReady, ReadinessErrors, StatusOk, OK};
 
 #[utoipa::path(
@@ -35,6 +41,36 @@ pub async fn alive() -> Json<StatusOk> {
     ),
 )]
 pub async fn ready(state: State) -> Response {
+    let errors = readiness(&state).await;
+    if errors.is_ready() {
+        Json(OK).into_response()
+    } else {
+        let body = NotReady {
+            errors,
+            status: "UNAVAILABLE",
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// What keeps this node from being ready (nothing when it is), checked at most once per
+/// [`READY_FRESH`] (see the module doc). Vault's `sys/health` asks the same.
+pub async fn readiness(state: &AppState) -> ReadinessErrors {
+    let mut last = state.readiness.lock().await;
+    match &*last {
+        Some((at, errors)) if at.elapsed() < READY_FRESH => errors.clone(),
+        _ => {
+            let errors = check(state).await;
+            *last = Some((Instant::now(), errors.clone()));
+            errors
+        }
+    }
+}
+
+/// How long a readiness answer is reused.
+pub const READY_FRESH: Duration = Duration::from_millis(500);
+
+async fn check(state: &AppState) -> ReadinessErrors {
     let mut errors = ReadinessErrors::default();
     match state.node.linearize().await {
         Err(e) => errors.raft = Some(e.to_string()),
@@ -58,13 +94,5 @@ pub async fn ready(state: State) -> Response {
             Err(e) => errors.keyring = Some(e.to_string()),
         },
     }
-    if errors.keyring.is_none() && errors.raft.is_none() && errors.tokens.is_none() {
-        Json(OK).into_response()
-    } else {
-        let body = NotReady {
-            errors,
-            status: "UNAVAILABLE",
-        };
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    }
+    errors
 }

@@ -11,6 +11,8 @@ pub struct AppState {
     pub max_value_bytes: usize,
     /// The audit log, when one is configured.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// The last readiness check and when it ran (see `health::ready`).
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, super::wire::ReadinessErrors)>>,
 }
 
 /// The axum extractor handlers take.

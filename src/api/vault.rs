@@ -294,9 +294,7 @@ impl Call {
         if method != Method::GET && method != Method::HEAD {
             return Err(VaultError::unsupported(method, "sys/health"));
         }
-        let ready = self.state.node.linearize().await.is_ok()
-            && matches!(self.state.barrier.current_key_id(), Ok(Some(_)))
-            && matches!(self.state.node.reader().bootstrapped(), Ok(true));
+        let ready = super::health::readiness(&self.state).await.is_ready();
         let body = json!({
             "initialized": ready,
             "sealed": false,

@@ -673,7 +673,7 @@ pub struct NotReady {
     pub status: &'static str,
 }
 
-#[derive(Serialize, Default, ToSchema)]
+#[derive(Debug, Clone, Serialize, Default, ToSchema)]
 pub struct ReadinessErrors {
     /// The keyring is missing or its keys do not unwrap with this node's master key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -687,6 +687,12 @@ pub struct ReadinessErrors {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub tokens: Option<String>,
+}
+
+impl ReadinessErrors {
+    pub fn is_ready(&self) -> bool {
+        self.keyring.is_none() && self.raft.is_none() && self.tokens.is_none()
+    }
 }
 
 /// A binary body (a backup file): the schema only, the bytes are streamed.

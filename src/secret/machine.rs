@@ -38,7 +38,7 @@
 use super::command::{Caller, Command, CommandResult, Op, Precondition, Request, RequestId};
 use super::path::SecretPath;
 pub use super::state::{
-    keys, ApplyError, Changes, Pair, Plan, SecretMeta, StateRead, VersionRecord,
+    data_ranges, keys, ApplyError, Changes, Pair, Plan, SecretMeta, StateRead, VersionRecord,
 };
 
 /// How many recent request ids are remembered for deduplication, per caller.
@@ -371,14 +371,6 @@ mod tests {
         fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
             Ok(self.0.range(from.to_vec()..).next().map(|(k, _)| k.clone()))
         }
-        fn scan_prefix(&self, prefix: u8) -> Result<Vec<Pair>, Self::Error> {
-            Ok(self
-                .0
-                .range(vec![prefix]..)
-                .take_while(|(k, _)| k.first() == Some(&prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect())
-        }
     }
 
     impl Mem {
@@ -388,8 +380,8 @@ mod tests {
                 .iter()
                 .flat_map(|r| apply(self, &mut changes, r).unwrap())
                 .collect();
-            // As the store does: ranges first, then writes.
-            let plan = changes.into_plan(self).unwrap();
+            // As the store does: ranges first, then writes, then a restore's swap.
+            let plan = changes.into_plan();
             for (start, end) in plan.delete_ranges {
                 self.0.retain(|k, _| *k < start || *k >= end);
             }
@@ -398,6 +390,21 @@ mod tests {
                     Some(v) => self.0.insert(k, v),
                     None => self.0.remove(&k),
                 };
+            }
+            if plan.replace_data_with_staging {
+                for (start, end) in data_ranges() {
+                    self.0.retain(|k, _| *k < start || *k >= end);
+                }
+                let staged: Vec<_> = self
+                    .0
+                    .iter()
+                    .filter(|(k, _)| k[0] == keys::STAGING)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                for (k, v) in staged {
+                    self.0.remove(&k);
+                    self.0.insert(k[1..].to_vec(), v);
+                }
             }
             out
         }
@@ -861,6 +868,88 @@ mod tests {
         // Bookkeeping survives: the commit is remembered, the late write is not.
         assert!(s.0.contains_key(&keys::dedup("done")));
         assert!(!s.0.contains_key(&keys::dedup("late")));
+    }
+
+    #[test]
+    fn an_unforced_restore_never_replaces_data_written_before_its_commit() {
+        let begin = |id: &str, force| {
+            restore_op(
+                id,
+                Command::RestoreBegin {
+                    restore: 9,
+                    pairs: 1,
+                    force,
+                },
+            )
+        };
+        let chunk = |id: &str| {
+            restore_op(
+                id,
+                Command::RestoreChunk {
+                    restore: 9,
+                    seq: 0,
+                    pairs: vec![(keys::meta(&p("new/a")), vec![1])],
+                },
+            )
+        };
+        let commit = |id: &str| restore_op(id, Command::RestoreCommit { restore: 9 });
+        // A cluster holding only a mount is not empty: its keys would be lost.
+        let mut s = Mem::default();
+        assert!(matches!(
+            run_cmd(&mut s, "m", 1, mount("pay")),
+            CommandResult::Mount(_)
+        ));
+        let r = s.run(&[begin("b", false)]);
+        assert!(
+            matches!(&r[0], CommandResult::RestoreRefused(why) if why.contains("mounts")),
+            "{r:?}"
+        );
+        // An empty cluster starts a restore; a write acknowledged during the upload makes
+        // the commit refuse, and the write survives.
+        let mut s = Mem::default();
+        let r = s.run(&[begin("b", false), chunk("c")]);
+        assert!(
+            matches!(r[1], CommandResult::RestoreStaged { staged: 1 }),
+            "{r:?}"
+        );
+        s.run(&[put("w", 2, "live", b"acknowledged", None)]);
+        let r = s.run(&[commit("x")]);
+        assert!(
+            matches!(&r[0], CommandResult::RestoreRefused(why) if why.contains("uploading")),
+            "{r:?}"
+        );
+        assert!(
+            s.0.contains_key(&keys::meta(&p("live"))),
+            "the acknowledged write survives"
+        );
+        assert!(!s.0.contains_key(&keys::meta(&p("new/a"))));
+        assert!(
+            !s.0.keys()
+                .any(|k| k[0] == keys::STAGING || k == keys::RESTORE),
+            "abandoned"
+        );
+        // The same in one batch (a write applied between chunk and commit).
+        let mut s = Mem::default();
+        let r = s.run(&[
+            begin("b", false),
+            chunk("c"),
+            put("w", 2, "live", b"v", None),
+            commit("x"),
+        ]);
+        assert!(matches!(r[3], CommandResult::RestoreRefused(_)), "{r:?}");
+        assert!(s.0.contains_key(&keys::meta(&p("live"))));
+        // Forced, the same sequence replaces the data.
+        let mut s = Mem::default();
+        s.run(&[put("w0", 1, "old", b"v", None)]);
+        let r = s.run(&[
+            begin("b", true),
+            chunk("c"),
+            put("w", 2, "live", b"v", None),
+            commit("x"),
+        ]);
+        assert_eq!(r[3], CommandResult::Restored { pairs: 1 });
+        assert!(!s.0.contains_key(&keys::meta(&p("live"))));
+        assert!(s.0.contains_key(&keys::meta(&p("new/a"))));
     }
 
     fn run_cmd(s: &mut Mem, id: &str, at: u64, command: Command) -> CommandResult {

@@ -7,7 +7,11 @@
 //! - A restore never half-applies: until its commit applies, the live state is untouched;
 //!   the commit swaps all of it in one write, on every replica at the same log index, so
 //!   every node ends with the same digest.
-//! - A cluster that holds any secret refuses `RestoreBegin` unless it is forced.
+//! - Unless it is forced, a restore only fills a cluster that holds no data: no secret and
+//!   no mount (a mount's keys decrypt every ciphertext it ever issued). This is checked at
+//!   `RestoreBegin` and again at `RestoreCommit`, in the log, so a write acknowledged while
+//!   the backup was uploading makes the commit refuse rather than be wiped. (Tokens and data
+//!   keys do not count: every cluster has its bootstrap token and first key.)
 //! - Steps must come in order for the restore in progress (`R`): a chunk or commit of another
 //!   restore, a chunk out of sequence, or a commit before every announced pair is staged is
 //!   refused and changes nothing. A new `RestoreBegin` abandons any earlier one.
@@ -27,6 +31,24 @@ struct InProgress {
     expected: u64,
     staged: u64,
     next_seq: u64,
+    /// Whether the caller agreed to replace data the cluster holds.
+    force: bool,
+}
+
+/// Why the cluster's data would be lost to a restore, if it holds any.
+fn holds_data<S: StateRead>(
+    state: &S,
+    changes: &Changes,
+) -> Result<Option<&'static str>, ApplyError<S::Error>> {
+    if changes.any_with_prefix(state, keys::META)? {
+        return Ok(Some("secrets"));
+    }
+    if changes.any_with_prefix(state, keys::MOUNT)? {
+        return Ok(Some(
+            "mounts (whose keys decrypt every ciphertext they issued)",
+        ));
+    }
+    Ok(None)
 }
 
 fn current<S: StateRead>(
@@ -47,10 +69,10 @@ pub(super) fn begin<S: StateRead>(
     expected: u64,
     force: bool,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
-    if !force && changes.any_with_prefix(state, keys::META)? {
-        return Ok(refused(
-            "the cluster already holds secrets; restoring would replace them (force it to)",
-        ));
+    if let Some(what) = holds_data(state, changes)?.filter(|_| !force) {
+        return Ok(refused(format!(
+            "the cluster already holds {what}; restoring would replace them (force it to)"
+        )));
     }
     changes.clear_prefix(keys::STAGING);
     let progress = InProgress {
@@ -58,6 +80,7 @@ pub(super) fn begin<S: StateRead>(
         expected,
         staged: 0,
         next_seq: 0,
+        force,
     };
     changes.put(keys::RESTORE.to_vec(), &progress);
     Ok(CommandResult::RestoreStaged { staged: 0 })
@@ -109,6 +132,16 @@ pub(super) fn commit<S: StateRead>(
         return Ok(refused(format!(
             "restore {restore}: {} of {} pairs staged; not committing a partial restore",
             progress.staged, progress.expected
+        )));
+    }
+    if let Some(what) = holds_data(state, changes)?.filter(|_| !progress.force) {
+        // Written since `RestoreBegin` found the cluster empty: acknowledged writes that a
+        // commit would silently wipe. The restore is abandoned; its staging is cleared.
+        changes.delete(keys::RESTORE.to_vec());
+        changes.clear_prefix(keys::STAGING);
+        return Ok(refused(format!(
+            "restore {restore}: {what} were written while the backup was uploading; \
+             not replacing them (restore again, forced, to replace them)"
         )));
     }
     changes.delete(keys::RESTORE.to_vec());

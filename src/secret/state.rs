@@ -96,6 +96,14 @@ pub mod keys {
         k
     }
 
+    /// The id of a data key's key (`k` + u32 BE), or `None` for any other key.
+    pub fn data_key_id(key: &[u8]) -> Option<u32> {
+        match key {
+            [DATA_KEY, id @ ..] => Some(u32::from_be_bytes(id.try_into().ok()?)),
+            _ => None,
+        }
+    }
+
     pub fn token(accessor: &str) -> Vec<u8> {
         let mut k = vec![TOKEN];
         k.extend_from_slice(accessor.as_bytes());
@@ -193,18 +201,40 @@ pub trait StateRead {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
     /// The first key `>= from`, if any.
     fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
-    /// Every pair whose key starts with `prefix` (only a restore's commit needs this).
-    fn scan_prefix(&self, prefix: u8) -> Result<Vec<Pair>, Self::Error>;
 }
 
 /// What a batch does to the stored state, in order: delete these key ranges, then write
-/// (or delete) these keys. The store applies it in one atomic write; [`Changes::into_plan`]
-/// is the one place that decides it.
+/// (or delete) these keys, then — when a restore committed — replace the data with the
+/// staged pairs. [`Changes::into_plan`] is the one place that decides it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// `[start, end)` key ranges.
     pub delete_ranges: Vec<(Vec<u8>, Vec<u8>)>,
     pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// A restore committed: after the writes, every data key (the ranges of
+    /// [`data_ranges`]) is deleted, each staged pair `Z<key>` moves to `<key>`, and the
+    /// staging area is emptied. The staged pairs may be far larger than memory, so the store
+    /// does this by streaming over them (resumably: see `store::state_machine`); it is
+    /// described here, not computed.
+    pub replace_data_with_staging: bool,
+}
+
+/// The `[start, end)` ranges that together hold every data key ([`keys::is_data`]) and no
+/// bookkeeping key.
+pub fn data_ranges() -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut ranges = Vec::new();
+    let mut start = None;
+    for b in 0..=u8::MAX {
+        match (keys::is_data(&[b]) && b < u8::MAX, start) {
+            (true, None) => start = Some(b),
+            (false, Some(s)) => {
+                ranges.push((vec![s], vec![b]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    ranges
 }
 
 /// `[start, end)` of the keys whose first byte is `b`.
@@ -249,56 +279,21 @@ impl Changes {
     }
 
     /// The plan the store applies for this batch (see [`Plan`]).
-    pub fn into_plan<S: StateRead>(self, state: &S) -> Result<Plan, ApplyError<S::Error>> {
-        let mut delete_ranges: Vec<_> = self.cleared.iter().map(|b| prefix_range(*b)).collect();
-        if !self.restore_commit {
-            return Ok(Plan {
-                delete_ranges,
-                writes: self.writes.into_iter().collect(),
-            });
-        }
-        // A restore: every data key goes; the staged pairs (stored and pending) take their
-        // place under their final keys; the staging area is emptied. Pending writes to data
-        // keys came before the commit in this batch and are replaced with the rest.
-        let mut staged: BTreeMap<Vec<u8>, Vec<u8>> = if self.cleared.contains(&keys::STAGING) {
-            BTreeMap::new()
-        } else {
-            state
-                .scan_prefix(keys::STAGING)
-                .map_err(ApplyError::Read)?
-                .into_iter()
-                .collect()
-        };
-        let mut writes = Vec::new();
-        for (k, v) in self.writes {
-            match (k.first() == Some(&keys::STAGING), v) {
-                (true, Some(v)) => {
-                    staged.insert(k, v);
-                }
-                (true, None) => {
-                    staged.remove(&k);
-                }
-                (false, v) if !keys::is_data(&k) => writes.push((k, v)),
-                (false, _) => {}
-            }
-        }
-        let mut start = None;
-        for b in 0..=u8::MAX {
-            match (keys::is_data(&[b]) && b < u8::MAX, start) {
-                (true, None) => start = Some(b),
-                (false, Some(s)) => {
-                    delete_ranges.push((vec![s], vec![b]));
-                    start = None;
-                }
-                _ => {}
-            }
-        }
-        delete_ranges.push(prefix_range(keys::STAGING));
-        writes.extend(staged.into_iter().map(|(k, v)| (k[1..].to_vec(), Some(v))));
-        Ok(Plan {
+    pub fn into_plan(self) -> Plan {
+        let delete_ranges: Vec<_> = self.cleared.iter().map(|b| prefix_range(*b)).collect();
+        // A restore: pending writes to data keys came before the commit in this batch and
+        // are replaced with the rest of the data, so they are dropped; staged pairs and
+        // bookkeeping are written, then the store swaps the staging area in.
+        let writes = self
+            .writes
+            .into_iter()
+            .filter(|(k, _)| !self.restore_commit || !keys::is_data(k))
+            .collect();
+        Plan {
             delete_ranges,
             writes,
-        })
+            replace_data_with_staging: self.restore_commit,
+        }
     }
 
     /// Deletes every key starting with `prefix`, pending writes included.

@@ -7,7 +7,8 @@
 //!    disk, before Raft starts: a node with the wrong key refuses to start and writes nothing.
 //! 2. TLS material is loaded; without it the node is a dev server and may only bind loopback.
 //! 3. Listeners bind ([`listener`]) before Raft starts so peers can reach this node as it
-//!    votes.
+//!    votes. Each serves within the configured limits (header and idle timeouts, a cap on
+//!    connections).
 //! 4. The bootstrap node of a new cluster then creates the keyring and the root token
 //!    ([`crate::bootstrap`]).
 
@@ -149,29 +150,37 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let audit = config.audit.as_ref().map(|a| {
         Arc::new(crate::audit::AuditLog::open(
             &a.path,
-            a.max_bytes,
+            crate::audit::Limits {
+                max_bytes: a.max_bytes,
+                max_files: a.max_files,
+                anonymous_per_second: a.anonymous_per_second,
+            },
             a.fail_open,
         ))
     });
     let state = Arc::new(AppState {
+        readiness: Default::default(),
         node: node.clone(),
         barrier: barrier.clone(),
         max_value_bytes: config.max_value_bytes,
         audit,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let limits = listener::Limits::of(&config);
     let raft_server = raft_listener.serve(
         rpc::router(node.clone(), peer_key),
         tls.as_ref().map(|t| t.raft.clone()),
+        limits,
         stop_rx.clone(),
     )?;
     let api_server = api_listener.serve(
         api::router(state),
         tls.as_ref().map(|t| t.api.clone()),
+        limits,
         stop_rx.clone(),
     )?;
     if let Some(l) = metrics_listener {
-        l.serve(api::metrics_router(), None, stop_rx)?;
+        l.serve(api::metrics_router(), None, limits, stop_rx)?;
     }
     tracing::info!(
         node = config.node_id,

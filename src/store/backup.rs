@@ -2,9 +2,12 @@
 //! (values and tokens sealed, data keys wrapped under the master key), with a header an
 //! operator can read and check without the master key.
 //!
-//! Layout: `MAGIC` · u32 BE header length · header (JSON, [`BackupHeader`]) · body. The body
-//! is the data pairs in key order, each `u32 BE key length · key · u32 BE value length ·
-//! value`. The header carries the SHA-256 and the length of the body and the pair count.
+//! Layout: `MAGIC` · u32 BE header length · header (JSON, [`BackupHeader`]) · 32-byte tag ·
+//! body. The body is the data pairs in key order, each `u32 BE key length · key · u32 BE
+//! value length · value`. The header carries the SHA-256 and the length of the body and the
+//! pair count; the tag is an HMAC-SHA256 of the magic and the header under a key derived
+//! from the master key (`secret::keyring::MacPurpose::Backup`), so it authenticates the
+//! body too, through the header's hash.
 //!
 //! Invariants:
 //! - Only data keys are exported (`secret::machine::keys::is_data`): the dedup table and a
@@ -13,6 +16,11 @@
 //!   header is exactly the state in the body.
 //! - A file whose magic, header, length, pair count or checksum does not match is refused
 //!   with an error that says which; nothing is restored from it.
+//! - Anyone can check a file's integrity (the checksum); only a holder of the master key
+//!   can make or check its tag. A restore requires a valid tag
+//!   ([`BackupReader::authenticate`]): an edited backup — reviving a revoked token,
+//!   undoing a key rotation, swapping versions — is refused. This module never sees the
+//!   key: the caller signs and verifies (the store does not depend on the barrier).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -24,7 +32,10 @@ use super::{Db, StoreError, CF_SM_DATA, CF_SM_META};
 use crate::secret::machine::{keys, Pair};
 
 pub const MAGIC: &[u8; 16] = b"RAFTSAFE-BACKUP\n";
-pub const FORMAT: u32 = 1;
+/// Format 1 (before backups were authenticated) is refused: it could have been edited.
+pub const FORMAT: u32 = 2;
+/// Bytes of the header's tag.
+pub const TAG_BYTES: usize = 32;
 const MAX_HEADER: u32 = 64 * 1024;
 const MAX_ITEM: u32 = 64 << 20;
 
@@ -55,14 +66,18 @@ pub enum BackupError {
     NotABackup,
     #[error("backup header is unreadable: {0}")]
     Header(String),
-    #[error("backup format {0} is not supported (this build reads format {FORMAT})")]
+    #[error("backup format {0} is not supported (this build reads format {FORMAT}; format 1 backups are not authenticated: take a new backup)")]
     Format(u32),
     #[error("backup is truncated: {0}")]
     Truncated(String),
+    #[error("backup is not authenticated by this cluster's master key (it was edited, or made by a cluster with another master key)")]
+    Unauthenticated,
     #[error("backup body checksum mismatch: the header says {expected}, the body hashes to {actual} (the file was changed or damaged)")]
     Checksum { expected: String, actual: String },
     #[error("backup body does not match its header: {0}")]
     Mismatch(String),
+    #[error("the backup was sealed with another master key: {0}")]
+    ForeignKey(String),
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -86,15 +101,23 @@ fn encode_pair(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
     out.extend_from_slice(v);
 }
 
-/// Writes a backup of `db` to `out`, streaming: one pass over a RocksDB snapshot computes
-/// the header (count, length, checksum), a second pass over the same snapshot writes the
-/// body. Returns the header.
+/// What the header's tag covers: the magic, then the header's bytes as written.
+fn signed_bytes(json: &[u8]) -> Vec<u8> {
+    let mut signed = MAGIC.to_vec();
+    signed.extend_from_slice(json);
+    signed
+}
+
+/// Writes a backup of `db` as of `snap` to `out`, streaming: one pass over the snapshot
+/// computes the header (count, length, checksum), `sign` tags it, a second pass over the
+/// same snapshot writes the body. Returns the header.
 pub fn export(
     db: &Db,
+    snap: &rocksdb::Snapshot<'_>,
     created_at_ms: u64,
+    sign: impl FnOnce(&[u8]) -> [u8; TAG_BYTES],
     out: &mut impl Write,
 ) -> Result<BackupHeader, BackupError> {
-    let snap = db.snapshot();
     let meta = db.cf(CF_SM_META);
     let applied: Option<crate::store::types::LogId> = match snap
         .get_cf(meta, b"last_applied")
@@ -142,6 +165,7 @@ pub fn export(
     out.write_all(&(json.len() as u32).to_be_bytes())
         .map_err(io)?;
     out.write_all(&json).map_err(io)?;
+    out.write_all(&sign(&signed_bytes(&json))).map_err(io)?;
     buf.clear();
     for item in snap.iterator_cf(data, IteratorMode::Start) {
         let (k, v) = item.map_err(StoreError::from)?;
@@ -164,6 +188,9 @@ pub fn export(
 pub struct BackupReader<R: Read> {
     input: R,
     header: BackupHeader,
+    /// The header's bytes as read, and its tag.
+    signed: Vec<u8>,
+    tag: [u8; TAG_BYTES],
     hash: ring::digest::Context,
     read_pairs: u64,
     read_bytes: u64,
@@ -203,9 +230,13 @@ impl<R: Read> BackupReader<R> {
         if header.format != FORMAT {
             return Err(BackupError::Format(header.format));
         }
+        let mut tag = [0u8; TAG_BYTES];
+        read_exact(&mut input, &mut tag, "the header's tag")?;
         Ok(BackupReader {
             input,
             header,
+            signed: signed_bytes(&json),
+            tag,
             hash: ring::digest::Context::new(&ring::digest::SHA256),
             read_pairs: 0,
             read_bytes: 0,
@@ -214,6 +245,19 @@ impl<R: Read> BackupReader<R> {
 
     pub fn header(&self) -> &BackupHeader {
         &self.header
+    }
+
+    /// Checks the header's tag with `verify(signed bytes, tag)` (the master key's holder).
+    /// The body is covered through the header's checksum, checked as it is read.
+    pub fn authenticate(
+        &self,
+        verify: impl FnOnce(&[u8], &[u8]) -> bool,
+    ) -> Result<(), BackupError> {
+        if verify(&self.signed, &self.tag) {
+            Ok(())
+        } else {
+            Err(BackupError::Unauthenticated)
+        }
     }
 
     fn item(&mut self, what: &str) -> Result<Vec<u8>, BackupError> {
@@ -296,13 +340,25 @@ pub fn verify(path: &Path) -> Result<BackupHeader, BackupError> {
 mod tests {
     use super::*;
 
+    fn key() -> ring::hmac::Key {
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"test backup key")
+    }
+
+    fn verifier(key: ring::hmac::Key) -> impl FnOnce(&[u8], &[u8]) -> bool {
+        move |data, tag| ring::hmac::verify(&key, data, tag).is_ok()
+    }
+
     fn sample() -> Vec<u8> {
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        sample_of(&[
             (b"ma".to_vec(), vec![1, 2]),
             (b"va\0x".to_vec(), vec![3; 40]),
-        ];
+        ])
+    }
+
+    /// A backup of `pairs`, tagged with [`key`], as `export` writes one.
+    fn sample_of(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
         let mut body = Vec::new();
-        for (k, v) in &pairs {
+        for (k, v) in pairs {
             encode_pair(&mut body, k, v);
         }
         let header = BackupHeader {
@@ -318,6 +374,7 @@ mod tests {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&(json.len() as u32).to_be_bytes());
         out.extend_from_slice(&json);
+        out.extend_from_slice(ring::hmac::sign(&key(), &signed_bytes(&json)).as_ref());
         out.extend_from_slice(&body);
         out
     }
@@ -349,5 +406,31 @@ mod tests {
         let mut longer = good.clone();
         longer.push(0);
         assert!(matches!(check(&longer), Err(BackupError::Mismatch(_))));
+    }
+
+    #[test]
+    fn only_the_keys_holder_can_make_a_backup_that_authenticates() {
+        let good = sample();
+        let r = BackupReader::new(good.as_slice()).unwrap();
+        r.authenticate(verifier(key())).unwrap();
+        let other = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"another master");
+        assert!(matches!(
+            r.authenticate(verifier(other)),
+            Err(BackupError::Unauthenticated)
+        ));
+        // An edit that keeps the file self-consistent (a new body, its checksum recomputed
+        // in the header) but reuses the original tag: the checksum passes, the tag does not.
+        let edited = sample_of(&[(b"ma".to_vec(), vec![9, 9])]);
+        let json_len = |b: &[u8]| u32::from_be_bytes(b[16..20].try_into().unwrap()) as usize;
+        let tag_at = |b: &[u8]| 20 + json_len(b);
+        let mut forged = edited.clone();
+        let (from, to) = (tag_at(&good), tag_at(&edited));
+        forged[to..to + TAG_BYTES].copy_from_slice(&good[from..from + TAG_BYTES]);
+        assert_eq!(check(&forged).unwrap(), 1, "integrity alone accepts it");
+        let r = BackupReader::new(forged.as_slice()).unwrap();
+        assert!(matches!(
+            r.authenticate(verifier(key())),
+            Err(BackupError::Unauthenticated)
+        ));
     }
 }

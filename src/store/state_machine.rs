@@ -20,6 +20,14 @@
 //!   bounded batches while readers are held off, and the last batch sets `last_applied`,
 //!   the membership and clears the marker (synced). [`StateMachine::open`] finishes an
 //!   install a crash interrupted, and installs a snapshot newer than the applied state.
+//! - A restore's commit is done the same way, so that it never holds a backup in memory:
+//!   the entry's batch (with `last_applied`) and a `restoring` marker are written synced,
+//!   then, with readers held off, the data is deleted and the staged pairs are copied into
+//!   place in bounded batches; the last batch empties the staging area and clears the
+//!   marker. Until then the staging area is intact, so [`StateMachine::open`] simply runs
+//!   the copy again after a crash.
+//! - Readers hold the gate only while they read or take a RocksDB snapshot, never while
+//!   they stream one out (a backup download, a snapshot build).
 
 use std::sync::{Arc, RwLock};
 
@@ -43,6 +51,9 @@ const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// Present while a snapshot install is in progress: the log id being installed.
 const KEY_INSTALLING: &[u8] = b"installing";
+/// Present while a restore's commit moves the staged pairs into place (see
+/// [`StateMachine::finish_restore`]).
+const KEY_RESTORING: &[u8] = b"restoring";
 /// Bytes of pairs per write batch during an install.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
 
@@ -77,20 +88,6 @@ impl StateRead for DbView<'_> {
             Some(item) => Ok(Some(item?.0.to_vec())),
             None => Ok(None),
         }
-    }
-
-    fn scan_prefix(&self, prefix: u8) -> Result<Vec<machine::Pair>, Self::Error> {
-        let start = [prefix];
-        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
-        let mut out = Vec::new();
-        for item in self.0.iter(CF_SM_DATA, mode) {
-            let (k, v) = item?;
-            if k.first() != Some(&prefix) {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
     }
 }
 
@@ -131,6 +128,10 @@ impl StateMachine {
             snapshot::secure_incoming(&dir, None)?;
             let _ = std::fs::remove_file(snapshot::building_path(&dir));
         }
+        if self.db.get(CF_SM_META, KEY_RESTORING)?.is_some() {
+            tracing::info!("finishing a restore that was interrupted while it committed");
+            Self::finish_restore(&self.db)?;
+        }
         let interrupted = self.db.get(CF_SM_META, KEY_INSTALLING)?.is_some();
         let (applied, _) = Self::applied_state_blocking(&self.db)?;
         let current = snapshot::current_path(&dir);
@@ -170,7 +171,11 @@ impl StateMachine {
         Ok((last, membership))
     }
 
-    fn apply_blocking(db: &Db, entries: Vec<Entry>) -> Result<Vec<Vec<CommandResult>>, StoreError> {
+    fn apply_blocking(
+        db: &Db,
+        gate: &RwLock<()>,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<Vec<CommandResult>>, StoreError> {
         metrics::histogram!(metric::APPLY_ENTRIES).record(entries.len() as f64);
         let view = DbView(db);
         let mut changes = Changes::default();
@@ -190,9 +195,11 @@ impl StateMachine {
             };
             results.push(result);
         }
-        let plan = changes
-            .into_plan(&view)
-            .map_err(|e| StoreError::Apply(format!("planning the batch: {e}")))?;
+        let plan = changes.into_plan();
+        // A restore's commit changes all the data: no reader may see it half done.
+        let _gate = plan
+            .replace_data_with_staging
+            .then(|| gate.write().unwrap_or_else(|p| p.into_inner()));
         let mut batch = WriteBatch::default();
         let data = db.cf(CF_SM_DATA);
         for (start, end) in plan.delete_ranges {
@@ -211,8 +218,55 @@ impl StateMachine {
         if let Some(m) = membership {
             batch.put_cf(meta, KEY_MEMBERSHIP, codec::encode(&m));
         }
-        db.write(batch, Durability::Buffered)?;
+        if plan.replace_data_with_staging {
+            // Durable with the entry's other effects, so that a crash from here on resumes
+            // the swap at the next start instead of replaying the entry.
+            batch.put_cf(meta, KEY_RESTORING, []);
+            db.write(batch, Durability::Synced)?;
+            Self::finish_restore(db)?;
+        } else {
+            db.write(batch, Durability::Buffered)?;
+        }
         Ok(results)
+    }
+
+    /// Moves a committed restore's staged pairs into place: deletes every data key, copies
+    /// each `Z<key>` to `<key>` in bounded batches, then — in one synced write — empties the
+    /// staging area and clears [`KEY_RESTORING`]. Memory stays bounded whatever the
+    /// backup's size. Until that last write the staging area is intact, so running this
+    /// again after a crash (see [`StateMachine::recover`]) ends in the same state.
+    /// Callers hold the gate for writing (or run before any reader exists).
+    fn finish_restore(db: &Db) -> Result<(), StoreError> {
+        let data = db.cf(CF_SM_DATA);
+        let mut batch = WriteBatch::default();
+        for (start, end) in machine::data_ranges() {
+            batch.delete_range_cf(data, start, end);
+        }
+        db.write(std::mem::take(&mut batch), Durability::Buffered)?;
+        let start = [keys::STAGING];
+        let mut bytes = 0;
+        for item in db.iter(
+            CF_SM_DATA,
+            IteratorMode::From(&start, rocksdb::Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if k.first() != Some(&keys::STAGING) {
+                break;
+            }
+            bytes += k.len() + v.len();
+            batch.put_cf(data, &k[1..], v);
+            if bytes >= INSTALL_BATCH_BYTES {
+                db.write(std::mem::take(&mut batch), Durability::Buffered)?;
+                bytes = 0;
+            }
+        }
+        batch.delete_range_cf(
+            data,
+            [keys::STAGING].as_slice(),
+            [keys::STAGING + 1].as_slice(),
+        );
+        batch.delete_cf(db.cf(CF_SM_META), KEY_RESTORING);
+        db.write(batch, Durability::Synced)
     }
 
     /// Replaces the state with the current snapshot file (which must match `meta`).
@@ -259,13 +313,19 @@ impl StateMachine {
 /// Builds snapshots from a RocksDB point-in-time view, streaming them to a file.
 pub struct SnapshotBuilder {
     db: Arc<Db>,
+    gate: Arc<RwLock<()>>,
 }
 
 impl SnapshotBuilder {
     fn build_blocking(&self) -> Result<(SnapshotMeta, std::fs::File), StoreError> {
         let began = std::time::Instant::now();
         let db = &self.db;
-        let snap = db.snapshot();
+        // The gate keeps an install or a restore's commit from being seen half done; the
+        // RocksDB snapshot then stays consistent after it is released.
+        let snap = {
+            let _hold = self.gate.read().unwrap_or_else(|p| p.into_inner());
+            db.snapshot()
+        };
         let meta_cf = db.cf(CF_SM_META);
         let last_applied: Option<LogId> = match snap.get_cf(meta_cf, KEY_LAST_APPLIED)? {
             Some(b) => decode("last applied log id", &b)?,
@@ -307,6 +367,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let this = SnapshotBuilder {
             db: self.db.clone(),
+            gate: self.gate.clone(),
         };
         let (meta, file) = blocking(move || this.build_blocking())
             .await
@@ -337,10 +398,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let db = self.db.clone();
+        let (db, gate) = (self.db.clone(), self.gate.clone());
         blocking(move || {
             let began = std::time::Instant::now();
-            let results = Self::apply_blocking(&db, entries);
+            let results = Self::apply_blocking(&db, &gate, entries);
             metrics::histogram!(metric::APPLY_DURATION).record(began.elapsed().as_secs_f64());
             results
         })
@@ -351,6 +412,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             db: self.db.clone(),
+            gate: self.gate.clone(),
         }
     }
 
@@ -730,21 +792,29 @@ impl Reader {
         Ok(out)
     }
 
-    /// Writes a backup of the data (see [`super::backup`]) to `out`.
+    /// Writes a backup of the data (see [`super::backup`]) to `out`, its header
+    /// authenticated by `sign`. The gate is held only while the RocksDB snapshot is taken:
+    /// a slow download never blocks an install or a restore.
     pub fn backup(
         &self,
         created_at_ms: u64,
+        sign: impl FnOnce(&[u8]) -> [u8; 32],
         out: &mut impl std::io::Write,
     ) -> Result<super::backup::BackupHeader, super::backup::BackupError> {
-        let _hold = self.hold();
-        super::backup::export(&self.db, created_at_ms, out)
+        let snap = {
+            let _hold = self.hold();
+            self.db.snapshot()
+        };
+        super::backup::export(&self.db, &snap, created_at_ms, sign, out)
     }
 
     /// A digest of all state-machine data, used to check that replicas converged.
     /// Read from one RocksDB snapshot so it matches the returned applied id.
     pub fn digest(&self) -> Result<(Option<LogId>, String), StoreError> {
-        let _hold = self.hold();
-        let snap = self.db.snapshot();
+        let snap = {
+            let _hold = self.hold();
+            self.db.snapshot()
+        };
         let last: Option<LogId> = match snap.get_cf(self.db.cf(CF_SM_META), KEY_LAST_APPLIED)? {
             Some(b) => decode("last applied log id", &b)?,
             None => None,

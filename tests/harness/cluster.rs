@@ -127,8 +127,33 @@ const FILLER: &str = "nemesis-filler";
 /// and from a process-wide cursor, so that no two nodes of this test binary are ever handed
 /// the same port (asking the kernel for port 0 twice could return the same port once the
 /// first probe socket was closed: a node then failed to start with "raft_addr must differ
-/// from api_addr").
+/// from api_addr"). Test binaries run as many processes at once (nextest runs each test in
+/// its own), so a port is also claimed machine-wide: an exclusive `flock` on a file named
+/// after it, held until this process exits (the kernel drops it even after a crash), and
+/// never handed out by another process holding it.
 const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Claims `port` for this process (see [`PORTS`]); false if another process holds it.
+fn claim(port: u16) -> bool {
+    use std::os::fd::AsRawFd;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("raftsafe-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+    else {
+        return false;
+    };
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if locked {
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+    }
+    locked
+}
 
 pub fn free_addr() -> SocketAddr {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -144,7 +169,10 @@ pub fn free_addr() -> SocketAddr {
     for _ in 0..span {
         let n = NEXT.fetch_add(1, Ordering::SeqCst) % span;
         let port = PORTS.start + n as u16;
-        // Free now (nothing listens on it); the node binds it moments later.
+        // Ours alone, and free now (nothing listens on it); the node binds it moments later.
+        if !claim(port) {
+            continue;
+        }
         if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
             return l.local_addr().expect("local addr");
         }

@@ -6,7 +6,8 @@
 //! back (a token made on the old cluster works on the new one; the current key id is the
 //! same); all nodes of the new cluster agree on one digest; a restore into a cluster that
 //! holds secrets is refused unless forced; a damaged or truncated backup is refused by the
-//! CLI and by the server and changes nothing.
+//! CLI and by the server and changes nothing; an edited backup whose checksum was recomputed
+//! passes the offline check and is refused by the server (its tag needs the master key).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,40 @@ async fn write_all(client: &Client, writes: Vec<(String, Value)>) {
         "writes failed: {:?}",
         &failed[..failed.len().min(5)]
     );
+}
+
+/// A backup file edited as an attacker without the master key would: the last pair of the
+/// body dropped, the header's pair count, length and SHA-256 recomputed, the tag kept.
+fn forge_without_last_pair(file: &[u8]) -> Vec<u8> {
+    let json_len = u32::from_be_bytes(file[16..20].try_into().unwrap()) as usize;
+    let mut header: Value = serde_json::from_slice(&file[20..20 + json_len]).unwrap();
+    let tag = &file[20 + json_len..20 + json_len + 32];
+    let body = &file[20 + json_len + 32..];
+    // Walk the pairs to find where the last one starts.
+    let (mut at, mut last) = (0usize, 0usize);
+    while at < body.len() {
+        last = at;
+        for _ in 0..2 {
+            let n = u32::from_be_bytes(body[at..at + 4].try_into().unwrap()) as usize;
+            at += 4 + n;
+        }
+    }
+    let body = &body[..last];
+    header["pairs"] = json!(header["pairs"].as_u64().unwrap() - 1);
+    header["bodyBytes"] = json!(body.len());
+    let sha = ring::digest::digest(&ring::digest::SHA256, body);
+    header["bodySha256"] = json!(sha
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>());
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut out = file[..16].to_vec();
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(tag);
+    out.extend_from_slice(body);
+    out
 }
 
 fn follower(c: &Cluster, leader: u64) -> u64 {
@@ -177,10 +212,22 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
         assert!(!out.status.success(), "{} must be refused", bad.display());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("checksum") || err.contains("truncated"),
+            err.contains("checksum") || err.contains("truncated") || err.contains("does not match"),
             "{err}"
         );
     }
+
+    // An edited copy that is self-consistent — one pair dropped (say, a token's revocation),
+    // the header's count, length and checksum recomputed — passes the offline check but
+    // lacks a tag only the master key can make.
+    let forged = files.path().join("forged.bak");
+    std::fs::write(&forged, forge_without_last_pair(&bytes)).unwrap();
+    let out = cli(&a, &["backup", "inspect", forged.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "the forgery is self-consistent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A new cluster (same master key, new nodes and addresses) restores it.
     drop(a);
@@ -189,12 +236,19 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
     let b_follower = follower(&b, b_leader);
     let cb = b.client(b_follower);
     let before = b.converged(Duration::from_secs(20)).await;
-    for bad in [&flipped, &truncated] {
+    for bad in [&flipped, &truncated, &forged] {
         let f = tokio::fs::File::open(bad).await.unwrap();
         let r = cb.upload("/api/v1/cluster/restore", f).await.unwrap();
         assert_eq!(r.status, 400, "{}: {:?}", bad.display(), r.body);
         assert_eq!(r.body["type"], "invalidBackup");
     }
+    let f = tokio::fs::File::open(&forged).await.unwrap();
+    let r = cb.upload("/api/v1/cluster/restore", f).await.unwrap();
+    assert!(
+        r.body.to_string().contains("not authenticated"),
+        "{:?}",
+        r.body
+    );
     assert_eq!(
         b.converged(Duration::from_secs(20)).await,
         before,

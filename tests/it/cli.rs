@@ -75,13 +75,9 @@ fn json_of(o: &Output) -> Value {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n{}", out(o), err(o)))
 }
 
-/// A port nothing listens on (bound, then released).
+/// A port nothing listens on (claimed for this process, then released).
 fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::harness::cluster::free_addr().port()
 }
 
 /// The rows of the `=== title ===` block of a table: the lines after it, up to a blank line.

@@ -217,12 +217,7 @@ async fn metrics_move_with_writes_refusals_and_elections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_listener_serves_without_a_token_on_loopback() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = crate::harness::cluster::free_addr().to_string();
     let c = Cluster::start(Opts {
         nodes: 1,
         ..Opts::with_flags(&[("--metrics-addr", &addr)])
