@@ -327,19 +327,8 @@ async fn invented_methods_cannot_grow_the_metrics() {
     };
     let addr = c.api(n);
     let send = |method: String| async move {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!("{method} /v1/x HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-            .await
-            .expect("an answer in time")
-            .unwrap();
-        assert!(
-            out.starts_with(b"HTTP/1.1 4"),
-            "{}",
-            String::from_utf8_lossy(&out)
-        );
+        let answer = raw_request(addr, &method, "/v1/x", "").await;
+        assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
     };
     // Warm up the label set the flood will use, then measure it.
     send("INVENTED0".into()).await;
