@@ -11,7 +11,7 @@
 //! - Ondemand mounts: [`Barrier::encrypt`] and [`Barrier::decrypt`] use the mount's own keys
 //!   (wrapped under the same master key) and bind the full path and the key version; the
 //!   plaintext goes back to the caller and never into the state machine. Callers must have
-//!   passed the read barrier, so the mount record they pass is at least as new as every
+//!   passed the read-index round, so the mount record they pass is at least as new as every
 //!   rotation and configuration change acknowledged before the request began.
 
 use std::collections::HashMap;
@@ -302,7 +302,7 @@ impl Barrier {
     }
 
     /// Decrypts a ciphertext made for `path` under the mount at `mount` (`rec`: its record,
-    /// read after the read barrier). Returns the plaintext and the key version it named.
+    /// read after the read-index round). Returns the plaintext and the key version it named.
     pub fn decrypt(
         &self,
         mount: &str,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::barrier::{Barrier, BarrierError};
 use crate::config::Config;
 use crate::raft::node::{Node, NodeError};
+use crate::raft::view::View;
 use crate::secret::token::{Policy, Token, TokenRecord};
 use crate::secret::{Command, CommandResult, Op, RequestId};
 use crate::store::StoreError;
@@ -97,7 +98,7 @@ async fn bootstrap_once(
     barrier: &Barrier,
     root: Option<Token>,
 ) -> Result<RootToken, BootstrapError> {
-    node.linearize().await?;
+    let mut current = node.linearize().await?;
     if barrier.current_key_id()?.is_none() {
         let wrapped = barrier.new_wrapped_key(1)?;
         let op = Op {
@@ -114,9 +115,9 @@ async fn bootstrap_once(
                 })
             }
         }
-        node.linearize().await?;
+        current = node.linearize().await?;
     }
-    if node.reader().bootstrapped()? {
+    if current.state().bootstrapped()? {
         return Ok(RootToken::Existed);
     }
     let (token, generated) = match root {

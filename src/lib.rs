@@ -1,7 +1,10 @@
 //! raftsafe: a replicated secrets store on openraft and RocksDB.
 //!
 //! The layers, top to bottom (each imports only the ones below it):
-//! - [`api`]: the client HTTP API (`/api/v1`): routing, auth, input validation, errors.
+//! - [`api`]: the HTTP dialects (`/api/v1`, Vault's `/v1`): routing, auth, input
+//!   validation, wire shapes, errors; each a translation of HTTP into [`service`] calls.
+//! - [`service`]: what every dialect asks of the store, once: read (after the read-index round,
+//!   by type), write (sealed, proposed, a typed outcome), list, mounts, tokens, keys, backups.
 //! - [`bootstrap`]: creating a new cluster's first data key and root token through Raft.
 //! - [`barrier`]: sealing and opening values and token records with the replicated keyring.
 //! - [`raft`]: openraft's type configuration, the internal transport, and the node that
@@ -29,6 +32,7 @@ pub mod metrics;
 pub mod raft;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod time;
 pub mod tls;

@@ -71,7 +71,7 @@ pub async fn audit(
         Some(_) if status == StatusCode::UNAUTHORIZED => true,
         // Vault answers an unknown token with 403: whether the node knows it decides.
         Some(a) if status == StatusCode::FORBIDDEN => {
-            !matches!(state.node.reader().token(a), Ok(Some(_)))
+            !matches!(state.service.token(a), Ok(Some(_)))
         }
         Some(_) => false,
     };

@@ -4,17 +4,21 @@
 //! route's group in [`super::router`]. Each takes the bearer token and looks it up in the
 //! replicated token table; they differ in how current that table must be:
 //! - [`authenticate_current`] (reads of secrets, tokens and keys; membership changes) runs
-//!   the node's read barrier first, so a token revoked by an acknowledged write is refused
+//!   the node's read-index round first, so a token revoked by an acknowledged write is refused
 //!   from then on, on every node.
 //! - [`authenticate_write`] (writes of secrets, tokens and keys) checks against this node's
 //!   table and proposes the write with the token's accessor; the state machine checks again
 //!   that the token exists and is neither revoked nor expired *where the write lands in the
 //!   log* (`secret::machine`), so a write can never commit after an acknowledged revocation
 //!   — and a write costs one quorum round, not two. A token this node does not know yet
-//!   (created moments ago) gets the read barrier and a second look before a 401.
+//!   (created moments ago) gets the read-index round and a second look before a 401.
 //! - [`authenticate_local`] (`GET /cluster...`) uses this node's table as it is, so an
 //!   isolated node can still be inspected; the check may lag a revocation by as much as
 //!   this node lags the leader.
+//!
+//! The current group's middleware also hands the handler the [`Linearized`] view its
+//! read-index round gave, which the service's reads require: a handler in another group has none,
+//! so it cannot answer from state that may lag.
 //!
 //! Handlers then ask the [`Principal`] for the scope and path they need: a token's scopes
 //! and paths never change after it is created, so this node's copy of them is always right.
@@ -36,6 +40,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::secret::token::{self, Policy, Scope};
 use crate::secret::{Caller, SecretPath};
+use crate::service::Linearized;
 use crate::time::now_ms;
 
 /// The caller, as established by its token.
@@ -110,11 +115,11 @@ impl Principal {
     }
 }
 
-/// After a read barrier that began after this request was authenticated: refuses the
-/// caller if its token was revoked (or expired) meanwhile. For the writes the state machine
-/// never sees (encryption under an ondemand mount), which would otherwise trust this node's
-/// possibly lagging token table.
-pub fn still_valid(state: &AppState, who: &Principal) -> Result<(), ApiError> {
+/// After a read-index round (`_after`) that began after this request was authenticated: refuses
+/// the caller if its token was revoked (or expired) meanwhile. For the writes the state
+/// machine never sees (encryption under an ondemand mount), which would otherwise trust this
+/// node's possibly lagging token table.
+pub fn still_valid(state: &AppState, who: &Principal, _after: &Linearized) -> Result<(), ApiError> {
     match state.barrier.token(&who.accessor)? {
         Some((_, Some(_))) => Err(ApiError::Unauthorized(format!(
             "token {} has been revoked",
@@ -198,7 +203,7 @@ fn identify(state: &AppState, presented: &str) -> Result<Principal, Refusal> {
 /// How current the token table must be for a route group (see the module doc).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Freshness {
-    /// After the read barrier.
+    /// After the read-index round.
     Current,
     /// This node's table; the state machine checks again where the write applies.
     Write,
@@ -206,7 +211,7 @@ enum Freshness {
     Local,
 }
 
-/// Authenticates after the read barrier: for every route that touches secrets, tokens or
+/// Authenticates after the read-index round: for every route that touches secrets, tokens or
 /// keys.
 pub async fn authenticate_current(
     State(state): State<Arc<AppState>>,
@@ -234,21 +239,22 @@ pub async fn authenticate_local(
     authenticate(state, request, next, Freshness::Local).await
 }
 
-/// The caller presenting `presented`, for a route that authenticates outside the middleware
-/// (the Vault API): after the read barrier when `current`, else with the write rule (this
-/// node's table, and the barrier only for a token it does not know yet).
-pub async fn principal(
+/// The caller presenting `presented`, after the read-index round, and the view the round
+/// gave: for a route that authenticates outside the middleware (the Vault API) and reads.
+pub async fn principal_current(
     state: &AppState,
     presented: &str,
-    current: bool,
-) -> Result<Principal, ApiError> {
-    let barrier = || async { state.node.linearize().await.map_err(ApiError::from) };
-    if current {
-        barrier().await?;
-    }
+) -> Result<(Principal, Linearized), ApiError> {
+    let current = state.service.linearize().await?;
+    Ok((identify(state, presented)?, current))
+}
+
+/// The caller presenting `presented`, with the write rule: this node's table, and the
+/// read-index round only for a token it does not know yet.
+pub async fn principal_write(state: &AppState, presented: &str) -> Result<Principal, ApiError> {
     match identify(state, presented) {
-        Err(Refusal::Unknown) if !current => {
-            barrier().await?;
+        Err(Refusal::Unknown) => {
+            state.service.linearize().await?;
             Ok(identify(state, presented)?)
         }
         other => Ok(other?),
@@ -266,8 +272,14 @@ async fn authenticate(
         Err(e) => return e.into_response(),
     };
     let identified = match freshness {
-        Freshness::Current => principal(&state, &presented, true).await,
-        Freshness::Write => principal(&state, &presented, false).await,
+        Freshness::Current => match principal_current(&state, &presented).await {
+            Ok((principal, current)) => {
+                request.extensions_mut().insert(current);
+                Ok(principal)
+            }
+            Err(e) => Err(e),
+        },
+        Freshness::Write => principal_write(&state, &presented).await,
         Freshness::Local => identify(&state, &presented).map_err(ApiError::from),
     };
     match identified {

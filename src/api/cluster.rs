@@ -1,13 +1,12 @@
 //! `/cluster`: membership and status of the Raft cluster (operators only).
 
-use axum::extract::{Path, RawQuery};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::auth::Principal;
 use super::error::ApiError;
-use super::input::query;
+use super::input::Call;
 use super::state::State;
 use super::wire::{
     AddMember, ClusterStatus, ErrorBody, Member, MemberAdded, MemberReport, NodeReport,
@@ -15,7 +14,6 @@ use super::wire::{
 };
 use crate::raft::NodeInfo;
 use crate::secret::token::Scope;
-use axum::extract::Extension;
 
 #[utoipa::path(
     get,
@@ -23,18 +21,14 @@ use axum::extract::Extension;
     tag = "cluster",
     operation_id = "clusterStatus",
     summary = "The cluster as this node sees it, with every member's own report",
-    description = "Answered from this node's state (no read barrier), so an isolated node can be inspected.",
+    description = "Answered from this node's state (no read-index round), so an isolated node can be inspected.",
     responses((status = 200, description = "The cluster.", body = ClusterStatus)),
     security(("bearer" = ["admin"])),
 )]
 /// The cluster as this node sees it, with every member's own report.
-pub async fn status(
-    state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<ClusterStatus>, ApiError> {
-    who.require_unrestricted(Scope::Admin)?;
-    query(raw, &[])?;
+pub async fn status(state: State, call: Call) -> Result<Json<ClusterStatus>, ApiError> {
+    call.who.require_unrestricted(Scope::Admin)?;
+    call.query(&[])?;
     let me = state.node.local_status(false).await?;
     let reports = state.node.cluster_status().await;
     let members = me
@@ -73,13 +67,9 @@ pub async fn status(
     security(("bearer" = ["admin"])),
 )]
 /// This node only, with a digest of its state machine (used to check convergence).
-pub async fn node_status(
-    state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<NodeReport>, ApiError> {
-    who.require_unrestricted(Scope::Admin)?;
-    query(raw, &[])?;
+pub async fn node_status(state: State, call: Call) -> Result<Json<NodeReport>, ApiError> {
+    call.who.require_unrestricted(Scope::Admin)?;
+    call.query(&[])?;
     let me = state.node.local_status(true).await?;
     Ok(Json(NodeReport::from(&me)))
 }
@@ -99,15 +89,10 @@ pub async fn node_status(
     ),
     security(("bearer" = ["admin"])),
 )]
-pub async fn add_member(
-    state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
-    body: axum::body::Body,
-) -> Result<Response, ApiError> {
-    who.require_unrestricted(Scope::Admin)?;
-    query(raw, &[])?;
-    let body = super::input::read_body(body, 16 * 1024).await?;
+pub async fn add_member(state: State, mut call: Call) -> Result<Response, ApiError> {
+    call.who.require_unrestricted(Scope::Admin)?;
+    call.query(&[])?;
+    let body = call.body(16 * 1024).await?;
     let m: AddMember = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "body must be {{\"id\", \"raftAddr\", \"apiAddr\"}}: {e}"
@@ -156,12 +141,11 @@ pub async fn add_member(
 )]
 pub async fn remove_member(
     state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
     Path(id): Path<String>,
+    call: Call,
 ) -> Result<Response, ApiError> {
-    who.require_unrestricted(Scope::Admin)?;
-    query(raw, &[])?;
+    call.who.require_unrestricted(Scope::Admin)?;
+    call.query(&[])?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "'{}' is not a node id",
@@ -182,13 +166,9 @@ pub async fn remove_member(
     security(("bearer" = ["admin"])),
 )]
 /// Builds a snapshot on this node now (and so lets it purge its log).
-pub async fn snapshot(
-    state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    who.require_unrestricted(Scope::Admin)?;
-    query(raw, &[])?;
+pub async fn snapshot(state: State, call: Call) -> Result<Response, ApiError> {
+    call.who.require_unrestricted(Scope::Admin)?;
+    call.query(&[])?;
     state.node.trigger_snapshot().await?;
     Ok((StatusCode::ACCEPTED, Json(OK)).into_response())
 }

@@ -10,8 +10,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::wire::{ErrorBody, Validation};
+use crate::barrier::{BarrierError, OndemandError};
 use crate::raft::node::NodeError;
 use crate::secret::PathError;
+use crate::service::{RestoreError, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -61,26 +63,6 @@ impl ApiError {
         }
     }
 
-    /// The error for a state-machine result the handler of `what` does not handle itself: a
-    /// token refused where the write applied is a 401 for every write, a reused request id a
-    /// 409; anything else is a bug (500).
-    pub fn unexpected(what: &str, result: crate::secret::CommandResult) -> Self {
-        match result {
-            crate::secret::CommandResult::Unauthorized(why) => ApiError::Unauthorized(why),
-            crate::secret::CommandResult::RetryAfterRestore => ApiError::Unavailable(
-                "a restore replaced the state while this write was in flight; retry it".into(),
-            ),
-            crate::secret::CommandResult::RequestIdReused => ApiError::Conflict {
-                kind: "requestIdReused",
-                detail: "this X-Request-Id was already used by this token for a different \
-                         request; nothing was written (a retry must repeat the request \
-                         exactly; a new request needs a new id)"
-                    .into(),
-            },
-            other => ApiError::Internal(format!("unexpected result of {what}: {other:?}")),
-        }
-    }
-
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } | ApiError::InvalidPath(_) => StatusCode::BAD_REQUEST,
@@ -113,52 +95,67 @@ impl ApiError {
     }
 }
 
-impl From<crate::barrier::BarrierError> for ApiError {
-    fn from(e: crate::barrier::BarrierError) -> Self {
-        match e {
-            crate::barrier::BarrierError::NoKeyring => ApiError::Unavailable(e.to_string()),
-            other => ApiError::Internal(other.to_string()),
+impl From<BarrierError> for ApiError {
+    fn from(e: BarrierError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+impl From<OndemandError> for ApiError {
+    fn from(e: OndemandError) -> Self {
+        if let OndemandError::Barrier(b) = e {
+            return ServiceError::from(b).into();
+        }
+        let kind = match &e {
+            OndemandError::Malformed(_) => "malformedCiphertext",
+            OndemandError::UnknownVersion { .. } => "unknownKeyVersion",
+            OndemandError::BelowMinimum { .. } => "keyVersionTooOld",
+            OndemandError::Authentication { .. } => "authenticationFailed",
+            OndemandError::Barrier(_) => "internal",
+        };
+        ApiError::BadRequest {
+            kind: Some(kind),
+            detail: e.to_string(),
+            pointer: None,
         }
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(format!("reading the state: {e}"))
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Unavailable(m) => ApiError::Unavailable(m),
+            ServiceError::Unauthorized(m) => ApiError::Unauthorized(m),
+            ServiceError::RequestIdReused => ApiError::Conflict {
+                kind: "requestIdReused",
+                detail: e.to_string(),
+            },
+            ServiceError::Rejected(m) => ApiError::Conflict {
+                kind: "rejected",
+                detail: m,
+            },
+            ServiceError::Ciphertext(c) => c.into(),
+            ServiceError::Internal(m) => ApiError::Internal(m),
+        }
     }
 }
 
-impl From<crate::barrier::OndemandError> for ApiError {
-    fn from(e: crate::barrier::OndemandError) -> Self {
-        use crate::barrier::OndemandError as E;
-        let kind = match &e {
-            E::Malformed(_) => "malformedCiphertext",
-            E::UnknownVersion { .. } => "unknownKeyVersion",
-            E::BelowMinimum { .. } => "keyVersionTooOld",
-            E::Authentication { .. } => "authenticationFailed",
-            E::Barrier(_) => "",
-        };
+impl From<RestoreError> for ApiError {
+    fn from(e: RestoreError) -> Self {
         match e {
-            E::Barrier(b) => b.into(),
-            other => ApiError::BadRequest {
-                kind: Some(kind),
-                detail: other.to_string(),
-                pointer: None,
+            RestoreError::Invalid(why) => ApiError::invalid_field("invalidBackup", "/", why),
+            RestoreError::Refused(why) => ApiError::Conflict {
+                kind: "restoreRefused",
+                detail: why,
             },
+            RestoreError::Service(e) => e.into(),
         }
     }
 }
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        match e {
-            NodeError::Unavailable(m) => ApiError::Unavailable(m),
-            NodeError::Rejected(m) => ApiError::Conflict {
-                kind: "rejected",
-                detail: m,
-            },
-            NodeError::Internal(m) => ApiError::Internal(m),
-        }
+        ServiceError::from(e).into()
     }
 }
 

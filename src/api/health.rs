@@ -72,16 +72,16 @@ pub const READY_FRESH: Duration = Duration::from_millis(500);
 
 async fn check(state: &AppState) -> ReadinessErrors {
     let mut errors = ReadinessErrors::default();
-    match state.node.linearize().await {
+    match state.service.linearize().await {
         Err(e) => errors.raft = Some(e.to_string()),
-        Ok(()) => match state.barrier.current_key_id() {
+        Ok(current) => match state.barrier.current_key_id() {
             Ok(Some(_)) => {
                 if let Err(e) = state.barrier.verify_master_key() {
                     errors.keyring = Some(e.to_string());
                 }
                 // The bootstrap node creates the keyring, then the root token: until both
                 // exist every authenticated call would get 401.
-                match state.node.reader().bootstrapped() {
+                match state.service.bootstrapped(&current) {
                     Ok(true) => {}
                     Ok(false) => {
                         errors.tokens =

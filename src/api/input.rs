@@ -1,5 +1,5 @@
-//! Request input shared by the handlers: the secret path in the URL, query parameters, the
-//! body (read with a size limit) and the client's request id.
+//! Request input shared by the handlers: the [`Call`] extractor, the secret path in the URL,
+//! query parameters, the body (read with a size limit) and the client's request id.
 //!
 //! Invariants:
 //! - Unknown or repeated query parameters are refused (400 naming them), like unknown JSON
@@ -10,12 +10,14 @@
 use std::collections::BTreeMap;
 
 use axum::body::Body;
+use axum::extract::{FromRequest, OriginalUri, Request};
 use axum::http::{HeaderMap, Uri};
 
 use super::auth::Principal;
 use super::error::ApiError;
 use crate::secret::keyring::MacPurpose;
 use crate::secret::{RequestId, SecretPath};
+use crate::service::{Linearized, Origin};
 
 /// The secret path after `prefix` in the raw URI, so that it is percent-decoded exactly once
 /// (by [`SecretPath::parse`]).
@@ -131,7 +133,7 @@ pub async fn declared_length(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let limit = max_declared_body(state.max_value_bytes);
+    let limit = max_declared_body(state.service.max_value_bytes());
     let restore = request.uri().path() == "/api/v1/cluster/restore";
     match declared {
         Some(n) if n > limit && !restore => {
@@ -200,6 +202,93 @@ pub fn request_id(
             ))
         }
         None => Ok(RequestId::random()),
+    }
+}
+
+/// What an authenticated `/api/v1` handler reads from its request, as one extractor: the
+/// caller (from the auth middleware), the path and query as the client sent them, the
+/// headers and the unread body, and the read-index round's view when the route's group ran
+/// one. The checks stay the handler's, in its own order (path, scope, query, body).
+pub struct Call {
+    pub who: Principal,
+    uri: Uri,
+    pub headers: HeaderMap,
+    body: Body,
+    current: Option<Linearized>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let who = parts.extensions.remove::<Principal>().ok_or_else(|| {
+            ApiError::Internal("a handler of an authenticated route ran without a caller".into())
+        })?;
+        let uri = match parts.extensions.remove::<OriginalUri>() {
+            Some(OriginalUri(uri)) => uri,
+            None => parts.uri,
+        };
+        Ok(Call {
+            who,
+            uri,
+            headers: parts.headers,
+            body,
+            current: parts.extensions.remove::<Linearized>(),
+        })
+    }
+}
+
+impl Call {
+    /// The secret path after `prefix` (see [`path_after`]).
+    pub fn path(&self, prefix: &str) -> Result<SecretPath, ApiError> {
+        path_after(&self.uri, prefix)
+    }
+
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The raw query string, undecoded.
+    pub fn raw_query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+
+    /// The query parameters (see [`query`]).
+    pub fn query(&self, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+        query(self.raw_query().map(str::to_string), allowed)
+    }
+
+    /// The body, read once, refusing more than `limit` bytes (see [`read_body`]).
+    pub async fn body(&mut self, limit: usize) -> Result<Vec<u8>, ApiError> {
+        read_body(std::mem::take(&mut self.body), limit).await
+    }
+
+    /// The body as a stream, for an upload that is not held in memory.
+    pub fn take_body(&mut self) -> Body {
+        std::mem::take(&mut self.body)
+    }
+
+    /// The view of the read-index round the auth layer ran: only routes of the current
+    /// group have one (anything else is a routing bug, a 500).
+    pub fn current(&self) -> Result<&Linearized, ApiError> {
+        self.current.as_ref().ok_or_else(|| {
+            ApiError::Internal("a read on a route that ran no read-index round".into())
+        })
+    }
+
+    /// Who asks for a write and its request id: the client's `X-Request-Id` scoped to the
+    /// token and `what`, with the fingerprint of `content` (see [`request_id`]).
+    pub fn origin(
+        &self,
+        state: &super::AppState,
+        what: &str,
+        content: &[u8],
+    ) -> Result<Origin, ApiError> {
+        Ok(Origin {
+            id: request_id(state, &self.headers, &self.who, what, content)?,
+            caller: self.who.caller(),
+        })
     }
 }
 

@@ -2,22 +2,17 @@
 //! proposing key `current + 1`, which the state machine accepts only if no other rotation
 //! got there first.
 
-use axum::extract::{Extension, RawQuery};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::auth::Principal;
 use super::error::ApiError;
-use super::input::query;
+use super::input::Call;
 use super::state::State;
 use super::wire::{ErrorBody, KeyRotated, KeyStatus};
 use crate::secret::token::Scope;
-use crate::secret::{Command, CommandResult, Op};
 
 /// How often a rotation retries after losing a race to a concurrent one.
-const ROTATE_ATTEMPTS: usize = 5;
-
 #[utoipa::path(
     get,
     path = "/api/v1/keys",
@@ -27,14 +22,10 @@ const ROTATE_ATTEMPTS: usize = 5;
     responses((status = 200, description = "The current data key's id.", body = KeyStatus)),
     security(("bearer" = ["admin"])),
 )]
-pub async fn show(
-    state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<KeyStatus>, ApiError> {
-    who.require_unrestricted(Scope::Admin)?;
-    query(raw, &[])?;
-    let current = state.barrier.current_key_id()?;
+pub async fn show(state: State, call: Call) -> Result<Json<KeyStatus>, ApiError> {
+    call.who.require_unrestricted(Scope::Admin)?;
+    call.query(&[])?;
+    let current = state.service.current_key_id()?;
     Ok(Json(KeyStatus {
         algorithm: "AES-256-GCM",
         current_key_id: current,
@@ -55,34 +46,18 @@ pub async fn show(
     security(("bearer" = ["admin"])),
 )]
 /// Makes a new data key current; values sealed under older keys still open.
-pub async fn rotate(
-    state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    who.require_unrestricted(Scope::Admin)?;
-    query(raw, &[])?;
-    for _ in 0..ROTATE_ATTEMPTS {
-        let id = state.barrier.current_key_id()?.unwrap_or(0) + 1;
-        let wrapped = state.barrier.new_wrapped_key(id)?;
-        let op = Op::new(Command::AddDataKey { id, wrapped }, Some(who.caller()));
-        match state.node.write(op).await? {
-            CommandResult::KeyAdded { id } => {
-                tracing::info!(key_id = id, by = %who.accessor, "data key rotated");
-                return Ok(
-                    (StatusCode::OK, Json(KeyRotated { current_key_id: id })).into_response()
-                );
-            }
-            // Another rotation won the race; our view of `current` is stale. Try again once
-            // this node has applied it.
-            CommandResult::KeyConflict { .. } => state.node.linearize().await?,
-            other => return Err(ApiError::unexpected("a key rotation", other)),
+pub async fn rotate(state: State, call: Call) -> Result<Response, ApiError> {
+    call.who.require_unrestricted(Scope::Admin)?;
+    call.query(&[])?;
+    match state.service.rotate_data_key(call.who.caller()).await? {
+        Some(id) => {
+            tracing::info!(key_id = id, by = %call.who.accessor, "data key rotated");
+            Ok((StatusCode::OK, Json(KeyRotated { current_key_id: id })).into_response())
         }
+        None => Err(ApiError::Conflict {
+            kind: "rotationConflict",
+            detail: "the data key changed under several concurrent rotations in a row; try again"
+                .into(),
+        }),
     }
-    Err(ApiError::Conflict {
-        kind: "rotationConflict",
-        detail: format!(
-            "the data key changed under {ROTATE_ATTEMPTS} concurrent rotations in a row; try again"
-        ),
-    })
 }

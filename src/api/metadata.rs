@@ -10,16 +10,14 @@
 //!   refused here, before anything is proposed.
 //! - Paths under an ondemand mount have no versions: these calls answer 400 there.
 
-use axum::body::Body;
-use axum::extract::{Extension, OriginalUri, RawQuery};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
-use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{json_int, path_after, query, read_body, request_id};
+use super::input::json_int;
+use super::input::Call;
 use super::state::{AppState, State};
 use super::wire::{
     ErrorBody, MaxVersionsSet, MaxVersionsSetData, MetadataView, PathMetadata, SetMaxVersions,
@@ -28,7 +26,8 @@ use super::wire::{
 use super::wire::{RequestIdHeader, SecretPathParam};
 use crate::secret::token::Scope;
 use crate::secret::versions::MAX_MAX_VERSIONS;
-use crate::secret::{Command, CommandResult, Op, SecretPath};
+use crate::secret::SecretPath;
+use crate::service::{VersionChange, View};
 use crate::time::rfc3339;
 
 const METADATA: &str = "/api/v1/metadata/";
@@ -38,8 +37,11 @@ const MAX_BODY: usize = 64 * 1024;
 /// Most versions one undelete or destroy may name.
 pub const MAX_LISTED_VERSIONS: usize = 1000;
 
-fn not_under_mount(state: &AppState, path: &SecretPath) -> Result<(), ApiError> {
-    match state.node.reader().mount_covering(path.as_str())? {
+/// Refuses a path under an ondemand mount, as `view` sees the mounts: current for a read;
+/// this node's own state for a change (under a mount there is nothing for it to find where
+/// it applies).
+fn not_under_mount(state: &AppState, view: &impl View, path: &SecretPath) -> Result<(), ApiError> {
+    match state.service.mount_covering(view, path)? {
         Some((mount, _)) => Err(ApiError::bad_request(format!(
             "'{path}' is under the ondemand mount '{mount}', which keeps no versions"
         ))),
@@ -84,17 +86,13 @@ fn object_body(bytes: &[u8], field: &str) -> Result<Value, ApiError> {
     security(("bearer" = ["read:secret"])),
 )]
 /// `GET /metadata/{path}`.
-pub async fn get(
-    state: State,
-    Extension(who): Extension<Principal>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let path = path_after(&uri, METADATA)?;
-    who.require_path(Scope::ReadSecret, &path)?;
-    query(raw, &[])?;
-    not_under_mount(&state, &path)?;
-    let Some(view) = state.node.reader().versions(&path)? else {
+pub async fn get(state: State, call: Call) -> Result<Response, ApiError> {
+    let at = call.current()?;
+    let path = call.path(METADATA)?;
+    call.who.require_path(Scope::ReadSecret, &path)?;
+    call.query(&[])?;
+    not_under_mount(&state, at, &path)?;
+    let Some(view) = state.service.versions(at, &path)? else {
         return Err(ApiError::NotFound(format!("secret '{path}' not found")));
     };
     let versions = view
@@ -139,25 +137,12 @@ pub async fn get(
     security(("bearer" = ["write:secret"])),
 )]
 /// `PUT /metadata/{path}` `{"maxVersions": N}`.
-pub async fn put(
-    state: State,
-    Extension(who): Extension<Principal>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let path = path_after(&uri, METADATA)?;
-    who.require_path(Scope::WriteSecret, &path)?;
-    query(raw, &[])?;
-    let bytes = read_body(body, MAX_BODY).await?;
-    let id = request_id(
-        &state,
-        &headers,
-        &who,
-        &format!("PUT metadata/{path}"),
-        &bytes,
-    )?;
+pub async fn put(state: State, mut call: Call) -> Result<Response, ApiError> {
+    let path = call.path(METADATA)?;
+    call.who.require_path(Scope::WriteSecret, &path)?;
+    call.query(&[])?;
+    let bytes = call.body(MAX_BODY).await?;
+    let origin = call.origin(&state, &format!("PUT metadata/{path}"), &bytes)?;
     let max = object_body(&bytes, "maxVersions")?;
     let max_versions = match json_int(&max) {
         Some(n) if (1..=MAX_MAX_VERSIONS).contains(&n) => n,
@@ -169,20 +154,16 @@ pub async fn put(
             ))
         }
     };
-    not_under_mount(&state, &path)?;
-    let op = Op {
-        id,
-        caller: Some(who.caller()),
-        command: Command::SetMaxVersions {
-            path: path.clone(),
-            max_versions,
-        },
-    };
-    match state.node.write(op).await? {
+    not_under_mount(&state, &state.service.local(), &path)?;
+    match state
+        .service
+        .set_max_versions(origin, &path, max_versions)
+        .await?
+    {
         // A cap on a path that has never been written: nothing to cap. (This used to be a
         // 500.)
-        CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
-        CommandResult::MaxVersionsSet { pruned } => Ok(Json(MaxVersionsSet {
+        None => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
+        Some(pruned) => Ok(Json(MaxVersionsSet {
             data: MaxVersionsSetData {
                 max_versions,
                 path: path.as_str().to_string(),
@@ -190,7 +171,6 @@ pub async fn put(
             },
         })
         .into_response()),
-        other => Err(ApiError::unexpected("setting maxVersions", other)),
     }
 }
 
@@ -209,56 +189,31 @@ pub async fn put(
     security(("bearer" = ["write:secret"])),
 )]
 /// `DELETE /metadata/{path}`: the path and every version, for good.
-pub async fn delete(
-    state: State,
-    Extension(who): Extension<Principal>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let path = path_after(&uri, METADATA)?;
-    who.require_path(Scope::WriteSecret, &path)?;
-    query(raw, &[])?;
-    let id = request_id(
-        &state,
-        &headers,
-        &who,
-        &format!("DELETE metadata/{path}"),
-        b"",
-    )?;
-    not_under_mount(&state, &path)?;
-    let op = Op {
-        id,
-        caller: Some(who.caller()),
-        command: Command::DeleteMetadata { path: path.clone() },
-    };
-    match state.node.write(op).await? {
-        CommandResult::MetadataDeleted => Ok(StatusCode::NO_CONTENT.into_response()),
-        CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
-        other => Err(ApiError::unexpected("deleting metadata", other)),
+pub async fn delete(state: State, call: Call) -> Result<Response, ApiError> {
+    let path = call.path(METADATA)?;
+    call.who.require_path(Scope::WriteSecret, &path)?;
+    call.query(&[])?;
+    let origin = call.origin(&state, &format!("DELETE metadata/{path}"), b"")?;
+    not_under_mount(&state, &state.service.local(), &path)?;
+    if state.service.delete_metadata(origin, &path).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound(format!("secret '{path}' not found")))
     }
 }
 
 /// `POST /undelete/{path}` and `POST /destroy/{path}` with `{"versions": [..]}`.
-async fn versions_call(
-    state: State,
-    who: Principal,
-    uri: Uri,
-    raw: Option<String>,
-    headers: HeaderMap,
-    body: Body,
-    destroy: bool,
-) -> Result<Response, ApiError> {
-    let path = path_after(&uri, if destroy { DESTROY } else { UNDELETE })?;
-    who.require_path(Scope::WriteSecret, &path)?;
-    query(raw, &[])?;
+async fn versions_call(state: State, mut call: Call, destroy: bool) -> Result<Response, ApiError> {
+    let path = call.path(if destroy { DESTROY } else { UNDELETE })?;
+    call.who.require_path(Scope::WriteSecret, &path)?;
+    call.query(&[])?;
     let what = if destroy {
         "POST destroy"
     } else {
         "POST undelete"
     };
-    let bytes = read_body(body, MAX_BODY).await?;
-    let id = request_id(&state, &headers, &who, &format!("{what}/{path}"), &bytes)?;
+    let bytes = call.body(MAX_BODY).await?;
+    let origin = call.origin(&state, &format!("{what}/{path}"), &bytes)?;
     let listed = object_body(&bytes, "versions")?;
     let bad = || {
         ApiError::invalid_field(
@@ -276,36 +231,25 @@ async fn versions_call(
             .collect::<Result<_, _>>()?,
         _ => return Err(bad()),
     };
-    not_under_mount(&state, &path)?;
-    let command = if destroy {
-        Command::Destroy {
-            path: path.clone(),
-            versions,
-        }
+    not_under_mount(&state, &state.service.local(), &path)?;
+    let change = if destroy {
+        VersionChange::Destroy
     } else {
-        Command::Undelete {
-            path: path.clone(),
-            versions,
-        }
+        VersionChange::Undelete
     };
-    let op = Op {
-        id,
-        caller: Some(who.caller()),
-        command,
-    };
-    match state.node.write(op).await? {
-        CommandResult::VersionsChanged { versions } => Ok(Json(VersionsChanged {
+    match state
+        .service
+        .change_versions(origin, change, &path, versions)
+        .await?
+    {
+        Some(versions) => Ok(Json(VersionsChanged {
             data: VersionsChangedData {
                 path: path.as_str().to_string(),
                 versions,
             },
         })
         .into_response()),
-        CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
-        other => Err(ApiError::unexpected(
-            if destroy { "a destroy" } else { "an undelete" },
-            other,
-        )),
+        None => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
     }
 }
 
@@ -325,15 +269,8 @@ async fn versions_call(
     ),
     security(("bearer" = ["write:secret"])),
 )]
-pub async fn undelete(
-    state: State,
-    Extension(who): Extension<Principal>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    versions_call(state, who, uri, raw, headers, body, false).await
+pub async fn undelete(state: State, call: Call) -> Result<Response, ApiError> {
+    versions_call(state, call, false).await
 }
 
 #[utoipa::path(
@@ -352,13 +289,6 @@ pub async fn undelete(
     ),
     security(("bearer" = ["write:secret"])),
 )]
-pub async fn destroy(
-    state: State,
-    Extension(who): Extension<Principal>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    versions_call(state, who, uri, raw, headers, body, true).await
+pub async fn destroy(state: State, call: Call) -> Result<Response, ApiError> {
+    versions_call(state, call, true).await
 }

@@ -1,14 +1,16 @@
-//! The client HTTP API (`/api/v1`): routing, request parsing and response shapes.
+//! The HTTP API: raftsafe's own dialect (`/api/v1`) and Vault's (`/v1`, [`vault`]): routing,
+//! request parsing and response shapes.
 //!
-//! The request path: axum route → [`auth`] (who is calling, and the read barrier for the
+//! The request path: axum route → [`auth`] (who is calling, and the read-index round for the
 //! routes that need one) → handler in [`secrets`], [`metadata`], [`mounts`], [`tokens`],
-//! [`keys`], [`cluster`] or [`health`] → [`crate::raft::node::Node`] for the read barrier or the write → state
+//! [`keys`], [`backup`], [`cluster`] or [`health`] → [`crate::service::Service`] (reads,
+//! writes, crypto) or, for membership and status, [`crate::raft::node::Node`] → state
 //! machine. Every error leaves through [`error::ApiError`].
 //!
 //! Invariants:
 //! - The routes are in three groups, and the group decides how current the token table must
 //!   be (see [`auth`]): *current* — every read of secrets, tokens or keys and every
-//!   membership change runs the read barrier before the token check; *write* — writes of
+//!   membership change runs the read-index round before the token check; *write* — writes of
 //!   secrets, tokens and keys are checked against this node's table and again by the state
 //!   machine where they apply; *local* — `GET /cluster` and `GET /cluster/self` are answered
 //!   from this node's own state so an isolated node can still be inspected.

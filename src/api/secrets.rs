@@ -3,28 +3,26 @@
 //! Invariants:
 //! - Input is fully validated (path, query, body shape, depth, size, unknown fields) before
 //!   anything is proposed; bad input writes nothing.
-//! - Reads happen after the node's read barrier ([`crate::raft::node::Node::linearize`]),
-//!   which the auth layer runs for every authenticated request before the handler.
+//! - Reads take the [`Linearized`] view of the read-index round the auth layer ran before the
+//!   handler; the service's reads require it.
 //! - Values are sealed with the path as associated data before they leave this node, and
 //!   opened only here, after a read.
 //! - Under an ondemand mount ([`crate::secret::mount`]) a PUT encrypts and a GET with
 //!   `?ciphertext=` decrypts: nothing is proposed or stored, and both use a mount record read
-//!   after the read barrier (GET: the auth layer's; PUT: [`current_mount`]), so they see
+//!   after the read-index round (GET: the auth layer's; PUT: the service's `mount_for_write`), so they see
 //!   every rotation and configuration change acknowledged before the request began.
 //! - `If-Match` / `If-None-Match` become a [`Precondition`] checked where the write applies,
 //!   so of two writers racing on one ETag exactly one wins; GET and PUT answer with the
 //!   version as `ETag`.
 
-use axum::body::Body;
-use axum::extract::{Extension, OriginalUri, RawQuery};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{Map, Value};
 
-use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{json_int, parse_u64, path_after, query, read_body, request_id};
+use super::input::Call;
+use super::input::{json_int, parse_u64};
 use super::state::{AppState, State};
 use super::wire::{ConditionalHeaders, RequestIdHeader, SecretPathParam};
 use super::wire::{
@@ -34,7 +32,8 @@ use super::wire::{
 use crate::secret::mount::MAX_CIPHERTEXT_BYTES;
 use crate::secret::path::MAX_PATH_BYTES;
 use crate::secret::token::Scope;
-use crate::secret::{Command, CommandResult, MountRecord, Op, PathError, Precondition, SecretPath};
+use crate::secret::{MountRecord, PathError, Precondition, SecretPath};
+use crate::service::{Condition, DeleteOutcome, Listing, PutOutcome};
 
 /// Deepest nesting accepted inside `data`.
 pub const MAX_DEPTH: usize = 32;
@@ -69,24 +68,20 @@ pub async fn empty_path() -> ApiError {
     ),
     security(("bearer" = ["read:secret"])),
 )]
-pub async fn get(
-    state: State,
-    Extension(who): Extension<Principal>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let path = path_after(&uri, PREFIX)?;
-    who.require_path(Scope::ReadSecret, &path)?;
+pub async fn get(state: State, call: Call) -> Result<Response, ApiError> {
+    let at = call.current()?;
+    let path = call.path(PREFIX)?;
+    call.who.require_path(Scope::ReadSecret, &path)?;
     // Refused before it is decoded: the query can carry a ciphertext of any length.
-    if raw
-        .as_ref()
+    if call
+        .raw_query()
         .is_some_and(|q| q.len() > MAX_CIPHERTEXT_BYTES + 1024)
     {
         return Err(ciphertext_too_large());
     }
-    let q = query(raw, &["version", "ciphertext"])?;
-    // The auth layer ran the read barrier: the mount table is current.
-    if let Some((mount, rec)) = state.node.reader().mount_covering(path.as_str())? {
+    let q = call.query(&["version", "ciphertext"])?;
+    // The auth layer ran the read-index round (`at`): the mount table is current.
+    if let Some((mount, rec)) = state.service.mount_covering(at, &path)? {
         let Some(ciphertext) = q.get("ciphertext") else {
             return Err(ApiError::bad_request(format!(
                 "'{path}' is under the ondemand mount '{mount}', which stores nothing: GET needs ?ciphertext=<ciphertext to decrypt>"
@@ -110,25 +105,14 @@ pub async fn get(
         .get("version")
         .map(|v| parse_u64("version", v, 1))
         .transpose()?;
-    // Two point lookups, nearly always from RocksDB's memtable or block cache: done inline.
-    // Handing them to the blocking pool cost more (a thread hand-off and two context
-    // switches per GET) than the lookups themselves (BENCHMARKS.md, profile of GETs).
-    let stored = state
-        .node
-        .reader()
-        .get(&path, version)
-        .map_err(|e| ApiError::Internal(format!("reading '{path}': {e}")))?;
-    let Some(stored) = stored else {
+    let Some(stored) = state.service.read_secret(at, &path, version)? else {
         return Err(match version {
             Some(v) => ApiError::NotFound(format!("secret '{path}' version {v} not found")),
             None => ApiError::NotFound(format!("secret '{path}' not found")),
         });
     };
-    let plain = state.barrier.open_secret(&path, &stored.sealed)?;
-    let data: Value = serde_json::from_slice(&plain)
-        .map_err(|e| ApiError::Internal(format!("stored value of '{path}' is not JSON: {e}")))?;
     let mut resp = Json(SecretRead::Stored(Secret {
-        data,
+        data: stored.data,
         metadata: (&stored.metadata).into(),
     }))
     .into_response();
@@ -235,29 +219,8 @@ fn decrypt(
     if ciphertext.len() > MAX_CIPHERTEXT_BYTES {
         return Err(ciphertext_too_large());
     }
-    let (plain, _) = state.barrier.decrypt(mount, rec, path, ciphertext)?;
-    let data: Value = serde_json::from_slice(&plain).map_err(|e| {
-        ApiError::Internal(format!("decrypted value for '{path}' is not JSON: {e}"))
-    })?;
+    let data = state.service.decrypt(mount, rec, path, ciphertext)?;
     Ok(Json(SecretRead::Decrypted(Decrypted { data })).into_response())
-}
-
-/// The ondemand mount `path` is under, as of the latest committed state: this node's own
-/// state first (no mount there: nothing to wait for, the state machine refuses a KV write
-/// that lands under a newer mount), then, if it names one, again after the read barrier, so
-/// an encryption uses a key version at least as new as every acknowledged rotation.
-/// `barrier`: run the read barrier even when this node's state names no mount (after the
-/// state machine said a mount covers the path).
-async fn current_mount(
-    state: &AppState,
-    path: &SecretPath,
-    barrier: bool,
-) -> Result<Option<(String, MountRecord)>, ApiError> {
-    if !barrier && state.node.reader().mount_covering(path.as_str())?.is_none() {
-        return Ok(None);
-    }
-    state.node.linearize().await?;
-    Ok(state.node.reader().mount_covering(path.as_str())?)
 }
 
 /// Encrypts `data` for `path` under the mount (nothing is proposed or stored).
@@ -273,29 +236,25 @@ fn encrypt(
             "'{path}' is the ondemand mount itself; encrypt at a path under it"
         )));
     }
-    let lowest = match rec.min_encryption_version {
-        0 => rec.latest_version,
-        n => n,
-    };
+    let allowed = rec.encryption_versions();
     let version = match body.options.get("keyVersion") {
         None => rec.latest_version,
         Some(v) => match json_int(v).and_then(|n| u32::try_from(n).ok()) {
-            Some(n) if (lowest..=rec.latest_version).contains(&n) => n,
+            Some(n) if allowed.contains(&n) => n,
             _ => {
                 return Err(ApiError::invalid_field(
                     "invalidOptions",
                     "/options/keyVersion",
                     format!(
-                        "'options.keyVersion' must be an integer from {lowest} (minEncryptionVersion, or the latest when 0) to {} (the latest)",
-                        rec.latest_version
+                        "'options.keyVersion' must be an integer from {} (minEncryptionVersion, or the latest when 0) to {} (the latest)",
+                        allowed.start(),
+                        allowed.end()
                     ),
                 ))
             }
         },
     };
-    let plain = serde_json::to_vec(&body.data)
-        .map_err(|e| ApiError::Internal(format!("encoding data: {e}")))?;
-    let ciphertext = state.barrier.encrypt(mount, path, version, &plain)?;
+    let ciphertext = state.service.encrypt(mount, path, version, &body.data)?;
     if ciphertext.len() > MAX_CIPHERTEXT_BYTES {
         return Err(ApiError::TooLarge(format!(
             "the ciphertext would be {} bytes, above the {MAX_CIPHERTEXT_BYTES}-byte limit a decryption accepts; encrypt less data",
@@ -453,61 +412,39 @@ pub fn parse_body(
     ),
     security(("bearer" = ["write:secret"])),
 )]
-pub async fn put(
-    state: State,
-    Extension(who): Extension<Principal>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let path = path_after(&uri, PREFIX)?;
-    who.require_path(Scope::WriteSecret, &path)?;
-    query(raw, &[])?;
-    let pre = precondition(&headers)?;
+pub async fn put(state: State, mut call: Call) -> Result<Response, ApiError> {
+    let path = call.path(PREFIX)?;
+    call.who.require_path(Scope::WriteSecret, &path)?;
+    call.query(&[])?;
+    let pre = precondition(&call.headers)?;
     // Room for the envelope around `data`; `data` itself is measured after parsing.
-    let bytes = read_body(body, state.max_value_bytes + 16 * 1024).await?;
-    let id = request_id(
-        &state,
-        &headers,
-        &who,
-        &format!("PUT secrets/{path}"),
-        &bytes,
-    )?;
-    if let Some((mount, rec)) = current_mount(&state, &path, false).await? {
+    let bytes = call
+        .body(state.service.max_value_bytes() + 16 * 1024)
+        .await?;
+    let origin = call.origin(&state, &format!("PUT secrets/{path}"), &bytes)?;
+    if let Some((mount, rec, at)) = state.service.mount_for_write(&path, false).await? {
         // Nothing is proposed, so the state machine cannot check the token where the write
-        // applies: check it here, after the read barrier `current_mount` ran.
-        super::auth::still_valid(&state, &who)?;
+        // applies: check it here, after the read-index round `mount_for_write` ran.
+        super::auth::still_valid(&state, &call.who, &at)?;
         return encrypt_put(&state, &mount, &rec, &path, pre, &bytes);
     }
-    let PutBody { data, cas } = parse_put_body(&bytes, state.max_value_bytes)?;
+    let PutBody { data, cas } = parse_put_body(&bytes, state.service.max_value_bytes())?;
     if pre.is_some() && cas.is_some() {
         return Err(ApiError::bad_request(
             "use either 'options.cas' or an If-Match / If-None-Match header, not both",
         ));
     }
-    let plain =
-        serde_json::to_vec(&data).map_err(|e| ApiError::Internal(format!("encoding data: {e}")))?;
-    let sealed = state.barrier.seal_secret(&path, &plain)?;
-    let command = match pre {
-        Some(precondition) => Command::PutIf {
-            path: path.clone(),
-            sealed,
-            precondition,
-        },
-        None => Command::Put {
-            path: path.clone(),
-            sealed,
-            cas,
-        },
+    let condition = match (pre, cas) {
+        (Some(pre), _) => Some(Condition::Precondition(pre)),
+        (None, Some(cas)) => Some(Condition::Cas(cas)),
+        (None, None) => None,
     };
-    let op = Op {
-        id,
-        caller: Some(who.caller()),
-        command,
-    };
-    match state.node.write(op).await? {
-        CommandResult::Written(meta) => {
+    match state
+        .service
+        .put_secret(origin, &path, &data, condition)
+        .await?
+    {
+        PutOutcome::Written(meta) => {
             let mut resp = Json(SecretWrite::Stored(Secret {
                 data,
                 metadata: (&meta).into(),
@@ -516,14 +453,14 @@ pub async fn put(
             set_etag(&mut resp, meta.version);
             Ok(resp)
         }
-        CommandResult::CasMismatch { current } => Err(ApiError::Conflict {
+        PutOutcome::CasMismatch { current } => Err(ApiError::Conflict {
             kind: "casMismatch",
             detail: format!(
                 "check-and-set failed on '{path}': expected version {}, current version is {current}",
                 cas.unwrap_or_default()
             ),
         }),
-        CommandResult::PreconditionFailed { current, live } => Ok(precondition_failed(
+        PutOutcome::PreconditionFailed { current, live } => Ok(precondition_failed(
             &path,
             pre.unwrap_or(Precondition::Exists),
             current,
@@ -531,9 +468,9 @@ pub async fn put(
         )),
         // A mount was created after this node looked: the write was not stored. The mount
         // has now been applied here (the write's answer came after it), so encrypt instead.
-        CommandResult::UnderMount { mount } => match current_mount(&state, &path, true).await? {
-            Some((mount, rec)) => {
-                super::auth::still_valid(&state, &who)?;
+        PutOutcome::UnderMount { mount } => match state.service.mount_for_write(&path, true).await? {
+            Some((mount, rec, at)) => {
+                super::auth::still_valid(&state, &call.who, &at)?;
                 encrypt_put(&state, &mount, &rec, &path, pre, &bytes)
             }
             None => Err(ApiError::Conflict {
@@ -543,7 +480,6 @@ pub async fn put(
                 ),
             }),
         },
-        other => Err(ApiError::unexpected("a put", other)),
     }
 }
 
@@ -561,7 +497,7 @@ fn encrypt_put(
             "'{path}' is under the ondemand mount '{mount}', which stores nothing: If-Match / If-None-Match do not apply"
         )));
     }
-    let body = parse_body(bytes, state.max_value_bytes, &["keyVersion"])?;
+    let body = parse_body(bytes, state.service.max_value_bytes(), &["keyVersion"])?;
     encrypt(state, mount, rec, path, &body)
 }
 
@@ -582,57 +518,36 @@ fn encrypt_put(
     ),
     security(("bearer" = ["write:secret"])),
 )]
-pub async fn delete(
-    state: State,
-    Extension(who): Extension<Principal>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let path = path_after(&uri, PREFIX)?;
-    who.require_path(Scope::WriteSecret, &path)?;
-    query(raw, &[])?;
-    let id = request_id(
-        &state,
-        &headers,
-        &who,
-        &format!("DELETE secrets/{path}"),
-        b"",
-    )?;
-    let pre = precondition(&headers)?;
-    if let Some((mount, _)) = state.node.reader().mount_covering(path.as_str())? {
+pub async fn delete(state: State, call: Call) -> Result<Response, ApiError> {
+    let path = call.path(PREFIX)?;
+    call.who.require_path(Scope::WriteSecret, &path)?;
+    call.query(&[])?;
+    let origin = call.origin(&state, &format!("DELETE secrets/{path}"), b"")?;
+    let pre = precondition(&call.headers)?;
+    // This node's state is enough: a delete under a mount finds no secret where it applies.
+    if let Some((mount, _)) = state
+        .service
+        .mount_covering(&state.service.local(), &path)?
+    {
         return Err(ApiError::bad_request(format!(
             "'{path}' is under the ondemand mount '{mount}', which stores nothing to delete (DELETE /api/v1/mounts/{mount} unmounts it)"
         )));
     }
-    let command = match pre {
-        Some(precondition) => Command::DeleteIf {
-            path: path.clone(),
-            precondition,
-        },
-        None => Command::Delete { path: path.clone() },
-    };
-    let op = Op {
-        id,
-        caller: Some(who.caller()),
-        command,
-    };
-    match state.node.write(op).await? {
-        CommandResult::Deleted(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-        CommandResult::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
-        CommandResult::PreconditionFailed { current, live } => Ok(precondition_failed(
+    match state.service.delete_secret(origin, &path, pre).await? {
+        DeleteOutcome::Deleted(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        DeleteOutcome::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
+        DeleteOutcome::PreconditionFailed { current, live } => Ok(precondition_failed(
             &path,
             pre.unwrap_or(Precondition::Exists),
             current,
             live,
         )),
-        other => Err(ApiError::unexpected("a delete", other)),
     }
 }
 
 /// `POST /rewrap/{path}` `{"ciphertext": "..."}`: the same plaintext encrypted again under
 /// the mount's latest key version, without the plaintext leaving this node. Needs
-/// `read:secret` on the path (as decrypting does); runs after the read barrier.
+/// `read:secret` on the path (as decrypting does); runs after the read-index round.
 #[utoipa::path(
     post,
     path = "/api/v1/rewrap/{path}",
@@ -649,17 +564,12 @@ pub async fn delete(
     ),
     security(("bearer" = ["read:secret"])),
 )]
-pub async fn rewrap(
-    state: State,
-    Extension(who): Extension<Principal>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let path = path_after(&uri, "/api/v1/rewrap/")?;
-    who.require_path(Scope::ReadSecret, &path)?;
-    query(raw, &[])?;
-    let bytes = read_body(body, MAX_CIPHERTEXT_BYTES + 1024)
+pub async fn rewrap(state: State, mut call: Call) -> Result<Response, ApiError> {
+    let path = call.path("/api/v1/rewrap/")?;
+    call.who.require_path(Scope::ReadSecret, &path)?;
+    call.query(&[])?;
+    let bytes = call
+        .body(MAX_CIPHERTEXT_BYTES + 1024)
         .await
         .map_err(|e| match e {
             ApiError::TooLarge(_) => ciphertext_too_large(),
@@ -686,7 +596,8 @@ pub async fn rewrap(
             "field 'ciphertext' is required and must be a string",
         ));
     };
-    let Some((mount, rec)) = state.node.reader().mount_covering(path.as_str())? else {
+    let at = call.current()?;
+    let Some((mount, rec)) = state.service.mount_covering(at, &path)? else {
         return Err(ApiError::bad_request(format!(
             "'{path}' is not under an ondemand mount; only ciphertexts can be rewrapped"
         )));
@@ -699,9 +610,7 @@ pub async fn rewrap(
     if ciphertext.len() > MAX_CIPHERTEXT_BYTES {
         return Err(ciphertext_too_large());
     }
-    let (plain, _) = state.barrier.decrypt(&mount, &rec, &path, ciphertext)?;
-    let version = rec.latest_version;
-    let fresh = state.barrier.encrypt(&mount, &path, version, &plain)?;
+    let (fresh, version) = state.service.rewrap(&mount, &rec, &path, ciphertext)?;
     Ok(Json(Encrypted {
         data: EncryptedData {
             ciphertext: fresh,
@@ -732,13 +641,10 @@ pub async fn rewrap(
     ),
     security(("bearer" = ["read:secret"])),
 )]
-pub async fn list(
-    state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    who.require(Scope::ReadSecret)?;
-    let q = query(raw, &["prefix", "startIndex", "count"])?;
+pub async fn list(state: State, call: Call) -> Result<Response, ApiError> {
+    let at = call.current()?;
+    call.who.require(Scope::ReadSecret)?;
+    let q = call.query(&["prefix", "startIndex", "count"])?;
     let prefix = q.get("prefix").cloned().unwrap_or_default();
     // A path, or nothing, and at most one trailing '/': exactly the document's rule, so that
     // a prefix valid under it is never refused and one outside it never listed.
@@ -764,14 +670,12 @@ pub async fn list(
             "query parameter 'count' must be at most 1000",
         ));
     }
-    let reader = state.node.reader().clone();
-    let p = trimmed.to_string();
+    let who = call.who.clone();
     let visible = move |path: &SecretPath| who.policy.allows(Scope::ReadSecret, path);
-    let (page, total) = crate::store::blocking(move || {
-        reader.list(&p, (start - 1) as usize, count as usize, visible)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("listing '{trimmed}': {e}")))?;
+    let Listing { page, total } = state
+        .service
+        .list(at, trimmed, (start - 1) as usize, count as usize, visible)
+        .await?;
     let resources: Vec<ListedSecret> = page
         .iter()
         .map(|l| ListedSecret {

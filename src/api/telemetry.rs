@@ -7,7 +7,7 @@
 //!   status codes the server sends. An anonymous caller cannot grow `/metrics`.
 //! - `/metrics` needs a token with the `metrics` or `admin` scope on the API listener; the
 //!   optional separate listener (`metrics_addr`, loopback only) serves it without a token.
-//! - It is answered from local state (no read barrier), so a node cut off from the cluster
+//! - It is answered from local state (no read-index round), so a node cut off from the cluster
 //!   can still be scraped — exactly when an operator needs it.
 
 use std::time::Instant;

@@ -13,19 +13,17 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Extension, Path, RawQuery};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{json_int, query, read_body};
+use super::input::json_int;
+use super::input::Call;
 use super::state::State;
 use super::wire::{CreateToken, CreatedToken, ErrorBody, TokenList, TokenView, LIST_RESPONSE};
 use crate::secret::token::{PathPattern, Policy, Scope, Token, TokenRecord};
-use crate::secret::{Command, CommandResult, Op};
 use crate::time::now_ms;
 
 /// The largest token-creation body: a name, four scopes and a few hundred path patterns.
@@ -49,15 +47,10 @@ pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600 + 25 * 24 * 3600;
     ),
     security(("bearer" = ["admin"])),
 )]
-pub async fn create(
-    state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
-    body: Body,
-) -> Result<Response, ApiError> {
-    who.require(Scope::Admin)?;
-    query(raw, &[])?;
-    let body = read_body(body, MAX_BODY).await?;
+pub async fn create(state: State, mut call: Call) -> Result<Response, ApiError> {
+    call.who.require(Scope::Admin)?;
+    call.query(&[])?;
+    let body = call.body(MAX_BODY).await?;
     let b: CreateToken = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "body must be {{\"name\", \"scopes\", \"paths\", \"ttlSeconds\"?}}: {e}"
@@ -113,7 +106,7 @@ pub async fn create(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::invalid_field("invalidToken", "/paths", e))?;
     let policy = Policy { scopes, paths };
-    who.require_within(&policy)?;
+    call.who.require_within(&policy)?;
     let token = Token::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = now_ms();
     let expires_at_ms =
@@ -126,27 +119,16 @@ pub async fn create(
         created_at_ms: now,
         expires_at_ms,
     };
-    let sealed = state.barrier.seal_token(&record)?;
-    let command = Command::CreateToken {
-        accessor: record.accessor.clone(),
-        sealed,
-        bootstrap: false,
+    let issued = state
+        .service
+        .create_token(call.who.caller(), &record)
+        .await?;
+    tracing::info!(accessor = %issued.accessor, by = %call.who.accessor, "token created");
+    let body = CreatedToken {
+        view: TokenView::new(&record, None),
+        token: token.expose().to_string(),
     };
-    match state
-        .node
-        .write(Op::new(command, Some(who.caller())))
-        .await?
-    {
-        CommandResult::TokenCreated => {
-            tracing::info!(accessor = %record.accessor, by = %who.accessor, "token created");
-            let body = CreatedToken {
-                view: TokenView::new(&record, None),
-                token: token.expose().to_string(),
-            };
-            Ok((StatusCode::CREATED, Json(body)).into_response())
-        }
-        other => Err(ApiError::unexpected("creating a token", other)),
-    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 #[utoipa::path(
@@ -158,17 +140,14 @@ pub async fn create(
     responses((status = 200, description = "The tokens (never the tokens themselves).", body = TokenList)),
     security(("bearer" = ["admin"])),
 )]
-pub async fn list(
-    state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<TokenList>, ApiError> {
-    who.require(Scope::Admin)?;
-    query(raw, &[])?;
-    let tokens = state.barrier.tokens()?;
+pub async fn list(state: State, call: Call) -> Result<Json<TokenList>, ApiError> {
+    let at = call.current()?;
+    call.who.require(Scope::Admin)?;
+    call.query(&[])?;
+    let tokens = state.service.tokens(at)?;
     let resources: Vec<TokenView> = tokens
         .iter()
-        .filter(|(r, _)| r.accessor == who.accessor || who.policy.contains(&r.policy))
+        .filter(|(r, _)| r.accessor == call.who.accessor || call.who.policy.contains(&r.policy))
         .map(|(r, revoked)| TokenView::new(r, *revoked))
         .collect();
     Ok(Json(TokenList {
@@ -197,44 +176,38 @@ pub async fn list(
 )]
 pub async fn revoke(
     state: State,
-    Extension(who): Extension<Principal>,
-    RawQuery(raw): RawQuery,
     Path(accessor): Path<String>,
+    call: Call,
 ) -> Result<Response, ApiError> {
-    who.require(Scope::Admin)?;
-    query(raw, &[])?;
+    call.who.require(Scope::Admin)?;
+    call.query(&[])?;
     if accessor.len() != 16 || !accessor.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request(
             "a token accessor is 16 hexadecimal characters",
         ));
     }
     let accessor = accessor.to_ascii_lowercase();
-    if accessor != who.accessor {
+    if accessor != call.who.accessor {
         // A token's policy never changes, so this node's copy decides; one it does not know
-        // yet (created moments ago) gets the read barrier and a second look.
-        let mut target = state.barrier.token(&accessor)?;
+        // yet (created moments ago) gets the read-index round and a second look.
+        let mut target = state.service.token(&accessor)?;
         if target.is_none() {
-            state.node.linearize().await?;
-            target = state.barrier.token(&accessor)?;
+            state.service.linearize().await?;
+            target = state.service.token(&accessor)?;
         }
         match target {
-            Some((record, _)) => who.require_within(&record.policy)?,
+            Some((record, _)) => call.who.require_within(&record.policy)?,
             None => return Err(ApiError::NotFound(format!("token {accessor} not found"))),
         }
     }
-    let command = Command::RevokeToken {
-        accessor: accessor.clone(),
-    };
-    match state
-        .node
-        .write(Op::new(command, Some(who.caller())))
+    if state
+        .service
+        .revoke_token(call.who.caller(), &accessor)
         .await?
     {
-        CommandResult::TokenRevoked => {
-            tracing::info!(%accessor, by = %who.accessor, "token revoked");
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        CommandResult::NotFound => Err(ApiError::NotFound(format!("token {accessor} not found"))),
-        other => Err(ApiError::unexpected("revoking a token", other)),
+        tracing::info!(%accessor, by = %call.who.accessor, "token revoked");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound(format!("token {accessor} not found")))
     }
 }

@@ -12,7 +12,7 @@
 //! - One dispatcher ([`dispatch`]) for every `/v1/` route, because Vault's `LIST` is an
 //!   HTTP method no router knows; `GET ?list=true` is the same call.
 //! - Authentication is the main API's, with the same freshness rules: the token comes from
-//!   `X-Vault-Token` (or `Authorization: Bearer`); reads run the read barrier before the
+//!   `X-Vault-Token` (or `Authorization: Bearer`); reads run the read-index round before the
 //!   token check; writes are checked against this node's table and again in apply.
 //! - Responses carry Vault's envelope (`request_id`, `lease_id`, `renewable`,
 //!   `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`, `mount_type`); errors are
@@ -35,7 +35,10 @@ use super::secrets::{parse_put_body, PutBody};
 use super::state::State;
 use crate::secret::token::Scope;
 use crate::secret::versions::{DEFAULT_MAX_VERSIONS, MAX_MAX_VERSIONS};
-use crate::secret::{Command, CommandResult, Metadata, Op, Precondition, RequestId, SecretPath};
+use crate::secret::{Metadata, Precondition, RequestId, SecretPath};
+use crate::service::{
+    Condition, DeleteOutcome, Linearized, Listing, Origin, PutOutcome, VersionChange,
+};
 use crate::time::rfc3339;
 
 /// The one KV v2 mount, as Vault clients name it by default.
@@ -148,6 +151,20 @@ fn uuid() -> String {
     )
 }
 
+/// The one KV v2 mount as Vault describes a mount (`sys/mounts`, `sys/internal/ui/mounts`).
+fn kv_mount() -> Value {
+    json!({
+        "type": "kv",
+        "description": "raftsafe's key/value store (KV v2 compatible)",
+        "accessor": "kv_raftsafe",
+        "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
+        "options": {"version": "2"},
+        "local": false,
+        "seal_wrap": false,
+        "external_entropy_access": false,
+    })
+}
+
 /// A version's metadata as Vault shows it in `data/` responses.
 fn version_metadata(m: &Metadata) -> Value {
     json!({
@@ -194,6 +211,7 @@ pub async fn dispatch(
     let reply = match route(&full) {
         Some(Route::Health) => call.health(&method).await,
         Some(Route::Mounts) => call.mounts(&method).await,
+        Some(Route::MountOf(path)) => call.mount_of(&method, path).await,
         Some(Route::LookupSelf) => call.lookup_self(&method).await,
         Some(Route::Config) => call.config(&method).await,
         Some(Route::Data(rest)) => call.data(&method, rest, body).await,
@@ -207,6 +225,8 @@ pub async fn dispatch(
 enum Route<'a> {
     Health,
     Mounts,
+    /// `sys/internal/ui/mounts/{path}`: which mount serves a path (the CLI's first call).
+    MountOf(&'a str),
     LookupSelf,
     Config,
     Data(&'a str),
@@ -222,12 +242,25 @@ enum VersionOp {
     Destroy,
 }
 
+impl VersionOp {
+    fn name(self) -> &'static str {
+        match self {
+            VersionOp::Delete => "delete",
+            VersionOp::Undelete => "undelete",
+            VersionOp::Destroy => "destroy",
+        }
+    }
+}
+
 fn route(full: &str) -> Option<Route<'_>> {
     match full {
         "sys/health" => return Some(Route::Health),
         "sys/mounts" => return Some(Route::Mounts),
         "auth/token/lookup-self" => return Some(Route::LookupSelf),
         _ => {}
+    }
+    if let Some(p) = full.strip_prefix("sys/internal/ui/mounts/") {
+        return Some(Route::MountOf(p));
     }
     let rest = full.strip_prefix(MOUNT)?.strip_prefix('/')?;
     if rest == "config" {
@@ -256,17 +289,6 @@ fn route(full: &str) -> Option<Route<'_>> {
 
 /// What a proposed command does, and where, to scope a client's request id (see
 /// [`super::input::request_id`]).
-fn command_scope(command: &Command) -> String {
-    match command {
-        Command::SetMaxVersions { path, .. } => format!("metadata {path}"),
-        Command::DeleteMetadata { path } => format!("delete-metadata {path}"),
-        Command::Undelete { path, .. } => format!("undelete {path}"),
-        Command::Destroy { path, .. } => format!("destroy {path}"),
-        Command::DeleteIf { path, .. } => format!("delete {path}"),
-        _ => "other".to_string(),
-    }
-}
-
 struct Call {
     state: State,
     headers: HeaderMap,
@@ -274,10 +296,25 @@ struct Call {
 }
 
 impl Call {
-    /// The caller, after the read barrier (`current`) or from this node's table (writes).
-    async fn principal(&self, current: bool) -> Result<Principal, VaultError> {
+    /// The caller, with the write rule: this node's table (the state machine checks again).
+    async fn principal(&self) -> Result<Principal, VaultError> {
         let token = presented(&self.headers)?;
-        Ok(auth::principal(&self.state, &token, current).await?)
+        Ok(auth::principal_write(&self.state, &token).await?)
+    }
+
+    /// The caller after the read-index round, and the view a read needs.
+    async fn current(&self) -> Result<(Principal, Linearized), VaultError> {
+        let token = presented(&self.headers)?;
+        Ok(auth::principal_current(&self.state, &token).await?)
+    }
+
+    /// The request id of a write: the client's `X-Request-Id` (with a fingerprint of `what`
+    /// and `content`), or a fresh one.
+    fn origin(&self, who: &Principal, what: &str, content: &[u8]) -> Result<Origin, VaultError> {
+        Ok(Origin {
+            id: request_id(&self.state, &self.headers, who, what, content)?,
+            caller: who.caller(),
+        })
     }
 
     fn query(
@@ -319,19 +356,9 @@ impl Call {
         if method != Method::GET {
             return Err(VaultError::unsupported(method, "sys/mounts"));
         }
-        self.principal(false).await?;
-        let mount = json!({
-            "type": "kv",
-            "description": "raftsafe's key/value store (KV v2 compatible)",
-            "accessor": "kv_raftsafe",
-            "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
-            "options": {"version": "2"},
-            "local": false,
-            "seal_wrap": false,
-            "external_entropy_access": false,
-        });
+        self.principal().await?;
         let mut data = Map::new();
-        data.insert(format!("{MOUNT}/"), mount);
+        data.insert(format!("{MOUNT}/"), kv_mount());
         // Vault returns the mounts both at the top level and under `data`.
         let mut body = envelope_value(Value::Object(data.clone()));
         if let Value::Object(top) = &mut body {
@@ -340,13 +367,41 @@ impl Call {
         Ok(Json(body).into_response())
     }
 
+    /// `sys/internal/ui/mounts/{path}`: the mount that serves `path` and its KV version.
+    /// Vault's CLI asks this before every `kv` command to learn the mount and whether to
+    /// use KV v2's `data/` and `metadata/` paths; any valid token may ask. A path outside
+    /// the one mount is Vault's 403, which the CLI explains as a policy problem: the detail
+    /// says what raftsafe serves.
+    async fn mount_of(&self, method: &Method, path: &str) -> Reply {
+        if method != Method::GET {
+            return Err(VaultError::unsupported(method, "sys/internal/ui/mounts"));
+        }
+        self.query(&[])?;
+        self.principal().await?;
+        let first = path.split('/').next().unwrap_or("");
+        if first != MOUNT {
+            return Err(VaultError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "permission denied: raftsafe serves one KV v2 mount, '{MOUNT}/'; '{}' is not under it",
+                    path.chars().take(128).collect::<String>()
+                ),
+            ));
+        }
+        let mut mount = kv_mount();
+        if let Value::Object(m) = &mut mount {
+            m.insert("path".into(), json!(format!("{MOUNT}/")));
+        }
+        Ok(envelope(mount))
+    }
+
     /// `auth/token/lookup-self`: who the token is (what hvac's `is_authenticated` calls).
     /// Never the token itself: its accessor, name, scopes (as policies) and expiry.
     async fn lookup_self(&self, method: &Method) -> Reply {
         if method != Method::GET {
             return Err(VaultError::unsupported(method, "auth/token/lookup-self"));
         }
-        let who = self.principal(true).await?;
+        let (who, _) = self.current().await?;
         let now = crate::time::now_ms();
         let policies: Vec<&str> = who.policy.scopes.iter().map(|s| s.as_str()).collect();
         let paths: Vec<&str> = who.policy.paths.iter().map(|p| p.as_str()).collect();
@@ -367,7 +422,7 @@ impl Call {
         if method != Method::GET {
             return Err(VaultError::unsupported(method, "secret/config"));
         }
-        self.principal(true).await?;
+        self.current().await?;
         Ok(envelope(json!({
             "cas_required": false,
             "delete_version_after": "0s",
@@ -388,33 +443,48 @@ impl Call {
                     .transpose()?
                     // Vault reads `version=0` as "the latest".
                     .filter(|v| *v > 0);
-                let who = self.principal(true).await?;
+                let (who, at) = self.current().await?;
                 who.require_path(Scope::ReadSecret, &path)?;
-                let (data, meta) = self
-                    .read(&path, version)?
+                let read = self
+                    .state
+                    .service
+                    .read_secret(&at, &path, version)
+                    .map_err(ApiError::from)?
                     .ok_or_else(VaultError::not_found)?;
                 Ok(envelope(
-                    json!({"data": data, "metadata": version_metadata(&meta)}),
+                    json!({"data": read.data, "metadata": version_metadata(&read.metadata)}),
                 ))
             }
             Method::POST | Method::PUT => {
                 self.query(&[])?;
-                let who = self.principal(false).await?;
+                let who = self.principal().await?;
                 who.require_path(Scope::WriteSecret, &path)?;
-                let bytes = read_body(body, self.state.max_value_bytes + 16 * 1024).await?;
-                let PutBody { data, cas } = parse_put_body(&bytes, self.state.max_value_bytes)?;
-                let meta = self.write(&who, &path, &data, cas).await?;
+                let bytes =
+                    read_body(body, self.state.service.max_value_bytes() + 16 * 1024).await?;
+                let origin = self.origin(&who, &format!("vault write {path}"), &bytes)?;
+                let PutBody { data, cas } =
+                    parse_put_body(&bytes, self.state.service.max_value_bytes())?;
+                let meta = self.write(origin, &path, &data, cas).await?;
                 Ok(envelope(version_metadata(&meta)))
             }
             Method::PATCH => {
                 self.query(&[])?;
-                let who = self.principal(true).await?;
+                let (who, at) = self.current().await?;
                 who.require_path(Scope::ReadSecret, &path)?;
                 who.require_path(Scope::WriteSecret, &path)?;
-                let bytes = read_body(body, self.state.max_value_bytes + 16 * 1024).await?;
+                let bytes =
+                    read_body(body, self.state.service.max_value_bytes() + 16 * 1024).await?;
+                // A retry with the same X-Request-Id repeats this body: it gets the first
+                // answer, whatever version the patch then applied to.
+                let origin = self.origin(&who, &format!("vault PATCH {path}"), &bytes)?;
                 let PutBody { data: patch, cas } =
-                    parse_put_body(&bytes, self.state.max_value_bytes)?;
-                let (mut current, meta) = self.read(&path, None)?.ok_or_else(|| {
+                    parse_put_body(&bytes, self.state.service.max_value_bytes())?;
+                let read = self
+                    .state
+                    .service
+                    .read_secret(&at, &path, None)
+                    .map_err(ApiError::from)?;
+                let (mut current, meta) = read.map(|r| (r.data, r.metadata)).ok_or_else(|| {
                     VaultError::new(
                         StatusCode::NOT_FOUND,
                         format!("no value found at \"{path}\"; patch only works on existing data"),
@@ -427,41 +497,40 @@ impl Call {
                 }
                 merge_patch(&mut current, patch);
                 let size = serde_json::to_vec(&current).map(|v| v.len()).unwrap_or(0);
-                if size > self.state.max_value_bytes {
+                if size > self.state.service.max_value_bytes() {
                     return Err(ApiError::TooLarge(format!(
                         "the patched data is {size} bytes, larger than the {}-byte limit",
-                        self.state.max_value_bytes
+                        self.state.service.max_value_bytes()
                     ))
                     .into());
                 }
                 // The write is conditional on the version the patch was applied to, so a
                 // concurrent writer makes this patch fail instead of being overwritten.
                 let meta = self
-                    .write(&who, &path, &current, Some(meta.version))
+                    .write(origin, &path, &current, Some(meta.version))
                     .await?;
                 Ok(envelope(version_metadata(&meta)))
             }
             Method::DELETE => {
                 self.query(&[])?;
-                let who = self.principal(false).await?;
+                let who = self.principal().await?;
                 who.require_path(Scope::WriteSecret, &path)?;
-                let op = Op {
-                    id: request_id(
-                        &self.state,
-                        &self.headers,
-                        &who,
-                        &format!("vault DELETE {path}"),
-                        b"",
-                    )?,
-                    caller: Some(who.caller()),
-                    command: Command::Delete { path: path.clone() },
-                };
-                match self.state.node.write(op).await.map_err(ApiError::from)? {
-                    // Vault answers 204 whether or not there was anything to delete.
-                    CommandResult::Deleted(_) | CommandResult::NotFound => {
+                let origin = self.origin(&who, &format!("vault DELETE {path}"), b"")?;
+                // Vault answers 204 whether or not there was anything to delete.
+                match self
+                    .state
+                    .service
+                    .delete_secret(origin, &path, None)
+                    .await
+                    .map_err(ApiError::from)?
+                {
+                    DeleteOutcome::Deleted(_) | DeleteOutcome::NotFound => {
                         Ok(StatusCode::NO_CONTENT.into_response())
                     }
-                    other => Err(ApiError::unexpected("a delete", other).into()),
+                    DeleteOutcome::PreconditionFailed { .. } => Err(ApiError::Internal(
+                        "a delete without a precondition failed one".into(),
+                    )
+                    .into()),
                 }
             }
             ref m => Err(VaultError::unsupported(m, "secret/data")),
@@ -484,14 +553,13 @@ impl Call {
         match *method {
             Method::GET => {
                 self.query(&[])?;
-                let who = self.principal(true).await?;
+                let (who, at) = self.current().await?;
                 who.require_path(Scope::ReadSecret, &path)?;
                 let view = self
                     .state
-                    .node
-                    .reader()
-                    .versions(&path)
-                    .map_err(|e| ApiError::Internal(format!("reading '{path}': {e}")))?
+                    .service
+                    .versions(&at, &path)
+                    .map_err(ApiError::from)?
                     .ok_or_else(VaultError::not_found)?;
                 let Some(meta) = view.meta else {
                     return Err(VaultError::not_found());
@@ -524,37 +592,49 @@ impl Call {
             }
             Method::POST | Method::PUT => {
                 self.query(&[])?;
-                let who = self.principal(false).await?;
+                let who = self.principal().await?;
                 who.require_path(Scope::WriteSecret, &path)?;
                 let bytes = read_body(body, 64 * 1024).await?;
+                let origin = self.origin(&who, &format!("vault metadata {path}"), &bytes)?;
                 let Some(max_versions) = metadata_body(&bytes)? else {
                     return Ok(StatusCode::NO_CONTENT.into_response());
                 };
-                let command = Command::SetMaxVersions {
-                    path: path.clone(),
-                    max_versions,
-                };
-                match self.propose(&who, command).await? {
-                    CommandResult::MaxVersionsSet { .. } => {
-                        Ok(StatusCode::NO_CONTENT.into_response())
-                    }
-                    CommandResult::UnderMount { mount } => Err(ApiError::bad_request(format!(
+                let service = &self.state.service;
+                if let Some((mount, _)) = service
+                    .mount_covering(&service.local(), &path)
+                    .map_err(ApiError::from)?
+                {
+                    return Err(ApiError::bad_request(format!(
                         "'{path}' is under the ondemand mount '{mount}', which keeps no versions"
                     ))
-                    .into()),
-                    other => Err(ApiError::unexpected("setting max_versions", other).into()),
+                    .into());
+                }
+                match service
+                    .set_max_versions(origin, &path, max_versions)
+                    .await
+                    .map_err(ApiError::from)?
+                {
+                    Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+                    // (This used to be a 500.) raftsafe keeps metadata only for a path that
+                    // has been written.
+                    None => Err(VaultError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no secret at \"{path}\": write it before setting its metadata"),
+                    )),
                 }
             }
             Method::DELETE => {
                 self.query(&[])?;
-                let who = self.principal(false).await?;
+                let who = self.principal().await?;
                 who.require_path(Scope::WriteSecret, &path)?;
-                match self.propose(&who, Command::DeleteMetadata { path }).await? {
-                    CommandResult::MetadataDeleted | CommandResult::NotFound => {
-                        Ok(StatusCode::NO_CONTENT.into_response())
-                    }
-                    other => Err(ApiError::unexpected("deleting metadata", other).into()),
-                }
+                let origin = self.origin(&who, &format!("vault delete-metadata {path}"), b"")?;
+                // Vault answers 204 whether or not the path existed.
+                self.state
+                    .service
+                    .delete_metadata(origin, &path)
+                    .await
+                    .map_err(ApiError::from)?;
+                Ok(StatusCode::NO_CONTENT.into_response())
             }
             ref m => Err(VaultError::unsupported(m, "secret/metadata")),
         }
@@ -572,58 +652,46 @@ impl Call {
         }
         let path = SecretPath::parse(rest).map_err(ApiError::from)?;
         self.query(&[])?;
-        let who = self.principal(false).await?;
+        let who = self.principal().await?;
         who.require_path(Scope::WriteSecret, &path)?;
         let bytes = read_body(body, 64 * 1024).await?;
+        let origin = self.origin(&who, &format!("vault {} {path}", op.name()), &bytes)?;
         let versions = versions_body(&bytes)?;
-        let command = match op {
-            VersionOp::Undelete => Command::Undelete {
-                path: path.clone(),
-                versions,
-            },
-            VersionOp::Destroy => Command::Destroy {
-                path: path.clone(),
-                versions,
-            },
+        let service = &self.state.service;
+        let changed = match op {
+            VersionOp::Undelete | VersionOp::Destroy => {
+                let change = if op == VersionOp::Undelete {
+                    VersionChange::Undelete
+                } else {
+                    VersionChange::Destroy
+                };
+                service
+                    .change_versions(origin, change, &path, versions)
+                    .await
+                    .map_err(ApiError::from)?
+                    .is_some()
+            }
             VersionOp::Delete => {
                 let [version] = versions[..] else {
                     return Err(delete_only_latest());
                 };
-                Command::DeleteIf {
-                    path: path.clone(),
-                    precondition: Precondition::Version(version),
+                let pre = Some(Precondition::Version(version));
+                match service
+                    .delete_secret(origin, &path, pre)
+                    .await
+                    .map_err(ApiError::from)?
+                {
+                    DeleteOutcome::Deleted(_) => true,
+                    DeleteOutcome::NotFound => false,
+                    DeleteOutcome::PreconditionFailed { .. } => return Err(delete_only_latest()),
                 }
             }
         };
-        match self.propose(&who, command).await? {
-            CommandResult::VersionsChanged { .. } | CommandResult::Deleted(_) => {
-                Ok(StatusCode::NO_CONTENT.into_response())
-            }
-            CommandResult::NotFound => Err(VaultError::not_found()),
-            CommandResult::PreconditionFailed { .. } => Err(delete_only_latest()),
-            other => Err(ApiError::unexpected("a version change", other).into()),
+        if changed {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        } else {
+            Err(VaultError::not_found())
         }
-    }
-
-    /// Proposes one command as `who`, with the client's request id (or a fresh one).
-    async fn propose(
-        &self,
-        who: &Principal,
-        command: Command,
-    ) -> Result<CommandResult, VaultError> {
-        let op = Op {
-            id: request_id(
-                &self.state,
-                &self.headers,
-                who,
-                &format!("vault {}", command_scope(&command)),
-                // These commands carry no sealed bytes: their encoding is the request.
-                &crate::codec::encode(&command),
-            )?,
-            caller: Some(who.caller()),
-            command,
-        };
-        Ok(self.state.node.write(op).await.map_err(ApiError::from)?)
     }
 
     async fn list(&self, rest: &str) -> Reply {
@@ -635,15 +703,15 @@ impl Call {
         if !decoded.is_empty() {
             SecretPath::parse_decoded(&decoded).map_err(ApiError::from)?;
         }
-        let who = self.principal(true).await?;
+        let (who, at) = self.current().await?;
         who.require(Scope::ReadSecret)?;
-        let reader = self.state.node.reader().clone();
-        let p = decoded.clone();
         let visible = move |path: &SecretPath| who.policy.allows(Scope::ReadSecret, path);
-        let (page, total) =
-            crate::store::blocking(move || reader.list(&p, 0, MAX_LIST_WALK, visible))
-                .await
-                .map_err(|e| ApiError::Internal(format!("listing '{decoded}': {e}")))?;
+        let Listing { page, total } = self
+            .state
+            .service
+            .list(&at, &decoded, 0, MAX_LIST_WALK, visible)
+            .await
+            .map_err(ApiError::from)?;
         if total > MAX_LIST_WALK {
             return Err(ApiError::bad_request(format!(
                 "more than {MAX_LIST_WALK} secrets under '{decoded}'; list a narrower prefix \
@@ -658,62 +726,33 @@ impl Call {
         Ok(envelope(json!({"keys": keys})))
     }
 
-    /// A version's data and metadata, `None` if absent or deleted.
-    fn read(
-        &self,
-        path: &SecretPath,
-        version: Option<u64>,
-    ) -> Result<Option<(Value, Metadata)>, VaultError> {
-        let stored = self
-            .state
-            .node
-            .reader()
-            .get(path, version)
-            .map_err(|e| ApiError::Internal(format!("reading '{path}': {e}")))?;
-        let Some(stored) = stored else {
-            return Ok(None);
-        };
-        let plain = self.state.barrier.open_secret(path, &stored.sealed)?;
-        let data: Value = serde_json::from_slice(&plain).map_err(|e| {
-            ApiError::Internal(format!("stored value of '{path}' is not JSON: {e}"))
-        })?;
-        Ok(Some((data, stored.metadata)))
-    }
-
+    /// Writes `data` as the next version of `path` (`cas`: only if it is the current one).
     async fn write(
         &self,
-        who: &Principal,
+        origin: Origin,
         path: &SecretPath,
         data: &Value,
         cas: Option<u64>,
     ) -> Result<Metadata, VaultError> {
-        let plain = serde_json::to_vec(data)
-            .map_err(|e| ApiError::Internal(format!("encoding data: {e}")))?;
-        let sealed = self.state.barrier.seal_secret(path, &plain)?;
-        let op = Op {
-            id: request_id(
-                &self.state,
-                &self.headers,
-                who,
-                &format!("vault write {path}"),
-                &[plain.as_slice(), &cas.unwrap_or(u64::MAX).to_be_bytes()].concat(),
-            )?,
-            caller: Some(who.caller()),
-            command: Command::Put {
-                path: path.clone(),
-                sealed,
-                cas,
-            },
-        };
-        match self.state.node.write(op).await.map_err(ApiError::from)? {
-            CommandResult::Written(meta) => Ok(meta),
-            CommandResult::CasMismatch { .. } => Err(cas_mismatch()),
+        let condition = cas.map(Condition::Cas);
+        match self
+            .state
+            .service
+            .put_secret(origin, path, data, condition)
+            .await
+            .map_err(ApiError::from)?
+        {
+            PutOutcome::Written(meta) => Ok(meta),
+            PutOutcome::CasMismatch { .. } => Err(cas_mismatch()),
             // Under an ondemand mount a PUT encrypts (on /api/v1); KV v2 stores nothing there.
-            CommandResult::UnderMount { mount } => Err(VaultError::new(
+            PutOutcome::UnderMount { mount } => Err(VaultError::new(
                 StatusCode::BAD_REQUEST,
                 format!("'{path}' is under the ondemand mount '{mount}', which stores nothing; encrypt with PUT /api/v1/secrets/{path}"),
             )),
-            other => Err(ApiError::unexpected("a put", other).into()),
+            PutOutcome::PreconditionFailed { .. } => Err(ApiError::Internal(
+                "a write without a precondition failed one".into(),
+            )
+            .into()),
         }
     }
 }
@@ -751,12 +790,19 @@ fn versions_body(bytes: &[u8]) -> Result<Vec<u64>, VaultError> {
         .into());
     }
     let bad = || {
-        ApiError::bad_request("'versions' must be a non-empty array of at most 1000 integers >= 1")
+        ApiError::bad_request(
+            "'versions' must be a non-empty array of at most 1000 integers >= 1 (numbers or numeric strings)",
+        )
     };
     match body.remove("versions") {
+        // Vault's CLI sends the versions as strings (`["1"]`), hvac as numbers.
         Some(Value::Array(a)) if !a.is_empty() && a.len() <= 1000 => Ok(a
             .iter()
-            .map(|v| v.as_u64().filter(|n| *n >= 1).ok_or_else(bad))
+            .map(|v| match v {
+                Value::String(s) => s.parse::<u64>().ok(),
+                v => v.as_u64(),
+            })
+            .map(|n| n.filter(|n| *n >= 1).ok_or_else(bad))
             .collect::<Result<_, _>>()?),
         _ => Err(bad().into()),
     }

@@ -1,7 +1,7 @@
 //! Raft plumbing: the HTTP transport between nodes ([`network`] dials, [`rpc`] serves,
 //! [`wire`] holds what crosses it) and the node's lifecycle ([`node`]: start, bootstrap,
-//! the read barrier, writes, forwarding; [`batch`] and [`relay`] group writes into entries and
-//! relayed requests; [`snapshots`] decides when to build a snapshot).
+//! the read-index round, writes, forwarding; [`batch`] and [`relay`] group writes into entries and
+//! relayed requests; [`snapshots`] decides when to build a snapshot; [`view`] types what a read may assume).
 //!
 //! The openraft type configuration lives in [`crate::store::types`] (the storage traits
 //! below this layer are written against it) and is re-exported here. The API layer talks to
@@ -14,6 +14,7 @@ pub mod node;
 pub mod relay;
 pub mod rpc;
 pub mod snapshots;
+pub mod view;
 pub mod wire;
 
 pub use crate::store::types::{

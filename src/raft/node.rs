@@ -1,5 +1,5 @@
 //! A raftsafe node: its openraft instance, its stores, and the two operations the API is
-//! built on — a linearizable read barrier and a write that reaches the leader from anywhere.
+//! built on — a linearizable read-index round and a write that reaches the leader from anywhere.
 //!
 //! Invariants:
 //! - Reads: [`Node::linearize`] returns only after this node has applied everything the
@@ -30,6 +30,7 @@ use super::coalesce::Coalescer;
 use super::network::{CallError, NetworkFactory, PeerClient};
 use super::relay::Relay;
 use super::snapshots;
+use super::view::{Linearized, Local};
 use super::wire::{
     ForwardOp, ForwardReply, Forwarded, ForwardedWrites, ROUTE_FORWARD, ROUTE_READ_INDEX,
     ROUTE_STATUS,
@@ -171,10 +172,10 @@ impl Node {
         self.id
     }
 
-    /// Reads the local state machine. Callers run [`Node::linearize`] first when the read
-    /// must be current.
-    pub fn reader(&self) -> &Reader {
-        &self.reader
+    /// This node's state machine as it is, which may lag the leader (see [`super::view`]);
+    /// [`Node::linearize`] gives the view a current read needs.
+    pub fn local(&self) -> Local {
+        Local::new(self.reader.clone())
     }
 
     pub fn config(&self) -> &Config {
@@ -269,11 +270,12 @@ impl Node {
 
     // ----- reads -----
 
-    /// The read barrier: see the module doc.
-    pub async fn linearize(&self) -> Result<(), NodeError> {
+    /// The read-index round: see the module doc. The view it returns is the only way to the
+    /// state a linearizable read needs.
+    pub async fn linearize(&self) -> Result<Linearized, NodeError> {
         #[cfg(feature = "stale-reads-for-testing")]
         if self.raft.current_leader().await != Some(self.id) {
-            return Ok(());
+            return Ok(Linearized::new(self.reader.clone()));
         }
         let deadline = Instant::now() + self.config.request_timeout;
         let read_log_id = self
@@ -290,7 +292,7 @@ impl Node {
                     ))
                 })?;
         }
-        Ok(())
+        Ok(Linearized::new(self.reader.clone()))
     }
 
     async fn read_index_attempt(&self, deadline: Instant) -> Attempt<Option<LogId>> {

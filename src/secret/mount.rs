@@ -239,6 +239,18 @@ pub fn add_key<S: StateRead>(
     Ok(CommandResult::Mount(rec))
 }
 
+impl MountRecord {
+    /// The key versions an encryption may name: from `min_encryption_version` (the latest
+    /// only when it is 0) to the latest.
+    pub fn encryption_versions(&self) -> std::ops::RangeInclusive<u32> {
+        let lowest = match self.min_encryption_version {
+            0 => self.latest_version,
+            n => n,
+        };
+        lowest..=self.latest_version
+    }
+}
+
 /// Checks the version invariants of the module doc; `Some(why)` when broken.
 fn invalid(rec: &MountRecord) -> Option<String> {
     let (avail, dec, enc, latest) = (

