@@ -22,7 +22,7 @@ use axum::Json;
 use super::auth::Principal;
 use super::error::ApiError;
 use super::input::Call;
-use super::state::State;
+use super::state::{AppState, State};
 use super::wire::{Binary, ErrorBody, Restored};
 use crate::secret::token::Scope;
 
@@ -85,23 +85,42 @@ pub async fn restore(state: State, mut call: Call) -> Result<Response, ApiError>
             ))
         }
     };
+    let body = call.take_body();
+    let restored = upload_and_restore(&state, &call.who, body, force).await?;
+    let header = restored.header;
+    Ok(Json(Restored {
+        applied_index: header.applied_index,
+        cluster_id: header.cluster_id,
+        created_at: header.created_at,
+        restored: restored.pairs,
+    })
+    .into_response())
+}
+
+/// Stores the uploaded backup in the data directory (never in memory), restores it through
+/// the service and removes the file: for both dialects' restore calls.
+pub async fn upload_and_restore(
+    state: &AppState,
+    who: &Principal,
+    body: Body,
+    force: bool,
+) -> Result<crate::service::Restored, ApiError> {
     let path = state.node.config().data_dir.join(format!(
         "restore-{}.tmp",
         crate::secret::RequestId::random()
     ));
-    let body = call.take_body();
-    let result = receive_and_restore(&state, &call.who, &path, body, force).await;
+    let result = receive_and_restore(state, who, &path, body, force).await;
     let _ = tokio::fs::remove_file(&path).await;
     result
 }
 
 async fn receive_and_restore(
-    state: &State,
+    state: &AppState,
     who: &Principal,
     path: &std::path::Path,
     body: Body,
     force: bool,
-) -> Result<Response, ApiError> {
+) -> Result<crate::service::Restored, ApiError> {
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
     let mut file = tokio::fs::File::create(path)
@@ -130,13 +149,6 @@ async fn receive_and_restore(
     // The service checks the whole file, and that its keys are this cluster's master key's,
     // before it proposes anything.
     let restored = state.service.restore(who.caller(), path, force).await?;
-    let header = restored.header;
-    tracing::warn!(by = %who.accessor, pairs = restored.pairs, cluster_id = %header.cluster_id, "state replaced from a backup");
-    Ok(Json(Restored {
-        applied_index: header.applied_index,
-        cluster_id: header.cluster_id,
-        created_at: header.created_at,
-        restored: restored.pairs,
-    })
-    .into_response())
+    tracing::warn!(by = %who.accessor, pairs = restored.pairs, cluster_id = %restored.header.cluster_id, "state replaced from a backup");
+    Ok(restored)
 }

@@ -51,6 +51,54 @@ pub fn query(raw: Option<String>, allowed: &[&str]) -> Result<BTreeMap<String, S
     Ok(out)
 }
 
+/// A JSON object body with only `allowed` fields (an unknown one is a 400 naming it, with
+/// its JSON pointer). `expected` says what the body should have been, for the 400 when it
+/// is not an object at all. The one parser of every object body of both dialects.
+pub fn json_object(
+    bytes: &[u8],
+    allowed: &[&str],
+    expected: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    // serde_json refuses nesting past 128 levels on its own, so parsing cannot overflow.
+    let body: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    let serde_json::Value::Object(body) = body else {
+        return Err(ApiError::bad_request(format!(
+            "request body must be {expected}"
+        )));
+    };
+    if let Some(unknown) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let name: String = unknown.chars().take(64).collect();
+        return Err(ApiError::invalid_field(
+            "unknownField",
+            &format!("/{name}"),
+            format!(
+                "unknown field '{name}' (allowed: {})",
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            ),
+        ));
+    }
+    Ok(body)
+}
+
+/// The field `name` of a body, refusing its absence.
+pub fn required(
+    body: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<serde_json::Value, ApiError> {
+    body.remove(name).ok_or_else(|| {
+        ApiError::invalid_field(
+            "invalidField",
+            &format!("/{name}"),
+            format!("field '{name}' is required"),
+        )
+    })
+}
+
 /// The largest integer the API accepts anywhere: 2^63 - 1, the `int64` of the OpenAPI
 /// document. (Larger ones were accepted where the document promised a refusal.)
 pub const MAX_INT: u64 = i64::MAX as u64;
@@ -134,7 +182,12 @@ pub async fn declared_length(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limit = max_declared_body(state.service.max_value_bytes());
-    let restore = request.uri().path() == "/api/v1/cluster/restore";
+    let restore = matches!(
+        request.uri().path(),
+        "/api/v1/cluster/restore"
+            | "/v1/sys/storage/raft/snapshot"
+            | "/v1/sys/storage/raft/snapshot-force"
+    );
     match declared {
         Some(n) if n > limit && !restore => {
             let mut response = ApiError::TooLarge(format!(

@@ -16,8 +16,8 @@ use axum::Json;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::input::json_int;
 use super::input::Call;
+use super::input::{json_int, json_object, required};
 use super::state::{AppState, State};
 use super::wire::{
     ErrorBody, MaxVersionsSet, MaxVersionsSetData, MetadataView, PathMetadata, SetMaxVersions,
@@ -49,26 +49,10 @@ fn not_under_mount(state: &AppState, view: &impl View, path: &SecretPath) -> Res
     }
 }
 
+/// The one field `field` of an object body.
 fn object_body(bytes: &[u8], field: &str) -> Result<Value, ApiError> {
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(mut body) = body else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
-    if let Some(unknown) = body.keys().find(|k| *k != field) {
-        return Err(ApiError::invalid_field(
-            "unknownField",
-            &format!("/{unknown}"),
-            format!("unknown field '{unknown}' (allowed: {field})"),
-        ));
-    }
-    body.remove(field).ok_or_else(|| {
-        ApiError::invalid_field(
-            "invalidField",
-            &format!("/{field}"),
-            format!("field '{field}' is required"),
-        )
-    })
+    let mut body = json_object(bytes, &[field], "a JSON object")?;
+    required(&mut body, field)
 }
 
 #[utoipa::path(

@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::json_int;
 use super::input::Call;
+use super::input::{json_int, json_object};
 use super::state::State;
 use super::wire::{
     CreateMount, Empty, ErrorBody, Mount, MountConfig, MountList, MountTrim, LIST_RESPONSE,
@@ -41,22 +41,7 @@ const MAX_BODY: usize = 16 * 1024;
 
 /// A JSON object body with only `allowed` fields.
 fn object_body(bytes: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(body) = body else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
-    if let Some(unknown) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::invalid_field(
-            "unknownField",
-            &format!("/{unknown}"),
-            format!(
-                "unknown field '{unknown}' (allowed: {})",
-                allowed.join(", ")
-            ),
-        ));
-    }
-    Ok(body)
+    json_object(bytes, allowed, "a JSON object")
 }
 
 /// A key version field: an integer in `min..=u32::MAX`.

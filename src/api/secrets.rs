@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::input::Call;
-use super::input::{json_int, parse_u64};
+use super::input::{json_int, json_object, parse_u64};
 use super::state::{AppState, State};
 use super::wire::{ConditionalHeaders, RequestIdHeader, SecretPathParam};
 use super::wire::{
@@ -318,21 +318,11 @@ pub fn parse_body(
             "request body is empty; expected {\"data\": {...}}",
         ));
     }
-    // serde_json refuses nesting past 128 levels on its own, so parsing cannot overflow.
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(mut top) = body else {
-        return Err(ApiError::bad_request(
-            "request body must be a JSON object with a \"data\" object",
-        ));
-    };
-    if let Some(unknown) = top.keys().find(|k| *k != "data" && *k != "options") {
-        return Err(ApiError::invalid_field(
-            "unknownField",
-            &format!("/{unknown}"),
-            format!("unknown field '{unknown}' (allowed: data, options)"),
-        ));
-    }
+    let mut top = json_object(
+        bytes,
+        &["data", "options"],
+        "a JSON object with a \"data\" object",
+    )?;
     let data = top.remove("data").ok_or_else(|| {
         ApiError::invalid_field("invalidData", "/data", "field 'data' is required")
     })?;
@@ -575,20 +565,11 @@ pub async fn rewrap(state: State, mut call: Call) -> Result<Response, ApiError> 
             ApiError::TooLarge(_) => ciphertext_too_large(),
             other => other,
         })?;
-    let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(body) = body else {
-        return Err(ApiError::bad_request(
-            "request body must be a JSON object {\"ciphertext\": \"...\"}",
-        ));
-    };
-    if let Some(unknown) = body.keys().find(|k| *k != "ciphertext") {
-        return Err(ApiError::invalid_field(
-            "unknownField",
-            &format!("/{unknown}"),
-            format!("unknown field '{unknown}' (allowed: ciphertext)"),
-        ));
-    }
+    let body = json_object(
+        &bytes,
+        &["ciphertext"],
+        "a JSON object {\"ciphertext\": \"...\"}",
+    )?;
     let Some(Value::String(ciphertext)) = body.get("ciphertext") else {
         return Err(ApiError::invalid_field(
             "invalidField",

@@ -18,10 +18,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::auth::Principal;
 use super::error::ApiError;
 use super::input::json_int;
 use super::input::Call;
-use super::state::State;
+use super::state::{AppState, State};
 use super::wire::{CreateToken, CreatedToken, ErrorBody, TokenList, TokenView, LIST_RESPONSE};
 use crate::secret::token::{PathPattern, Policy, Scope, Token, TokenRecord};
 use crate::time::now_ms;
@@ -187,26 +188,29 @@ pub async fn revoke(
         ));
     }
     let accessor = accessor.to_ascii_lowercase();
-    if accessor != call.who.accessor {
-        // A token's policy never changes, so this node's copy decides; one it does not know
-        // yet (created moments ago) gets the read-index round and a second look.
-        let mut target = state.service.token(&accessor)?;
+    revoke_as(&state, &call.who, &accessor).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Revokes the token behind `accessor` for `who`, who may revoke itself and any token within
+/// its own policy (both dialects' rule). A token's policy never changes, so this node's copy
+/// decides; one it does not know yet (created moments ago) gets the read-index round and a
+/// second look.
+pub async fn revoke_as(state: &AppState, who: &Principal, accessor: &str) -> Result<(), ApiError> {
+    if accessor != who.accessor {
+        let mut target = state.service.token(accessor)?;
         if target.is_none() {
             state.service.linearize().await?;
-            target = state.service.token(&accessor)?;
+            target = state.service.token(accessor)?;
         }
         match target {
-            Some((record, _)) => call.who.require_within(&record.policy)?,
+            Some((record, _)) => who.require_within(&record.policy)?,
             None => return Err(ApiError::NotFound(format!("token {accessor} not found"))),
         }
     }
-    if state
-        .service
-        .revoke_token(call.who.caller(), &accessor)
-        .await?
-    {
-        tracing::info!(%accessor, by = %call.who.accessor, "token revoked");
-        Ok(StatusCode::NO_CONTENT.into_response())
+    if state.service.revoke_token(who.caller(), accessor).await? {
+        tracing::info!(%accessor, by = %who.accessor, "token revoked");
+        Ok(())
     } else {
         Err(ApiError::NotFound(format!("token {accessor} not found")))
     }

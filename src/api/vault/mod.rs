@@ -19,6 +19,9 @@
 //!   Vault's `{"errors": [...]}` with Vault's status codes (a check-and-set mismatch is 400,
 //!   as in Vault). Bad input writes nothing, exactly as on the main API.
 
+mod sys;
+mod token;
+
 use std::collections::BTreeSet;
 
 use axum::body::Body;
@@ -30,7 +33,7 @@ use serde_json::{json, Map, Value};
 
 use super::auth::{self, Principal};
 use super::error::ApiError;
-use super::input::{parse_u64, query, read_body, request_id};
+use super::input::{json_object, parse_u64, query, read_body, request_id};
 use super::secrets::{parse_put_body, PutBody};
 use super::state::State;
 use crate::secret::token::Scope;
@@ -212,7 +215,16 @@ pub async fn dispatch(
         Some(Route::Health) => call.health(&method).await,
         Some(Route::Mounts) => call.mounts(&method).await,
         Some(Route::MountOf(path)) => call.mount_of(&method, path).await,
+        Some(Route::SealStatus) => call.seal_status(&method).await,
+        Some(Route::Leader) => call.leader(&method).await,
+        Some(Route::CapabilitiesSelf) => call.capabilities_self(&method, body).await,
+        Some(Route::RaftConfiguration) => call.raft_configuration(&method).await,
+        Some(Route::RemovePeer) => call.remove_peer(&method, body).await,
+        Some(Route::RaftSnapshot { force }) => call.raft_snapshot(&method, force, body).await,
         Some(Route::LookupSelf) => call.lookup_self(&method).await,
+        Some(Route::LookupAccessor) => call.lookup_accessor(&method, body).await,
+        Some(Route::RevokeAccessor) => call.revoke_accessor(&method, body).await,
+        Some(Route::RevokeSelf) => call.revoke_self(&method).await,
         Some(Route::Config) => call.config(&method).await,
         Some(Route::Data(rest)) => call.data(&method, rest, body).await,
         Some(Route::Metadata(rest)) => call.metadata(&method, rest, body).await,
@@ -227,7 +239,19 @@ enum Route<'a> {
     Mounts,
     /// `sys/internal/ui/mounts/{path}`: which mount serves a path (the CLI's first call).
     MountOf(&'a str),
+    SealStatus,
+    Leader,
+    CapabilitiesSelf,
+    RaftConfiguration,
+    RemovePeer,
+    /// `sys/storage/raft/snapshot` (`force`: `snapshot-force`).
+    RaftSnapshot {
+        force: bool,
+    },
     LookupSelf,
+    LookupAccessor,
+    RevokeAccessor,
+    RevokeSelf,
     Config,
     Data(&'a str),
     Metadata(&'a str),
@@ -256,7 +280,17 @@ fn route(full: &str) -> Option<Route<'_>> {
     match full {
         "sys/health" => return Some(Route::Health),
         "sys/mounts" => return Some(Route::Mounts),
+        "sys/seal-status" => return Some(Route::SealStatus),
+        "sys/leader" => return Some(Route::Leader),
+        "sys/capabilities-self" => return Some(Route::CapabilitiesSelf),
+        "sys/storage/raft/configuration" => return Some(Route::RaftConfiguration),
+        "sys/storage/raft/remove-peer" => return Some(Route::RemovePeer),
+        "sys/storage/raft/snapshot" => return Some(Route::RaftSnapshot { force: false }),
+        "sys/storage/raft/snapshot-force" => return Some(Route::RaftSnapshot { force: true }),
         "auth/token/lookup-self" => return Some(Route::LookupSelf),
+        "auth/token/lookup-accessor" => return Some(Route::LookupAccessor),
+        "auth/token/revoke-accessor" => return Some(Route::RevokeAccessor),
+        "auth/token/revoke-self" => return Some(Route::RevokeSelf),
         _ => {}
     }
     if let Some(p) = full.strip_prefix("sys/internal/ui/mounts/") {
@@ -393,28 +427,6 @@ impl Call {
             m.insert("path".into(), json!(format!("{MOUNT}/")));
         }
         Ok(envelope(mount))
-    }
-
-    /// `auth/token/lookup-self`: who the token is (what hvac's `is_authenticated` calls).
-    /// Never the token itself: its accessor, name, scopes (as policies) and expiry.
-    async fn lookup_self(&self, method: &Method) -> Reply {
-        if method != Method::GET {
-            return Err(VaultError::unsupported(method, "auth/token/lookup-self"));
-        }
-        let (who, _) = self.current().await?;
-        let now = crate::time::now_ms();
-        let policies: Vec<&str> = who.policy.scopes.iter().map(|s| s.as_str()).collect();
-        let paths: Vec<&str> = who.policy.paths.iter().map(|p| p.as_str()).collect();
-        Ok(envelope(json!({
-            "accessor": who.accessor,
-            "display_name": who.name,
-            "policies": policies,
-            "meta": {"paths": paths.join(",")},
-            "expire_time": who.expires_at_ms.map(rfc3339),
-            "ttl": who.expires_at_ms.map_or(0, |t| t.saturating_sub(now) / 1000),
-            "renewable": false,
-            "type": "service",
-        })))
     }
 
     /// `secret/config`: the engine's settings (fixed in raftsafe).
@@ -772,23 +784,9 @@ fn delete_only_latest() -> VaultError {
     )
 }
 
-fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, VaultError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(ApiError::bad_request("request body must be a JSON object").into()),
-        Err(e) => Err(ApiError::bad_request(format!("request body is not valid JSON: {e}")).into()),
-    }
-}
-
 /// `{"versions": [1, 2]}`: 1 to 1000 version numbers >= 1.
 fn versions_body(bytes: &[u8]) -> Result<Vec<u64>, VaultError> {
-    let mut body = json_object(bytes)?;
-    if let Some(unknown) = body.keys().find(|k| *k != "versions") {
-        return Err(ApiError::bad_request(format!(
-            "unknown field '{unknown}' (allowed: versions)"
-        ))
-        .into());
-    }
+    let mut body = json_object(bytes, &["versions"], "a JSON object")?;
     let bad = || {
         ApiError::bad_request(
             "'versions' must be a non-empty array of at most 1000 integers >= 1 (numbers or numeric strings)",
@@ -812,7 +810,16 @@ fn versions_body(bytes: &[u8]) -> Result<Vec<u64>, VaultError> {
 /// `cas_required: false` and `delete_version_after: "0s"`; the settings raftsafe does not
 /// have are refused by name. `None`: nothing to change.
 fn metadata_body(bytes: &[u8]) -> Result<Option<u64>, VaultError> {
-    let body = json_object(bytes)?;
+    let body = json_object(
+        bytes,
+        &[
+            "max_versions",
+            "cas_required",
+            "delete_version_after",
+            "custom_metadata",
+        ],
+        "a JSON object",
+    )?;
     let mut max = None;
     for (k, v) in body {
         match (k.as_str(), v) {

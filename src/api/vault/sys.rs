@@ -1,0 +1,313 @@
+//! Vault's `sys/*` calls that describe or operate the cluster: `bao status` (seal status and
+//! leader), `bao token capabilities` (capabilities-self), and `bao operator raft`
+//! (list-peers, remove-peer, snapshot save and restore).
+//!
+//! Invariants:
+//! - raftsafe has no sealed state: a node holds its master key from start, so it reports
+//!   `sealed: false` with a one-share Shamir seal, and `initialized` once it can serve (the
+//!   readiness check `sys/health` uses). Neither `seal-status` nor `leader` needs a token,
+//!   as in Vault.
+//! - Cluster operations need `admin` on every path, as on `/api/v1/cluster/…`, and run after
+//!   the read-index round. A Raft snapshot here is raftsafe's backup file and a restore keeps
+//!   the backup's rules: checked whole before anything changes, and a cluster holding data
+//!   refuses it unless forced (`snapshot-force`, what `bao operator raft snapshot restore
+//!   -force` calls). `bao operator raft snapshot save` refuses what it downloads: the CLI
+//!   checks for Vault's own archive (a tar with sealed checksums), which a raftsafe backup
+//!   is not; a plain `GET` (or `raftsafe backup`) saves it, and the CLI restores it.
+//! - Capabilities are derived from the token's scopes and path patterns (the one
+//!   authorization model): `read:secret` gives `read` (and `list` on `metadata/`),
+//!   `write:secret` gives `create`, `update`, `patch` and `delete`; a path outside the one
+//!   mount gets `deny`.
+
+use axum::body::Body;
+use axum::http::{header, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::{envelope, envelope_value, Call, Reply, VaultError, MOUNT};
+use crate::api::error::ApiError;
+use crate::api::input::{json_object, read_body, required};
+use crate::secret::token::{Policy, Scope};
+use crate::secret::SecretPath;
+
+/// What `policy` allows on the Vault path `path` (e.g. `secret/data/app/db`), sorted.
+fn capabilities(policy: &Policy, path: &str) -> Vec<&'static str> {
+    let deny = vec!["deny"];
+    let Some(rest) = path.strip_prefix(MOUNT).and_then(|p| p.strip_prefix('/')) else {
+        return deny;
+    };
+    let Some((kind, secret)) = rest.split_once('/') else {
+        return deny;
+    };
+    let Ok(secret) = SecretPath::parse(secret.trim_end_matches('/')) else {
+        return deny;
+    };
+    let read = policy.allows(Scope::ReadSecret, &secret);
+    let write = policy.allows(Scope::WriteSecret, &secret);
+    let mut caps = Vec::new();
+    match kind {
+        "data" => {
+            if write {
+                caps.extend(["create", "delete", "update"]);
+            }
+            if write && read {
+                caps.push("patch");
+            }
+            if read {
+                caps.push("read");
+            }
+        }
+        "metadata" => {
+            if write {
+                caps.extend(["delete", "update"]);
+            }
+            if read {
+                caps.extend(["list", "read"]);
+            }
+        }
+        "delete" | "undelete" | "destroy" if write => caps.push("update"),
+        _ => {}
+    }
+    caps.sort_unstable();
+    if caps.is_empty() {
+        deny
+    } else {
+        caps
+    }
+}
+
+impl Call {
+    /// `sys/seal-status` (no token): never sealed, see the module doc.
+    pub(super) async fn seal_status(&self, method: &Method) -> Reply {
+        if method != Method::GET {
+            return Err(VaultError::unsupported(method, "sys/seal-status"));
+        }
+        let ready = crate::api::health::readiness(&self.state).await.is_ready();
+        Ok(Json(json!({
+            "type": "shamir",
+            "initialized": ready,
+            "sealed": false,
+            "t": 1,
+            "n": 1,
+            "progress": 0,
+            "nonce": "",
+            "version": concat!("raftsafe-", env!("CARGO_PKG_VERSION")),
+            "build_date": "",
+            "migration": false,
+            "cluster_name": "raftsafe",
+            "recovery_seal": false,
+            "storage_type": "raft",
+        }))
+        .into_response())
+    }
+
+    /// `sys/leader` (no token): the leader this node knows, by its API address.
+    pub(super) async fn leader(&self, method: &Method) -> Reply {
+        if method != Method::GET {
+            return Err(VaultError::unsupported(method, "sys/leader"));
+        }
+        let me = self
+            .state
+            .node
+            .local_status(false)
+            .await
+            .map_err(ApiError::from)?;
+        let scheme = if self.state.node.config().tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let leader = me.leader.and_then(|id| me.members.get(&id));
+        Ok(Json(json!({
+            "ha_enabled": true,
+            "is_self": me.leader == Some(me.id),
+            "active_time": "0001-01-01T00:00:00Z",
+            "leader_address": leader.map_or(String::new(), |n| format!("{scheme}://{}", n.api_addr)),
+            "leader_cluster_address": leader.map_or(String::new(), |n| format!("https://{}", n.raft_addr)),
+            "performance_standby": false,
+            "performance_standby_last_remote_wal": 0,
+            "raft_committed_index": me.last_log_index.unwrap_or(0),
+            "raft_applied_index": me.last_applied_index.unwrap_or(0),
+        }))
+        .into_response())
+    }
+
+    /// `sys/capabilities-self` `{"path"}` or `{"paths": [..]}`: what the calling token may
+    /// do there (see the module doc).
+    pub(super) async fn capabilities_self(&self, method: &Method, body: Body) -> Reply {
+        if method != Method::POST && method != Method::PUT {
+            return Err(VaultError::unsupported(method, "sys/capabilities-self"));
+        }
+        self.query(&[])?;
+        let who = self.principal().await?;
+        let bytes = read_body(body, 64 * 1024).await?;
+        // The CLI also sends its own token; it is this caller's, so it adds nothing.
+        let body = json_object(
+            &bytes,
+            &["path", "paths", "token"],
+            "a JSON object {\"paths\": [..]}",
+        )?;
+        let mut paths: Vec<String> = Vec::new();
+        if let Some(Value::String(p)) = body.get("path") {
+            paths.push(p.clone());
+        }
+        if let Some(Value::Array(a)) = body.get("paths") {
+            for p in a.iter().take(100) {
+                match p {
+                    Value::String(p) => paths.push(p.clone()),
+                    _ => return Err(ApiError::bad_request("'paths' must be strings").into()),
+                }
+            }
+        }
+        if paths.is_empty() {
+            return Err(ApiError::bad_request("give 'path' or 'paths'").into());
+        }
+        let mut data = Map::new();
+        let mut all: Vec<&str> = Vec::new();
+        for p in &paths {
+            let caps = capabilities(&who.policy, p.trim_start_matches('/'));
+            all.extend(caps.iter().copied());
+            data.insert(p.clone(), json!(caps));
+        }
+        all.sort_unstable();
+        all.dedup();
+        data.insert("capabilities".into(), json!(all));
+        // Vault answers the paths both at the top level and under `data`.
+        let mut out = envelope_value(Value::Object(data.clone()));
+        if let Value::Object(top) = &mut out {
+            top.extend(data);
+        }
+        Ok(Json(out).into_response())
+    }
+
+    /// `sys/storage/raft/configuration`: the members, their Raft addresses, who leads and
+    /// who votes (`bao operator raft list-peers`).
+    pub(super) async fn raft_configuration(&self, method: &Method) -> Reply {
+        if method != Method::GET {
+            return Err(VaultError::unsupported(
+                method,
+                "sys/storage/raft/configuration",
+            ));
+        }
+        self.query(&[])?;
+        let (who, _) = self.current().await?;
+        who.require_unrestricted(Scope::Admin)?;
+        let me = self
+            .state
+            .node
+            .local_status(false)
+            .await
+            .map_err(ApiError::from)?;
+        let servers: Vec<Value> = me
+            .members
+            .iter()
+            .map(|(id, info)| {
+                json!({
+                    "node_id": id.to_string(),
+                    "address": info.raft_addr,
+                    "leader": me.leader == Some(*id),
+                    "protocol_version": "3",
+                    "voter": me.voters.contains(id),
+                })
+            })
+            .collect();
+        Ok(envelope(json!({
+            "config": {"index": me.last_applied_index.unwrap_or(0), "servers": servers}
+        })))
+    }
+
+    /// `sys/storage/raft/remove-peer` `{"server_id": "<node id>"}`: the membership change of
+    /// `DELETE /api/v1/cluster/members/{id}` (204).
+    pub(super) async fn remove_peer(&self, method: &Method, body: Body) -> Reply {
+        if method != Method::POST && method != Method::PUT {
+            return Err(VaultError::unsupported(
+                method,
+                "sys/storage/raft/remove-peer",
+            ));
+        }
+        self.query(&[])?;
+        let (who, _) = self.current().await?;
+        who.require_unrestricted(Scope::Admin)?;
+        let bytes = read_body(body, 4 * 1024).await?;
+        let mut body = json_object(
+            &bytes,
+            &["server_id", "dr_operation_token"],
+            "a JSON object {\"server_id\": \"...\"}",
+        )?;
+        let id = match required(&mut body, "server_id")? {
+            Value::String(s) => s.parse::<u64>().ok(),
+            v => v.as_u64(),
+        }
+        .ok_or_else(|| {
+            ApiError::bad_request("'server_id' must be a raftsafe node id (an integer)")
+        })?;
+        self.state
+            .node
+            .remove_member(id)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(node = id, by = %who.accessor, "member removed (Vault API)");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    /// `GET sys/storage/raft/snapshot`: a backup, streamed (`bao operator raft snapshot
+    /// save`); `POST sys/storage/raft/snapshot[-force]`: restore one (`… restore [-force]`).
+    pub(super) async fn raft_snapshot(&self, method: &Method, force: bool, body: Body) -> Reply {
+        self.query(&[])?;
+        match *method {
+            Method::GET if !force => {
+                let (who, at) = self.current().await?;
+                who.require_unrestricted(Scope::Admin)?;
+                let rx = self.state.service.backup(&at, who.accessor.clone());
+                let stream = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                });
+                Ok((
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    Body::from_stream(stream),
+                )
+                    .into_response())
+            }
+            Method::POST | Method::PUT => {
+                let who = self.principal().await?;
+                who.require_unrestricted(Scope::Admin)?;
+                crate::api::backup::upload_and_restore(&self.state, &who, body, force).await?;
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            ref m => Err(VaultError::unsupported(m, "sys/storage/raft/snapshot")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::token::PathPattern;
+
+    #[test]
+    fn capabilities_follow_scopes_and_paths() {
+        let policy = |scopes: &[Scope], paths: &[&str]| Policy {
+            scopes: scopes.to_vec(),
+            paths: paths
+                .iter()
+                .map(|p| PathPattern::parse(p).unwrap())
+                .collect(),
+        };
+        let rw = policy(&[Scope::ReadSecret, Scope::WriteSecret], &["app/*"]);
+        assert_eq!(
+            capabilities(&rw, "secret/data/app/db"),
+            ["create", "delete", "patch", "read", "update"]
+        );
+        assert_eq!(
+            capabilities(&rw, "secret/metadata/app/db"),
+            ["delete", "list", "read", "update"]
+        );
+        assert_eq!(capabilities(&rw, "secret/destroy/app/db"), ["update"]);
+        assert_eq!(capabilities(&rw, "secret/data/other"), ["deny"]);
+        assert_eq!(capabilities(&rw, "kv/data/app/db"), ["deny"]);
+        let ro = policy(&[Scope::ReadSecret], &["*"]);
+        assert_eq!(capabilities(&ro, "secret/data/x"), ["read"]);
+        assert_eq!(capabilities(&ro, "secret/undelete/x"), ["deny"]);
+    }
+}
