@@ -124,7 +124,7 @@ impl Call {
             "is_self": me.leader == Some(me.id),
             "active_time": "0001-01-01T00:00:00Z",
             "leader_address": leader.map_or(String::new(), |n| format!("{scheme}://{}", n.api_addr)),
-            "leader_cluster_address": leader.map_or(String::new(), |n| format!("https://{}", n.raft_addr)),
+            "leader_cluster_address": leader.map_or(String::new(), |n| format!("{scheme}://{}", n.raft_addr)),
             "performance_standby": false,
             "performance_standby_last_remote_wal": 0,
             "raft_committed_index": me.last_log_index.unwrap_or(0),
