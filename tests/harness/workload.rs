@@ -487,7 +487,14 @@ impl<T: Nodes> Worker<T> {
             if self.stop.load(Relaxed) || began.elapsed() > self.opts.max_run {
                 break;
             }
-            let node = self.pin.unwrap_or_else(|| self.rng.pick(&self.nodes));
+            // A roaming worker picks among the members as they are now, so a node that
+            // joined during the run (a learner still catching up) is read through too: a
+            // stale read there is as visible to the checker as one on an original node.
+            let node = self.pin.unwrap_or_else(|| {
+                let now = self.t.ids();
+                self.rng
+                    .pick(if now.is_empty() { &self.nodes } else { &now })
+            });
             let key = &self.keys[self.rng.below(self.keys.len() as u64) as usize];
             let by = Sender {
                 node,
