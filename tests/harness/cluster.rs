@@ -26,7 +26,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raftsafe::client::{Client, ClientOptions};
 
@@ -394,6 +394,40 @@ impl Cluster {
             child: Some(child),
             paused: false,
         };
+        self.await_listening(id);
+    }
+
+    /// Waits until node `id` accepts connections on its API port. A node that exits first (a
+    /// bad flag, a port taken, a data directory it refuses) fails the test at once, with its
+    /// log, instead of letting a scenario run on without it and fail somewhere else later.
+    fn await_listening(&self, id: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let exited = self
+                .node(id)
+                .process()
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!(
+                    "node {id} exited at start ({status}):\n{}",
+                    tail(&self.node_log(id), 30)
+                );
+            }
+            if std::net::TcpStream::connect_timeout(&self.api(id), Duration::from_millis(200))
+                .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not listen on {} within 60 s:\n{}",
+                self.api(id),
+                tail(&self.node_log(id), 30)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn api(&self, id: u64) -> SocketAddr {
@@ -577,13 +611,9 @@ impl Cluster {
     pub fn logs_tail(&self, lines: usize) -> String {
         let mut out = String::new();
         for n in self.nodes.values() {
-            let text = self.node_log(n.id);
-            let all: Vec<&str> = text.lines().collect();
             out.push_str(&format!("===== node {} (last {lines} lines) =====\n", n.id));
-            for l in &all[all.len().saturating_sub(lines)..] {
-                out.push_str(l);
-                out.push('\n');
-            }
+            out.push_str(&tail(&self.node_log(n.id), lines));
+            out.push('\n');
         }
         out
     }
@@ -717,4 +747,10 @@ fn signal(pid: u32, sig: i32) {
     unsafe {
         libc::kill(pid as i32, sig);
     }
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -699,3 +699,30 @@ async fn bad_input_gets_4xx_and_writes_nothing() {
     let after = c.converged(Duration::from_secs(20)).await;
     assert_eq!(before, after, "nothing was applied by rejected requests");
 }
+
+/// The harness never runs a test on a node that did not start: a node that exits at start
+/// (here a flag its configuration refuses) fails the test at once, naming the node and
+/// showing its log, instead of a scenario running on without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_exits_at_start_fails_the_harness_at_once() {
+    let began = Instant::now();
+    let started = tokio::spawn(Cluster::start(Opts {
+        nodes: 1,
+        ..Opts::with_flags(&[("--max-value-bytes", "1")])
+    }))
+    .await;
+    let panic = started
+        .err()
+        .expect("the harness refused the node")
+        .into_panic();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("node 1 exited at start"), "{message}");
+    assert!(
+        message.contains("max_value_bytes"),
+        "the node's own error is shown: {message}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "at once, not after a timeout"
+    );
+}
