@@ -8,6 +8,13 @@
 //! done (see `log.rs` and `state_machine.rs` for which).
 //!
 //! RocksDB calls block, so the async trait methods run them on the blocking pool.
+//!
+//! The on-disk format has a version ([`FORMAT_VERSION`], under [`FORMAT_KEY`] in
+//! `raft_meta`): a new data directory is stamped with it, one without a stamp is from before
+//! it was kept (version 1, the same layout) and is stamped on open, and one stamped by a newer
+//! raftsafe is refused at start with an error naming both versions, before anything is
+//! written: a downgrade never reads a layout it does not know. A change of layout bumps the
+//! version and migrates in [`Db::open`].
 
 pub mod backup;
 pub mod log;
@@ -27,6 +34,12 @@ pub const CF_LOG: &str = "log";
 pub const CF_RAFT_META: &str = "raft_meta";
 pub const CF_SM_DATA: &str = "sm_data";
 pub const CF_SM_META: &str = "sm_meta";
+
+/// The version of the on-disk layout this build reads and writes (see the module doc).
+pub const FORMAT_VERSION: u32 = 1;
+/// Where the version is kept, in `raft_meta` (outside the state machine, so it is in no
+/// snapshot, backup or digest: it describes this node's disk, not the replicated state).
+pub const FORMAT_KEY: &[u8] = b"format_version";
 
 /// Storage-layer failures. They are faults of the disk or of stored bytes, never of a request.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +61,12 @@ pub enum StoreError {
     Join(String),
     #[error("applying a committed entry: {0}")]
     Apply(String),
+    #[error(
+        "the data directory {path} is in on-disk format version {found}, newer than the \
+         version {FORMAT_VERSION} this raftsafe reads; run the raftsafe release that wrote it \
+         (refusing to start, nothing was written)"
+    )]
+    NewerFormat { path: PathBuf, found: u32 },
 }
 
 impl StoreError {
@@ -176,11 +195,40 @@ impl Db {
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, cf_options(name, &cache)));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
-        Ok(Arc::new(Db {
+        let db = Db {
             db,
             dir: data_dir.to_path_buf(),
             snapshot_lock: Default::default(),
-        }))
+        };
+        if db.format_version()? != Some(FORMAT_VERSION) {
+            // None: new, or from before the version was kept (the same layout).
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(
+                db.cf(CF_RAFT_META),
+                FORMAT_KEY,
+                FORMAT_VERSION.to_be_bytes(),
+            );
+            db.write(batch, Durability::Synced)?;
+        }
+        Ok(Arc::new(db))
+    }
+
+    /// The stamped on-disk format version, `None` if there is none; an error if it is newer
+    /// than [`FORMAT_VERSION`].
+    pub fn format_version(&self) -> Result<Option<u32>, StoreError> {
+        let Some(bytes) = self.get(CF_RAFT_META, FORMAT_KEY)? else {
+            return Ok(None);
+        };
+        let found = <[u8; 4]>::try_from(bytes.as_slice())
+            .map(u32::from_be_bytes)
+            .unwrap_or(u32::MAX);
+        if found > FORMAT_VERSION {
+            return Err(StoreError::NewerFormat {
+                path: self.dir.clone(),
+                found,
+            });
+        }
+        Ok(Some(found))
     }
 
     /// Opens an existing database without writing anything, or returns `None` when there is
@@ -197,11 +245,13 @@ impl Db {
             [CF_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META],
             false,
         )?;
-        Ok(Some(Arc::new(Db {
+        let db = Db {
             db,
             dir: data_dir.to_path_buf(),
             snapshot_lock: Default::default(),
-        })))
+        };
+        db.format_version()?;
+        Ok(Some(Arc::new(db)))
     }
 
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -301,6 +351,57 @@ mod tests {
         let mut batch = rocksdb::WriteBatch::default();
         batch.put_cf(db.cf(CF_SM_DATA), key, value);
         db.write(batch, Durability::Synced).unwrap();
+    }
+
+    #[test]
+    fn the_format_version_is_stamped_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path()).unwrap();
+            assert_eq!(db.format_version().unwrap(), Some(FORMAT_VERSION));
+            // A directory from before the stamp: the same layout, stamped on the next open.
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete_cf(db.cf(CF_RAFT_META), FORMAT_KEY);
+            db.write(batch, Durability::Synced).unwrap();
+            assert_eq!(db.format_version().unwrap(), None);
+        }
+        {
+            let db = Db::open(dir.path()).unwrap();
+            assert_eq!(db.format_version().unwrap(), Some(FORMAT_VERSION));
+            put(&db, b"k", b"v");
+            // As a newer raftsafe would leave it.
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(
+                db.cf(CF_RAFT_META),
+                FORMAT_KEY,
+                (FORMAT_VERSION + 1).to_be_bytes(),
+            );
+            db.write(batch, Durability::Synced).unwrap();
+        }
+        for refused in [
+            Db::open(dir.path()).err(),
+            Db::open_read_only(dir.path()).err(),
+        ] {
+            let e = refused.expect("a newer format is refused").to_string();
+            assert!(
+                e.contains(&format!("format version {}", FORMAT_VERSION + 1))
+                    && e.contains("refusing to start"),
+                "{e}"
+            );
+        }
+        // Refused without writing: the stamp is still the newer one.
+        let db = DB::open_cf_for_read_only(
+            &Options::default(),
+            dir.path().join("db"),
+            [CF_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META],
+            false,
+        )
+        .unwrap();
+        let cf = db.cf_handle(CF_RAFT_META).unwrap();
+        assert_eq!(
+            db.get_cf(cf, FORMAT_KEY).unwrap(),
+            Some((FORMAT_VERSION + 1).to_be_bytes().to_vec())
+        );
     }
 
     #[test]
