@@ -18,21 +18,26 @@
 //! resolves settings; [`metrics`] names every exported series; [`audit`] writes the
 //! hash-chained audit log; [`tls`], [`codec`] and [`time`] are small leaf helpers.
 //!
+//! What a user of the library needs is `pub`: the client, the CLI, configuration, TLS
+//! helpers, and the storage, Raft and domain types the integration tests drive directly.
+//! The service, the encryption barrier, bootstrap, metrics names, the server's wiring and
+//! the small helpers are `pub(crate)`: internals, free to change.
+//!
 //! `docs/design.md` follows a PUT and a GET from the socket to the disk.
 
 pub mod api;
 pub mod audit;
-pub mod barrier;
-pub mod bootstrap;
+pub(crate) mod barrier;
+pub(crate) mod bootstrap;
 pub mod cli;
 pub mod client;
-pub mod codec;
+pub(crate) mod codec;
 pub mod config;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod raft;
 pub mod secret;
-pub mod server;
-pub mod service;
+pub(crate) mod server;
+pub(crate) mod service;
 pub mod store;
-pub mod time;
+pub(crate) mod time;
 pub mod tls;

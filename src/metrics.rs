@@ -10,7 +10,6 @@
 //! - Until [`install`] runs (e.g. in unit tests) recording is a no-op.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -225,9 +224,4 @@ fn describe() {
         AUDIT_SUPPRESSED,
         "Requests without a known token not written to the audit log (rate limit); each line carries the count since the line before."
     );
-}
-
-/// A histogram observation of an elapsed time.
-pub fn seconds(d: Duration) -> f64 {
-    d.as_secs_f64()
 }

@@ -118,6 +118,7 @@ pub type Stop = tokio::sync::watch::Receiver<bool>;
 
 impl Bound {
     /// The address actually bound (the port, when bound to port 0).
+    #[cfg(test)]
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }

@@ -25,8 +25,8 @@ mod kv;
 
 use std::sync::Arc;
 
-pub use admin::{MountChange, RestoreError, Restored, TokenIssued};
-pub use kv::{Condition, DeleteOutcome, Listing, PutOutcome, SecretValue, VersionChange};
+pub use admin::{MountChange, RestoreError, Restored};
+pub use kv::{Condition, DeleteOutcome, Listing, PutOutcome, VersionChange};
 
 use crate::barrier::{Barrier, BarrierError, OndemandError};
 use crate::raft::node::{Node, NodeError};
