@@ -25,6 +25,7 @@ use super::input::Call;
 use super::state::{AppState, State};
 use super::wire::{Binary, ErrorBody, Restored};
 use crate::secret::token::Scope;
+use crate::service::Linearized;
 
 /// Largest backup accepted for a restore.
 const MAX_RESTORE_BYTES: u64 = 16 << 30;
@@ -44,15 +45,21 @@ pub async fn export(state: State, call: Call) -> Result<Response, ApiError> {
     let at = call.current()?;
     call.who.require_unrestricted(Scope::Admin)?;
     call.query(&[])?;
-    let rx = state.service.backup(at, call.who.accessor.clone());
+    Ok(download(&state, at, &call.who))
+}
+
+/// A backup of the state `at` sees, streamed as the response body: for both dialects'
+/// backup calls.
+pub fn download(state: &AppState, at: &Linearized, who: &Principal) -> Response {
+    let rx = state.service.backup(at, who.accessor.clone());
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok((
+    (
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }
 
 #[utoipa::path(

@@ -20,7 +20,7 @@
 //!   mount gets `deny`.
 
 use axum::body::Body;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -78,6 +78,14 @@ fn capabilities(policy: &Policy, path: &str) -> Vec<&'static str> {
 }
 
 impl Call {
+    /// The caller of a cluster operation: after the read-index round, with `admin` on every
+    /// path (as `/api/v1/cluster/…`).
+    async fn cluster_admin(&self) -> Result<crate::api::auth::Principal, VaultError> {
+        let (who, _) = self.current().await?;
+        who.require_unrestricted(Scope::Admin)?;
+        Ok(who)
+    }
+
     /// `sys/seal-status` (no token): never sealed, see the module doc.
     pub(super) async fn seal_status(&self, method: &Method) -> Reply {
         if method != Method::GET {
@@ -191,8 +199,7 @@ impl Call {
             ));
         }
         self.query(&[])?;
-        let (who, _) = self.current().await?;
-        who.require_unrestricted(Scope::Admin)?;
+        self.cluster_admin().await?;
         let me = self
             .state
             .node
@@ -227,8 +234,7 @@ impl Call {
             ));
         }
         self.query(&[])?;
-        let (who, _) = self.current().await?;
-        who.require_unrestricted(Scope::Admin)?;
+        let who = self.cluster_admin().await?;
         let bytes = read_body(body, 4 * 1024).await?;
         let mut body = json_object(
             &bytes,
@@ -259,15 +265,7 @@ impl Call {
             Method::GET if !force => {
                 let (who, at) = self.current().await?;
                 who.require_unrestricted(Scope::Admin)?;
-                let rx = self.state.service.backup(&at, who.accessor.clone());
-                let stream = futures::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|item| (item, rx))
-                });
-                Ok((
-                    [(header::CONTENT_TYPE, "application/octet-stream")],
-                    Body::from_stream(stream),
-                )
-                    .into_response())
+                Ok(crate::api::backup::download(&self.state, &at, &who))
             }
             Method::POST | Method::PUT => {
                 let who = self.principal().await?;
