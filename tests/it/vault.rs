@@ -549,6 +549,22 @@ async fn bao_cli_status_token_and_raft_commands() {
     let (code, _, err) = run(&app, &["token", "lookup", "-accessor", "0123456789abcdef"]);
     assert_ne!(code, 0, "a token without admin looks up no other token");
     assert!(err.contains("permission denied"), "{err}");
+    // Vault's revoke-accessor keeps /api/v1's authority rule: no admin, no revocation of
+    // another token (here the root token's), and nothing changes.
+    let fc = c.client(follower);
+    let (_, root_self) = vault(&fc, "GET", "/v1/auth/token/lookup-self", ROOT_TOKEN, None).await;
+    let root_accessor = root_self["data"]["accessor"].as_str().unwrap().to_string();
+    let (status, body) = vault(
+        &fc,
+        "POST",
+        "/v1/auth/token/revoke-accessor",
+        &app,
+        Some(json!({ "accessor": root_accessor })),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = vault(&fc, "GET", "/v1/auth/token/lookup-self", ROOT_TOKEN, None).await;
+    assert_eq!(status, 200, "the root token still works");
     let (code, out, err) = run(ROOT_TOKEN, &["token", "revoke", "-accessor", &app_accessor]);
     assert_eq!(code, 0, "{err}{out}");
     let (code, _, err) = run(&app, &["token", "lookup"]);
