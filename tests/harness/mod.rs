@@ -13,6 +13,7 @@
 //!   scenario runner, the same code in process and Docker mode.
 //! - [`failover`]: repeated leader kills, timed to the first acknowledged write, in either
 //!   mode.
+//! - [`wait`]: polling for a condition with a deadline, the way a test waits.
 //!
 //! Each binary uses part of it, so unused items are allowed.
 #![allow(dead_code)]
@@ -26,4 +27,5 @@ pub mod nodes;
 pub mod proxy;
 pub mod python;
 pub mod scenario;
+pub mod wait;
 pub mod workload;

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::harness::cluster::{Cluster, Opts, ROOT_TOKEN};
 use crate::harness::nodes::Nodes;
+use crate::harness::wait::until;
 use crate::security::{encodings, scan};
 
 fn verify(files: &[&Path]) -> (bool, String) {
@@ -234,8 +235,21 @@ async fn an_unwritable_audit_log_refuses_requests_until_it_can_be_written() {
     // happen).
     std::fs::remove_file(&blocker).unwrap();
     std::fs::create_dir(&blocker).unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let r = client.get("app/x", None).await.unwrap();
+    // The node retries the log at most once a second, on a request: poll until one is
+    // served (anything but the audit 503).
+    let r = until(
+        Duration::from_secs(15),
+        "a request served once the audit log could be written again",
+        async || {
+            let r = client.get("app/x", None).await.unwrap();
+            if r.status == 503 {
+                Err(format!("503 {}", r.detail()))
+            } else {
+                Ok(r)
+            }
+        },
+    )
+    .await;
     assert_eq!(
         r.status, 404,
         "served again, and the refused write never ran: {:?}",

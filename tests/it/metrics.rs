@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use crate::harness::cluster::{Cluster, Opts};
 use crate::harness::nodes::Nodes;
 use crate::harness::python;
+use crate::harness::wait::until;
 
 /// Every sample of the exposition, as the reference parser reads it.
 fn parse(text: &str) -> Vec<Value> {
@@ -50,6 +51,34 @@ fn value(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
         .map(|s| s["value"].as_f64().unwrap())
         .sum()
+}
+
+/// The node's last log index, as it reports it (`/cluster/self`).
+async fn last_log_index(c: &Client) -> u64 {
+    let r = c.node_status().await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.detail());
+    r.body["lastLogIndex"].as_u64().unwrap()
+}
+
+/// A scrape of `c` taken once its sampler (`server::sample_metrics`, a tick a second) has run
+/// since the node applied entry `index`, i.e. once the sampled `raftsafe_raft_applied_index`
+/// has reached it: the gauges sampled in the same tick (term, is-leader, leader changes) then
+/// show the state as of that entry or later. Polls; fails after 15 s.
+async fn scrape_sampled_after(c: &Client, index: u64) -> Vec<Value> {
+    let what = format!(
+        "a metrics sampler tick at {} after it applied index {index}",
+        c.base()
+    );
+    until(Duration::from_secs(15), &what, async || {
+        let samples = scrape(c).await;
+        let sampled = value(&samples, "raftsafe_raft_applied_index", &[]);
+        if sampled >= index as f64 {
+            Ok(samples)
+        } else {
+            Err(format!("sampled applied index {sampled}"))
+        }
+    })
+    .await
 }
 
 fn family_type(samples: &[Value], sample: &str) -> String {
@@ -111,9 +140,11 @@ async fn metrics_move_with_writes_refusals_and_elections() {
         .await
         .unwrap();
     assert_eq!(r.status, 401);
-    tokio::time::sleep(Duration::from_millis(1500)).await; // one sampler tick
-    let after_l = scrape(&scraper).await;
-    let after_f = scrape(&cf).await;
+    // Both nodes sampled once more after applying every write: the gauges below (is-leader)
+    // come from the sampler, not from the requests.
+    let written = last_log_index(&cl).await;
+    let after_l = scrape_sampled_after(&scraper, written).await;
+    let after_f = scrape_sampled_after(&cf, written).await;
     let grew = |b: &[Value], a: &[Value], name: &str, labels: &[(&str, &str)]| {
         value(a, name, labels) - value(b, name, labels)
     };
@@ -206,12 +237,14 @@ async fn metrics_move_with_writes_refusals_and_elections() {
     let changes_before = value(&after_f, "raftsafe_raft_leader_changes_total", &[]);
     c.kill(leader);
     let new_leader = c.leader(Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The new leader's last entry is of its own term (the entry it appends on election), so a
+    // tick that sampled it applied ran after the survivors knew the new term and leader.
+    let elected = last_log_index(&c.client(new_leader)).await;
     let survivor = c.client(follower);
-    let after = scrape(&survivor).await;
+    let after = scrape_sampled_after(&survivor, elected).await;
     assert!(value(&after, "raftsafe_raft_term", &[]) > term_before);
     assert!(value(&after, "raftsafe_raft_leader_changes_total", &[]) > changes_before);
-    let at_new = scrape(&c.client(new_leader)).await;
+    let at_new = scrape_sampled_after(&c.client(new_leader), elected).await;
     assert_eq!(value(&at_new, "raftsafe_raft_is_leader", &[]), 1.0);
 }
 
@@ -224,9 +257,10 @@ async fn metrics_listener_serves_without_a_token_on_loopback() {
     })
     .await;
     c.leader(Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // one sampler tick
+    // A tick after the node's election entry applied, so is-leader has been sampled as 1.
+    let elected = last_log_index(&c.client(1)).await;
     let open = Client::new(&format!("http://{addr}"), Default::default()).unwrap();
-    let samples = scrape(&open).await;
+    let samples = scrape_sampled_after(&open, elected).await;
     assert_eq!(value(&samples, "raftsafe_raft_is_leader", &[]), 1.0);
     let r = open
         .request(Method::GET, "/api/v1/secrets/x", None)

@@ -91,6 +91,8 @@ async fn auth_matrix_on_leader_and_follower() {
         .await
         .unwrap();
     assert_eq!(r.status, 204, "{:?}", r.body);
+    // Not a wait for an event: time has to pass for the 1 s TTL of `expired` (created above)
+    // to run out before the matrix uses it.
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     // (method, path, body, the token that is right for it, a token with the wrong scope, a
