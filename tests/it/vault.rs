@@ -596,6 +596,15 @@ async fn bao_cli_status_token_and_raft_commands() {
     // sealed checksums), which raftsafe's backup is not: it says so. The same call over HTTP
     // saves raftsafe's backup, which `bao operator raft snapshot restore` then restores.
     let snap = home.path().join("raft.snap");
+    let restore = |force: bool| {
+        let file = snap.to_str().unwrap();
+        let args = ["operator", "raft", "snapshot", "restore", "-force", file];
+        let args: Vec<&str> = args
+            .into_iter()
+            .filter(|a| force || *a != "-force")
+            .collect();
+        run(ROOT_TOKEN, &args)
+    };
     let (code, _, err) = run(
         ROOT_TOKEN,
         &[
@@ -630,29 +639,10 @@ async fn bao_cli_status_token_and_raft_commands() {
             .status,
         200
     );
-    let (code, _, err) = run(
-        ROOT_TOKEN,
-        &[
-            "operator",
-            "raft",
-            "snapshot",
-            "restore",
-            snap.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = restore(false);
     assert_ne!(code, 0, "an unforced restore over data is refused");
     assert!(err.contains("force"), "{err}");
-    let (code, out, err) = run(
-        ROOT_TOKEN,
-        &[
-            "operator",
-            "raft",
-            "snapshot",
-            "restore",
-            "-force",
-            snap.to_str().unwrap(),
-        ],
-    );
+    let (code, out, err) = restore(true);
     assert_eq!(code, 0, "{err}{out}");
     let cl = c.client(follower);
     assert_eq!(cl.get("before/snapshot", None).await.unwrap().status, 200);
@@ -662,16 +652,6 @@ async fn bao_cli_status_token_and_raft_commands() {
         "the state is the snapshot's"
     );
     std::fs::write(&snap, b"not a backup").unwrap();
-    let (code, _, _) = run(
-        ROOT_TOKEN,
-        &[
-            "operator",
-            "raft",
-            "snapshot",
-            "restore",
-            "-force",
-            snap.to_str().unwrap(),
-        ],
-    );
+    let (code, _, _) = restore(true);
     assert_ne!(code, 0, "a damaged snapshot is refused");
 }

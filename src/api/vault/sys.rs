@@ -78,6 +78,16 @@ fn capabilities(policy: &Policy, path: &str) -> Vec<&'static str> {
 }
 
 impl Call {
+    /// This node's view of the cluster (members, leader, indexes), from its own state.
+    async fn local_status(&self) -> Result<crate::raft::node::NodeStatus, VaultError> {
+        Ok(self
+            .state
+            .node
+            .local_status(false)
+            .await
+            .map_err(ApiError::from)?)
+    }
+
     /// The caller of a cluster operation: after the read-index round, with `admin` on every
     /// path (as `/api/v1/cluster/…`).
     async fn cluster_admin(&self) -> Result<crate::api::auth::Principal, VaultError> {
@@ -115,12 +125,7 @@ impl Call {
         if method != Method::GET {
             return Err(VaultError::unsupported(method, "sys/leader"));
         }
-        let me = self
-            .state
-            .node
-            .local_status(false)
-            .await
-            .map_err(ApiError::from)?;
+        let me = self.local_status().await?;
         let scheme = if self.state.node.config().tls.is_some() {
             "https"
         } else {
@@ -200,12 +205,7 @@ impl Call {
         }
         self.query(&[])?;
         self.cluster_admin().await?;
-        let me = self
-            .state
-            .node
-            .local_status(false)
-            .await
-            .map_err(ApiError::from)?;
+        let me = self.local_status().await?;
         let servers: Vec<Value> = me
             .members
             .iter()
