@@ -229,6 +229,10 @@ pub async fn dispatch(
         Some(Route::Data(rest)) => call.data(&method, rest, body).await,
         Some(Route::Metadata(rest)) => call.metadata(&method, rest, body).await,
         Some(Route::Versions(op, rest)) => call.versions(&method, op, rest, body).await,
+        Some(Route::NotYet(instead)) => Err(VaultError::new(
+            StatusCode::BAD_REQUEST,
+            format!("raftsafe does not support {full} through the Vault API yet: {instead}"),
+        )),
         None => Err(VaultError::no_route(&full)),
     };
     reply.unwrap_or_else(|e| e.into_response())
@@ -239,6 +243,8 @@ enum Route<'a> {
     Mounts,
     /// `sys/internal/ui/mounts/{path}`: which mount serves a path (the CLI's first call).
     MountOf(&'a str),
+    /// A Vault call raftsafe does not answer yet: what to use instead.
+    NotYet(&'static str),
     SealStatus,
     Leader,
     CapabilitiesSelf,
@@ -276,6 +282,27 @@ impl VersionOp {
     }
 }
 
+/// Vault paths (a prefix ending in `/` covers everything below it) that raftsafe refuses by
+/// name, with what to use instead.
+const NOT_YET: [(&str, &str); 4] = [
+    (
+        "sys/mounts/",
+        "raftsafe serves one KV v2 mount, 'secret/'; ondemand (transit-like) mounts are made with POST /api/v1/mounts or 'raftsafe mount create'",
+    ),
+    (
+        "auth/token/create",
+        "create tokens (scopes and path patterns) with POST /api/v1/tokens",
+    ),
+    (
+        "sys/policies/",
+        "a token's scopes and path patterns are its policy, given at POST /api/v1/tokens",
+    ),
+    (
+        "sys/storage/raft/autopilot/",
+        "GET /api/v1/cluster shows every member's state, term, log and applied index",
+    ),
+];
+
 fn route(full: &str) -> Option<Route<'_>> {
     match full {
         "sys/health" => return Some(Route::Health),
@@ -295,6 +322,13 @@ fn route(full: &str) -> Option<Route<'_>> {
     }
     if let Some(p) = full.strip_prefix("sys/internal/ui/mounts/") {
         return Some(Route::MountOf(p));
+    }
+    // Vault calls raftsafe does not answer yet, refused with what to use instead (the CLI
+    // shows the message) rather than Vault's bare "unsupported path".
+    for (prefix, instead) in NOT_YET {
+        if full == prefix.trim_end_matches('/') || full.starts_with(prefix) {
+            return Some(Route::NotYet(instead));
+        }
     }
     let rest = full.strip_prefix(MOUNT)?.strip_prefix('/')?;
     if rest == "config" {

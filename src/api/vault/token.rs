@@ -7,8 +7,8 @@
 //!   always look up and revoke itself. One model, two spellings.
 //! - A lookup shows a token's accessor, name, scopes (as Vault's `policies`), path patterns
 //!   and expiry, never the token. Creating tokens through Vault's API needs Vault's policy
-//!   language, which raftsafe does not speak yet: `auth/token/create` answers Vault's 404
-//!   (use `POST /api/v1/tokens` or `raftsafe token create`).
+//!   language, which raftsafe does not speak yet: `auth/token/create` answers 400 naming
+//!   `POST /api/v1/tokens` (see `NOT_YET` in the dispatcher).
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
