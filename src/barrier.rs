@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 use crate::secret::crypto::{self, CryptoError, SealingKey};
 use crate::secret::keyring::{secret_aad, token_aad, Keyring, MacPurpose};
 use crate::secret::machine::keys;
-use crate::secret::mount::{self, CiphertextError};
+use crate::secret::mount::{CiphertextError, Envelope};
 use crate::secret::token::TokenRecord;
 use crate::secret::MountRecord;
 use crate::secret::SecretPath;
@@ -280,9 +280,11 @@ impl Barrier {
             })
     }
 
-    /// Encrypts `plain` for `path` under key `version` of the mount at `mount`.
+    /// Encrypts `plain` for `path` under key `version` of the mount at `mount`, spelled and
+    /// bound as `envelope`'s dialect does.
     pub fn encrypt(
         &self,
+        envelope: Envelope,
         mount: &str,
         path: &SecretPath,
         version: u32,
@@ -290,27 +292,25 @@ impl Barrier {
     ) -> Result<String, BarrierError> {
         let sealed = self
             .mount_key(mount, version)?
-            .seal(&mount::ciphertext_aad(path.as_str(), version), plain)
+            .seal(&envelope.aad(path.as_str(), version), plain)
             .map_err(|source| BarrierError::Crypto {
                 what: format!("encrypting for '{path}'"),
                 source,
             })?;
-        Ok(mount::format_ciphertext(
-            version,
-            &sealed[crypto::ID_HEADER..],
-        ))
+        Ok(envelope.format(version, &sealed[crypto::ID_HEADER..]))
     }
 
     /// Decrypts a ciphertext made for `path` under the mount at `mount` (`rec`: its record,
     /// read after the read-index round). Returns the plaintext and the key version it named.
     pub fn decrypt(
         &self,
+        envelope: Envelope,
         mount: &str,
         rec: &MountRecord,
         path: &SecretPath,
         ciphertext: &str,
     ) -> Result<(Vec<u8>, u32), OndemandError> {
-        let (version, body) = mount::parse_ciphertext(ciphertext)?;
+        let (version, body) = envelope.parse(ciphertext)?;
         if version > rec.latest_version {
             return Err(OndemandError::UnknownVersion {
                 mount: mount.to_string(),
@@ -327,7 +327,7 @@ impl Barrier {
         let key = self.mount_key(mount, version)?;
         let plain = key
             .open(
-                &mount::ciphertext_aad(path.as_str(), version),
+                &envelope.aad(path.as_str(), version),
                 &crypto::with_header(version, &body),
             )
             .map_err(|_| OndemandError::Authentication {

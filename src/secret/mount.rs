@@ -16,9 +16,11 @@
 //! - Trimming and unmounting delete keys for good: every ciphertext made under them can no
 //!   longer be decrypted by anyone.
 //! - Ciphertext: `raftsafe:v<version>:<base64url, no padding, of nonce(12) || ct || tag(16)>`,
-//!   AES-256-GCM with associated data binding the full path and the version
-//!   ([`ciphertext_aad`]), so a ciphertext moved to another path or relabelled with another
-//!   version fails authentication.
+//!   AES-256-GCM with associated data binding the dialect, the full path and the version
+//!   ([`Envelope::aad`]), so a ciphertext moved to another path, relabelled with another
+//!   version or handed to the other dialect fails authentication. Vault's Transit dialect
+//!   uses the same keys with Vault's spelling, `vault:v<version>:<base64>`, bound to the key
+//!   itself ([`Envelope::Transit`]).
 
 use base64::Engine;
 
@@ -33,9 +35,6 @@ use super::state::{keys, ApplyError, Changes, StateRead};
 /// so every ciphertext made can be decrypted.
 pub const MAX_CIPHERTEXT_BYTES: usize = 48 * 1024;
 
-/// The prefix every ciphertext starts with.
-pub const CIPHERTEXT_PREFIX: &str = "raftsafe:v";
-
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
@@ -46,12 +45,92 @@ pub enum CiphertextError {
     Malformed(&'static str),
 }
 
-/// Associated data of an ondemand ciphertext: the full path and the key version.
-pub fn ciphertext_aad(path: &str, version: u32) -> Vec<u8> {
-    let mut aad = b"ondemand\0".to_vec();
-    aad.extend_from_slice(&version.to_be_bytes());
-    aad.extend_from_slice(path.as_bytes());
-    aad
+/// The two dialects a ciphertext is made in. Both seal `nonce || ct || tag` with a mount
+/// key version; they differ in what the plaintext is, what the ciphertext is bound to and
+/// how it is spelled, and a ciphertext of one is refused by the other, naming where it
+/// decrypts (the associated data differs, so a relabelled one also fails authentication):
+/// - [`Envelope::Ondemand`]: raftsafe's `/api/v1` ondemand engine. The plaintext is a JSON
+///   document, bound to the path under the mount it was made for;
+///   `raftsafe:v<N>:<base64url, no padding>`.
+/// - [`Envelope::Transit`]: Vault's Transit dialect. The plaintext is bytes, bound to the
+///   key (the mount's own path); `vault:v<N>:<base64, padded>`, as Vault spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    Ondemand,
+    Transit,
+}
+
+impl Envelope {
+    fn prefix(self) -> &'static str {
+        match self {
+            Envelope::Ondemand => "raftsafe:v",
+            Envelope::Transit => "vault:v",
+        }
+    }
+
+    fn engine(self) -> &'static base64::engine::GeneralPurpose {
+        match self {
+            Envelope::Ondemand => &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            Envelope::Transit => &base64::engine::general_purpose::STANDARD,
+        }
+    }
+
+    /// Associated data of a ciphertext: the dialect, the key version and the path it is
+    /// bound to (for Transit, the key's own path).
+    pub fn aad(self, path: &str, version: u32) -> Vec<u8> {
+        let mut aad = match self {
+            Envelope::Ondemand => b"ondemand\0".to_vec(),
+            Envelope::Transit => b"transit\0".to_vec(),
+        };
+        aad.extend_from_slice(&version.to_be_bytes());
+        aad.extend_from_slice(path.as_bytes());
+        aad
+    }
+
+    /// `<prefix><version>:<base64(nonce || ct || tag)>`.
+    pub fn format(self, version: u32, body: &[u8]) -> String {
+        format!("{}{version}:{}", self.prefix(), self.engine().encode(body))
+    }
+
+    /// The key version and `nonce || ct || tag` of a ciphertext string.
+    pub fn parse(self, s: &str) -> Result<(u32, Vec<u8>), CiphertextError> {
+        let Some(rest) = s.strip_prefix(self.prefix()) else {
+            return Err(CiphertextError::Malformed(match self {
+                Envelope::Ondemand if s.starts_with(Envelope::Transit.prefix()) => {
+                    "it is a Transit ciphertext ('vault:v…'): decrypt it with POST /v1/transit/decrypt/<key>"
+                }
+                Envelope::Ondemand => "it does not start with 'raftsafe:v<version>:'",
+                Envelope::Transit if s.starts_with(Envelope::Ondemand.prefix()) => {
+                    "it was made by raftsafe's ondemand API for a path under the key: decrypt it there (GET /api/v1/secrets/<path>?ciphertext=…)"
+                }
+                Envelope::Transit => "it does not start with 'vault:v<version>:'",
+            }));
+        };
+        let (version, body) = rest
+            .split_once(':')
+            .ok_or(CiphertextError::Malformed("no ':' after the key version"))?;
+        let canonical = !version.is_empty()
+            && version.bytes().all(|b| b.is_ascii_digit())
+            && !(version.len() > 1 && version.starts_with('0'));
+        let version: u32 = match version.parse() {
+            Ok(v) if canonical && v >= 1 => v,
+            _ => {
+                return Err(CiphertextError::Malformed(
+                    "the key version is not a number >= 1",
+                ))
+            }
+        };
+        let body = self.engine().decode(body).map_err(|_| {
+            CiphertextError::Malformed(match self {
+                Envelope::Ondemand => "the body is not unpadded base64url",
+                Envelope::Transit => "the body is not padded base64",
+            })
+        })?;
+        if body.len() < NONCE_LEN + TAG_LEN {
+            return Err(CiphertextError::Malformed("the body is too short"));
+        }
+        Ok((version, body))
+    }
 }
 
 /// Associated data under which mount key `version` of `mount` is wrapped by the master key.
@@ -60,44 +139,6 @@ pub fn key_wrap_aad(mount: &str, version: u32) -> Vec<u8> {
     aad.extend_from_slice(&version.to_be_bytes());
     aad.extend_from_slice(mount.as_bytes());
     aad
-}
-
-/// `raftsafe:v<version>:<base64url(nonce || ct || tag)>`.
-pub fn format_ciphertext(version: u32, body: &[u8]) -> String {
-    format!(
-        "{CIPHERTEXT_PREFIX}{version}:{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body)
-    )
-}
-
-/// The key version and `nonce || ct || tag` of a ciphertext string.
-pub fn parse_ciphertext(s: &str) -> Result<(u32, Vec<u8>), CiphertextError> {
-    let rest = s
-        .strip_prefix(CIPHERTEXT_PREFIX)
-        .ok_or(CiphertextError::Malformed(
-            "it does not start with 'raftsafe:v<version>:'",
-        ))?;
-    let (version, body) = rest
-        .split_once(':')
-        .ok_or(CiphertextError::Malformed("no ':' after the key version"))?;
-    let canonical = !version.is_empty()
-        && version.bytes().all(|b| b.is_ascii_digit())
-        && !(version.len() > 1 && version.starts_with('0'));
-    let version: u32 = match version.parse() {
-        Ok(v) if canonical && v >= 1 => v,
-        _ => {
-            return Err(CiphertextError::Malformed(
-                "the key version is not a number >= 1",
-            ))
-        }
-    };
-    let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(body)
-        .map_err(|_| CiphertextError::Malformed("the body is not unpadded base64url"))?;
-    if body.len() < NONCE_LEN + TAG_LEN {
-        return Err(CiphertextError::Malformed("the body is too short"));
-    }
-    Ok((version, body))
 }
 
 /// Each proper ancestor of `path`, shortest first, then `path` itself.
@@ -348,9 +389,21 @@ mod tests {
     #[test]
     fn ciphertext_format() {
         let body = vec![7u8; 40];
-        let s = format_ciphertext(3, &body);
+        let s = Envelope::Ondemand.format(3, &body);
         assert!(s.starts_with("raftsafe:v3:"), "{s}");
-        assert_eq!(parse_ciphertext(&s).unwrap(), (3, body));
+        assert_eq!(Envelope::Ondemand.parse(&s).unwrap(), (3, body.clone()));
+        let t = Envelope::Transit.format(3, &body);
+        assert!(t.starts_with("vault:v3:") && t.ends_with('='), "{t}");
+        assert_eq!(Envelope::Transit.parse(&t).unwrap(), (3, body));
+        // Each dialect refuses the other's, naming where it decrypts.
+        let e = Envelope::Ondemand.parse(&t).unwrap_err().to_string();
+        assert!(e.contains("/v1/transit/decrypt"), "{e}");
+        let e = Envelope::Transit.parse(&s).unwrap_err().to_string();
+        assert!(e.contains("/api/v1/secrets"), "{e}");
+        assert_ne!(
+            Envelope::Ondemand.aad("a/b", 1),
+            Envelope::Transit.aad("a/b", 1)
+        );
         for bad in [
             "",
             "vault:v1:abc",
@@ -364,7 +417,21 @@ mod tests {
             "raftsafe:v1:AAAA",
             "raftsafe:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
         ] {
-            assert!(parse_ciphertext(bad).is_err(), "{bad:?} should be refused");
+            assert!(
+                Envelope::Ondemand.parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+        for bad in [
+            "vault:v1:AAAA",
+            "vault:v0:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "vault:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "vault:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA-_",
+        ] {
+            assert!(
+                Envelope::Transit.parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::{refused, Linearized, Origin, Service, ServiceError, View};
+use crate::secret::mount::Envelope;
 use crate::secret::{Command, CommandResult, Metadata, MountRecord, Precondition, SecretPath};
 pub use crate::store::state_machine::{Listed, PathVersions};
 
@@ -165,7 +166,9 @@ impl Service {
     ) -> Result<String, ServiceError> {
         let plain = serde_json::to_vec(data)
             .map_err(|e| ServiceError::Internal(format!("encoding data: {e}")))?;
-        Ok(self.barrier.encrypt(mount, path, version, &plain)?)
+        Ok(self
+            .barrier
+            .encrypt(Envelope::Ondemand, mount, path, version, &plain)?)
     }
 
     /// Decrypts a ciphertext made for `path` under the mount at `mount`.
@@ -176,7 +179,9 @@ impl Service {
         path: &SecretPath,
         ciphertext: &str,
     ) -> Result<Value, ServiceError> {
-        let (plain, _) = self.barrier.decrypt(mount, rec, path, ciphertext)?;
+        let (plain, _) = self
+            .barrier
+            .decrypt(Envelope::Ondemand, mount, rec, path, ciphertext)?;
         serde_json::from_slice(&plain).map_err(|e| {
             ServiceError::Internal(format!("decrypted value for '{path}' is not JSON: {e}"))
         })
@@ -191,9 +196,14 @@ impl Service {
         path: &SecretPath,
         ciphertext: &str,
     ) -> Result<(String, u32), ServiceError> {
-        let (plain, _) = self.barrier.decrypt(mount, rec, path, ciphertext)?;
+        let (plain, _) = self
+            .barrier
+            .decrypt(Envelope::Ondemand, mount, rec, path, ciphertext)?;
         let version = rec.latest_version;
-        Ok((self.barrier.encrypt(mount, path, version, &plain)?, version))
+        let fresh = self
+            .barrier
+            .encrypt(Envelope::Ondemand, mount, path, version, &plain)?;
+        Ok((fresh, version))
     }
 
     /// Writes `data` as the next version of `path`, sealed with the path as associated data.

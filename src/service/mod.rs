@@ -3,8 +3,9 @@
 //! `/api/v1`, Vault's `/v1` and the dialects to come are translations of HTTP into calls on
 //! [`Service`]: read a secret (after the read-index round, opened, decoded), write one (sealed,
 //! proposed, its result typed), delete, list, change versions, encrypt and decrypt under an
-//! ondemand mount, manage mounts, tokens, keys, backups and restores. What a dialect owns is
-//! its wire shapes, its status codes and its error bodies; what the store means is here.
+//! ondemand mount (JSON documents for `/api/v1`, bytes for Vault's Transit), manage mounts,
+//! tokens, keys, backups and restores. What a dialect owns is its wire shapes, its status
+//! codes and its error bodies; what the store means is here.
 //!
 //! Invariants:
 //! - Every read a client is answered from takes a [`Linearized`] view, which only
@@ -22,6 +23,7 @@
 
 mod admin;
 mod kv;
+mod transit;
 
 use std::sync::Arc;
 

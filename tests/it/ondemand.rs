@@ -263,7 +263,7 @@ async fn ondemand_engine_through_leader_and_follower() {
     expect(&r, 400, "malformedCiphertext", "base64url", "bad base64");
     let r = c
         .client(node)
-        .decrypt("pay/card", "vault:v1:abcd")
+        .decrypt("pay/card", "other:v1:abcd")
         .await
         .unwrap();
     expect(
@@ -272,6 +272,19 @@ async fn ondemand_engine_through_leader_and_follower() {
         "malformedCiphertext",
         "raftsafe:v",
         "foreign prefix",
+    );
+    // Transit's spelling of the same keys: refused, naming where it decrypts.
+    let r = c
+        .client(node)
+        .decrypt("pay/card", "vault:v1:abcd")
+        .await
+        .unwrap();
+    expect(
+        &r,
+        400,
+        "malformedCiphertext",
+        "/v1/transit/decrypt",
+        "a Transit ciphertext",
     );
     let r = c
         .client(node)

@@ -1,13 +1,14 @@
-//! The Vault KV v2 dialect (`/v1/`), driven by hvac — the real Python Vault client, through
-//! `tests/python/vault_hvac.py` — and by raw HTTP for the envelope and error shapes, on a
-//! TLS cluster.
+//! The Vault dialect (`/v1/`: KV v2, Transit, sys and token calls), driven by the real
+//! clients — hvac through `tests/python/vault_hvac.py`, and OpenBao's `bao` CLI — and by raw
+//! HTTP for the envelope and error shapes, on a TLS cluster.
 //!
 //! Invariants checked: hvac's create, read (latest and a version), check-and-set, patch,
-//! list, metadata, delete, undelete, destroy, the version cap, removing a path and
-//! permission errors behave as against Vault, writing through one
-//! node and reading through another; it is the same store as `/api/v1` (same versions, same
-//! tokens and scopes); responses carry Vault's envelope and errors Vault's `{"errors": []}`;
-//! bad input writes nothing.
+//! list, metadata, delete, undelete, destroy, the version cap, removing a path, Transit's
+//! keys, encryption, decryption, rewrap, rotation, config, trim and batches, and permission
+//! errors behave as against Vault, writing through one node and reading through another;
+//! it is the same store as `/api/v1` (same versions, same keys, same tokens and scopes);
+//! responses carry Vault's envelope and errors Vault's `{"errors": []}`; bad input writes
+//! nothing.
 
 use std::time::Duration;
 
@@ -88,6 +89,12 @@ async fn hvac_and_raw_vault_calls_against_a_tls_cluster() {
             "destroy_secret_versions",
             "update_metadata",
             "delete_metadata_and_all_versions",
+            "transit create_key read_key list_keys",
+            "transit encrypt_data decrypt_data",
+            "transit rotate_key rewrap_data",
+            "transit update_key_configuration trim_key",
+            "transit batch_input",
+            "transit refusals",
         ],
         "every hvac step ran"
     );
@@ -572,7 +579,7 @@ async fn bao_cli_status_token_and_raft_commands() {
     assert!(err.contains("POST /api/v1/tokens"), "{err}");
     let (code, _, err) = run(ROOT_TOKEN, &["secrets", "enable", "-path=kv2", "kv-v2"]);
     assert_ne!(code, 0);
-    assert!(err.contains("one KV v2 mount"), "{err}");
+    assert!(err.contains("two Vault mounts"), "{err}");
     let (code, out, err) = run(ROOT_TOKEN, &["token", "revoke", "-accessor", &app_accessor]);
     assert_eq!(code, 0, "{err}{out}");
     let (code, _, err) = run(&app, &["token", "lookup"]);
@@ -662,4 +669,369 @@ async fn bao_cli_status_token_and_raft_commands() {
     std::fs::write(&snap, b"not a backup").unwrap();
     let (code, _, _) = restore(true);
     assert_ne!(code, 0, "a damaged snapshot is refused");
+}
+
+/// Vault's Transit through the real `bao` CLI, on a TLS cluster: keys made and changed
+/// through one follower and used through the other (each change is seen by the next call on
+/// the other node), the same keys as the ondemand engine on `/api/v1`, and what raftsafe's
+/// keys cannot do refused with a message the CLI shows, nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bao_cli_transit_commands_against_a_tls_cluster() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let unb64 = |s: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .unwrap()
+    };
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
+    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != leader).collect();
+    let (w, r) = (
+        format!("https://{}", c.api(others[0])),
+        format!("https://{}", c.api(others[1])),
+    );
+    let ca = c.dir.path().join("certs/ca.pem");
+    let home = tempfile::tempdir().unwrap();
+    let run = |addr: &str, args: &[&str]| bao(addr, &ca, home.path(), ROOT_TOKEN, args, b"");
+    let ok = |addr: &str, args: &[&str]| {
+        let (code, out, err) = run(addr, args);
+        assert_eq!(code, 0, "bao {args:?} failed:\n{err}{out}");
+        out
+    };
+    let json_of = |addr: &str, args: &[&str]| -> Value {
+        let out = ok(addr, args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bao {args:?}: not JSON ({e}): {out}"))
+    };
+    let refused = |addr: &str, args: &[&str], needle: &str| {
+        let (code, out, err) = run(addr, args);
+        assert_ne!(code, 0, "bao {args:?} should fail: {out}");
+        assert!(
+            err.contains(needle),
+            "bao {args:?}: {err} should say {needle}"
+        );
+    };
+
+    // Enabling Transit where it is served succeeds (scripts do it first); it is listed.
+    ok(&w, &["secrets", "enable", "transit"]);
+    let v = json_of(&r, &["secrets", "list", "-format=json"]);
+    assert_eq!(v["transit/"]["type"], "transit", "{v}");
+
+    // A key, an encryption through one node, the decryption through the other.
+    ok(&w, &["write", "-f", "transit/keys/orders"]);
+    let v = json_of(&r, &["read", "-format=json", "transit/keys/orders"]);
+    assert_eq!(v["data"]["type"], "aes256-gcm96", "{v}");
+    assert_eq!(v["data"]["latest_version"], 1, "{v}");
+    let secret = b"4111 1111 1111 1111";
+    let plaintext = format!("plaintext={}", b64(secret));
+    let c1 = ok(
+        &w,
+        &[
+            "write",
+            "-field=ciphertext",
+            "transit/encrypt/orders",
+            &plaintext,
+        ],
+    );
+    let c1 = c1.trim().to_string();
+    assert!(c1.starts_with("vault:v1:"), "{c1}");
+    let arg1 = format!("ciphertext={c1}");
+    let p = ok(
+        &r,
+        &["write", "-field=plaintext", "transit/decrypt/orders", &arg1],
+    );
+    assert_eq!(unb64(&p), secret);
+
+    // Rotate through one node: the other encrypts with the new version at once; the old
+    // ciphertext still decrypts and rewraps to the new version.
+    ok(&w, &["write", "-f", "transit/keys/orders/rotate"]);
+    let v = json_of(
+        &r,
+        &[
+            "write",
+            "-format=json",
+            "transit/encrypt/orders",
+            &plaintext,
+        ],
+    );
+    assert_eq!(v["data"]["key_version"], 2, "{v}");
+    assert!(v["data"]["ciphertext"]
+        .as_str()
+        .unwrap()
+        .starts_with("vault:v2:"));
+    let v = json_of(
+        &r,
+        &["write", "-format=json", "transit/rewrap/orders", &arg1],
+    );
+    let c2 = v["data"]["ciphertext"].as_str().unwrap().to_string();
+    assert!(c2.starts_with("vault:v2:"), "{v}");
+    let p = ok(
+        &w,
+        &[
+            "write",
+            "-field=plaintext",
+            "transit/decrypt/orders",
+            &format!("ciphertext={c2}"),
+        ],
+    );
+    assert_eq!(unb64(&p), secret);
+
+    // Config (the CLI sends numbers as strings) and trim; seen through the other node.
+    ok(
+        &w,
+        &[
+            "write",
+            "transit/keys/orders/config",
+            "min_decryption_version=2",
+        ],
+    );
+    refused(
+        &r,
+        &["write", "transit/decrypt/orders", &arg1],
+        "minDecryptionVersion",
+    );
+    ok(
+        &w,
+        &[
+            "write",
+            "transit/keys/orders/trim",
+            "min_available_version=2",
+        ],
+    );
+    let v = json_of(&r, &["read", "-format=json", "transit/keys/orders"]);
+    assert_eq!(v["data"]["min_available_version"], 2, "{v}");
+    assert_eq!(v["data"]["keys"].as_object().unwrap().len(), 1, "{v}");
+    let v = json_of(&r, &["list", "-format=json", "transit/keys"]);
+    assert_eq!(v, json!(["orders"]));
+    let (code, out, _) = run(&r, &["token", "capabilities", "transit/encrypt/orders"]);
+    assert_eq!((code, out.trim()), (0, "create, update"));
+
+    // The same keys as the ondemand engine: the key is the mount transit/orders, a rotation
+    // there is Transit's next version, and a key made there is a Transit key.
+    let cl = c.client(leader);
+    let m = cl
+        .request(Method::GET, "/api/v1/mounts/transit/orders", None)
+        .await
+        .unwrap();
+    assert_eq!(m.status, 200, "{:?}", m.body);
+    assert_eq!(
+        (
+            &m.body["latestVersion"],
+            &m.body["minAvailableVersion"],
+            &m.body["minDecryptionVersion"]
+        ),
+        (&json!(2), &json!(2), &json!(2)),
+        "{:?}",
+        m.body
+    );
+    let m = cl
+        .request(Method::POST, "/api/v1/mounts/transit/orders/rotate", None)
+        .await
+        .unwrap();
+    assert_eq!(m.status, 200, "{:?}", m.body);
+    let v = json_of(
+        &r,
+        &[
+            "write",
+            "-format=json",
+            "transit/encrypt/orders",
+            &plaintext,
+        ],
+    );
+    assert_eq!(v["data"]["key_version"], 3, "{v}");
+    let m = cl
+        .request(
+            Method::POST,
+            "/api/v1/mounts",
+            Some(&json!({"path": "transit/native", "type": "ondemand"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.status, 201, "{:?}", m.body);
+    let v = json_of(&r, &["list", "-format=json", "transit/keys"]);
+    assert_eq!(v, json!(["native", "orders"]));
+    // A ciphertext is refused by the other dialect, naming where it decrypts.
+    let (status, body) = vault(
+        &c.client(others[1]),
+        "POST",
+        "/v1/transit/decrypt/native",
+        ROOT_TOKEN,
+        Some(json!({"ciphertext": "raftsafe:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/secrets"),
+        "{body}"
+    );
+    let g = cl
+        .request(
+            Method::GET,
+            &format!(
+                "/api/v1/secrets/transit/orders/x?ciphertext={}",
+                percent_encoding::utf8_percent_encode(&c2, percent_encoding::NON_ALPHANUMERIC)
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(g.status, 400, "{:?}", g.body);
+    assert!(g.detail().contains("/v1/transit/decrypt"), "{}", g.detail());
+
+    // Refused by name, and nothing changed.
+    refused(
+        &w,
+        &["delete", "transit/keys/orders"],
+        "deletion is not allowed",
+    );
+    refused(
+        &w,
+        &["secrets", "disable", "transit"],
+        "DELETE /api/v1/mounts",
+    );
+    refused(
+        &w,
+        &["secrets", "enable", "-path=crypto", "transit"],
+        "two Vault mounts",
+    );
+    refused(
+        &w,
+        &["write", "transit/keys/rsa", "type=rsa-2048"],
+        "aes256-gcm96",
+    );
+    refused(
+        &w,
+        &[
+            "write",
+            "transit/keys/orders/config",
+            "deletion_allowed=true",
+        ],
+        "deletion_allowed",
+    );
+    refused(
+        &w,
+        &[
+            "write",
+            "transit/keys/orders/config",
+            "auto_rotate_period=24h",
+        ],
+        "auto_rotate_period",
+    );
+    refused(
+        &w,
+        &["write", "transit/encrypt/orders", "plaintext=not base64!"],
+        "not base64",
+    );
+    refused(
+        &w,
+        &[
+            "write",
+            "transit/encrypt/orders",
+            &plaintext,
+            "context=dGVuYW50",
+        ],
+        "context",
+    );
+    refused(
+        &w,
+        &[
+            "write",
+            "transit/decrypt/orders",
+            "ciphertext=vault:v3:AAAA",
+        ],
+        "malformed",
+    );
+    refused(
+        &w,
+        &[
+            "write",
+            "transit/encrypt/orders",
+            &plaintext,
+            "key_version=2",
+        ],
+        "key_version 2",
+    );
+    refused(
+        &w,
+        &["write", "-f", "transit/hmac/orders"],
+        "does not support",
+    );
+    let v = json_of(&r, &["read", "-format=json", "transit/keys/orders"]);
+    assert_eq!(v["data"]["latest_version"], 3, "{v}");
+    let (status, body) = vault(&cl, "GET", "/v1/transit/keys/rsa", ROOT_TOKEN, None).await;
+    assert_eq!(status, 404, "a refused key was not made: {body}");
+
+    // Batches: items answered in order with their references; a bad item makes it a 400
+    // (or the caller's partial_failure_response_code), the good ones still answered.
+    let fc = c.client(others[0]);
+    let (status, body) = vault(
+        &fc,
+        "POST",
+        "/v1/transit/encrypt/orders",
+        ROOT_TOKEN,
+        Some(json!({"batch_input": [
+            {"plaintext": b64(b"a"), "reference": "one"},
+            {"plaintext": "!!", "reference": "two"},
+        ], "partial_failure_response_code": 207})),
+    )
+    .await;
+    assert_eq!(status, 207, "{body}");
+    let results = body["data"]["batch_results"].as_array().unwrap();
+    assert_eq!(results[0]["reference"], "one");
+    assert!(results[0]["ciphertext"]
+        .as_str()
+        .unwrap()
+        .starts_with("vault:v3:"));
+    assert_eq!(results[1]["reference"], "two");
+    assert!(
+        results[1]["error"].as_str().unwrap().contains("base64"),
+        "{body}"
+    );
+
+    // Scopes: an encrypt-only token encrypts under its key and nothing else.
+    let t = cl
+        .request(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&json!({"name": "enc", "scopes": ["write:secret"], "paths": ["transit/orders"]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.status, 201, "{:?}", t.body);
+    let enc = t.body["token"].as_str().unwrap().to_string();
+    let body = json!({"plaintext": b64(b"x")});
+    let (status, _) = vault(
+        &fc,
+        "POST",
+        "/v1/transit/encrypt/orders",
+        &enc,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = vault(
+        &fc,
+        "POST",
+        "/v1/transit/encrypt/native",
+        &enc,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "another key");
+    let (status, _) = vault(&fc, "POST", "/v1/transit/encrypt/fresh", &enc, Some(body)).await;
+    assert_eq!(status, 403, "another key, even one that does not exist yet");
+    let (status, _) = vault(
+        &fc,
+        "POST",
+        "/v1/transit/decrypt/orders",
+        &enc,
+        Some(json!({"ciphertext": c2})),
+    )
+    .await;
+    assert_eq!(status, 403, "write:secret does not decrypt");
+    let (status, _) = vault(&fc, "GET", "/v1/transit/keys/orders", &enc, None).await;
+    assert_eq!(status, 403, "reading a key needs admin");
 }

@@ -8,6 +8,7 @@ the calls also cross the cluster. Every step asserts what Vault itself would ans
 first failure raises with the step's name. On success prints one JSON object: the step
 names, and the versions written, for the Rust side to cross-check against /api/v1.
 """
+import base64
 import json
 import sys
 
@@ -142,5 +143,64 @@ step("update_metadata")
 kv_w.delete_metadata_and_all_versions(path=life)
 expect_raise(exceptions.InvalidPath, kv_r.read_secret_metadata, path=life)
 step("delete_metadata_and_all_versions")
+
+# Transit (hvac's secrets.transit, mount "transit"): keys made and changed through one node,
+# used through the other. Every change is seen by the next call on the other node: the
+# read-index round runs before each encryption and decryption.
+tw, tr = w.secrets.transit, r.secrets.transit
+b64 = lambda b: base64.b64encode(b).decode()
+w.sys.enable_secrets_engine("transit", path="transit")  # always there: succeeds, no change
+assert r.sys.list_mounted_secrets_engines()["data"]["transit/"]["type"] == "transit"
+tw.create_key(name="hvac-orders")
+key = tr.read_key(name="hvac-orders")["data"]
+assert key["type"] == "aes256-gcm96" and key["latest_version"] == 1, key
+assert "hvac-orders" in tr.list_keys()["data"]["keys"]
+step("transit create_key read_key list_keys")
+
+card = b"4111 1111 1111 1111"
+c1 = tw.encrypt_data(name="hvac-orders", plaintext=b64(card))["data"]
+assert c1["ciphertext"].startswith("vault:v1:") and c1["key_version"] == 1, c1
+got = tr.decrypt_data(name="hvac-orders", ciphertext=c1["ciphertext"])["data"]["plaintext"]
+assert base64.b64decode(got) == card, got
+step("transit encrypt_data decrypt_data")
+
+tw.rotate_key(name="hvac-orders")
+c2 = tr.encrypt_data(name="hvac-orders", plaintext=b64(b"new"))["data"]
+assert c2["ciphertext"].startswith("vault:v2:") and c2["key_version"] == 2, c2
+re = tr.rewrap_data(name="hvac-orders", ciphertext=c1["ciphertext"])["data"]
+assert re["ciphertext"].startswith("vault:v2:"), re
+got = tw.decrypt_data(name="hvac-orders", ciphertext=re["ciphertext"])["data"]["plaintext"]
+assert base64.b64decode(got) == card
+step("transit rotate_key rewrap_data")
+
+tw.update_key_configuration(name="hvac-orders", min_decryption_version=2)
+expect_raise(exceptions.InvalidRequest, tr.decrypt_data, name="hvac-orders",
+             ciphertext=c1["ciphertext"])
+assert tr.read_key(name="hvac-orders")["data"]["min_decryption_version"] == 2
+tw.trim_key(name="hvac-orders", min_version=2)
+key = tr.read_key(name="hvac-orders")["data"]
+assert key["min_available_version"] == 2 and sorted(key["keys"]) == ["2"], key
+step("transit update_key_configuration trim_key")
+
+batch = tr.encrypt_data(name="hvac-orders", batch_input=[
+    {"plaintext": b64(b"a"), "reference": "one"},
+    {"plaintext": b64(b"b"), "reference": "two"},
+])["data"]["batch_results"]
+assert [b["reference"] for b in batch] == ["one", "two"], batch
+plain = tw.decrypt_data(name="hvac-orders", batch_input=[
+    {"ciphertext": b["ciphertext"]} for b in batch
+])["data"]["batch_results"]
+assert [base64.b64decode(p["plaintext"]) for p in plain] == [b"a", b"b"], plain
+step("transit batch_input")
+
+# What raftsafe's keys cannot do is refused, never silently ignored.
+expect_raise(exceptions.InvalidRequest, tw.delete_key, name="hvac-orders")
+expect_raise(exceptions.InvalidRequest, tw.create_key, name="hvac-rsa", key_type="rsa-2048")
+expect_raise(exceptions.InvalidRequest, tw.encrypt_data, name="hvac-orders",
+             plaintext=b64(b"x"), context=b64(b"tenant"))
+expect_raise(exceptions.InvalidRequest, tw.decrypt_data, name="hvac-absent",
+             ciphertext=c2["ciphertext"])
+assert tr.read_key(name="hvac-orders")["data"]["latest_version"] == 2, "nothing changed"
+step("transit refusals")
 
 print(json.dumps({"steps": done}))

@@ -4,9 +4,10 @@
 //!
 //! The mapping: raftsafe has one KV namespace; Vault addresses a KV v2 engine by its mount.
 //! `/v1/secret/data/app/db` is the secret `app/db` of `/api/v1/secrets/app/db` — same
-//! versions, same tokens and scopes, same audit and metrics. The only mount is `secret`
-//! (what `vault server -dev` creates, and every client's default); any other mount is
-//! Vault's 404 "no handler for route". `sys/mounts` reports that one `kv` version 2 mount.
+//! versions, same tokens and scopes, same audit and metrics. The KV mount is `secret` (what
+//! `vault server -dev` creates, and every client's default); Transit is served at `transit`
+//! on the ondemand engine ([`transit`]); any other mount is Vault's 404 "no handler for
+//! route". `sys/mounts` reports those two.
 //!
 //! Invariants:
 //! - One dispatcher ([`dispatch`]) for every `/v1/` route, because Vault's `LIST` is an
@@ -21,6 +22,7 @@
 
 mod sys;
 mod token;
+mod transit;
 
 use std::collections::BTreeSet;
 
@@ -51,6 +53,7 @@ pub const MOUNT: &str = "secret";
 const MAX_LIST_WALK: usize = 100_000;
 
 /// An error in Vault's shape.
+#[derive(Debug)]
 struct VaultError {
     status: StatusCode,
     errors: Vec<String>,
@@ -168,6 +171,20 @@ fn kv_mount() -> Value {
     })
 }
 
+/// Transit as Vault describes a mount: always there (see [`transit`]).
+fn transit_mount() -> Value {
+    json!({
+        "type": "transit",
+        "description": "Vault's Transit on raftsafe's ondemand engine: a key is the ondemand mount transit/<name>",
+        "accessor": "transit_raftsafe",
+        "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
+        "options": null,
+        "local": false,
+        "seal_wrap": false,
+        "external_entropy_access": false,
+    })
+}
+
 /// A version's metadata as Vault shows it in `data/` responses.
 fn version_metadata(m: &Metadata) -> Value {
     json!({
@@ -229,6 +246,8 @@ pub async fn dispatch(
         Some(Route::Data(rest)) => call.data(&method, rest, body).await,
         Some(Route::Metadata(rest)) => call.metadata(&method, rest, body).await,
         Some(Route::Versions(op, rest)) => call.versions(&method, op, rest, body).await,
+        Some(Route::Transit(rest)) => call.transit(&method, rest, body).await,
+        Some(Route::EnableMount(path)) => call.enable_mount(&method, path, body).await,
         Some(Route::NotYet(instead)) => Err(VaultError::new(
             StatusCode::BAD_REQUEST,
             format!("raftsafe does not support {full} through the Vault API yet: {instead}"),
@@ -262,6 +281,10 @@ enum Route<'a> {
     Data(&'a str),
     Metadata(&'a str),
     Versions(VersionOp, &'a str),
+    /// `transit/{rest}`: Vault's Transit on the ondemand engine.
+    Transit(&'a str),
+    /// `sys/mounts/{path}`: `bao secrets enable` / `disable`.
+    EnableMount(&'a str),
 }
 
 /// `secret/delete|undelete|destroy/{path}` with `{"versions": [..]}`.
@@ -284,11 +307,7 @@ impl VersionOp {
 
 /// Vault paths (a prefix ending in `/` covers everything below it) that raftsafe refuses by
 /// name, with what to use instead.
-const NOT_YET: [(&str, &str); 4] = [
-    (
-        "sys/mounts/",
-        "raftsafe serves one KV v2 mount, 'secret/'; ondemand (transit-like) mounts are made with POST /api/v1/mounts or 'raftsafe mount create'",
-    ),
+const NOT_YET: [(&str, &str); 3] = [
     (
         "auth/token/create",
         "create tokens (scopes and path patterns) with POST /api/v1/tokens",
@@ -322,6 +341,15 @@ fn route(full: &str) -> Option<Route<'_>> {
     }
     if let Some(p) = full.strip_prefix("sys/internal/ui/mounts/") {
         return Some(Route::MountOf(p));
+    }
+    if let Some(p) = full.strip_prefix("sys/mounts/") {
+        return Some(Route::EnableMount(p));
+    }
+    if let Some(rest) = full
+        .strip_prefix(transit::MOUNT)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        return Some(Route::Transit(rest));
     }
     // Vault calls raftsafe does not answer yet, refused with what to use instead (the CLI
     // shows the message) rather than Vault's bare "unsupported path".
@@ -427,6 +455,7 @@ impl Call {
         self.principal().await?;
         let mut data = Map::new();
         data.insert(format!("{MOUNT}/"), kv_mount());
+        data.insert(format!("{}/", transit::MOUNT), transit_mount());
         // Vault returns the mounts both at the top level and under `data`.
         let mut body = envelope_value(Value::Object(data.clone()));
         if let Value::Object(top) = &mut body {
@@ -447,6 +476,11 @@ impl Call {
         self.query(&[])?;
         self.principal().await?;
         let first = path.split('/').next().unwrap_or("");
+        if first == transit::MOUNT {
+            let mut mount = transit_mount();
+            mount["path"] = json!(format!("{first}/"));
+            return Ok(envelope(mount));
+        }
         if first != MOUNT {
             return Err(VaultError::new(
                 StatusCode::FORBIDDEN,
@@ -954,6 +988,20 @@ mod tests {
         assert!(matches!(
             route("secret/destroy/a"),
             Some(Route::Versions(VersionOp::Destroy, "a"))
+        ));
+        assert!(matches!(
+            route("transit/encrypt/k"),
+            Some(Route::Transit("encrypt/k"))
+        ));
+        assert!(matches!(
+            route("transit/keys"),
+            Some(Route::Transit("keys"))
+        ));
+        assert!(route("transit").is_none());
+        assert!(route("transitx/keys").is_none());
+        assert!(matches!(
+            route("sys/mounts/transit"),
+            Some(Route::EnableMount("transit"))
         ));
     }
 

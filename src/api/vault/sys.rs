@@ -1,6 +1,7 @@
 //! Vault's `sys/*` calls that describe or operate the cluster: `bao status` (seal status and
-//! leader), `bao token capabilities` (capabilities-self), and `bao operator raft`
-//! (list-peers, remove-peer, snapshot save and restore).
+//! leader), `bao token capabilities` (capabilities-self), `bao secrets enable|disable`
+//! (sys/mounts/…), and `bao operator raft` (list-peers, remove-peer, snapshot save and
+//! restore).
 //!
 //! Invariants:
 //! - raftsafe has no sealed state: a node holds its master key from start, so it reports
@@ -25,7 +26,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::{envelope, envelope_value, Call, Reply, VaultError, MOUNT};
+use super::{envelope, envelope_value, transit, Call, Reply, VaultError, MOUNT};
 use crate::api::error::ApiError;
 use crate::api::input::{json_object, read_body, required};
 use crate::secret::token::{Policy, Scope};
@@ -34,6 +35,12 @@ use crate::secret::SecretPath;
 /// What `policy` allows on the Vault path `path` (e.g. `secret/data/app/db`), sorted.
 fn capabilities(policy: &Policy, path: &str) -> Vec<&'static str> {
     let deny = vec!["deny"];
+    if let Some(rest) = path
+        .strip_prefix(transit::MOUNT)
+        .and_then(|p| p.strip_prefix('/'))
+    {
+        return transit_capabilities(policy, rest).unwrap_or(deny);
+    }
     let Some(rest) = path.strip_prefix(MOUNT).and_then(|p| p.strip_prefix('/')) else {
         return deny;
     };
@@ -77,6 +84,27 @@ fn capabilities(policy: &Policy, path: &str) -> Vec<&'static str> {
     }
 }
 
+/// What `policy` allows on `transit/{rest}` (see [`transit`]'s authorization rules).
+fn transit_capabilities(policy: &Policy, rest: &str) -> Option<Vec<&'static str>> {
+    let (kind, tail) = rest.split_once('/')?;
+    let name = tail.split('/').next().filter(|n| !n.is_empty())?;
+    let key = SecretPath::parse(&format!("{}/{name}", transit::MOUNT)).ok()?;
+    let mut caps = match kind {
+        "encrypt" if policy.allows(Scope::WriteSecret, &key) => vec!["create", "update"],
+        "decrypt" | "rewrap" if policy.allows(Scope::ReadSecret, &key) => vec!["update"],
+        "keys" if policy.allows(Scope::Admin, &key) => {
+            if tail.contains('/') {
+                vec!["update"]
+            } else {
+                vec!["create", "read", "update"]
+            }
+        }
+        _ => return None,
+    };
+    caps.sort_unstable();
+    Some(caps)
+}
+
 impl Call {
     /// This node's view of the cluster (members, leader, indexes), from its own state.
     async fn local_status(&self) -> Result<crate::raft::node::NodeStatus, VaultError> {
@@ -94,6 +122,61 @@ impl Call {
         let (who, _) = self.current().await?;
         who.require_unrestricted(Scope::Admin)?;
         Ok(who)
+    }
+
+    /// `sys/mounts/{path}`: `bao secrets enable` and `disable`. raftsafe's two Vault mounts
+    /// are always there: enabling Transit at `transit` succeeds and changes nothing (a
+    /// script that enables it before use works); everything else is refused naming what
+    /// raftsafe serves instead. Needs `admin` on the mount's path, as creating a mount does.
+    pub(super) async fn enable_mount(&self, method: &Method, path: &str, body: Body) -> Reply {
+        let path = path.trim_end_matches('/');
+        let who = self.principal().await?;
+        let served = "raftsafe serves two Vault mounts, always there: 'secret/' (KV v2) and 'transit/' (Transit, on the ondemand engine); more ondemand mounts are made with POST /api/v1/mounts or 'raftsafe mount create'";
+        match *method {
+            Method::POST | Method::PUT => {
+                let bytes = read_body(body, 64 * 1024).await?;
+                let mut fields = json_object(
+                    &bytes,
+                    &[
+                        "type",
+                        "description",
+                        "config",
+                        "local",
+                        "seal_wrap",
+                        "external_entropy_access",
+                        "options",
+                        "plugin_name",
+                        "plugin_version",
+                    ],
+                    "a JSON object",
+                )?;
+                let kind = match required(&mut fields, "type")? {
+                    Value::String(t) => t,
+                    _ => return Err(ApiError::bad_request("field 'type' must be a string").into()),
+                };
+                if path == transit::MOUNT && kind == "transit" {
+                    let key = SecretPath::parse(transit::MOUNT).map_err(ApiError::from)?;
+                    who.require_path(Scope::Admin, &key)?;
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
+                Err(VaultError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "cannot enable a '{}' engine at '{}/': {served}",
+                        kind.chars().take(64).collect::<String>(),
+                        path.chars().take(128).collect::<String>()
+                    ),
+                ))
+            }
+            Method::DELETE => Err(VaultError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "cannot disable '{}/': {served}; an ondemand mount (a Transit key is transit/<name>) is deleted, with its keys, by DELETE /api/v1/mounts/<path>?confirm=<path>",
+                    path.chars().take(128).collect::<String>()
+                ),
+            )),
+            ref m => Err(VaultError::unsupported(m, "sys/mounts")),
+        }
     }
 
     /// `sys/seal-status` (no token): never sealed, see the module doc.
@@ -307,5 +390,26 @@ mod tests {
         let ro = policy(&[Scope::ReadSecret], &["*"]);
         assert_eq!(capabilities(&ro, "secret/data/x"), ["read"]);
         assert_eq!(capabilities(&ro, "secret/undelete/x"), ["deny"]);
+        // Transit: encrypt is a write, decrypt and rewrap reads, keys admin; on transit/<key>.
+        let enc = policy(&[Scope::WriteSecret], &["transit/orders"]);
+        assert_eq!(
+            capabilities(&enc, "transit/encrypt/orders"),
+            ["create", "update"]
+        );
+        assert_eq!(capabilities(&enc, "transit/decrypt/orders"), ["deny"]);
+        assert_eq!(capabilities(&enc, "transit/encrypt/other"), ["deny"]);
+        assert_eq!(capabilities(&ro, "transit/decrypt/orders"), ["update"]);
+        assert_eq!(capabilities(&ro, "transit/rewrap/orders"), ["update"]);
+        assert_eq!(capabilities(&ro, "transit/keys/orders"), ["deny"]);
+        let admin = policy(&[Scope::Admin], &["transit/*"]);
+        assert_eq!(
+            capabilities(&admin, "transit/keys/orders"),
+            ["create", "read", "update"]
+        );
+        assert_eq!(
+            capabilities(&admin, "transit/keys/orders/rotate"),
+            ["update"]
+        );
+        assert_eq!(capabilities(&admin, "transit/encrypt/orders"), ["deny"]);
     }
 }
