@@ -669,6 +669,38 @@ async fn bao_cli_status_token_and_raft_commands() {
     std::fs::write(&snap, b"not a backup").unwrap();
     let (code, _, _) = restore(true);
     assert_ne!(code, 0, "a damaged snapshot is refused");
+
+    // autopilot state (the CLI prints its own field names): every member healthy, one
+    // failure tolerated; with the third node
+    // down, it is named failed and nothing more is tolerated.
+    let autopilot = || {
+        json_of(
+            ROOT_TOKEN,
+            &["operator", "raft", "autopilot", "state", "-format=json"],
+        )
+    };
+    let v = autopilot();
+    assert_eq!(v["Healthy"], true, "{v}");
+    assert_eq!(v["FailureTolerance"], 1, "{v}");
+    assert_eq!(v["Leader"], leader.to_string(), "{v}");
+    assert_eq!(v["Servers"].as_object().unwrap().len(), 3, "{v}");
+    assert_eq!(v["Servers"][leader.to_string()]["Status"], "leader", "{v}");
+    let third = c
+        .nodes
+        .keys()
+        .copied()
+        .find(|id| *id != leader && *id != follower)
+        .unwrap();
+    c.kill(third);
+    let v = autopilot();
+    assert_eq!(v["Healthy"], false, "{v}");
+    assert_eq!(v["FailureTolerance"], 0, "{v}");
+    assert_eq!(
+        v["Servers"][third.to_string()]["NodeStatus"],
+        "failed",
+        "{v}"
+    );
+    assert_eq!(v["Servers"][follower.to_string()]["Healthy"], true, "{v}");
 }
 
 /// Vault's Transit through the real `bao` CLI, on a TLS cluster: keys made and changed

@@ -236,6 +236,7 @@ pub async fn dispatch(
         Some(Route::Leader) => call.leader(&method).await,
         Some(Route::CapabilitiesSelf) => call.capabilities_self(&method, body).await,
         Some(Route::RaftConfiguration) => call.raft_configuration(&method).await,
+        Some(Route::AutopilotState) => call.autopilot_state(&method).await,
         Some(Route::RemovePeer) => call.remove_peer(&method, body).await,
         Some(Route::RaftSnapshot { force }) => call.raft_snapshot(&method, force, body).await,
         Some(Route::LookupSelf) => call.lookup_self(&method).await,
@@ -268,6 +269,8 @@ enum Route<'a> {
     Leader,
     CapabilitiesSelf,
     RaftConfiguration,
+    /// `sys/storage/raft/autopilot/state`: every member's health, as this node sees it.
+    AutopilotState,
     RemovePeer,
     /// `sys/storage/raft/snapshot` (`force`: `snapshot-force`).
     RaftSnapshot {
@@ -318,7 +321,7 @@ const NOT_YET: [(&str, &str); 3] = [
     ),
     (
         "sys/storage/raft/autopilot/",
-        "GET /api/v1/cluster shows every member's state, term, log and applied index",
+        "raftsafe's autopilot has no settings: membership changes are made with POST and DELETE /api/v1/cluster/members; 'bao operator raft autopilot state' shows every member's health",
     ),
 ];
 
@@ -330,6 +333,7 @@ fn route(full: &str) -> Option<Route<'_>> {
         "sys/leader" => return Some(Route::Leader),
         "sys/capabilities-self" => return Some(Route::CapabilitiesSelf),
         "sys/storage/raft/configuration" => return Some(Route::RaftConfiguration),
+        "sys/storage/raft/autopilot/state" => return Some(Route::AutopilotState),
         "sys/storage/raft/remove-peer" => return Some(Route::RemovePeer),
         "sys/storage/raft/snapshot" => return Some(Route::RaftSnapshot { force: false }),
         "sys/storage/raft/snapshot-force" => return Some(Route::RaftSnapshot { force: true }),

@@ -20,6 +20,8 @@
 //!   `write:secret` gives `create`, `update`, `patch` and `delete`; a path outside the one
 //!   mount gets `deny`.
 
+use std::collections::BTreeMap;
+
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
@@ -29,6 +31,8 @@ use serde_json::{json, Map, Value};
 use super::{envelope, envelope_value, transit, Call, Reply, VaultError, MOUNT};
 use crate::api::error::ApiError;
 use crate::api::input::{json_object, read_body, required};
+use crate::raft::node::NodeStatus;
+use crate::raft::NodeId;
 use crate::secret::token::{Policy, Scope};
 use crate::secret::SecretPath;
 
@@ -103,6 +107,75 @@ fn transit_capabilities(policy: &Policy, rest: &str) -> Option<Vec<&'static str>
     };
     caps.sort_unstable();
     Some(caps)
+}
+
+/// How far behind the leader's log a member may be and still count as healthy (Vault's
+/// default `max_trailing_logs`).
+const MAX_TRAILING_LOGS: u64 = 1000;
+
+/// Vault's autopilot state from the membership `me` knows and what each member answered
+/// just now (`answers`, asked over the internal transport with a 1 s timeout). A member is
+/// healthy when it answered, is in the leader's term and its log trails the leader's by at
+/// most [`MAX_TRAILING_LOGS`]; `failure_tolerance` is how many healthy voters may fail with
+/// a quorum left. raftsafe keeps no contact history: `last_contact` is `0s` for a member
+/// that answered this call and empty for one that did not (`node_status: failed`), and
+/// `stable_since` is not tracked (empty).
+fn autopilot(me: &NodeStatus, answers: &BTreeMap<NodeId, Result<NodeStatus, String>>) -> Value {
+    let leader = me
+        .leader
+        .and_then(|id| answers.get(&id))
+        .and_then(|a| a.as_ref().ok());
+    let mut servers = Map::new();
+    let mut healthy_voters = 0usize;
+    for (id, info) in &me.members {
+        let answer = answers.get(id).and_then(|a| a.as_ref().ok());
+        let voter = me.voters.contains(id);
+        let healthy = match (answer, leader) {
+            (Some(s), Some(l)) => {
+                s.term == l.term
+                    && l.last_log_index.unwrap_or(0)
+                        <= s.last_log_index.unwrap_or(0) + MAX_TRAILING_LOGS
+            }
+            _ => false,
+        };
+        if healthy && voter {
+            healthy_voters += 1;
+        }
+        let status = if me.leader == Some(*id) {
+            "leader"
+        } else if voter {
+            "voter"
+        } else {
+            "non-voter"
+        };
+        servers.insert(
+            id.to_string(),
+            json!({
+                "id": id.to_string(),
+                "name": format!("node-{id}"),
+                "address": info.raft_addr,
+                "node_status": if answer.is_some() { "alive" } else { "failed" },
+                "last_contact": if answer.is_some() { "0s" } else { "" },
+                "last_term": answer.map_or(0, |s| s.term),
+                "last_index": answer.and_then(|s| s.last_log_index).unwrap_or(0),
+                "healthy": healthy,
+                "stable_since": "",
+                "status": status,
+                "version": env!("CARGO_PKG_VERSION"),
+                "node_type": if voter { "voter" } else { "read-replica" },
+                "meta": {},
+            }),
+        );
+    }
+    let quorum = me.voters.len() / 2 + 1;
+    json!({
+        "healthy": leader.is_some() && healthy_voters == me.voters.len(),
+        "failure_tolerance": healthy_voters.saturating_sub(quorum),
+        "leader": me.leader.map(|id| id.to_string()).unwrap_or_default(),
+        "voters": me.voters.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "non_voters": me.learners.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "servers": servers,
+    })
 }
 
 impl Call {
@@ -307,6 +380,22 @@ impl Call {
         })))
     }
 
+    /// `sys/storage/raft/autopilot/state`: every member's health (`bao operator raft
+    /// autopilot state`), from what each member answers this node now (see [`autopilot`]).
+    pub(super) async fn autopilot_state(&self, method: &Method) -> Reply {
+        if method != Method::GET {
+            return Err(VaultError::unsupported(
+                method,
+                "sys/storage/raft/autopilot/state",
+            ));
+        }
+        self.query(&[])?;
+        self.cluster_admin().await?;
+        let me = self.local_status().await?;
+        let answers = self.state.node.cluster_status().await;
+        Ok(envelope(autopilot(&me, &answers)))
+    }
+
     /// `sys/storage/raft/remove-peer` `{"server_id": "<node id>"}`: the membership change of
     /// `DELETE /api/v1/cluster/members/{id}` (204).
     pub(super) async fn remove_peer(&self, method: &Method, body: Body) -> Reply {
@@ -365,6 +454,59 @@ impl Call {
 mod tests {
     use super::*;
     use crate::secret::token::PathPattern;
+
+    fn status(id: NodeId, term: u64, last: u64) -> NodeStatus {
+        NodeStatus {
+            id,
+            state: "Follower".into(),
+            term,
+            leader: Some(1),
+            last_log_index: Some(last),
+            last_applied_index: Some(last),
+            snapshot_index: None,
+            purged_index: None,
+            voters: vec![1, 2, 3],
+            learners: vec![4],
+            members: (1..=4)
+                .map(|id| {
+                    let info = crate::raft::NodeInfo {
+                        api_addr: format!("127.0.0.1:{}", 8700 + id),
+                        raft_addr: format!("127.0.0.1:{}", 9700 + id),
+                    };
+                    (id, info)
+                })
+                .collect(),
+            digest: None,
+        }
+    }
+
+    #[test]
+    fn autopilot_health_follows_answers_terms_and_lag() {
+        let me = status(1, 5, 5000);
+        let mut answers: BTreeMap<NodeId, Result<NodeStatus, String>> =
+            (1..=4).map(|id| (id, Ok(status(id, 5, 5000)))).collect();
+        let v = autopilot(&me, &answers);
+        assert_eq!(v["healthy"], true, "{v}");
+        assert_eq!(v["failure_tolerance"], 1, "{v}");
+        assert_eq!(v["leader"], "1");
+        assert_eq!(v["non_voters"], json!(["4"]));
+        assert_eq!(v["servers"]["1"]["status"], "leader");
+        assert_eq!(v["servers"]["4"]["status"], "non-voter");
+        // A voter that does not answer, one in an old term, one far behind: unhealthy.
+        answers.insert(2, Err("timed out".into()));
+        let v = autopilot(&me, &answers);
+        assert_eq!(v["servers"]["2"]["node_status"], "failed");
+        assert_eq!(
+            (v["healthy"].clone(), v["failure_tolerance"].clone()),
+            (json!(false), json!(0))
+        );
+        answers.insert(2, Ok(status(2, 4, 5000)));
+        assert_eq!(autopilot(&me, &answers)["servers"]["2"]["healthy"], false);
+        answers.insert(2, Ok(status(2, 5, 5000 - MAX_TRAILING_LOGS)));
+        assert_eq!(autopilot(&me, &answers)["servers"]["2"]["healthy"], true);
+        answers.insert(1, Ok(status(1, 5, 5001)));
+        assert_eq!(autopilot(&me, &answers)["servers"]["2"]["healthy"], false);
+    }
 
     #[test]
     fn capabilities_follow_scopes_and_paths() {
