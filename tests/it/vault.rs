@@ -671,8 +671,8 @@ async fn bao_cli_status_token_and_raft_commands() {
     assert_ne!(code, 0, "a damaged snapshot is refused");
 
     // autopilot state (the CLI prints its own field names): every member healthy, one
-    // failure tolerated; with the third node
-    // down, it is named failed and nothing more is tolerated.
+    // failure tolerated; with the third node down, it is named failed and nothing more is
+    // tolerated.
     let autopilot = || {
         json_of(
             ROOT_TOKEN,
