@@ -33,6 +33,7 @@ mod backup;
 mod chaos;
 mod cli;
 mod cluster;
+mod connections;
 mod metrics;
 mod ondemand;
 mod openapi;
