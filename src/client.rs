@@ -482,6 +482,33 @@ impl Client {
         .await
     }
 
+    // ----- tokens -----
+
+    /// `POST /tokens`: a token named `name` with `scopes` on the path patterns `paths`,
+    /// expiring after `ttl_seconds` if given. The answer holds the token, shown only here.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        scopes: &[&str],
+        paths: &[&str],
+        ttl_seconds: Option<u64>,
+    ) -> Result<Response, ClientError> {
+        let body =
+            json!({ "name": name, "scopes": scopes, "paths": paths, "ttlSeconds": ttl_seconds });
+        self.request(Method::POST, TOKENS, Some(&body)).await
+    }
+
+    /// `GET /tokens`: every token's accessor, name, scopes, paths and expiry.
+    pub async fn tokens(&self) -> Result<Response, ClientError> {
+        self.request(Method::GET, TOKENS, None).await
+    }
+
+    /// `DELETE /tokens/{accessor}`.
+    pub async fn revoke_token(&self, accessor: &str) -> Result<Response, ClientError> {
+        self.request(Method::DELETE, &format!("{TOKENS}/{accessor}"), None)
+            .await
+    }
+
     // ----- ondemand mounts -----
 
     /// `POST /mounts` `{"path": path, "type": "ondemand"}`.
@@ -588,6 +615,7 @@ impl Client {
 
 const SECRETS: &str = "/api/v1/secrets";
 const MOUNTS: &str = "/api/v1/mounts";
+const TOKENS: &str = "/api/v1/tokens";
 
 /// A rustls client configuration that trusts only the CA in `ca`.
 fn client_tls(ca: &Path) -> Result<rustls::ClientConfig, ClientError> {

@@ -201,7 +201,7 @@ pub enum Cmd {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// API tokens (admin token): list them (accessors, never tokens), revoke one.
+    /// API tokens (admin token): create one, list them (accessors, never tokens), revoke one.
     Token {
         #[command(subcommand)]
         op: TokenOp,
@@ -215,6 +215,20 @@ pub enum Cmd {
 
 #[derive(Subcommand)]
 pub enum TokenOp {
+    /// Create a token: printed once, never again (keep it; `list` shows its accessor).
+    Create {
+        /// A name to recognise it by (1-128 characters).
+        name: String,
+        /// What it may do (repeat): read:secret, write:secret, admin, metrics.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Where (repeat): `*`, `prefix/*` or an exact path.
+        #[arg(long = "path", required = true)]
+        paths: Vec<String>,
+        /// Lifetime in seconds (default: it does not expire).
+        #[arg(long = "ttl")]
+        ttl_seconds: Option<u64>,
+    },
     /// Every token: accessor, name, scopes, paths, expiry, revocation.
     List,
     /// Revoke the token with this accessor (16 hex characters).

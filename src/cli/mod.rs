@@ -389,13 +389,22 @@ async fn call(cmd: Cmd) -> Result<(), CliError> {
             ),
         },
         Cmd::Token { op, .. } => match op {
-            TokenOp::List => (
-                c.request(Method::GET, "/api/v1/tokens", None).await,
-                View::Tokens,
-            ),
+            TokenOp::Create {
+                name,
+                scopes,
+                paths,
+                ttl_seconds,
+            } => {
+                let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+                (
+                    c.create_token(&name, &scopes, &paths, ttl_seconds).await,
+                    View::Plain(String::new()),
+                )
+            }
+            TokenOp::List => (c.tokens().await, View::Tokens),
             TokenOp::Revoke { accessor } => (
-                c.request(Method::DELETE, &format!("/api/v1/tokens/{accessor}"), None)
-                    .await,
+                c.revoke_token(&accessor).await,
                 View::Plain(format!("revoked token {accessor}")),
             ),
         },

@@ -42,10 +42,9 @@ async fn plain(nodes: u64) -> (Cluster, u64) {
 
 /// Creates a token as root through `node`; its token and accessor.
 async fn token(c: &Cluster, node: u64, scopes: &[&str], paths: &[&str]) -> (String, String) {
-    let body = json!({"name": "t", "scopes": scopes, "paths": paths});
     let r = c
         .client(node)
-        .request(Method::POST, "/api/v1/tokens", Some(&body))
+        .create_token("t", scopes, paths, None)
         .await
         .unwrap();
     assert_eq!(r.status, 201, "{:?}", r.body);

@@ -366,9 +366,54 @@ async fn cli_against_a_tls_cluster() {
     assert!(leader_row.ends_with(&format!(" {leader}")), "{status}");
     let o = cli(&["cluster", "status", "--format", "json"], &env, b"");
     assert_eq!(json_of(&o)["members"].as_array().unwrap().len(), 3);
+    // token create: the token printed once; it works, within its scope and paths only;
+    // list shows its accessor, revoke ends it.
+    let o = cli(
+        &[
+            "token",
+            "create",
+            "ci-reader",
+            "--scope",
+            "read:secret",
+            "--path",
+            "app/*",
+            "--ttl",
+            "3600",
+            "--format",
+            "json",
+        ],
+        &env,
+        b"",
+    );
+    code(&o, 0);
+    let created = json_of(&o);
+    let (token, accessor) = (
+        created["token"].as_str().unwrap().to_string(),
+        created["accessor"].as_str().unwrap().to_string(),
+    );
+    let as_reader = [env[0], env[1], ("RAFTSAFE_TOKEN", token.as_str())];
+    code(
+        &cli(&["get", "app/db", "--field", "user"], &as_reader, b""),
+        0,
+    );
+    let o = cli(&["put", "app/db", "user=y"], &as_reader, b"");
+    code(&o, 1);
+    assert!(err(&o).contains("403"), "{}", err(&o));
     let o = cli(&["token", "list"], &env, b"");
     code(&o, 0);
     assert!(out(&o).starts_with("Accessor "), "{}", out(&o));
+    assert!(out(&o).contains(&accessor), "{}", out(&o));
+    let o = cli(
+        &["token", "create", "bad", "--scope", "nope", "--path", "*"],
+        &env,
+        b"",
+    );
+    code(&o, 1);
+    assert!(err(&o).contains("scope"), "{}", err(&o));
+    code(&cli(&["token", "revoke", &accessor], &env, b""), 0);
+    let o = cli(&["get", "app/db"], &as_reader, b"");
+    code(&o, 1);
+    assert!(err(&o).contains("401"), "{}", err(&o));
 
     // Exit codes: 2 for not found, 1 for refusals and usage errors.
     let o = cli(&["get", "app/missing"], &env, b"");

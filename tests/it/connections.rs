@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftsafe::client::Method;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -116,11 +115,7 @@ async fn a_keep_alive_tls_client_survives_every_early_rejection() {
         200
     );
     let t = cl
-        .request(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(&json!({"name": "ka-reader", "scopes": ["read:secret"], "paths": ["ka/*"]})),
-        )
+        .create_token("ka-reader", &["read:secret"], &["ka/*"], None)
         .await
         .unwrap();
     assert_eq!(t.status, 201, "{:?}", t.body);

@@ -268,39 +268,82 @@ fn bao_binary() -> std::path::PathBuf {
     bin
 }
 
-/// Runs `bao` against `addr` as `token`; returns (exit code, stdout, stderr).
-fn bao(
-    addr: &str,
-    ca: &std::path::Path,
-    home: &std::path::Path,
-    token: &str,
-    args: &[&str],
-    stdin: &[u8],
-) -> (i32, String, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(bao_binary())
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        // No ~/.vault-token or CLI config of the machine's user.
-        .env("HOME", home)
-        .env("BAO_ADDR", addr)
-        .env("BAO_CACERT", ca)
-        .env("BAO_TOKEN", token)
-        .env("BAO_CLIENT_TIMEOUT", "30s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start bao");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().expect("wait for bao");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// The `bao` CLI pointed at a cluster: its CA, an empty home (no ~/.vault-token or CLI
+/// config of the machine's user) and a token.
+struct Bao {
+    ca: std::path::PathBuf,
+    home: std::rc::Rc<tempfile::TempDir>,
+    token: String,
+}
+
+impl Bao {
+    /// As the root token.
+    fn new(c: &Cluster) -> Bao {
+        Bao {
+            ca: c.dir.path().join("certs/ca.pem"),
+            home: std::rc::Rc::new(tempfile::tempdir().unwrap()),
+            token: ROOT_TOKEN.to_string(),
+        }
+    }
+
+    /// The same CLI as `token`.
+    fn as_token(&self, token: &str) -> Bao {
+        Bao {
+            ca: self.ca.clone(),
+            home: self.home.clone(),
+            token: token.to_string(),
+        }
+    }
+
+    /// Runs `bao args` against `addr` with `stdin`; returns (exit code, stdout, stderr).
+    fn run(&self, addr: &str, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(bao_binary())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("BAO_ADDR", addr)
+            .env("BAO_CACERT", &self.ca)
+            .env("BAO_TOKEN", &self.token)
+            .env("BAO_CLIENT_TIMEOUT", "30s")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start bao");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().expect("wait for bao");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `bao args` and requires success: its stdout.
+    fn ok(&self, addr: &str, args: &[&str]) -> String {
+        let (code, out, err) = self.run(addr, args, b"");
+        assert_eq!(code, 0, "bao {args:?} failed:\n{err}{out}");
+        out
+    }
+
+    /// Runs `bao args` (with `-format=json`) and parses what it printed.
+    fn json(&self, addr: &str, args: &[&str]) -> Value {
+        let out = self.ok(addr, args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bao {args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// Runs `bao args` and requires a failure whose message says `needle`.
+    fn refused(&self, addr: &str, args: &[&str], needle: &str) {
+        let (code, out, err) = self.run(addr, args, b"");
+        assert_ne!(code, 0, "bao {args:?} should fail: {out}");
+        assert!(
+            err.contains(needle),
+            "bao {args:?}: {err} should say {needle}"
+        );
+    }
 }
 
 /// Every everyday `bao kv` command, as a new user types them, against a TLS cluster:
@@ -316,27 +359,14 @@ async fn bao_cli_kv_commands_against_a_tls_cluster() {
         format!("https://{}", c.api(others[0])),
         format!("https://{}", c.api(others[1])),
     );
-    let ca = c.dir.path().join("certs/ca.pem");
-    let home = tempfile::tempdir().unwrap();
-    let run = |addr: &str, args: &[&str], stdin: &[u8]| {
-        bao(addr, &ca, home.path(), ROOT_TOKEN, args, stdin)
-    };
-    let ok = |addr: &str, args: &[&str]| {
-        let (code, out, err) = run(addr, args, b"");
-        assert_eq!(code, 0, "bao {args:?} failed:\n{err}{out}");
-        out
-    };
-    let json_of = |addr: &str, args: &[&str]| -> Value {
-        let out = ok(addr, args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bao {args:?}: not JSON ({e}): {out}"))
-    };
+    let b = Bao::new(&c);
 
     // put / get, both path forms, -field and -version.
-    ok(&w, &["kv", "put", "-mount=secret", "app/db", "password=p1"]);
-    let v = json_of(&r, &["kv", "get", "-format=json", "secret/app/db"]);
+    b.ok(&w, &["kv", "put", "-mount=secret", "app/db", "password=p1"]);
+    let v = b.json(&r, &["kv", "get", "-format=json", "secret/app/db"]);
     assert_eq!(v["data"]["data"], json!({"password": "p1"}), "{v}");
     assert_eq!(v["data"]["metadata"]["version"], 1, "{v}");
-    let v = json_of(
+    let v = b.json(
         &w,
         &[
             "kv",
@@ -348,7 +378,7 @@ async fn bao_cli_kv_commands_against_a_tls_cluster() {
         ],
     );
     assert_eq!(v["data"]["version"], 2, "{v}");
-    let (code, _, err) = run(
+    let (code, _, err) = b.run(
         &w,
         &["kv", "put", "-cas=1", "secret/app/db", "password=p3"],
         b"",
@@ -356,11 +386,12 @@ async fn bao_cli_kv_commands_against_a_tls_cluster() {
     assert_eq!(code, 2, "a stale -cas is refused: {err}");
     assert!(err.contains("check-and-set"), "{err}");
     assert_eq!(
-        ok(&r, &["kv", "get", "-field=password", "secret/app/db"]).trim(),
+        b.ok(&r, &["kv", "get", "-field=password", "secret/app/db"])
+            .trim(),
         "p2"
     );
     assert_eq!(
-        ok(
+        b.ok(
             &r,
             &[
                 "kv",
@@ -376,20 +407,20 @@ async fn bao_cli_kv_commands_against_a_tls_cluster() {
     );
 
     // patch (Vault's PATCH with a merge patch), list, metadata get.
-    ok(&w, &["kv", "patch", "secret/app/db", "user=u"]);
-    let v = json_of(&r, &["kv", "get", "-format=json", "secret/app/db"]);
+    b.ok(&w, &["kv", "patch", "secret/app/db", "user=u"]);
+    let v = b.json(&r, &["kv", "get", "-format=json", "secret/app/db"]);
     assert_eq!(
         v["data"]["data"],
         json!({"password": "p2", "user": "u"}),
         "{v}"
     );
     assert_eq!(v["data"]["metadata"]["version"], 3, "{v}");
-    ok(&w, &["kv", "put", "secret/app/cache", "k=v"]);
-    let v = json_of(&r, &["kv", "list", "-format=json", "secret/app"]);
+    b.ok(&w, &["kv", "put", "secret/app/cache", "k=v"]);
+    let v = b.json(&r, &["kv", "list", "-format=json", "secret/app"]);
     assert_eq!(v, json!(["cache", "db"]), "{v}");
-    let v = json_of(&r, &["kv", "list", "-format=json", "secret/"]);
+    let v = b.json(&r, &["kv", "list", "-format=json", "secret/"]);
     assert_eq!(v, json!(["app/"]), "{v}");
-    let v = json_of(
+    let v = b.json(
         &r,
         &["kv", "metadata", "get", "-format=json", "secret/app/db"],
     );
@@ -401,26 +432,27 @@ async fn bao_cli_kv_commands_against_a_tls_cluster() {
     );
 
     // delete / undelete / destroy (the CLI sends versions as strings) and rollback.
-    ok(&w, &["kv", "delete", "secret/app/db"]);
-    let (code, _, err) = run(&r, &["kv", "get", "secret/app/db"], b"");
+    b.ok(&w, &["kv", "delete", "secret/app/db"]);
+    let (code, _, err) = b.run(&r, &["kv", "get", "secret/app/db"], b"");
     assert_eq!(code, 2, "a deleted version reads as absent: {err}");
-    ok(&w, &["kv", "undelete", "-versions=3", "secret/app/db"]);
+    b.ok(&w, &["kv", "undelete", "-versions=3", "secret/app/db"]);
     assert_eq!(
-        ok(&r, &["kv", "get", "-field=user", "secret/app/db"]).trim(),
+        b.ok(&r, &["kv", "get", "-field=user", "secret/app/db"])
+            .trim(),
         "u"
     );
-    ok(&w, &["kv", "destroy", "-versions=1", "secret/app/db"]);
-    let (code, _, _) = run(&r, &["kv", "get", "-version=1", "secret/app/db"], b"");
+    b.ok(&w, &["kv", "destroy", "-versions=1", "secret/app/db"]);
+    let (code, _, _) = b.run(&r, &["kv", "get", "-version=1", "secret/app/db"], b"");
     assert_eq!(code, 2, "a destroyed version reads as absent");
-    ok(&w, &["kv", "rollback", "-version=2", "secret/app/db"]);
-    let v = json_of(&r, &["kv", "get", "-format=json", "secret/app/db"]);
+    b.ok(&w, &["kv", "rollback", "-version=2", "secret/app/db"]);
+    let v = b.json(&r, &["kv", "get", "-format=json", "secret/app/db"]);
     assert_eq!(v["data"]["data"], json!({"password": "p2"}), "{v}");
     assert_eq!(v["data"]["metadata"]["version"], 4, "{v}");
 
     // DATA from a file and from stdin.
-    let file = home.path().join("cert.pem");
+    let file = b.home.path().join("cert.pem");
     std::fs::write(&file, "-----BEGIN X-----\n").unwrap();
-    ok(
+    b.ok(
         &w,
         &[
             "kv",
@@ -430,17 +462,18 @@ async fn bao_cli_kv_commands_against_a_tls_cluster() {
         ],
     );
     assert_eq!(
-        ok(&r, &["kv", "get", "-field=pem", "secret/files/cert"]),
+        b.ok(&r, &["kv", "get", "-field=pem", "secret/files/cert"]),
         "-----BEGIN X-----\n"
     );
-    let (code, out, err) = run(
+    let (code, out, err) = b.run(
         &w,
         &["kv", "put", "secret/files/json", "-"],
         br#"{"a": "b"}"#,
     );
     assert_eq!(code, 0, "{err}{out}");
     assert_eq!(
-        ok(&r, &["kv", "get", "-field=a", "secret/files/json"]).trim(),
+        b.ok(&r, &["kv", "get", "-field=a", "secret/files/json"])
+            .trim(),
         "b"
     );
 
@@ -450,41 +483,36 @@ async fn bao_cli_kv_commands_against_a_tls_cluster() {
     assert_eq!(got.body["metadata"]["version"], 4);
 
     // metadata put / delete.
-    ok(
+    b.ok(
         &w,
         &["kv", "metadata", "put", "-max-versions=5", "secret/app/db"],
     );
-    let v = json_of(
+    let v = b.json(
         &r,
         &["kv", "metadata", "get", "-format=json", "secret/app/db"],
     );
     assert_eq!(v["data"]["max_versions"], 5, "{v}");
-    ok(&w, &["kv", "metadata", "delete", "secret/app/db"]);
-    let (code, _, _) = run(&r, &["kv", "get", "secret/app/db"], b"");
+    b.ok(&w, &["kv", "metadata", "delete", "secret/app/db"]);
+    let (code, _, _) = b.run(&r, &["kv", "get", "secret/app/db"], b"");
     assert_eq!(code, 2, "metadata delete removed the path");
 
     // Mistakes get errors the CLI can show: an absent path, a path outside the one mount,
     // a bad token.
-    let (code, out, err) = run(&r, &["kv", "get", "secret/absent"], b"");
+    let (code, out, err) = b.run(&r, &["kv", "get", "secret/absent"], b"");
     assert_eq!(code, 2, "{err}{out}");
     assert!(
         (err.clone() + &out).contains("No value found at secret/data/absent"),
         "{err}{out}"
     );
-    let (code, _, err) = run(&r, &["kv", "get", "other/x"], b"");
+    let (code, _, err) = b.run(&r, &["kv", "get", "other/x"], b"");
     assert_ne!(code, 0);
     assert!(
         err.contains("403") || err.contains("permission denied"),
         "{err}"
     );
-    let (code, _, err) = bao(
-        &r,
-        &ca,
-        home.path(),
-        "not-a-token",
-        &["kv", "get", "secret/app/cache"],
-        b"",
-    );
+    let (code, _, err) = b
+        .as_token("not-a-token")
+        .run(&r, &["kv", "get", "secret/app/cache"], b"");
     assert_ne!(code, 0);
     assert!(err.contains("permission denied"), "{err}");
 }
@@ -497,14 +525,9 @@ async fn bao_cli_status_token_and_raft_commands() {
     let leader = c.leader(Duration::from_secs(30)).await;
     let follower = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
     let addr = format!("https://{}", c.api(follower));
-    let ca = c.dir.path().join("certs/ca.pem");
-    let home = tempfile::tempdir().unwrap();
-    let run = |token: &str, args: &[&str]| bao(&addr, &ca, home.path(), token, args, b"");
-    let json_of = |token: &str, args: &[&str]| -> Value {
-        let (code, out, err) = run(token, args);
-        assert_eq!(code, 0, "bao {args:?} failed:\n{err}{out}");
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bao {args:?}: not JSON ({e}): {out}"))
-    };
+    let b = Bao::new(&c);
+    let run = |token: &str, args: &[&str]| b.as_token(token).run(&addr, args, b"");
+    let json_of = |token: &str, args: &[&str]| b.as_token(token).json(&addr, args);
 
     // status: unsealed, initialized, and the leader's address.
     let v = json_of(ROOT_TOKEN, &["status", "-format=json"]);
@@ -610,7 +633,7 @@ async fn bao_cli_status_token_and_raft_commands() {
     // `bao operator raft snapshot save` insists on Vault's own archive format (a tar with
     // sealed checksums), which raftsafe's backup is not: it says so. The same call over HTTP
     // saves raftsafe's backup, which `bao operator raft snapshot restore` then restores.
-    let snap = home.path().join("raft.snap");
+    let snap = b.home.path().join("raft.snap");
     let restore = |force: bool| {
         let file = snap.to_str().unwrap();
         let args = ["operator", "raft", "snapshot", "restore", "-force", file];
@@ -723,40 +746,21 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
         format!("https://{}", c.api(others[0])),
         format!("https://{}", c.api(others[1])),
     );
-    let ca = c.dir.path().join("certs/ca.pem");
-    let home = tempfile::tempdir().unwrap();
-    let run = |addr: &str, args: &[&str]| bao(addr, &ca, home.path(), ROOT_TOKEN, args, b"");
-    let ok = |addr: &str, args: &[&str]| {
-        let (code, out, err) = run(addr, args);
-        assert_eq!(code, 0, "bao {args:?} failed:\n{err}{out}");
-        out
-    };
-    let json_of = |addr: &str, args: &[&str]| -> Value {
-        let out = ok(addr, args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bao {args:?}: not JSON ({e}): {out}"))
-    };
-    let refused = |addr: &str, args: &[&str], needle: &str| {
-        let (code, out, err) = run(addr, args);
-        assert_ne!(code, 0, "bao {args:?} should fail: {out}");
-        assert!(
-            err.contains(needle),
-            "bao {args:?}: {err} should say {needle}"
-        );
-    };
+    let b = Bao::new(&c);
 
     // Enabling Transit where it is served succeeds (scripts do it first); it is listed.
-    ok(&w, &["secrets", "enable", "transit"]);
-    let v = json_of(&r, &["secrets", "list", "-format=json"]);
+    b.ok(&w, &["secrets", "enable", "transit"]);
+    let v = b.json(&r, &["secrets", "list", "-format=json"]);
     assert_eq!(v["transit/"]["type"], "transit", "{v}");
 
     // A key, an encryption through one node, the decryption through the other.
-    ok(&w, &["write", "-f", "transit/keys/orders"]);
-    let v = json_of(&r, &["read", "-format=json", "transit/keys/orders"]);
+    b.ok(&w, &["write", "-f", "transit/keys/orders"]);
+    let v = b.json(&r, &["read", "-format=json", "transit/keys/orders"]);
     assert_eq!(v["data"]["type"], "aes256-gcm96", "{v}");
     assert_eq!(v["data"]["latest_version"], 1, "{v}");
     let secret = b"4111 1111 1111 1111";
     let plaintext = format!("plaintext={}", b64(secret));
-    let c1 = ok(
+    let c1 = b.ok(
         &w,
         &[
             "write",
@@ -768,7 +772,7 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
     let c1 = c1.trim().to_string();
     assert!(c1.starts_with("vault:v1:"), "{c1}");
     let arg1 = format!("ciphertext={c1}");
-    let p = ok(
+    let p = b.ok(
         &r,
         &["write", "-field=plaintext", "transit/decrypt/orders", &arg1],
     );
@@ -776,8 +780,8 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
 
     // Rotate through one node: the other encrypts with the new version at once; the old
     // ciphertext still decrypts and rewraps to the new version.
-    ok(&w, &["write", "-f", "transit/keys/orders/rotate"]);
-    let v = json_of(
+    b.ok(&w, &["write", "-f", "transit/keys/orders/rotate"]);
+    let v = b.json(
         &r,
         &[
             "write",
@@ -791,13 +795,13 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
         .as_str()
         .unwrap()
         .starts_with("vault:v2:"));
-    let v = json_of(
+    let v = b.json(
         &r,
         &["write", "-format=json", "transit/rewrap/orders", &arg1],
     );
     let c2 = v["data"]["ciphertext"].as_str().unwrap().to_string();
     assert!(c2.starts_with("vault:v2:"), "{v}");
-    let p = ok(
+    let p = b.ok(
         &w,
         &[
             "write",
@@ -809,7 +813,7 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
     assert_eq!(unb64(&p), secret);
 
     // Config (the CLI sends numbers as strings) and trim; seen through the other node.
-    ok(
+    b.ok(
         &w,
         &[
             "write",
@@ -817,12 +821,12 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
             "min_decryption_version=2",
         ],
     );
-    refused(
+    b.refused(
         &r,
         &["write", "transit/decrypt/orders", &arg1],
         "minDecryptionVersion",
     );
-    ok(
+    b.ok(
         &w,
         &[
             "write",
@@ -830,12 +834,16 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
             "min_available_version=2",
         ],
     );
-    let v = json_of(&r, &["read", "-format=json", "transit/keys/orders"]);
+    let v = b.json(&r, &["read", "-format=json", "transit/keys/orders"]);
     assert_eq!(v["data"]["min_available_version"], 2, "{v}");
     assert_eq!(v["data"]["keys"].as_object().unwrap().len(), 1, "{v}");
-    let v = json_of(&r, &["list", "-format=json", "transit/keys"]);
+    let v = b.json(&r, &["list", "-format=json", "transit/keys"]);
     assert_eq!(v, json!(["orders"]));
-    let (code, out, _) = run(&r, &["token", "capabilities", "transit/encrypt/orders"]);
+    let (code, out, _) = b.run(
+        &r,
+        &["token", "capabilities", "transit/encrypt/orders"],
+        b"",
+    );
     assert_eq!((code, out.trim()), (0, "create, update"));
 
     // The same keys as the ondemand engine: the key is the mount transit/orders, a rotation
@@ -861,7 +869,7 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
         .await
         .unwrap();
     assert_eq!(m.status, 200, "{:?}", m.body);
-    let v = json_of(
+    let v = b.json(
         &r,
         &[
             "write",
@@ -880,7 +888,7 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
         .await
         .unwrap();
     assert_eq!(m.status, 201, "{:?}", m.body);
-    let v = json_of(&r, &["list", "-format=json", "transit/keys"]);
+    let v = b.json(&r, &["list", "-format=json", "transit/keys"]);
     assert_eq!(v, json!(["native", "orders"]));
     // A ciphertext is refused by the other dialect, naming where it decrypts.
     let (status, body) = vault(
@@ -914,27 +922,27 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
     assert!(g.detail().contains("/v1/transit/decrypt"), "{}", g.detail());
 
     // Refused by name, and nothing changed.
-    refused(
+    b.refused(
         &w,
         &["delete", "transit/keys/orders"],
         "deletion is not allowed",
     );
-    refused(
+    b.refused(
         &w,
         &["secrets", "disable", "transit"],
         "DELETE /api/v1/mounts",
     );
-    refused(
+    b.refused(
         &w,
         &["secrets", "enable", "-path=crypto", "transit"],
         "two Vault mounts",
     );
-    refused(
+    b.refused(
         &w,
         &["write", "transit/keys/rsa", "type=rsa-2048"],
         "aes256-gcm96",
     );
-    refused(
+    b.refused(
         &w,
         &[
             "write",
@@ -943,7 +951,7 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
         ],
         "deletion_allowed",
     );
-    refused(
+    b.refused(
         &w,
         &[
             "write",
@@ -952,12 +960,12 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
         ],
         "auto_rotate_period",
     );
-    refused(
+    b.refused(
         &w,
         &["write", "transit/encrypt/orders", "plaintext=not base64!"],
         "not base64",
     );
-    refused(
+    b.refused(
         &w,
         &[
             "write",
@@ -967,7 +975,7 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
         ],
         "context",
     );
-    refused(
+    b.refused(
         &w,
         &[
             "write",
@@ -976,7 +984,7 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
         ],
         "malformed",
     );
-    refused(
+    b.refused(
         &w,
         &[
             "write",
@@ -986,12 +994,12 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
         ],
         "key_version 2",
     );
-    refused(
+    b.refused(
         &w,
         &["write", "-f", "transit/hmac/orders"],
         "does not support",
     );
-    let v = json_of(&r, &["read", "-format=json", "transit/keys/orders"]);
+    let v = b.json(&r, &["read", "-format=json", "transit/keys/orders"]);
     assert_eq!(v["data"]["latest_version"], 3, "{v}");
     let (status, body) = vault(&cl, "GET", "/v1/transit/keys/rsa", ROOT_TOKEN, None).await;
     assert_eq!(status, 404, "a refused key was not made: {body}");
@@ -1025,11 +1033,7 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
 
     // Scopes: an encrypt-only token encrypts under its key and nothing else.
     let t = cl
-        .request(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(&json!({"name": "enc", "scopes": ["write:secret"], "paths": ["transit/orders"]})),
-        )
+        .create_token("enc", &["write:secret"], &["transit/orders"], None)
         .await
         .unwrap();
     assert_eq!(t.status, 201, "{:?}", t.body);
