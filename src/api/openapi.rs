@@ -188,6 +188,12 @@ impl Modify for CommonErrors {
              (`requestIdReused`); nothing was written.",
         )
         .build();
+        let nospace = error(
+            "A voter's disk is nearly full (the NOSPACE alarm, `insufficientStorage`; the \
+             detail names the node, its free space and what it needs): writes that add data \
+             are refused until it has room again; nothing was written.",
+        )
+        .build();
         for item in doc.paths.paths.values_mut() {
             let operations = [
                 (false, &mut item.get),
@@ -225,6 +231,10 @@ impl Modify for CommonErrors {
                         .responses
                         .entry("409".into())
                         .or_insert_with(|| RefOr::T(reused.clone()));
+                    op.responses
+                        .responses
+                        .entry("507".into())
+                        .or_insert_with(|| RefOr::T(nospace.clone()));
                 }
             }
         }

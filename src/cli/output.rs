@@ -255,8 +255,10 @@ fn resources(body: &Value, columns: &[(&str, &str)], none: &str) -> String {
 
 fn cluster(body: &Value) -> String {
     let mut head = Map::new();
-    for k in ["nodeId", "leader", "term"] {
-        head.insert(k.into(), body[k].clone());
+    for k in ["nodeId", "leader", "term", "nospace"] {
+        if !body[k].is_null() {
+            head.insert(k.into(), body[k].clone());
+        }
     }
     let mut out = kv_table(&Value::Object(head)) + "\n";
     let rows: Vec<Vec<String>> = body["members"]
@@ -276,6 +278,7 @@ fn cluster(body: &Value) -> String {
                         cell(&s["term"]),
                         cell(&s["lastLogIndex"]),
                         cell(&s["lastAppliedIndex"]),
+                        disk(&m["disk"]),
                         cell(&m["apiAddr"]),
                         cell(&m["raftAddr"]),
                     ]
@@ -285,11 +288,24 @@ fn cluster(body: &Value) -> String {
         .unwrap_or_default();
     out += &table(
         &[
-            "ID", "Voter", "State", "Term", "LastLog", "Applied", "API", "Raft",
+            "ID", "Voter", "State", "Term", "LastLog", "Applied", "Disk", "API", "Raft",
         ],
         &rows,
     );
     out
+}
+
+/// A member's disk in the cluster table: `64.0 GiB free`, or `NOSPACE 8.0 MiB < 64.0 MiB`.
+fn disk(d: &Value) -> String {
+    let (Some(free), Some(need)) = (d["freeBytes"].as_u64(), d["neededBytes"].as_u64()) else {
+        return "-".into();
+    };
+    let human = crate::raft::disk::human;
+    if d["alarm"].as_bool() == Some(true) {
+        format!("NOSPACE {} < {}", human(free), human(need))
+    } else {
+        format!("{} free", human(free))
+    }
 }
 
 /// Any other object: its scalar fields as `Key  Value` rows, then each nested object as its

@@ -19,6 +19,9 @@
 //!   ([`ServiceError::Internal`]).
 //! - The service never decides who may do what: the dialect checks the caller's scopes
 //!   before it calls, and the state machine checks the token again where a write applies.
+//! - While a voter's NOSPACE alarm is raised (`raft::disk`), a command that could add data is
+//!   refused before it is proposed ([`ServiceError::InsufficientStorage`], nothing written);
+//!   only those that remove or shrink data go on ([`fits_a_full_disk`]).
 
 mod admin;
 mod kv;
@@ -55,6 +58,9 @@ pub enum ServiceError {
     /// A ciphertext that does not decrypt: the client's doing.
     #[error(transparent)]
     Ciphertext(OndemandError),
+    /// A voter's disk is nearly full: the write was not proposed (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A bug or a broken disk.
     #[error("{0}")]
     Internal(String),
@@ -162,6 +168,7 @@ impl Service {
         origin: Origin,
         command: crate::secret::Command,
     ) -> Result<CommandResult, ServiceError> {
+        self.room_for(&command)?;
         let op = Op {
             id: origin.id,
             caller: Some(origin.caller),
@@ -169,4 +176,33 @@ impl Service {
         };
         Ok(self.node.write(op).await?)
     }
+
+    /// Refuses `command` while a voter's NOSPACE alarm is raised, unless it fits a full disk.
+    fn room_for(&self, command: &crate::secret::Command) -> Result<(), ServiceError> {
+        match self.node.space_alarm() {
+            Some((id, report)) if !fits_a_full_disk(command) => {
+                Err(ServiceError::InsufficientStorage(report.detail(id)))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether `command` may be proposed while a disk is nearly full: it only removes or shrinks
+/// data (its entry is a path and a few numbers), and it is how an operator makes room, or
+/// takes a leaked token away, without waiting for disk space. Like etcd's NOSPACE, which
+/// still takes deletes. Every other command, and any command added later, waits.
+fn fits_a_full_disk(command: &crate::secret::Command) -> bool {
+    use crate::secret::Command as C;
+    matches!(
+        command,
+        C::Delete { .. }
+            | C::DeleteIf { .. }
+            | C::Destroy { .. }
+            | C::DeleteMetadata { .. }
+            | C::SetMaxVersions { .. }
+            | C::RevokeToken { .. }
+            | C::DeleteMount { .. }
+            | C::TrimMount { .. }
+    )
 }

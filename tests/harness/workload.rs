@@ -18,7 +18,10 @@
 //!   could not issue another without two of its ops overlapping (Jepsen's "crashed process"
 //!   never acts again); the worker continues under a fresh id;
 //! - a read answered 200 or 404 is recorded; any other read outcome had no effect on the
-//!   register and is dropped.
+//!   register and is dropped;
+//! - a write refused with 507 (a NOSPACE alarm: refused before it was proposed) had no effect
+//!   either and is dropped the same way. Had it taken effect after all, its value would be
+//!   committed with no write of it in the history: a phantom, which the checker reports.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -33,6 +36,9 @@ use serde_json::{json, Value};
 
 use super::checker::{self, Op, OpKind, Outcome};
 use super::nodes::Nodes;
+
+/// The outcome of a write refused with 507 (see the module doc): left out of the history.
+pub const REFUSED_NOSPACE: &str = "507 refused (NOSPACE)";
 
 /// The run's single monotonic clock; every timestamp in a history and timeline comes from it.
 #[derive(Clone, Copy, Debug)]
@@ -240,6 +246,8 @@ impl Recorder {
                 unexpected = version.is_none() || r.body["data"]["v"] != value;
                 (Some(ret), version, "200".to_string())
             }
+            // Refused for lack of disk space before it was proposed: no effect.
+            Ok(r) if r.status == 507 => (None, None, REFUSED_NOSPACE.to_string()),
             // 5xx: unknown whether it was applied.
             Ok(r) if r.status >= 500 => (None, None, r.status.to_string()),
             // A well-formed write has no business being refused. Treated as indeterminate,
@@ -267,7 +275,9 @@ impl Recorder {
             outcome,
             unexpected,
         };
-        self.push(rec.clone());
+        if rec.outcome != REFUSED_NOSPACE {
+            self.push(rec.clone());
+        }
         rec
     }
 
@@ -312,6 +322,7 @@ impl Recorder {
                     "412".to_string(),
                 )
             }
+            Ok(r) if r.status == 507 => (None, write(None), REFUSED_NOSPACE.to_string()),
             Ok(r) if r.status >= 500 => (None, write(Some(expected + 1)), r.status.to_string()),
             Ok(r) => {
                 unexpected = true;
@@ -334,7 +345,9 @@ impl Recorder {
             outcome,
             unexpected,
         };
-        self.push(rec.clone());
+        if rec.outcome != REFUSED_NOSPACE {
+            self.push(rec.clone());
+        }
         rec
     }
 
