@@ -1447,17 +1447,25 @@ async fn full_disk_leader<F: Faults>(cx: &mut Cx<'_, F>) {
         filler >> 20
     ));
     // The alarm rises on the leader within a poll and reaches the followers on the next
-    // heartbeat: every node must refuse a write with 507 naming the leader.
-    let probe_key = "chaos/nospace-probe";
+    // heartbeat: every node must refuse a write with 507 naming the leader. Each attempt
+    // writes its own key: those written before the alarm rose are fine, those refused must
+    // never show up.
+    let mut attempt = 0;
+    let mut refused_keys = Vec::new();
     for id in cx.ids.clone() {
         let refused = poll(Duration::from_secs(10), async || {
-            refused_for_space(f, id, l, probe_key).await
+            attempt += 1;
+            let key = format!("chaos/nospace-probe-{attempt}");
+            refused_for_space(f, id, l, &key).await.map(|()| key)
         })
         .await;
         match refused {
-            Ok(()) => cx.tl.note(format!(
-                "node {id} refuses writes with 507 (leader {l}'s NOSPACE)"
-            )),
+            Ok(key) => {
+                refused_keys.push(key);
+                cx.tl.note(format!(
+                    "node {id} refuses writes with 507 (leader {l}'s NOSPACE)"
+                ))
+            }
             Err(seen) => {
                 cx.problem(format!(
                     "node {id} did not refuse a write with 507 within 10 s of leader {l}'s disk filling: {seen}"
@@ -1466,15 +1474,17 @@ async fn full_disk_leader<F: Faults>(cx: &mut Cx<'_, F>) {
             }
         };
     }
-    // Reads and deletes go on, through every node; the refused probe wrote nothing.
+    // Reads and deletes go on, through every node; the refused probes wrote nothing.
     for id in cx.ids.clone() {
         let c = f.client(id).with_timeout(Duration::from_secs(3));
-        match c.get(probe_key, None).await {
-            Ok(r) if r.status == 404 => {}
-            other => cx.problem(format!(
-                "node {id}: reading the refused probe key gave {:?}, not 404",
-                other.map(|r| (r.status, r.body))
-            )),
+        for key in &refused_keys {
+            match c.get(key, None).await {
+                Ok(r) if r.status == 404 => {}
+                other => cx.problem(format!(
+                    "node {id}: reading {key}, refused with 507, gave {:?}, not 404",
+                    other.map(|r| (r.status, r.body))
+                )),
+            }
         }
         match c.delete(&format!("chaos/nospace-delete-{id}")).await {
             Ok(r) if r.status == 404 || r.status == 204 => {}

@@ -194,6 +194,8 @@ pub struct Recorder {
     pub op_timeout: Duration,
     records: Mutex<Vec<Record>>,
     next_client: AtomicUsize,
+    /// Writes refused with 507, left out of the history (see the module doc).
+    refused_nospace: AtomicUsize,
 }
 
 impl Recorder {
@@ -203,7 +205,13 @@ impl Recorder {
             op_timeout,
             records: Mutex::new(Vec::new()),
             next_client: AtomicUsize::new(first_free_client),
+            refused_nospace: AtomicUsize::new(0),
         }
+    }
+
+    /// How many writes were refused with 507 (and left out of the history).
+    pub fn refused_nospace(&self) -> usize {
+        self.refused_nospace.load(Relaxed)
     }
 
     /// A client id never used before in this run.
@@ -275,7 +283,9 @@ impl Recorder {
             outcome,
             unexpected,
         };
-        if rec.outcome != REFUSED_NOSPACE {
+        if rec.outcome == REFUSED_NOSPACE {
+            self.refused_nospace.fetch_add(1, Relaxed);
+        } else {
             self.push(rec.clone());
         }
         rec
@@ -345,7 +355,9 @@ impl Recorder {
             outcome,
             unexpected,
         };
-        if rec.outcome != REFUSED_NOSPACE {
+        if rec.outcome == REFUSED_NOSPACE {
+            self.refused_nospace.fetch_add(1, Relaxed);
+        } else {
             self.push(rec.clone());
         }
         rec
