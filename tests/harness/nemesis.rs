@@ -408,6 +408,10 @@ pub const NOSPACE_THRESHOLD: u64 = 24 << 20;
 /// enough for the small entries that still go on (deletes) and RocksDB's own files.
 const NOSPACE_LEAVE: u64 = 8 << 20;
 
+/// Full disk on the leader: how long writes go on through the slowed follower before the
+/// disk fills and after it has room again.
+const NOSPACE_LAG_FOR: Duration = Duration::from_secs(2);
+
 /// Full disk on the leader: how far the term may climb while its disk is full. One spurious
 /// election on a loaded 2-core machine is not a storm; a leader that lost its Raft core to
 /// ENOSPC would cost at least one, and its successor another once it filled up too.
@@ -1434,15 +1438,35 @@ async fn refused_for_space<F: Faults>(f: &F, id: u64, full: u64, key: &str) -> R
 async fn full_disk_leader<F: Faults>(cx: &mut Cx<'_, F>) {
     let (f, l, term) = (cx.f, cx.leader, cx.term);
     cx.ev.victims = vec![l];
+    // One follower lags behind a slow link for the whole event: the alarm must reach a
+    // replica that is behind, and the history has lag in it for the checker to find stale
+    // reads in. Without it the scenario held none (writes mostly stop while the disk is
+    // full) and passed on the stale-reads build. The proxy holds every chunk in turn, and an
+    // append RPC is a few chunks that must arrive within the 100 ms heartbeat: 30±20 ms a
+    // chunk left the follower unable to catch up at all; 10±5 ms keeps it a few ms behind.
+    let slow = cx.pick_follower();
+    let lag = LinkMode::Delay {
+        base_ms: 10,
+        jitter_ms: 5,
+    };
+    cx.ev.start = cx
+        .timed(
+            f.set_link(l, slow, lag),
+            format!("slowed the link {l}->{slow} to 10±5 ms a chunk"),
+        )
+        .await;
+    // Writes go on through the slow follower for a while (time itself has to pass).
+    tokio::time::sleep(NOSPACE_LAG_FOR).await;
     let (filler, free) = match f.fill_disk(l, NOSPACE_LEAVE) {
         Ok(x) => x,
         Err(e) => {
             cx.problem(format!("could not fill leader {l}'s disk: {e}"));
+            cx.heal("healed every link".into()).await;
             return;
         }
     };
     let since = Instant::now();
-    cx.ev.start = cx.tl.note(format!(
+    cx.tl.note(format!(
         "filled leader {l}'s disk: {} MB of filler, {free} bytes left (threshold {NOSPACE_THRESHOLD})",
         filler >> 20
     ));
@@ -1464,25 +1488,31 @@ async fn full_disk_leader<F: Faults>(cx: &mut Cx<'_, F>) {
                 refused_keys.push(key);
                 cx.tl.note(format!(
                     "node {id} refuses writes with 507 (leader {l}'s NOSPACE)"
-                ))
-            }
-            Err(seen) => {
-                cx.problem(format!(
-                    "node {id} did not refuse a write with 507 within 10 s of leader {l}'s disk filling: {seen}"
                 ));
-                0
             }
-        };
+            Err(seen) => cx.problem(format!(
+                "node {id} did not refuse a write with 507 within 10 s of leader {l}'s disk \
+                 filling: {seen}"
+            )),
+        }
     }
     // Reads and deletes go on, through every node; the refused probes wrote nothing.
     for id in cx.ids.clone() {
         let c = f.client(id).with_timeout(Duration::from_secs(3));
         for key in &refused_keys {
-            match c.get(key, None).await {
-                Ok(r) if r.status == 404 => {}
+            // A 503 (no linearizable answer in time) is no answer: ask again.
+            let read = poll(Duration::from_secs(10), async || {
+                match c.get(key, None).await {
+                    Ok(r) if r.status == 503 => Err(format!("503 {}", r.body)),
+                    Ok(r) => Ok((r.status, r.body)),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await;
+            match read {
+                Ok((404, _)) => {}
                 other => cx.problem(format!(
-                    "node {id}: reading {key}, refused with 507, gave {:?}, not 404",
-                    other.map(|r| (r.status, r.body))
+                    "node {id}: reading {key}, refused with 507, gave {other:?}, not 404"
                 )),
             }
         }
@@ -1536,19 +1566,19 @@ async fn full_disk_leader<F: Faults>(cx: &mut Cx<'_, F>) {
             "leader {l} hit ENOSPC although the guard should have stopped writes first"
         ));
     }
-    match f.free_disk(l) {
-        Ok(b) => {
-            cx.ev.heal = cx
-                .tl
-                .note(format!("deleted the filler: {b} bytes free on node {l}"))
-        }
+    let freed = match f.free_disk(l) {
+        Ok(b) => cx
+            .tl
+            .note(format!("deleted the filler: {b} bytes free on node {l}")),
         Err(e) => {
             cx.problem(format!("could not free node {l}'s disk: {e}"));
-            cx.ev.heal = cx.tl.note("freeing the disk failed".to_string());
+            cx.heal("freeing the disk failed; healed every link".into())
+                .await;
             return;
         }
-    }
-    // The alarm clears by itself: a write succeeds again, through the old leader, with no restart.
+    };
+    // The alarm clears by itself: a write succeeds again, through the old leader, with no
+    // restart.
     let healed = poll(Duration::from_secs(10), async || {
         let r = f
             .client(l)
@@ -1564,17 +1594,19 @@ async fn full_disk_leader<F: Faults>(cx: &mut Cx<'_, F>) {
     })
     .await;
     match healed {
-        Ok(()) => cx.tl.note(format!(
-            "writes succeed again through node {l} {} ms after the filler was deleted",
-            (cx.tl.clock.now() - cx.ev.heal) / 1_000_000
-        )),
-        Err(seen) => {
-            cx.problem(format!(
-                "no write succeeded within 10 s of freeing leader {l}'s disk: {seen}"
+        Ok(()) => {
+            cx.tl.note(format!(
+                "writes succeed again through node {l} {} ms after the filler was deleted",
+                (cx.tl.clock.now() - freed) / 1_000_000
             ));
-            0
         }
-    };
+        Err(seen) => cx.problem(format!(
+            "no write succeeded within 10 s of freeing leader {l}'s disk: {seen}"
+        )),
+    }
+    // Writes go on through the slow follower again for a while before its link heals.
+    tokio::time::sleep(NOSPACE_LAG_FOR).await;
+    cx.heal(format!("healed the link {l}->{slow}")).await;
 }
 
 impl Nemesis {
