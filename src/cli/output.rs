@@ -368,6 +368,34 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_table_shows_each_disk_and_why_writes_are_refused() {
+        let body = json!({
+            "nodeId": 1, "leader": 1, "term": 2,
+            "nospace": "node 2's disk is nearly full",
+            "members": [
+                {"id": 1, "voter": true, "status": {"state": "Leader"},
+                 "disk": {"alarm": false, "freeBytes": 3u64 << 30, "neededBytes": 64u64 << 20}},
+                {"id": 2, "voter": true, "status": {"state": "Follower"},
+                 "disk": {"alarm": true, "freeBytes": 8u64 << 20, "neededBytes": 24u64 << 20}},
+                {"id": 3, "voter": true, "status": {"error": "timed out"}},
+            ],
+        });
+        let out = render(Format::Table, &View::Cluster, &body).unwrap();
+        assert!(
+            out.contains("nospace    node 2's disk is nearly full"),
+            "{out}"
+        );
+        assert!(out.contains("Disk"), "{out}");
+        assert!(out.contains("3.0 GiB free"), "{out}");
+        assert!(out.contains("NOSPACE 8.0 MiB < 24.0 MiB"), "{out}");
+        // Without an alarm the block has no nospace row; a member not heard of shows "-".
+        let quiet =
+            json!({"nodeId": 1, "leader": 1, "term": 2, "members": [{"id": 3, "status": {}}]});
+        let out = render(Format::Table, &View::Cluster, &quiet).unwrap();
+        assert!(!out.contains("nospace"), "{out}");
+    }
+
+    #[test]
     fn a_secret_shows_metadata_then_data() {
         let body = json!({"data": {"user": "root"}, "metadata": {"version": 3}});
         let out = render(Format::Table, &View::Secret("app/db".into()), &body).unwrap();
