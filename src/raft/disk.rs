@@ -20,6 +20,11 @@
 //!   table is not taken), so the node a client calls knows the cluster's alarms and can refuse
 //!   a write without a round trip.
 //!
+//! Which writes wait is [`fits_a_full_disk`]; the service refuses them (507) before it
+//! proposes anything. The leader checks relayed writes once more ([`super::node`]): a
+//! follower that has not heard the latest table yet (just started, or cut off from the
+//! leader's appends but not from relaying) must not make the leader fill its own disk.
+//!
 //! Invariants:
 //! - This node's own report comes only from its own measurement ([`DiskGuard::observe`]); a
 //!   table from elsewhere never overwrites it.
@@ -37,6 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::NodeId;
+use crate::secret::Command;
 
 /// How often a node measures its free space.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -120,6 +126,24 @@ pub fn next_alarm(was_raised: bool, free: u64, need: u64) -> bool {
     } else {
         free < need
     }
+}
+
+/// Whether `command` may be proposed while a voter's disk is nearly full: it only removes or
+/// shrinks data (its entry is a path and a few numbers), and it is how an operator makes
+/// room, or takes a leaked token away, without waiting for disk space. Like etcd's NOSPACE,
+/// which still takes deletes. Every other command, and any command added later, waits.
+pub fn fits_a_full_disk(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Delete { .. }
+            | Command::DeleteIf { .. }
+            | Command::Destroy { .. }
+            | Command::DeleteMetadata { .. }
+            | Command::SetMaxVersions { .. }
+            | Command::RevokeToken { .. }
+            | Command::DeleteMount { .. }
+            | Command::TrimMount { .. }
+    )
 }
 
 /// One node's disk as it last measured it.
@@ -496,6 +520,33 @@ mod tests {
             decode(&g.own_header().unwrap()).keys().collect::<Vec<_>>(),
             vec![&2]
         );
+    }
+
+    #[test]
+    fn only_writes_that_remove_data_fit_a_full_disk() {
+        let path = crate::secret::SecretPath::parse("app/db").unwrap();
+        let put = Command::Put {
+            path: path.clone(),
+            sealed: vec![0; 16],
+            cas: None,
+        };
+        let token = Command::CreateToken {
+            accessor: "a".into(),
+            sealed: vec![],
+            bootstrap: false,
+        };
+        let key = Command::AddDataKey {
+            id: 2,
+            wrapped: vec![],
+        };
+        assert!(!fits_a_full_disk(&put));
+        assert!(!fits_a_full_disk(&token));
+        assert!(!fits_a_full_disk(&key));
+        assert!(fits_a_full_disk(&Command::Delete { path: path.clone() }));
+        assert!(fits_a_full_disk(&Command::DeleteMetadata { path }));
+        assert!(fits_a_full_disk(&Command::RevokeToken {
+            accessor: "a".into()
+        }));
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! - Every wait is bounded by the configured request timeout.
 //! - Disk space: the node measures its own free space every second ([`super::disk`]) and
 //!   knows its peers' alarms from the append RPCs; [`Node::space_alarm`] says whether a voter's
-//!   alarm is raised. It refuses nothing itself: the service decides which writes wait.
+//!   alarm is raised. The service refuses the writes that must wait (507) before proposing
+//!   them; the leader only refuses such a write relayed by a node that did not know yet
+//!   (`Unavailable`: the relay's error type has no other way to say it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -429,6 +431,15 @@ impl Node {
             return Attempt::Retry("no leader is known".into());
         };
         if leader == self.id {
+            // The service refused these where the client called, if that node knew of the
+            // alarm; one relayed by a node that did not know yet stops here (see `disk`).
+            if let (true, ForwardOp::Write(write)) = (hops > 0, op) {
+                if let Some((id, report)) = self.space_alarm() {
+                    if !disk::fits_a_full_disk(&write.command) {
+                        return Attempt::Done(Err(NodeError::Unavailable(report.detail(id))));
+                    }
+                }
+            }
             return self.execute_on_leader(op, deadline).await;
         }
         if hops >= MAX_HOPS {

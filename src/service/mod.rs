@@ -21,7 +21,7 @@
 //!   before it calls, and the state machine checks the token again where a write applies.
 //! - While a voter's NOSPACE alarm is raised (`raft::disk`), a command that could add data is
 //!   refused before it is proposed ([`ServiceError::InsufficientStorage`], nothing written);
-//!   only those that remove or shrink data go on ([`fits_a_full_disk`]).
+//!   only those that remove or shrink data go on (`raft::disk::fits_a_full_disk`).
 
 mod admin;
 mod kv;
@@ -180,29 +180,10 @@ impl Service {
     /// Refuses `command` while a voter's NOSPACE alarm is raised, unless it fits a full disk.
     fn room_for(&self, command: &crate::secret::Command) -> Result<(), ServiceError> {
         match self.node.space_alarm() {
-            Some((id, report)) if !fits_a_full_disk(command) => {
+            Some((id, report)) if !crate::raft::disk::fits_a_full_disk(command) => {
                 Err(ServiceError::InsufficientStorage(report.detail(id)))
             }
             _ => Ok(()),
         }
     }
-}
-
-/// Whether `command` may be proposed while a disk is nearly full: it only removes or shrinks
-/// data (its entry is a path and a few numbers), and it is how an operator makes room, or
-/// takes a leaked token away, without waiting for disk space. Like etcd's NOSPACE, which
-/// still takes deletes. Every other command, and any command added later, waits.
-fn fits_a_full_disk(command: &crate::secret::Command) -> bool {
-    use crate::secret::Command as C;
-    matches!(
-        command,
-        C::Delete { .. }
-            | C::DeleteIf { .. }
-            | C::Destroy { .. }
-            | C::DeleteMetadata { .. }
-            | C::SetMaxVersions { .. }
-            | C::RevokeToken { .. }
-            | C::DeleteMount { .. }
-            | C::TrimMount { .. }
-    )
 }
