@@ -544,6 +544,9 @@ impl Node {
     /// Publishes the Raft gauges from openraft's metrics (called periodically).
     pub fn sample_metrics(&self, last_leader: &mut Option<NodeId>) {
         use crate::metrics as m;
+        // Before the borrow below: `space_alarm` takes its own.
+        let refusing = self.space_alarm().is_some();
+        metrics::gauge!(m::DISK_ALARM_CLUSTER).set(if refusing { 1.0 } else { 0.0 });
         let metrics = self.raft.metrics();
         let r = metrics.borrow();
         metrics::gauge!(m::RAFT_TERM).set(r.current_term as f64);
@@ -561,13 +564,6 @@ impl Node {
             (true, Some(ms)) => metrics::gauge!(m::RAFT_MILLIS_SINCE_QUORUM_ACK).set(ms as f64),
             _ => metrics::gauge!(m::RAFT_MILLIS_SINCE_QUORUM_ACK).set(0.0),
         }
-        drop(r);
-        metrics::gauge!(m::DISK_ALARM_CLUSTER).set(if self.space_alarm().is_some() {
-            1.0
-        } else {
-            0.0
-        });
-        let r = metrics.borrow();
         if let (true, Some(replication)) = (leading, r.replication.as_ref()) {
             let last = r.last_log_index.unwrap_or(0);
             for (id, matched) in replication.iter() {
