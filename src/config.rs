@@ -94,6 +94,12 @@ pub struct Settings {
     /// Largest accepted `data` object, in bytes of JSON.
     #[arg(long, env = "RAFTSAFE_MAX_VALUE_BYTES")]
     pub max_value_bytes: Option<usize>,
+    /// Free space the data directory's filesystem must keep: below it this node raises its
+    /// NOSPACE alarm and the cluster refuses writes that add data (507) until it has half as
+    /// much again. Unset: sized from max_value_bytes and the last snapshot, at least 64 MiB;
+    /// 0: off (a full disk stops the node at ENOSPC).
+    #[arg(long, env = "RAFTSAFE_DISK_MIN_FREE_BYTES")]
+    pub disk_min_free_bytes: Option<u64>,
     /// File holding the base64 master key (32 bytes) that seals secret values. The key can
     /// also come from the `RAFTSAFE_MASTER_KEY` environment variable. Every node of a
     /// cluster needs the same key; it never enters the Raft log.
@@ -168,6 +174,8 @@ pub struct Config {
     pub snapshot_every: u64,
     pub keep_logs: u64,
     pub max_value_bytes: usize,
+    /// When the NOSPACE alarm rises: unset automatic, 0 off (see `raft::disk::Threshold`).
+    pub disk_min_free_bytes: Option<u64>,
     pub master_key_file: Option<PathBuf>,
     pub tls: Option<crate::tls::TlsFiles>,
     pub root_token_file: Option<PathBuf>,
@@ -219,6 +227,7 @@ impl Settings {
             snapshot_every: self.snapshot_every.or(other.snapshot_every),
             keep_logs: self.keep_logs.or(other.keep_logs),
             max_value_bytes: self.max_value_bytes.or(other.max_value_bytes),
+            disk_min_free_bytes: self.disk_min_free_bytes.or(other.disk_min_free_bytes),
             master_key_file: self.master_key_file.or(other.master_key_file),
             tls_cert: self.tls_cert.or(other.tls_cert),
             tls_key: self.tls_key.or(other.tls_key),
@@ -359,6 +368,7 @@ impl Settings {
             snapshot_every,
             keep_logs,
             max_value_bytes,
+            disk_min_free_bytes: s.disk_min_free_bytes,
             master_key_file: s.master_key_file,
             tls,
             root_token_file: s.root_token_file,
@@ -610,6 +620,30 @@ mod tests {
             ..Default::default()
         });
         assert!(e.contains("`peer_routes`"), "{e}");
+    }
+
+    #[test]
+    fn disk_min_free_bytes_comes_from_the_file_or_the_environment_layer() {
+        assert_eq!(
+            Settings::default().resolve().unwrap().disk_min_free_bytes,
+            None
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "disk_min_free_bytes = 0\n").unwrap();
+        let from_file = Settings {
+            config: Some(f.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            from_file.clone().resolve().unwrap().disk_min_free_bytes,
+            Some(0)
+        );
+        let over = Settings {
+            disk_min_free_bytes: Some(32 << 20),
+            ..from_file
+        };
+        assert_eq!(over.resolve().unwrap().disk_min_free_bytes, Some(32 << 20));
     }
 
     #[test]

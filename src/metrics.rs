@@ -47,6 +47,10 @@ pub const SNAPSHOT_BUILD_DURATION: &str = "raftsafe_snapshot_build_seconds";
 pub const SNAPSHOT_INSTALL_DURATION: &str = "raftsafe_snapshot_install_seconds";
 pub const SNAPSHOT_BYTES: &str = "raftsafe_snapshot_bytes";
 pub const DB_SIZE_BYTES: &str = "raftsafe_db_size_bytes";
+pub const DISK_ALARM: &str = "raftsafe_disk_alarm";
+pub const DISK_ALARM_CLUSTER: &str = "raftsafe_disk_alarm_cluster";
+pub const DISK_FREE_BYTES: &str = "raftsafe_disk_free_bytes";
+pub const DISK_NEEDED_BYTES: &str = "raftsafe_disk_needed_bytes";
 
 // ----- security -----
 pub const TOKENS: &str = "raftsafe_tokens";
@@ -212,6 +216,24 @@ fn describe() {
         DB_SIZE_BYTES,
         Unit::Bytes,
         "RocksDB files on disk (tables, blob files and WAL)."
+    );
+    describe_gauge!(
+        DISK_ALARM,
+        "1 while this node's NOSPACE alarm is raised (its data directory has less free space than it needs)."
+    );
+    describe_gauge!(
+        DISK_ALARM_CLUSTER,
+        "1 while a voter's NOSPACE alarm is raised as this node knows: writes that add data are refused (507)."
+    );
+    describe_gauge!(
+        DISK_FREE_BYTES,
+        Unit::Bytes,
+        "Free space on the data directory's filesystem (statvfs f_bavail)."
+    );
+    describe_gauge!(
+        DISK_NEEDED_BYTES,
+        Unit::Bytes,
+        "The free space below which the NOSPACE alarm rises (0: the guard is off)."
     );
     describe_gauge!(
         TOKENS,

@@ -1,4 +1,6 @@
-//! `/cluster`: membership and status of the Raft cluster (operators only).
+//! `/cluster`: membership and status of the Raft cluster (operators only). `GET /cluster`
+//! also shows each member's disk and NOSPACE alarm as the node asked knows them
+//! (`raft::disk`), and why writes are refused if they are.
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -31,11 +33,13 @@ pub async fn status(state: State, call: Call) -> Result<Json<ClusterStatus>, Api
     call.query(&[])?;
     let me = state.node.local_status(false).await?;
     let reports = state.node.cluster_status().await;
+    let disks = state.node.disk().table();
     let members = me
         .members
         .iter()
         .map(|(id, info)| Member {
             api_addr: info.api_addr.clone(),
+            disk: disks.get(id).map(|r| (*r).into()),
             id: *id,
             raft_addr: info.raft_addr.clone(),
             status: match reports.get(id) {
@@ -52,6 +56,7 @@ pub async fn status(state: State, call: Call) -> Result<Json<ClusterStatus>, Api
         leader: me.leader,
         members,
         node_id: me.id,
+        nospace: state.node.space_alarm().map(|(id, r)| r.detail(id)),
         term: me.term,
     }))
 }

@@ -41,6 +41,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A voter's disk is nearly full (the NOSPACE alarm): nothing was written.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +94,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => Some("preconditionFailed"),
             ApiError::TooLarge(_) => Some("tooLarge"),
             ApiError::Unavailable(_) => Some("unavailable"),
+            ApiError::InsufficientStorage(_) => Some("insufficientStorage"),
             ApiError::Internal(_) => Some("internal"),
         }
     }
@@ -135,6 +140,7 @@ impl From<ServiceError> for ApiError {
                 detail: m,
             },
             ServiceError::Ciphertext(c) => c.into(),
+            ServiceError::InsufficientStorage(m) => ApiError::InsufficientStorage(m),
             ServiceError::Internal(m) => ApiError::Internal(m),
         }
     }

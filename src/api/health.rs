@@ -1,7 +1,9 @@
 //! Health endpoints (no token needed): `alive` says the process answers; `ready` says this
 //! node knows a leader, has applied everything that leader had committed (it could serve a
 //! linearizable read right now), holds a keyring it can unwrap (it could seal and open
-//! values), and the cluster's root token exists (bootstrap is complete).
+//! values), and the cluster's root token exists (bootstrap is complete). A ready answer lists
+//! the raised NOSPACE alarm, if any (`raft::disk`): the node still serves reads, so it stays
+//! ready, but writes that add data are refused.
 //!
 //! Invariant: anyone may call `ready`, so it costs the cluster at most one quorum round per
 //! [`READY_FRESH`]: callers within that time share the last answer, and callers arriving
@@ -14,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::state::{AppState, State};
-use super::wire::{NotReady, ReadinessErrors, StatusOk, OK};
+use super::wire::{NotReady, ReadinessErrors, Ready, StatusOk, OK};
 
 #[utoipa::path(
     get,
@@ -36,14 +38,24 @@ pub async fn alive() -> Json<StatusOk> {
     summary = "This node could serve a linearizable read and seal values right now",
     description = "It knows a leader, has applied everything that leader committed, holds a keyring it can unwrap, and the cluster's root token exists.",
     responses(
-        (status = 200, description = "Ready.", body = StatusOk),
+        (status = 200, description = "Ready (with the raised alarms, if any: a NOSPACE alarm refuses writes that add data but not reads).", body = Ready),
         (status = 503, description = "Not ready: each failed check and why.", body = NotReady),
     ),
 )]
 pub async fn ready(state: State) -> Response {
     let errors = readiness(&state).await;
     if errors.is_ready() {
-        Json(OK).into_response()
+        let alarms = state
+            .node
+            .space_alarm()
+            .map(|(id, r)| format!("NOSPACE: {}", r.detail(id)))
+            .into_iter()
+            .collect();
+        Json(Ready {
+            alarms,
+            status: OK.status,
+        })
+        .into_response()
     } else {
         let body = NotReady {
             errors,

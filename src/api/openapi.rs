@@ -188,6 +188,12 @@ impl Modify for CommonErrors {
              (`requestIdReused`); nothing was written.",
         )
         .build();
+        let nospace = error(
+            "A voter's disk is nearly full (the NOSPACE alarm, `insufficientStorage`; the \
+             detail names the node, its free space and what it needs): writes that add data \
+             are refused until it has room again; nothing was written.",
+        )
+        .build();
         for item in doc.paths.paths.values_mut() {
             let operations = [
                 (false, &mut item.get),
@@ -225,6 +231,10 @@ impl Modify for CommonErrors {
                         .responses
                         .entry("409".into())
                         .or_insert_with(|| RefOr::T(reused.clone()));
+                    op.responses
+                        .responses
+                        .entry("507".into())
+                        .or_insert_with(|| RefOr::T(nospace.clone()));
                 }
             }
         }
@@ -433,6 +443,32 @@ mod tests {
         let trim = &doc["components"]["schemas"]["MountTrim"]["properties"]["minAvailableVersion"];
         assert_eq!(trim["format"], "int64");
         assert_eq!(trim["maximum"], u32::MAX);
+    }
+
+    /// What the NOSPACE alarm adds is optional where it is left out when there is none, so a
+    /// client (and schemathesis) validating an ordinary answer accepts it; every write may
+    /// answer 507.
+    #[test]
+    fn the_nospace_fields_are_optional_and_writes_document_507() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        let required = |schema: &str| -> Vec<String> {
+            schemas[schema]["required"]
+                .as_array()
+                .map(|r| r.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(required("Ready"), ["status"]);
+        assert!(!required("Member").contains(&"disk".to_string()));
+        assert!(!required("ClusterStatus").contains(&"nospace".to_string()));
+        assert_eq!(
+            required("DiskReport"),
+            ["alarm", "freeBytes", "neededBytes"]
+        );
+        let put = &doc["paths"]["/api/v1/secrets/{path}"]["put"]["responses"]["507"];
+        assert!(put.is_object(), "{put}");
+        let get = &doc["paths"]["/api/v1/secrets/{path}"]["get"]["responses"]["507"];
+        assert!(get.is_null(), "{get}");
     }
 
     /// The limits the document states are the server's.

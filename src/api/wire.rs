@@ -618,10 +618,36 @@ pub struct ReportError {
 #[serde(rename_all = "camelCase")]
 pub struct Member {
     pub api_addr: String,
+    /// The member's disk as the node asked last heard of it (absent: not heard yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub disk: Option<DiskReport>,
     pub id: u64,
     pub raft_addr: String,
     pub status: MemberReport,
     pub voter: bool,
+}
+
+/// One node's free space and NOSPACE alarm (see README "Configuration": `disk_min_free_bytes`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskReport {
+    /// Raised: the cluster refuses writes that add data while this node is a voter.
+    pub alarm: bool,
+    /// Bytes free on the data directory's filesystem.
+    pub free_bytes: u64,
+    /// The threshold below which the alarm rises (0: the guard is off on that node).
+    pub needed_bytes: u64,
+}
+
+impl From<crate::raft::disk::Report> for DiskReport {
+    fn from(r: crate::raft::disk::Report) -> Self {
+        DiskReport {
+            alarm: r.raised,
+            free_bytes: r.free,
+            needed_bytes: r.need,
+        }
+    }
 }
 
 /// `GET /cluster`: the cluster as the node asked sees it.
@@ -632,6 +658,11 @@ pub struct ClusterStatus {
     pub leader: Option<u64>,
     pub members: Vec<Member>,
     pub node_id: u64,
+    /// Why writes that add data are refused right now (a voter's NOSPACE alarm), as this
+    /// node knows; absent when they are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub nospace: Option<String>,
     pub term: u64,
 }
 
@@ -664,6 +695,17 @@ pub struct StatusOk {
 
 /// The one value of [`StatusOk`].
 pub const OK: StatusOk = StatusOk { status: "OK" };
+
+/// `GET /health/ready` when the node is ready: `{"status": "OK"}`, plus the raised alarms
+/// when there are any. A NOSPACE alarm does not make a node unready: it still serves reads.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    /// Raised alarms, e.g. `NOSPACE: node 1's disk is nearly full: …` (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+    #[schema(example = "OK")]
+    pub status: &'static str,
+}
 
 /// `GET /health/ready` when the node is not ready: each failed check and why.
 #[derive(Serialize, ToSchema)]

@@ -255,8 +255,10 @@ fn resources(body: &Value, columns: &[(&str, &str)], none: &str) -> String {
 
 fn cluster(body: &Value) -> String {
     let mut head = Map::new();
-    for k in ["nodeId", "leader", "term"] {
-        head.insert(k.into(), body[k].clone());
+    for k in ["nodeId", "leader", "term", "nospace"] {
+        if !body[k].is_null() {
+            head.insert(k.into(), body[k].clone());
+        }
     }
     let mut out = kv_table(&Value::Object(head)) + "\n";
     let rows: Vec<Vec<String>> = body["members"]
@@ -276,6 +278,7 @@ fn cluster(body: &Value) -> String {
                         cell(&s["term"]),
                         cell(&s["lastLogIndex"]),
                         cell(&s["lastAppliedIndex"]),
+                        disk(&m["disk"]),
                         cell(&m["apiAddr"]),
                         cell(&m["raftAddr"]),
                     ]
@@ -285,11 +288,24 @@ fn cluster(body: &Value) -> String {
         .unwrap_or_default();
     out += &table(
         &[
-            "ID", "Voter", "State", "Term", "LastLog", "Applied", "API", "Raft",
+            "ID", "Voter", "State", "Term", "LastLog", "Applied", "Disk", "API", "Raft",
         ],
         &rows,
     );
     out
+}
+
+/// A member's disk in the cluster table: `64.0 GiB free`, or `NOSPACE 8.0 MiB < 64.0 MiB`.
+fn disk(d: &Value) -> String {
+    let (Some(free), Some(need)) = (d["freeBytes"].as_u64(), d["neededBytes"].as_u64()) else {
+        return "-".into();
+    };
+    let human = crate::raft::disk::human;
+    if d["alarm"].as_bool() == Some(true) {
+        format!("NOSPACE {} < {}", human(free), human(need))
+    } else {
+        format!("{} free", human(free))
+    }
 }
 
 /// Any other object: its scalar fields as `Key  Value` rows, then each nested object as its
@@ -349,6 +365,34 @@ mod tests {
             t,
             "Key       Value\n---       -----\na         1\nlonger    2\n"
         );
+    }
+
+    #[test]
+    fn the_cluster_table_shows_each_disk_and_why_writes_are_refused() {
+        let body = json!({
+            "nodeId": 1, "leader": 1, "term": 2,
+            "nospace": "node 2's disk is nearly full",
+            "members": [
+                {"id": 1, "voter": true, "status": {"state": "Leader"},
+                 "disk": {"alarm": false, "freeBytes": 3u64 << 30, "neededBytes": 64u64 << 20}},
+                {"id": 2, "voter": true, "status": {"state": "Follower"},
+                 "disk": {"alarm": true, "freeBytes": 8u64 << 20, "neededBytes": 24u64 << 20}},
+                {"id": 3, "voter": true, "status": {"error": "timed out"}},
+            ],
+        });
+        let out = render(Format::Table, &View::Cluster, &body).unwrap();
+        assert!(
+            out.contains("nospace    node 2's disk is nearly full"),
+            "{out}"
+        );
+        assert!(out.contains("Disk"), "{out}");
+        assert!(out.contains("3.0 GiB free"), "{out}");
+        assert!(out.contains("NOSPACE 8.0 MiB < 24.0 MiB"), "{out}");
+        // Without an alarm the block has no nospace row; a member not heard of shows "-".
+        let quiet =
+            json!({"nodeId": 1, "leader": 1, "term": 2, "members": [{"id": 3, "status": {}}]});
+        let out = render(Format::Table, &View::Cluster, &quiet).unwrap();
+        assert!(!out.contains("nospace"), "{out}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Raft plumbing: the HTTP transport between nodes ([`network`] dials, [`rpc`] serves,
 //! [`wire`] holds what crosses it) and the node's lifecycle ([`node`]: start, bootstrap,
 //! the read-index round, writes, forwarding; [`batch`] and [`relay`] group writes into entries and
-//! relayed requests; [`snapshots`] decides when to build a snapshot; [`view`] types what a read may assume).
+//! relayed requests; [`snapshots`] decides when to build a snapshot; [`view`] types what a read may assume;
+//! [`disk`] is the NOSPACE alarm, carried on the transport).
 //!
 //! The openraft type configuration lives in [`crate::store::types`] (the storage traits
 //! below this layer are written against it) and is re-exported here. The API layer talks to
@@ -9,6 +10,7 @@
 
 pub mod batch;
 pub mod coalesce;
+pub mod disk;
 pub mod network;
 pub mod node;
 pub mod relay;

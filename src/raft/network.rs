@@ -9,6 +9,8 @@
 //!   transport failures as `Network`. The caller decides whether a failed call may have
 //!   taken effect.
 //! - Bodies are encoded with [`crate::codec`] only.
+//! - Append RPCs carry disk reports in a header ([`super::disk`]): the leader sends every
+//!   report it knows and records the one each follower answers with. The body is untouched.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use openraft::raft::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::disk::{self, DiskGuard};
 use super::wire::{Envelope, ROUTE_APPEND, ROUTE_SNAPSHOT, ROUTE_VOTE, TARGET_MISMATCH};
 use super::{NodeId, NodeInfo, TypeConfig};
 use crate::codec;
@@ -56,6 +59,8 @@ pub struct PeerClient {
     routes: Arc<BTreeMap<NodeId, String>>,
     /// Sent with every call: the members' shared key ([`super::wire::PeerKey`]).
     key: super::wire::PeerKey,
+    /// This node's NOSPACE alarm table, exchanged on append RPCs (none: not exchanged).
+    disk: Option<Arc<DiskGuard>>,
 }
 
 impl PeerClient {
@@ -70,7 +75,14 @@ impl PeerClient {
             scheme: if tls { "https" } else { "http" },
             routes: Arc::new(routes),
             key,
+            disk: None,
         }
+    }
+
+    /// Exchanges disk reports with the peers on append RPCs ([`super::disk`]).
+    pub fn with_disk(mut self, disk: Arc<DiskGuard>) -> Self {
+        self.disk = Some(disk);
+        self
     }
 
     /// The address this node dials to reach `target`.
@@ -90,6 +102,21 @@ impl PeerClient {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
+        self.call_with_disk(target, node, path, body, timeout, None)
+            .await
+            .map(|(resp, _)| resp)
+    }
+
+    /// [`PeerClient::call`], sending `disk` in the disk header and returning the answer's.
+    async fn call_with_disk<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        node: &NodeInfo,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+        disk: Option<String>,
+    ) -> Result<(Resp, Option<String>), CallError> {
         let addr = self.route(target, &node.raft_addr);
         let url = format!("{}://{}{}", self.scheme, addr, path);
         let envelope = Envelope { target, body };
@@ -98,11 +125,15 @@ impl PeerClient {
             addr: addr.clone(),
             message,
         };
-        let resp = self
+        let mut request = self
             .http
             .post(&url)
             .timeout(timeout)
-            .header(super::wire::PEER_KEY_HEADER, self.key.as_str())
+            .header(super::wire::PEER_KEY_HEADER, self.key.as_str());
+        if let Some(disk) = disk {
+            request = request.header(disk::HEADER, disk);
+        }
+        let resp = request
             .body(codec::encode(&envelope))
             .send()
             .await
@@ -118,6 +149,11 @@ impl PeerClient {
                 }
             })?;
         let status = resp.status();
+        let disk = resp
+            .headers()
+            .get(disk::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let bytes = resp.bytes().await.map_err(|e| failed(error_chain(&e)))?;
         if status.as_u16() == TARGET_MISMATCH {
             // Nothing was done: the listener is some other node.
@@ -133,7 +169,9 @@ impl PeerClient {
                 String::from_utf8_lossy(&bytes)
             )));
         }
-        codec::decode(&bytes).map_err(|e| failed(format!("bad response body: {e}")))
+        let answer =
+            codec::decode(&bytes).map_err(|e| failed(format!("bad response body: {e}")))?;
+        Ok((answer, disk))
     }
 }
 
@@ -190,11 +228,16 @@ impl PeerNetwork {
             .client
             .call(self.target, &self.node, path, req, timeout)
             .await
-            .map_err(|e| match e {
-                CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-                CallError::Failed { .. } => RPCError::Network(NetworkError::new(&e)),
-            })?;
+            .map_err(|e| rpc_error(&e))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+/// A transport failure as openraft wants it: unreachable (it backs off) or a network error.
+fn rpc_error<E: std::error::Error>(e: &CallError) -> RpcErr<E> {
+    match e {
+        CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(e)),
+        CallError::Failed { .. } => RPCError::Network(NetworkError::new(e)),
     }
 }
 
@@ -205,10 +248,31 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         let began = std::time::Instant::now();
-        let answer = self.rpc(ROUTE_APPEND, &rpc, option.soft_ttl()).await;
+        // The leader's table out, the follower's own report back (see `super::disk`).
+        let table = self.client.disk.as_ref().map(|d| disk::encode(&d.table()));
+        let called: Result<(Result<_, RaftError<NodeId>>, _), CallError> = self
+            .client
+            .call_with_disk(
+                self.target,
+                &self.node,
+                ROUTE_APPEND,
+                &rpc,
+                option.soft_ttl(),
+                table,
+            )
+            .await;
         metrics::histogram!(crate::metrics::APPEND_RPC_DURATION, "follower" => self.target.to_string())
             .record(began.elapsed().as_secs_f64());
-        answer
+        let (answer, heard) = match called {
+            Ok(x) => x,
+            Err(e) => return Err(rpc_error(&e)),
+        };
+        if let (Some(guard), Some(heard)) = (&self.client.disk, heard) {
+            if let Some(report) = disk::decode(&heard).get(&self.target) {
+                guard.heard_from(self.target, *report);
+            }
+        }
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
     async fn install_snapshot(

@@ -16,6 +16,11 @@
 //!   connection) reuse the request id, and the state machine deduplicates by it, so a write
 //!   is applied at most once however often it is retried.
 //! - Every wait is bounded by the configured request timeout.
+//! - Disk space: the node measures its own free space every second ([`super::disk`]) and
+//!   knows its peers' alarms from the append RPCs; [`Node::space_alarm`] says whether a voter's
+//!   alarm is raised. The service refuses the writes that must wait (507) before proposing
+//!   them; the leader only refuses such a write relayed by a node that did not know yet
+//!   (`Unavailable`: the relay's error type has no other way to say it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +32,7 @@ use openraft::{ChangeMembers, SnapshotPolicy};
 
 use super::batch::{BatchError, Batcher};
 use super::coalesce::Coalescer;
+use super::disk::{self, DiskGuard};
 use super::network::{CallError, NetworkFactory, PeerClient};
 use super::relay::Relay;
 use super::snapshots;
@@ -75,6 +81,8 @@ pub struct Node {
     remote_reads: Coalescer<Option<LogId>, NodeError>,
     /// When this node last knew a leader (ms since the epoch), for failing fast.
     leader_seen_ms: Arc<AtomicU64>,
+    /// The NOSPACE alarms: this node's own and what it heard of the others'.
+    disk: Arc<DiskGuard>,
 }
 
 /// A read round was dropped without an answer (the node is shutting down).
@@ -97,6 +105,7 @@ impl Node {
     pub async fn start(
         config: Arc<Config>,
         peers: PeerClient,
+        disk: Arc<DiskGuard>,
         db: Arc<Db>,
         sm: StateMachine,
     ) -> Result<Arc<Node>, NodeError> {
@@ -128,6 +137,12 @@ impl Node {
         let leader_seen_ms = Arc::new(AtomicU64::new(crate::time::now_ms()));
         tokio::spawn(watch_leader(raft.clone(), leader_seen_ms.clone()));
         tokio::spawn(snapshots::run(raft.clone(), config.snapshot_every));
+        tokio::spawn(disk::watch(
+            disk.clone(),
+            config.data_dir.clone(),
+            crate::store::snapshot::current_path(&config.data_dir.join("snapshots")),
+            config.max_value_bytes as u64,
+        ));
         let node = Arc::new(Node {
             id: config.node_id,
             raft,
@@ -139,6 +154,7 @@ impl Node {
             leader_reads: Coalescer::default(),
             remote_reads: Coalescer::default(),
             leader_seen_ms,
+            disk,
         });
         node.bootstrap_if_asked().await?;
         Ok(node)
@@ -180,6 +196,26 @@ impl Node {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The NOSPACE alarms as this node knows them ([`super::disk`]).
+    pub fn disk(&self) -> &DiskGuard {
+        &self.disk
+    }
+
+    /// A voter whose NOSPACE alarm is raised (this node first), as this node knows: while
+    /// there is one, writes that add data must wait. The leader hears every follower on each
+    /// heartbeat; a follower hears them from the leader.
+    pub fn space_alarm(&self) -> Option<(NodeId, disk::Report)> {
+        let voters: Vec<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        self.disk.raised_among(voters)
     }
 
     /// Builds a snapshot on this node now (which also lets it purge its log).
@@ -395,6 +431,15 @@ impl Node {
             return Attempt::Retry("no leader is known".into());
         };
         if leader == self.id {
+            // The service refused these where the client called, if that node knew of the
+            // alarm; one relayed by a node that did not know yet stops here (see `disk`).
+            if let (true, ForwardOp::Write(write)) = (hops > 0, op) {
+                if let Some((id, report)) = self.space_alarm() {
+                    if !disk::fits_a_full_disk(&write.command) {
+                        return Attempt::Done(Err(NodeError::Unavailable(report.detail(id))));
+                    }
+                }
+            }
             return self.execute_on_leader(op, deadline).await;
         }
         if hops >= MAX_HOPS {
@@ -499,6 +544,9 @@ impl Node {
     /// Publishes the Raft gauges from openraft's metrics (called periodically).
     pub fn sample_metrics(&self, last_leader: &mut Option<NodeId>) {
         use crate::metrics as m;
+        // Before the borrow below: `space_alarm` takes its own.
+        let refusing = self.space_alarm().is_some();
+        metrics::gauge!(m::DISK_ALARM_CLUSTER).set(if refusing { 1.0 } else { 0.0 });
         let metrics = self.raft.metrics();
         let r = metrics.borrow();
         metrics::gauge!(m::RAFT_TERM).set(r.current_term as f64);

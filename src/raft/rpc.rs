@@ -11,17 +11,21 @@
 //! - A forwarded write names its caller (the token the receiving node checked); only the
 //!   cluster's own bootstrap writes (first data key, root token) may come without one.
 //! - Handlers are thin: decode, check the target, call into openraft or [`Node`], encode.
+//!   The append route also takes the leader's disk table from its header and answers with
+//!   this node's own disk report ([`super::disk`]).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use openraft::raft::AppendEntriesResponse;
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::disk;
 use super::node::Node;
 use super::wire::{
     Envelope, ForwardOp, ForwardReply, Forwarded, ForwardedWrites, NodeError, NodeStatus, PeerKey,
@@ -109,7 +113,7 @@ fn reply<T: Serialize>(value: &T) -> Response {
     (StatusCode::OK, codec::encode(value)).into_response()
 }
 
-async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+async fn append(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> Response {
     let began = std::time::Instant::now();
     let req: openraft::raft::AppendEntriesRequest<TypeConfig> = match open(&node, &body) {
         Ok(r) => r,
@@ -118,7 +122,20 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     let answer = node.raft.append_entries(req).await;
     metrics::histogram!(crate::metrics::APPEND_SERVE_DURATION)
         .record(began.elapsed().as_secs_f64());
-    reply(&answer)
+    // The leader's disk table, taken only from a leader openraft accepted (a deposed one
+    // is answered `HigherVote` and may know less than the current one).
+    if matches!(&answer, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+        if let Some(table) = headers.get(disk::HEADER).and_then(|v| v.to_str().ok()) {
+            node.disk().learn(&disk::decode(table));
+        }
+    }
+    let mut response = reply(&answer);
+    if let Some(own) = node.disk().own_header() {
+        if let Ok(v) = HeaderValue::from_str(&own) {
+            response.headers_mut().insert(disk::HEADER, v);
+        }
+    }
+    response
 }
 
 async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {

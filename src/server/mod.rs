@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::api::{self, AppState};
 use crate::barrier::Barrier;
 use crate::config::Config;
+use crate::raft::disk::{DiskGuard, Threshold};
 use crate::raft::network::PeerClient;
 use crate::raft::node::Node;
 use crate::raft::rpc;
@@ -139,13 +140,18 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         None => None,
     };
 
+    let disk = Arc::new(DiskGuard::new(
+        config.node_id,
+        Threshold::from_setting(config.disk_min_free_bytes),
+    ));
     let peers = PeerClient::new(
         peer_http_client(&config, tls.as_ref())?,
         tls.is_some(),
         config.peer_routes.clone(),
         peer_key.clone(),
-    );
-    let node = Node::start(config.clone(), peers, db.clone(), sm).await?;
+    )
+    .with_disk(disk.clone());
+    let node = Node::start(config.clone(), peers, disk, db.clone(), sm).await?;
     tokio::spawn(sample_metrics(node.clone(), barrier.clone(), db));
 
     let audit = config.audit.as_ref().map(|a| {

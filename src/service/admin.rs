@@ -326,8 +326,10 @@ impl Service {
                 .expect("8 bytes"),
         );
         let step = |command| {
+            let room = self.room_for(&command);
             let op = Op::new(command, Some(caller.clone()));
             async move {
+                room?;
                 match self.node.write(op).await.map_err(ServiceError::from)? {
                     CommandResult::RestoreRefused(why) => Err(RestoreError::Refused(why)),
                     other => Ok::<_, RestoreError>(other),

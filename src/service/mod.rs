@@ -20,6 +20,9 @@
 //!   ([`ServiceError::Internal`]).
 //! - The service never decides who may do what: the dialect checks the caller's scopes
 //!   before it calls, and the state machine checks the token again where a write applies.
+//! - While a voter's NOSPACE alarm is raised (`raft::disk`), a command that could add data is
+//!   refused before it is proposed ([`ServiceError::InsufficientStorage`], nothing written);
+//!   only those that remove or shrink data go on (`raft::disk::fits_a_full_disk`).
 
 mod admin;
 mod kv;
@@ -57,6 +60,9 @@ pub enum ServiceError {
     /// A ciphertext that does not decrypt: the client's doing.
     #[error(transparent)]
     Ciphertext(OndemandError),
+    /// A voter's disk is nearly full: the write was not proposed (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A bug or a broken disk.
     #[error("{0}")]
     Internal(String),
@@ -164,11 +170,22 @@ impl Service {
         origin: Origin,
         command: crate::secret::Command,
     ) -> Result<CommandResult, ServiceError> {
+        self.room_for(&command)?;
         let op = Op {
             id: origin.id,
             caller: Some(origin.caller),
             command,
         };
         Ok(self.node.write(op).await?)
+    }
+
+    /// Refuses `command` while a voter's NOSPACE alarm is raised, unless it fits a full disk.
+    fn room_for(&self, command: &crate::secret::Command) -> Result<(), ServiceError> {
+        match self.node.space_alarm() {
+            Some((id, report)) if !crate::raft::disk::fits_a_full_disk(command) => {
+                Err(ServiceError::InsufficientStorage(report.detail(id)))
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 use super::cluster::Cluster;
 use super::nodes::Nodes;
 use super::proxy::{LinkMode, ProxyStats};
+use super::wait::poll;
 use super::workload::{ms, Clock, Rng};
 
 /// Process and network faults, plus the few observations the checks need.
@@ -248,12 +249,20 @@ pub enum Nemesis {
     MembershipChange,
     /// Fill a follower's size-limited data filesystem (a tmpfs of [`SMALL_DISK`]) and write
     /// big secrets until it can append no more (ENOSPC): it must stop acknowledging while the
-    /// others serve, and after the filler is deleted and it restarts it must catch up.
+    /// others serve, and after the filler is deleted and it restarts it must catch up. The
+    /// NOSPACE guard is off here (`--disk-min-free-bytes 0`): this is the backstop it sits in
+    /// front of, a disk filled faster than the guard can see.
     FullDisk,
+    /// Fill the *leader's* data filesystem below its NOSPACE threshold ([`NOSPACE_THRESHOLD`]):
+    /// every node must refuse writes that add data with 507 naming the leader, while reads
+    /// and deletes go on, the leader keeps its term (no election storm: at most
+    /// [`NOSPACE_TERM_SLACK`] more) and no refused write shows up; once the filler is deleted,
+    /// writes must succeed again without a restart.
+    FullDiskLeader,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 12] = [
+    pub const ALL: [Nemesis; 13] = [
         Nemesis::KillLeader,
         Nemesis::KillFollower,
         Nemesis::KillAll,
@@ -266,6 +275,7 @@ impl Nemesis {
         Nemesis::SnapshotInstallCrash,
         Nemesis::MembershipChange,
         Nemesis::FullDisk,
+        Nemesis::FullDiskLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -283,12 +293,13 @@ impl Nemesis {
             Nemesis::SnapshotInstallCrash => "crash-in-snapshot-install",
             Nemesis::MembershipChange => "membership-change",
             Nemesis::FullDisk => "full-disk",
+            Nemesis::FullDiskLeader => "full-disk-leader",
         }
     }
 
     /// The size of every node's data filesystem, for scenarios that fill one up.
     pub fn disk_bytes(self) -> Option<u64> {
-        (self == Nemesis::FullDisk).then_some(SMALL_DISK)
+        matches!(self, Nemesis::FullDisk | Nemesis::FullDiskLeader).then_some(SMALL_DISK)
     }
 
     /// Spare nodes the scenario's cluster needs (started outside the membership).
@@ -303,6 +314,11 @@ impl Nemesis {
                 ("--snapshot-every".into(), "50".into()),
                 ("--keep-logs".into(), "10".into()),
             ],
+            Nemesis::FullDisk => vec![("--disk-min-free-bytes".into(), "0".into())],
+            Nemesis::FullDiskLeader => vec![(
+                "--disk-min-free-bytes".into(),
+                NOSPACE_THRESHOLD.to_string(),
+            )],
             _ => Vec::new(),
         }
     }
@@ -383,6 +399,23 @@ pub const RESTART_LOOP_FOR: Duration = Duration::from_secs(20);
 /// Full disk: each node's data filesystem (RocksDB preallocates its WAL in blocks of up to
 /// ~26 MB, so less would fill up on its own).
 pub const SMALL_DISK: u64 = 128 << 20;
+
+/// Full disk on the leader: the NOSPACE threshold of every node. The automatic one is at
+/// least 64 MiB, half of [`SMALL_DISK`], and would rise on a fresh node's preallocated WAL.
+pub const NOSPACE_THRESHOLD: u64 = 24 << 20;
+
+/// Full disk on the leader: bytes left free by the filler, well under the threshold but room
+/// enough for the small entries that still go on (deletes) and RocksDB's own files.
+const NOSPACE_LEAVE: u64 = 8 << 20;
+
+/// Full disk on the leader: how long writes go on through the slowed follower before the
+/// disk fills and after it has room again.
+const NOSPACE_LAG_FOR: Duration = Duration::from_secs(2);
+
+/// Full disk on the leader: how far the term may climb while its disk is full. One spurious
+/// election on a loaded 2-core machine is not a storm; a leader that lost its Raft core to
+/// ENOSPC would cost at least one, and its successor another once it filled up too.
+pub const NOSPACE_TERM_SLACK: u64 = 1;
 
 /// Snapshot crash: this many secrets of [`BULK_BYTES`] each make the snapshot big (~5 MB).
 const BULK_SECRETS: usize = 25;
@@ -1382,6 +1415,200 @@ async fn full_disk<F: Faults>(cx: &mut Cx<'_, F>) {
     cx.ev.heal = cx.timed(f.start(v), format!("restarted node {v}")).await;
 }
 
+/// Why a write through `id` was not refused for lack of space naming `full`, if it was not.
+async fn refused_for_space<F: Faults>(f: &F, id: u64, full: u64, key: &str) -> Result<(), String> {
+    let r = f
+        .client(id)
+        .with_timeout(Duration::from_secs(3))
+        .put(key, &json!({ "v": "must-not-be-written" }), None)
+        .await
+        .map_err(|e| format!("node {id}: {e}"))?;
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    if r.status == 507
+        && r.body["type"] == "insufficientStorage"
+        && r.body["status"] == "507"
+        && detail.contains(&format!("node {full}'s disk"))
+    {
+        Ok(())
+    } else {
+        Err(format!("node {id} answered {} {}", r.status, r.body))
+    }
+}
+
+async fn full_disk_leader<F: Faults>(cx: &mut Cx<'_, F>) {
+    let (f, l, term) = (cx.f, cx.leader, cx.term);
+    cx.ev.victims = vec![l];
+    // One follower lags behind a slow link for the whole event: the alarm must reach a
+    // replica that is behind, and the history has lag in it for the checker to find stale
+    // reads in. Without it the scenario held none (writes mostly stop while the disk is
+    // full) and passed on the stale-reads build. The proxy holds every chunk in turn, and an
+    // append RPC is a few chunks that must arrive within the 100 ms heartbeat: 30±20 ms a
+    // chunk left the follower unable to catch up at all; 10±5 ms keeps it a few ms behind.
+    let slow = cx.pick_follower();
+    let lag = LinkMode::Delay {
+        base_ms: 10,
+        jitter_ms: 5,
+    };
+    cx.ev.start = cx
+        .timed(
+            f.set_link(l, slow, lag),
+            format!("slowed the link {l}->{slow} to 10±5 ms a chunk"),
+        )
+        .await;
+    // Writes go on through the slow follower for a while (time itself has to pass).
+    tokio::time::sleep(NOSPACE_LAG_FOR).await;
+    let (filler, free) = match f.fill_disk(l, NOSPACE_LEAVE) {
+        Ok(x) => x,
+        Err(e) => {
+            cx.problem(format!("could not fill leader {l}'s disk: {e}"));
+            cx.heal("healed every link".into()).await;
+            return;
+        }
+    };
+    let since = Instant::now();
+    cx.tl.note(format!(
+        "filled leader {l}'s disk: {} MB of filler, {free} bytes left (threshold {NOSPACE_THRESHOLD})",
+        filler >> 20
+    ));
+    // The alarm rises on the leader within a poll and reaches the followers on the next
+    // heartbeat: every node must refuse a write with 507 naming the leader. Each attempt
+    // writes its own key: those written before the alarm rose are fine, those refused must
+    // never show up.
+    let mut attempt = 0;
+    let mut refused_keys = Vec::new();
+    for id in cx.ids.clone() {
+        let refused = poll(Duration::from_secs(10), async || {
+            attempt += 1;
+            let key = format!("chaos/nospace-probe-{attempt}");
+            refused_for_space(f, id, l, &key).await.map(|()| key)
+        })
+        .await;
+        match refused {
+            Ok(key) => {
+                refused_keys.push(key);
+                cx.tl.note(format!(
+                    "node {id} refuses writes with 507 (leader {l}'s NOSPACE)"
+                ));
+            }
+            Err(seen) => cx.problem(format!(
+                "node {id} did not refuse a write with 507 within 10 s of leader {l}'s disk \
+                 filling: {seen}"
+            )),
+        }
+    }
+    // Reads and deletes go on, through every node; the refused probes wrote nothing.
+    for id in cx.ids.clone() {
+        let c = f.client(id).with_timeout(Duration::from_secs(3));
+        for key in &refused_keys {
+            // A 503 (no linearizable answer in time) is no answer: ask again.
+            let read = poll(Duration::from_secs(10), async || {
+                match c.get(key, None).await {
+                    Ok(r) if r.status == 503 => Err(format!("503 {}", r.body)),
+                    Ok(r) => Ok((r.status, r.body)),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await;
+            match read {
+                Ok((404, _)) => {}
+                other => cx.problem(format!(
+                    "node {id}: reading {key}, refused with 507, gave {other:?}, not 404"
+                )),
+            }
+        }
+        match c.delete(&format!("chaos/nospace-delete-{id}")).await {
+            Ok(r) if r.status == 404 || r.status == 204 => {}
+            other => cx.problem(format!(
+                "node {id}: a delete while the leader's disk is full gave {:?}, not 204/404",
+                other.map(|r| (r.status, r.body))
+            )),
+        }
+    }
+    // The alarm shows in the leader's cluster view and readiness.
+    match f.client(l).cluster_status().await {
+        Ok(r)
+            if r.body["nospace"]
+                .as_str()
+                .is_some_and(|d| d.contains(&format!("node {l}"))) => {}
+        other => cx.problem(format!(
+            "GET /cluster on the leader does not name its NOSPACE alarm: {:?}",
+            other.map(|r| r.body)
+        )),
+    }
+    match f.client(l).ready().await {
+        Ok(r)
+            if r.status == 200
+                && r.body["alarms"][0]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("NOSPACE")) => {}
+        other => cx.problem(format!(
+            "/health/ready on the leader is not 200 with the NOSPACE alarm: {:?}",
+            other.map(|r| (r.status, r.body))
+        )),
+    }
+    // Hold the fault (time itself has to pass: to show that no election storm follows),
+    // noting every leader change.
+    let until = Instant::now() + cx.hold;
+    let _ = watch(f, cx.tl, &cx.ids, term, since, until).await;
+    let after = f.leader_among(&cx.ids).await;
+    cx.tl.note(format!(
+        "after the hold: leader and term {after:?} (before: {l} in {term})"
+    ));
+    match after {
+        Some((_, t)) if t <= term + NOSPACE_TERM_SLACK => {}
+        other => cx.problem(format!(
+            "election storm while the leader's disk was full: term {term} -> {other:?} \
+             (at most {NOSPACE_TERM_SLACK} more allowed)"
+        )),
+    }
+    if f.node_log(l).contains("No space left on device") {
+        cx.problem(format!(
+            "leader {l} hit ENOSPC although the guard should have stopped writes first"
+        ));
+    }
+    let freed = match f.free_disk(l) {
+        Ok(b) => cx
+            .tl
+            .note(format!("deleted the filler: {b} bytes free on node {l}")),
+        Err(e) => {
+            cx.problem(format!("could not free node {l}'s disk: {e}"));
+            cx.heal("freeing the disk failed; healed every link".into())
+                .await;
+            return;
+        }
+    };
+    // The alarm clears by itself: a write succeeds again, through the old leader, with no
+    // restart.
+    let healed = poll(Duration::from_secs(10), async || {
+        let r = f
+            .client(l)
+            .with_timeout(Duration::from_secs(3))
+            .put("chaos/nospace-after", &json!({ "v": "room again" }), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{} {}", r.status, r.body))
+        }
+    })
+    .await;
+    match healed {
+        Ok(()) => {
+            cx.tl.note(format!(
+                "writes succeed again through node {l} {} ms after the filler was deleted",
+                (cx.tl.clock.now() - freed) / 1_000_000
+            ));
+        }
+        Err(seen) => cx.problem(format!(
+            "no write succeeded within 10 s of freeing leader {l}'s disk: {seen}"
+        )),
+    }
+    // Writes go on through the slow follower again for a while before its link heals.
+    tokio::time::sleep(NOSPACE_LAG_FOR).await;
+    cx.heal(format!("healed the link {l}->{slow}")).await;
+}
+
 impl Nemesis {
     /// Injects one fault, holds it for about `hold` (the snapshot scenario holds until the
     /// leader has purged past the victim, up to 25 s), heals, and reports.
@@ -1428,6 +1655,7 @@ impl Nemesis {
             Nemesis::SnapshotInstallCrash => snapshot_install_crash(&mut cx).await,
             Nemesis::MembershipChange => membership_change(&mut cx).await,
             Nemesis::FullDisk => full_disk(&mut cx).await,
+            Nemesis::FullDiskLeader => full_disk_leader(&mut cx).await,
         }
         cx.ev.faults = cx.ev.faults.max(1);
         cx.ev

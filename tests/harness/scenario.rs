@@ -297,7 +297,10 @@ async fn run<F: Faults>(f: &Arc<F>, tl: &Timeline, nemesis: Nemesis, seed: u64, 
     }
     tokio::time::sleep(plan.after).await;
     wl.stop().await;
-    tl.note("workload stopped");
+    tl.note(format!(
+        "workload stopped; {} writes were refused with 507 (NOSPACE) and left out of the history",
+        rec.refused_nospace()
+    ));
 
     run.tombstone_ms = tombstone(&**f, &rec, tl, &mut run.failures).await;
     run.history = rec.history();

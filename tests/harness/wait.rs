@@ -22,16 +22,28 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub async fn until<T>(
     within: Duration,
     what: &str,
-    mut probe: impl AsyncFnMut() -> Result<T, String>,
+    probe: impl AsyncFnMut() -> Result<T, String>,
 ) -> T {
+    match poll(within, probe).await {
+        Ok(v) => v,
+        Err(seen) => panic!("never happened within {within:?}: {what}; last seen: {seen}"),
+    }
+}
+
+/// [`until`] for code that must not panic mid-run (the chaos nemeses, which record a
+/// problem instead): `Err` with what the last probe saw once `within` has passed.
+pub async fn poll<T>(
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> Result<T, String> {
     let deadline = Instant::now() + within;
     loop {
         let seen = match probe().await {
-            Ok(v) => return v,
+            Ok(v) => return Ok(v),
             Err(seen) => seen,
         };
         if Instant::now() >= deadline {
-            panic!("never happened within {within:?}: {what}; last seen: {seen}");
+            return Err(seen);
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }

@@ -18,7 +18,10 @@
 //!   could not issue another without two of its ops overlapping (Jepsen's "crashed process"
 //!   never acts again); the worker continues under a fresh id;
 //! - a read answered 200 or 404 is recorded; any other read outcome had no effect on the
-//!   register and is dropped.
+//!   register and is dropped;
+//! - a write refused with 507 (a NOSPACE alarm: refused before it was proposed) had no effect
+//!   either and is dropped the same way. Had it taken effect after all, its value would be
+//!   committed with no write of it in the history: a phantom, which the checker reports.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -33,6 +36,9 @@ use serde_json::{json, Value};
 
 use super::checker::{self, Op, OpKind, Outcome};
 use super::nodes::Nodes;
+
+/// The outcome of a write refused with 507 (see the module doc): left out of the history.
+pub const REFUSED_NOSPACE: &str = "507 refused (NOSPACE)";
 
 /// The run's single monotonic clock; every timestamp in a history and timeline comes from it.
 #[derive(Clone, Copy, Debug)]
@@ -188,6 +194,8 @@ pub struct Recorder {
     pub op_timeout: Duration,
     records: Mutex<Vec<Record>>,
     next_client: AtomicUsize,
+    /// Writes refused with 507, left out of the history (see the module doc).
+    refused_nospace: AtomicUsize,
 }
 
 impl Recorder {
@@ -197,7 +205,13 @@ impl Recorder {
             op_timeout,
             records: Mutex::new(Vec::new()),
             next_client: AtomicUsize::new(first_free_client),
+            refused_nospace: AtomicUsize::new(0),
         }
+    }
+
+    /// How many writes were refused with 507 (and left out of the history).
+    pub fn refused_nospace(&self) -> usize {
+        self.refused_nospace.load(Relaxed)
     }
 
     /// A client id never used before in this run.
@@ -240,6 +254,8 @@ impl Recorder {
                 unexpected = version.is_none() || r.body["data"]["v"] != value;
                 (Some(ret), version, "200".to_string())
             }
+            // Refused for lack of disk space before it was proposed: no effect.
+            Ok(r) if r.status == 507 => (None, None, REFUSED_NOSPACE.to_string()),
             // 5xx: unknown whether it was applied.
             Ok(r) if r.status >= 500 => (None, None, r.status.to_string()),
             // A well-formed write has no business being refused. Treated as indeterminate,
@@ -267,7 +283,11 @@ impl Recorder {
             outcome,
             unexpected,
         };
-        self.push(rec.clone());
+        if rec.outcome == REFUSED_NOSPACE {
+            self.refused_nospace.fetch_add(1, Relaxed);
+        } else {
+            self.push(rec.clone());
+        }
         rec
     }
 
@@ -312,6 +332,7 @@ impl Recorder {
                     "412".to_string(),
                 )
             }
+            Ok(r) if r.status == 507 => (None, write(None), REFUSED_NOSPACE.to_string()),
             Ok(r) if r.status >= 500 => (None, write(Some(expected + 1)), r.status.to_string()),
             Ok(r) => {
                 unexpected = true;
@@ -334,7 +355,11 @@ impl Recorder {
             outcome,
             unexpected,
         };
-        self.push(rec.clone());
+        if rec.outcome == REFUSED_NOSPACE {
+            self.refused_nospace.fetch_add(1, Relaxed);
+        } else {
+            self.push(rec.clone());
+        }
         rec
     }
 

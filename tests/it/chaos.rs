@@ -88,6 +88,7 @@ scenarios! {
     crash_during_snapshot_install => SnapshotInstallCrash,
     membership_change_under_load => MembershipChange,
     full_disk => FullDisk,
+    full_disk_leader => FullDiskLeader,
 }
 
 /// The failover table of docs/failover.md, process mode: an idle cluster with the default

@@ -10,6 +10,9 @@
 //!   files refused;
 //! - [`metrics`]: `/metrics` read by the reference Prometheus parser as traffic, refusals and
 //!   an election happen;
+//! - [`nospace`]: a follower's disk filled below the NOSPACE threshold: 507 from every node
+//!   in both dialects, reads and deletes on, the alarm in metrics, cluster status and
+//!   readiness, and writes again once it has room;
 //! - [`ondemand`]: the ondemand engine (mounts, encrypt/decrypt/rewrap, rotation, config,
 //!   trim) and the rest of the lifecycle (ETags and preconditions, undelete, destroy, the
 //!   metadata view, the version cap), through followers and the leader on a TLS cluster;
@@ -35,6 +38,7 @@ mod cli;
 mod cluster;
 mod connections;
 mod metrics;
+mod nospace;
 mod ondemand;
 mod openapi;
 mod security;
