@@ -25,7 +25,7 @@ use crate::secret::token::TokenRecord;
 use crate::secret::MountRecord;
 use crate::secret::SecretPath;
 use crate::store::backup::{self, BackupError, BackupHeader};
-use crate::store::state_machine::Reader;
+use crate::store::state_machine::{Reader, StoredToken};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +184,7 @@ impl Barrier {
         crate::codec::decode(&bytes).map_err(|e| BarrierError::Decode(e.to_string()))
     }
 
-    /// A token's record and revocation time.
+    /// A token's record (its expiry the lease's, for a login token) and revocation time.
     pub fn token(
         &self,
         accessor: &str,
@@ -207,18 +207,24 @@ impl Barrier {
                 if opened.len() >= OPENED_TOKENS {
                     opened.clear();
                 }
-                opened.insert(accessor.to_string(), (stored.sealed, record.clone()));
+                opened.insert(
+                    accessor.to_string(),
+                    (stored.sealed.clone(), record.clone()),
+                );
                 record
             }
         };
-        Ok(Some((record, stored.revoked_at_ms)))
+        Ok(Some((with_lease(record, &stored), stored.revoked_at_ms)))
     }
 
     pub fn tokens(&self) -> Result<Vec<(TokenRecord, Option<u64>)>, BarrierError> {
         self.reader
             .tokens()?
             .into_iter()
-            .map(|t| Ok((self.open_token(&t.accessor, &t.sealed)?, t.revoked_at_ms)))
+            .map(|t| {
+                let record = self.open_token(&t.accessor, &t.sealed)?;
+                Ok((with_lease(record, &t), t.revoked_at_ms))
+            })
             .collect()
     }
 
@@ -349,4 +355,12 @@ impl Barrier {
                 source,
             })
     }
+}
+
+/// A token's record with its lease's expiry, when a login issued it (renewals move it).
+fn with_lease(mut record: TokenRecord, stored: &StoredToken) -> TokenRecord {
+    if let Some(lease) = stored.lease {
+        record.expires_at_ms = Some(lease.expires_at_ms);
+    }
+    record
 }

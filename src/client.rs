@@ -509,6 +509,35 @@ impl Client {
             .await
     }
 
+    /// `POST /auth/approle/login`: a token for an AppRole's role id and secret id (no token
+    /// needed; the answer holds the new token, shown only here).
+    pub async fn login_approle(
+        &self,
+        role_id: &str,
+        secret_id: &str,
+    ) -> Result<Response, ClientError> {
+        let body = json!({ "roleId": role_id, "secretId": secret_id });
+        self.request(Method::POST, "/api/v1/auth/approle/login", Some(&body))
+            .await
+    }
+
+    /// `POST /auth/jwt/login`: a token for a workload's signed JWT under JWT role `role`.
+    pub async fn login_jwt(&self, role: &str, jwt: &str) -> Result<Response, ClientError> {
+        let body = json!({ "role": role, "jwt": jwt });
+        self.request(Method::POST, "/api/v1/auth/jwt/login", Some(&body))
+            .await
+    }
+
+    /// `POST /tokens/self/renew`: extends this client's (login) token.
+    pub async fn renew_self(
+        &self,
+        increment_seconds: Option<u64>,
+    ) -> Result<Response, ClientError> {
+        let body = json!({ "incrementSeconds": increment_seconds });
+        self.request(Method::POST, &format!("{TOKENS}/self/renew"), Some(&body))
+            .await
+    }
+
     // ----- ondemand mounts -----
 
     /// `POST /mounts` `{"path": path, "type": "ondemand"}`.

@@ -15,6 +15,9 @@
 //! - A request whose token the node does not know (none, garbage, or refused with 401) is
 //!   *anonymous*: its line is rate-limited ([`crate::audit`]), so being refused cannot fill
 //!   the disk.
+//! - A login that issued a token ([`LoggedIn`] on its answer) is never anonymous: its line
+//!   holds the new token's accessor (never the credential), so every token in use can be
+//!   traced to the login that made it. A refused login is anonymous.
 
 use std::sync::Arc;
 
@@ -27,6 +30,12 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::audit::Entry;
 use crate::secret::{token, RequestId};
+
+/// Put on a login's answer by the handler: the accessor of the token it issued.
+#[derive(Clone, Debug)]
+pub struct LoggedIn {
+    pub accessor: String,
+}
 
 pub async fn audit(
     State(state): State<Arc<AppState>>,
@@ -66,15 +75,20 @@ pub async fn audit(
     let path = logged_path(request.uri().path());
     let mut response = next.run(request).await;
     let status = response.status();
-    let anonymous = match &accessor {
-        None => true,
-        Some(_) if status == StatusCode::UNAUTHORIZED => true,
-        // Vault answers an unknown token with 403: whether the node knows it decides.
-        Some(a) if status == StatusCode::FORBIDDEN => {
-            !matches!(state.service.token(a), Ok(Some(_)))
-        }
-        Some(_) => false,
+    let (accessor, logged_in) = match response.extensions_mut().remove::<LoggedIn>() {
+        Some(login) => (Some(login.accessor), true),
+        None => (accessor, false),
     };
+    let anonymous = !logged_in
+        && match &accessor {
+            None => true,
+            Some(_) if status == StatusCode::UNAUTHORIZED => true,
+            // Vault answers an unknown token with 403: whether the node knows it decides.
+            Some(a) if status == StatusCode::FORBIDDEN => {
+                !matches!(state.service.token(a), Ok(Some(_)))
+            }
+            Some(_) => false,
+        };
     let entry = Entry {
         time: crate::time::rfc3339(crate::time::now_ms()),
         node: state.node.id(),

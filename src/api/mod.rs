@@ -19,7 +19,7 @@
 //! - Every JSON body the API sends is a type of [`wire`], and [`openapi`] derives the OpenAPI
 //!   document (`GET /api/v1/openapi.json`) from those types and the handlers' annotations; a
 //!   route added here needs its annotation there (a unit test of [`openapi`] lists them all).
-//! - Health and the OpenAPI document need no token. `/metrics` (at the root, as Prometheus expects) needs a
+//! - Health, the OpenAPI document and the logins ([`login`]) need no token. `/metrics` (at the root, as Prometheus expects) needs a
 //!   `metrics` or `admin` token and is answered from local state.
 
 pub mod audit;
@@ -30,6 +30,7 @@ pub mod error;
 pub mod health;
 pub mod input;
 pub mod keys;
+pub mod login;
 pub mod metadata;
 pub mod mounts;
 pub mod openapi;
@@ -120,6 +121,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/tokens/{accessor}",
             delete(tokens::revoke).route_layer(write()),
         )
+        .route(
+            "/tokens/self/renew",
+            post(login::renew_self).route_layer(write()),
+        )
         .route("/keys", get(keys::show).route_layer(current()))
         .route("/keys/rotate", post(keys::rotate).route_layer(write()))
         .route(
@@ -149,7 +154,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let open = Router::new()
         .route("/health/alive", get(health::alive))
         .route("/health/ready", get(health::ready))
-        .route("/openapi.json", get(openapi::serve));
+        .route("/openapi.json", get(openapi::serve))
+        // Logins need no token: the credential in the body is the authority.
+        .route("/auth/approle/login", post(login::approle))
+        .route("/auth/jwt/login", post(login::jwt));
     let api = secrets
         .merge(mounts)
         .merge(admin)

@@ -81,6 +81,9 @@ document.";
         super::tokens::create,
         super::tokens::list,
         super::tokens::revoke,
+        super::login::renew_self,
+        super::login::approle,
+        super::login::jwt,
         super::keys::show,
         super::keys::rotate,
         super::cluster::status,
@@ -102,6 +105,7 @@ document.";
         (name = "metadata", description = "A path's versions: the metadata view, the version cap, undelete and destroy."),
         (name = "mounts", description = "Ondemand mounts (encryption as a service) and their key lifecycle."),
         (name = "tokens", description = "API tokens."),
+        (name = "auth", description = "Logins: AppRole and JWT credentials for short-lived, renewable tokens (roles are managed through Vault's `/v1/auth/…` API)."),
         (name = "keys", description = "The data keyring that seals stored values."),
         (name = "cluster", description = "Raft membership, status, snapshots, backup and restore."),
         (name = "health", description = "Liveness and readiness, without a token."),
@@ -299,6 +303,9 @@ mod tests {
             ("get", "/api/v1/tokens"),
             ("post", "/api/v1/tokens"),
             ("delete", "/api/v1/tokens/{accessor}"),
+            ("post", "/api/v1/tokens/self/renew"),
+            ("post", "/api/v1/auth/approle/login"),
+            ("post", "/api/v1/auth/jwt/login"),
             ("get", "/api/v1/keys"),
             ("post", "/api/v1/keys/rotate"),
             ("get", "/api/v1/cluster"),
@@ -365,7 +372,9 @@ mod tests {
         );
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
-                let open = path.starts_with("/api/v1/health/") || path == "/api/v1/openapi.json";
+                let open = path.starts_with("/api/v1/health/")
+                    || path.starts_with("/api/v1/auth/")
+                    || path == "/api/v1/openapi.json";
                 let security = op["security"].as_array();
                 if open {
                     assert!(security.is_none(), "{method} {path} needs no token");

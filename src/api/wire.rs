@@ -456,6 +456,66 @@ pub struct TokenList {
     pub total_results: usize,
 }
 
+// ---------------------------------------------------------------------------------------
+// Logins
+
+/// `POST /auth/approle/login`: an AppRole's role id and one of its secret ids.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AppRoleLogin {
+    #[schema(min_length = 1, max_length = 256)]
+    pub role_id: String,
+    #[schema(min_length = 1, max_length = 256)]
+    pub secret_id: String,
+}
+
+/// `POST /auth/jwt/login`: a JWT role's name and the workload's signed token.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtLogin {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
+    )]
+    pub role: String,
+    #[schema(min_length = 1, max_length = 16384)]
+    pub jwt: String,
+}
+
+/// A login's token, shown this once, and its lease.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginToken {
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// The token: send it as `Authorization: Bearer <token>`. It is not shown again.
+    pub token: String,
+    /// No renewal extends the token past this.
+    pub max_expires_at: String,
+    /// The login method (`approle` or `jwt`) and the role that issued the token.
+    pub method: String,
+    pub role: String,
+}
+
+/// `POST /tokens/self/renew`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RenewToken {
+    /// Seconds from now the token should live (capped at its max); none: its role's TTL.
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 3155760000u64)]
+    pub increment_seconds: Option<Value>,
+}
+
+/// A renewed token's lease.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewedToken {
+    pub accessor: String,
+    pub expires_at: String,
+    pub max_expires_at: String,
+}
+
 /// `POST /tokens`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

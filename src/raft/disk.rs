@@ -143,6 +143,9 @@ pub fn fits_a_full_disk(command: &Command) -> bool {
             | Command::RevokeToken { .. }
             | Command::DeleteMount { .. }
             | Command::TrimMount { .. }
+            | Command::DeleteRole { .. }
+            | Command::DestroySecretId { .. }
+            | Command::RenewToken { .. }
     )
 }
 

@@ -73,7 +73,9 @@ pub fn router(node: Arc<Node>, key: PeerKey) -> Router {
 }
 
 /// Whether a forwarded write may be proposed: it names its caller, or it is one of the
-/// cluster's own bootstrap writes (whose once-only rules in the state machine decide).
+/// cluster's own bootstrap writes (whose once-only rules in the state machine decide), or a
+/// login, which is its own authority (apply issues its token only for a role and keys still
+/// current and, for AppRole, a secret id with a use left: `secret::login`).
 fn acceptable(op: &crate::secret::Op) -> bool {
     use crate::secret::Command;
     op.caller.is_some()
@@ -84,13 +86,14 @@ fn acceptable(op: &crate::secret::Op) -> bool {
                     bootstrap: true,
                     ..
                 }
+                | Command::Login(_)
         )
 }
 
 fn refuse_callerless() -> Response {
     (
         StatusCode::FORBIDDEN,
-        "a forwarded write must name its caller (only bootstrap writes may not)",
+        "a forwarded write must name its caller (only bootstrap writes and logins may not)",
     )
         .into_response()
 }

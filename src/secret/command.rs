@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::login::{JwtConfig, Lease, Login, Method, Role, SecretId};
 use super::path::SecretPath;
 
 /// A client-chosen or server-generated id used to deduplicate retried writes, with the
@@ -230,6 +231,23 @@ pub enum Command {
         path: SecretPath,
         min_available_version: u32,
     },
+    /// Create or replace login role `name` (its method is its binding's).
+    PutRole { name: String, role: Box<Role> },
+    /// Delete login role `name` and its secret ids.
+    DeleteRole { method: Method, name: String },
+    /// Replace the JWT method's keys and issuer.
+    PutJwtConfig { config: Box<JwtConfig> },
+    /// Add a secret id (its MAC) to AppRole role `role`.
+    AddSecretId {
+        role: String,
+        secret_id: Box<SecretId>,
+    },
+    /// Destroy the secret id `accessor` of AppRole role `role`.
+    DestroySecretId { role: String, accessor: String },
+    /// Issue the token of a verified login (see [`super::login`]).
+    Login(Box<Login>),
+    /// Extend a login token's lease.
+    RenewToken { accessor: String, increment_ms: u64 },
 }
 
 /// A condition on a path's current version, checked where a write applies.
@@ -312,6 +330,17 @@ impl Command {
             | Command::DeleteMount { path }
             | Command::ConfigureMount { path, .. }
             | Command::TrimMount { path, .. } => path.as_str().len() + 16,
+            Command::PutRole { name, role } => name.len() + 256 + 64 * role.policy.paths.len(),
+            Command::DeleteRole { name, .. } => name.len(),
+            Command::PutJwtConfig { config } => {
+                config.jwks.as_ref().map_or(0, String::len)
+                    + config.pem_keys.iter().map(String::len).sum::<usize>()
+            }
+            Command::AddSecretId { role, .. } | Command::DestroySecretId { role, .. } => {
+                role.len() + 96
+            }
+            Command::Login(login) => login.role.len() + login.sealed.len() + 64,
+            Command::RenewToken { .. } => 32,
         }
     }
 
@@ -336,6 +365,13 @@ impl Command {
             Command::AddMountKey { .. } => "add_mount_key",
             Command::ConfigureMount { .. } => "configure_mount",
             Command::TrimMount { .. } => "trim_mount",
+            Command::PutRole { .. } => "put_role",
+            Command::DeleteRole { .. } => "delete_role",
+            Command::PutJwtConfig { .. } => "put_jwt_config",
+            Command::AddSecretId { .. } => "add_secret_id",
+            Command::DestroySecretId { .. } => "destroy_secret_id",
+            Command::Login(_) => "login",
+            Command::RenewToken { .. } => "renew_token",
         }
     }
 }
@@ -457,6 +493,41 @@ impl fmt::Debug for Command {
                 .field("path", path)
                 .field("min_available_version", min_available_version)
                 .finish(),
+            Command::PutRole { name, role } => f
+                .debug_struct("PutRole")
+                .field("name", name)
+                .field("method", &role.method())
+                .finish_non_exhaustive(),
+            Command::DeleteRole { method, name } => f
+                .debug_struct("DeleteRole")
+                .field("method", method)
+                .field("name", name)
+                .finish(),
+            Command::PutJwtConfig { .. } => f.debug_struct("PutJwtConfig").finish_non_exhaustive(),
+            Command::AddSecretId { role, secret_id } => f
+                .debug_struct("AddSecretId")
+                .field("role", role)
+                .field("accessor", &secret_id.accessor)
+                .finish_non_exhaustive(),
+            Command::DestroySecretId { role, accessor } => f
+                .debug_struct("DestroySecretId")
+                .field("role", role)
+                .field("accessor", accessor)
+                .finish(),
+            Command::Login(login) => f
+                .debug_struct("Login")
+                .field("method", &login.method)
+                .field("role", &login.role)
+                .field("accessor", &login.accessor)
+                .finish_non_exhaustive(),
+            Command::RenewToken {
+                accessor,
+                increment_ms,
+            } => f
+                .debug_struct("RenewToken")
+                .field("accessor", accessor)
+                .field("increment_ms", increment_ms)
+                .finish(),
         }
     }
 }
@@ -537,4 +608,19 @@ pub enum CommandResult {
     /// The request id was used before by this caller for a different request: nothing was
     /// applied (a retry must send the same request; a new request needs a new id).
     RequestIdReused,
+    /// A login role or the JWT configuration was written; its generation now.
+    RoleWritten {
+        generation: u64,
+    },
+    RoleDeleted,
+    /// A role write was refused (e.g. its role_id is another role's): the detail says why.
+    RoleRefused(String),
+    SecretIdAdded,
+    SecretIdDestroyed,
+    /// A login issued its token, with this lease.
+    LoggedIn(Lease),
+    /// A login or renewal was refused where it applied: the detail says why.
+    LoginRefused(String),
+    /// A token's lease was renewed.
+    Renewed(Lease),
 }

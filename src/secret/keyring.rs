@@ -35,6 +35,9 @@ pub enum MacPurpose {
     RequestFingerprint,
     /// The internal (Raft) listener: only holders of the master key may call it.
     Peer,
+    /// AppRole secret ids: only their MAC is stored, which nobody without the master key
+    /// can test a guess against.
+    SecretId,
 }
 
 impl MacPurpose {
@@ -43,6 +46,7 @@ impl MacPurpose {
             MacPurpose::Backup => b"raftsafe mac v1: backup",
             MacPurpose::RequestFingerprint => b"raftsafe mac v1: request fingerprint",
             MacPurpose::Peer => b"raftsafe mac v1: peer rpc",
+            MacPurpose::SecretId => b"raftsafe mac v1: approle secret id",
         }
     }
 }
@@ -56,7 +60,7 @@ impl ring::hkdf::KeyType for MacPurpose {
 pub struct Keyring {
     master: SealingKey,
     /// HMAC-SHA256 keys derived from the master key, one per [`MacPurpose`].
-    macs: [(MacPurpose, ring::hmac::Key); 3],
+    macs: [(MacPurpose, ring::hmac::Key); 4],
     /// Unwrapped keys by id, with the wrapped bytes they came from: a key is only reused for
     /// the same wrapped bytes (a restore can replace key 1 of a fresh cluster with key 1 of
     /// the backup).
@@ -104,6 +108,7 @@ impl Keyring {
                 derive(MacPurpose::Backup),
                 derive(MacPurpose::RequestFingerprint),
                 derive(MacPurpose::Peer),
+                derive(MacPurpose::SecretId),
             ],
             unwrapped: RwLock::default(),
             mounts: RwLock::default(),

@@ -31,6 +31,11 @@
 //! - `s<path>`                   → [`super::versions::PathSettings`] (the version cap), when set
 //! - `n<mount path>`             → a [`super::command::MountRecord`] ([`super::mount`])
 //! - `N<mount path>\0<version u32 BE>` → that mount's key version, wrapped under the master key
+//! - `u<method byte><role>`      → a login role ([`super::login::StoredRole`]; `a` AppRole, `j` JWT)
+//! - `y<role id>`                → the name of the AppRole role with that id
+//! - `w<role>\0<accessor>`       → an AppRole secret id ([`super::login::SecretId`]: its MAC)
+//! - `e<token accessor>`         → a login token's lease ([`super::login::Lease`])
+//! - `Ujwt`                      → the JWT method's keys and issuer ([`super::login::StoredJwtConfig`])
 //!
 //! `r`, `q`, `c`, `R` and `Z` are operational: a backup leaves them out, a restore keeps
 //! them ([`keys::OPERATIONAL`]); everything else is the cluster's data.
@@ -228,6 +233,26 @@ fn apply_command<S: StateRead>(
             pairs,
         } => super::restore::chunk(state, changes, *restore, *seq, pairs)?,
         Command::RestoreCommit { restore } => super::restore::commit(state, changes, *restore)?,
+        Command::PutRole { name, role } => {
+            super::login::put_role(state, changes, at_ms, name, role)?
+        }
+        Command::DeleteRole { method, name } => {
+            super::login::delete_role(state, changes, *method, name)?
+        }
+        Command::PutJwtConfig { config } => {
+            super::login::put_jwt_config(state, changes, at_ms, config)?
+        }
+        Command::AddSecretId { role, secret_id } => {
+            super::login::add_secret_id(state, changes, role, secret_id)?
+        }
+        Command::DestroySecretId { role, accessor } => {
+            super::login::destroy_secret_id(state, changes, role, accessor)?
+        }
+        Command::Login(login) => super::login::login(state, changes, at_ms, login)?,
+        Command::RenewToken {
+            accessor,
+            increment_ms,
+        } => super::login::renew(state, changes, at_ms, accessor, *increment_ms)?,
         Command::RevokeToken { accessor } => {
             if changes.get(state, &keys::token(accessor))?.is_none() {
                 CommandResult::NotFound
@@ -353,77 +378,13 @@ fn remember<S: StateRead>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::codec;
     use crate::secret::command::MountKind;
-
-    /// An in-memory state: apply a batch, then fold its changes in, as the store does.
-    #[derive(Default)]
-    struct Mem(BTreeMap<Vec<u8>, Vec<u8>>);
-
-    impl StateRead for Mem {
-        type Error = std::convert::Infallible;
-        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
-            Ok(self.0.get(key).cloned())
-        }
-        fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
-            Ok(self.0.range(from.to_vec()..).next().map(|(k, _)| k.clone()))
-        }
-    }
-
-    impl Mem {
-        fn run(&mut self, reqs: &[Request]) -> Vec<CommandResult> {
-            let mut changes = Changes::default();
-            let out = reqs
-                .iter()
-                .flat_map(|r| apply(self, &mut changes, r).unwrap())
-                .collect();
-            // As the store does: ranges first, then writes, then a restore's swap.
-            let plan = changes.into_plan();
-            for (start, end) in plan.delete_ranges {
-                self.0.retain(|k, _| *k < start || *k >= end);
-            }
-            for (k, v) in plan.writes {
-                match v {
-                    Some(v) => self.0.insert(k, v),
-                    None => self.0.remove(&k),
-                };
-            }
-            if plan.replace_data_with_staging {
-                for (start, end) in data_ranges() {
-                    self.0.retain(|k, _| *k < start || *k >= end);
-                }
-                let staged: Vec<_> = self
-                    .0
-                    .iter()
-                    .filter(|(k, _)| k[0] == keys::STAGING)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                for (k, v) in staged {
-                    self.0.remove(&k);
-                    self.0.insert(k[1..].to_vec(), v);
-                }
-            }
-            out
-        }
-    }
+    use crate::secret::testing::{single, Mem};
 
     fn p(s: &str) -> SecretPath {
         SecretPath::parse(s).unwrap()
-    }
-
-    /// A one-op entry.
-    fn single(id: &str, at_ms: u64, caller: Option<Caller>, command: Command) -> Request {
-        Request {
-            at_ms,
-            ops: vec![Op {
-                id: RequestId::named(id),
-                caller,
-                command,
-            }],
-        }
     }
 
     fn put(id: &str, at: u64, path: &str, val: &[u8], cas: Option<u64>) -> Request {

@@ -6,11 +6,14 @@
 pub mod command;
 pub mod crypto;
 pub mod keyring;
+pub mod login;
 pub mod machine;
 pub mod mount;
 pub mod path;
 pub mod restore;
 pub mod state;
+#[cfg(test)]
+pub mod testing;
 pub mod token;
 pub mod versions;
 

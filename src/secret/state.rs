@@ -82,6 +82,12 @@ pub mod keys {
     pub const SETTINGS: u8 = b's';
     pub const MOUNT: u8 = b'n';
     pub const MOUNT_KEY: u8 = b'N';
+    /// Login roles, their AppRole ids and secret ids, login tokens' leases, the JWT
+    /// configuration (`super::super::login`).
+    pub const ROLE: u8 = b'u';
+    pub const ROLE_ID: u8 = b'y';
+    pub const SECRET_ID: u8 = b'w';
+    pub const LEASE: u8 = b'e';
     /// First bytes of the keys that are bookkeeping, not data (see the module doc).
     pub const OPERATIONAL: &[u8] = b"cqrRZ";
 

@@ -4,7 +4,7 @@
 //! [`Service`]: read a secret (after the read-index round, opened, decoded), write one (sealed,
 //! proposed, its result typed), delete, list, change versions, encrypt and decrypt under an
 //! ondemand mount (JSON documents for `/api/v1`, bytes for Vault's Transit), manage mounts,
-//! tokens, keys, backups and restores. What a dialect owns is its wire shapes, its status
+//! tokens, keys, backups and restores, and log workloads in ([`login`]: AppRole, JWT). What a dialect owns is its wire shapes, its status
 //! codes and its error bodies; what the store means is here.
 //!
 //! Invariants:
@@ -25,13 +25,16 @@
 //!   only those that remove or shrink data go on (`raft::disk::fits_a_full_disk`).
 
 mod admin;
+pub mod jwt;
 mod kv;
+mod login;
 mod transit;
 
 use std::sync::Arc;
 
 pub use admin::{MountChange, RestoreError, Restored};
 pub use kv::{Condition, DeleteOutcome, Listing, PutOutcome, VersionChange};
+pub use login::{random_uuid, Issued, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
 
 use crate::barrier::{Barrier, BarrierError, OndemandError};
 use crate::raft::node::{Node, NodeError};

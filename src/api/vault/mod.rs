@@ -20,6 +20,8 @@
 //!   Vault's `{"errors": [...]}` with Vault's status codes (a check-and-set mismatch is 400,
 //!   as in Vault). Bad input writes nothing, exactly as on the main API.
 
+mod fields;
+mod login;
 mod sys;
 mod token;
 mod transit;
@@ -249,6 +251,10 @@ pub async fn dispatch(
         Some(Route::Versions(op, rest)) => call.versions(&method, op, rest, body).await,
         Some(Route::Transit(rest)) => call.transit(&method, rest, body).await,
         Some(Route::EnableMount(path)) => call.enable_mount(&method, path, body).await,
+        Some(Route::AuthMethods) => call.auth_methods(&method).await,
+        Some(Route::EnableAuth(path)) => call.enable_auth(&method, path, body).await,
+        Some(Route::Login(mount, rest)) => call.login_method(&method, mount, rest, body).await,
+        Some(Route::RenewSelf) => call.renew_self(&method, body).await,
         Some(Route::NotYet(instead)) => Err(VaultError::new(
             StatusCode::BAD_REQUEST,
             format!("raftsafe does not support {full} through the Vault API yet: {instead}"),
@@ -288,6 +294,13 @@ enum Route<'a> {
     Transit(&'a str),
     /// `sys/mounts/{path}`: `bao secrets enable` / `disable`.
     EnableMount(&'a str),
+    /// `sys/auth`: the login methods.
+    AuthMethods,
+    /// `sys/auth/{path}`: `bao auth enable` / `disable`.
+    EnableAuth(&'a str),
+    /// `auth/{approle|jwt}/{rest}`: a login method ([`login`]).
+    Login(&'a str, &'a str),
+    RenewSelf,
 }
 
 /// `secret/delete|undelete|destroy/{path}` with `{"versions": [..]}`.
@@ -341,6 +354,8 @@ fn route(full: &str) -> Option<Route<'_>> {
         "auth/token/lookup-accessor" => return Some(Route::LookupAccessor),
         "auth/token/revoke-accessor" => return Some(Route::RevokeAccessor),
         "auth/token/revoke-self" => return Some(Route::RevokeSelf),
+        "auth/token/renew-self" => return Some(Route::RenewSelf),
+        "sys/auth" => return Some(Route::AuthMethods),
         _ => {}
     }
     if let Some(p) = full.strip_prefix("sys/internal/ui/mounts/") {
@@ -348,6 +363,18 @@ fn route(full: &str) -> Option<Route<'_>> {
     }
     if let Some(p) = full.strip_prefix("sys/mounts/") {
         return Some(Route::EnableMount(p));
+    }
+    if let Some(p) = full.strip_prefix("sys/auth/") {
+        return Some(Route::EnableAuth(p));
+    }
+    for mount in ["approle", "jwt"] {
+        if let Some(rest) = full
+            .strip_prefix("auth/")
+            .and_then(|r| r.strip_prefix(mount))
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            return Some(Route::Login(mount, rest));
+        }
     }
     if let Some(rest) = full
         .strip_prefix(transit::MOUNT)
@@ -422,6 +449,19 @@ impl Call {
         allowed: &[&str],
     ) -> Result<std::collections::BTreeMap<String, String>, VaultError> {
         Ok(query(self.raw.clone(), allowed)?)
+    }
+
+    /// Whether this is a listing: Vault's `LIST`, or `GET ?list=<true>` with Vault's boolean
+    /// spellings (hvac's `Client.list` sends `list=True`).
+    fn listing(&self, method: &Method) -> Result<bool, VaultError> {
+        if method.as_str() == "LIST" {
+            return Ok(true);
+        }
+        Ok(method == Method::GET
+            && self
+                .query(&["list"])?
+                .get("list")
+                .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True")))
     }
 
     /// `sys/health`: no token, like Vault. Every raftsafe node serves linearizable reads and

@@ -36,9 +36,10 @@ use axum::Json;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
+use super::fields::{bad, boolean, int, object, string, version};
 use super::{envelope_value, Call, Reply, VaultError};
 use crate::api::error::ApiError;
-use crate::api::input::{json_int, json_object, max_declared_body, read_body};
+use crate::api::input::{json_int, max_declared_body, read_body};
 use crate::secret::token::Scope;
 use crate::secret::{MountRecord, SecretPath};
 use crate::service::{MountChange, Origin};
@@ -72,10 +73,6 @@ fn answer(data: Value, warnings: Option<Vec<String>>) -> Response {
         body["warnings"] = json!(w);
     }
     Json(body).into_response()
-}
-
-fn bad(message: impl Into<String>) -> VaultError {
-    VaultError::new(StatusCode::BAD_REQUEST, message)
 }
 
 /// Vault's answer for a key that does not exist.
@@ -122,55 +119,6 @@ fn key_info(name: &str, rec: &MountRecord) -> Value {
         "supports_derivation": false,
         "supports_signing": false,
     })
-}
-
-/// A body as a JSON object with only `allowed` fields; an empty body or `null` is `{}`
-/// (what `bao write -f` sends).
-fn object(bytes: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, VaultError> {
-    let trimmed = bytes.trim_ascii();
-    if trimmed.is_empty() || trimmed == b"null" {
-        return Ok(Map::new());
-    }
-    Ok(json_object(bytes, allowed, "a JSON object")?)
-}
-
-/// An integer field: a JSON number, or a numeric string (the CLI sends `k=v` as strings).
-fn int(body: &Map<String, Value>, name: &str) -> Result<Option<u64>, VaultError> {
-    let value = match body.get(name) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
-        Some(v) => json_int(v),
-    };
-    value
-        .map(Some)
-        .ok_or_else(|| bad(format!("field '{name}' must be a non-negative integer")))
-}
-
-/// A key version field: an integer that fits a key version.
-fn version(body: &Map<String, Value>, name: &str) -> Result<Option<u32>, VaultError> {
-    int(body, name)?
-        .map(|v| u32::try_from(v).map_err(|_| bad(format!("field '{name}' is not a key version"))))
-        .transpose()
-}
-
-/// A boolean field: `true`/`false`, or the strings the CLI sends.
-fn boolean(body: &Map<String, Value>, name: &str) -> Result<Option<bool>, VaultError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::String(s)) if s == "true" || s == "1" => Ok(Some(true)),
-        Some(Value::String(s)) if s == "false" || s == "0" => Ok(Some(false)),
-        Some(_) => Err(bad(format!("field '{name}' must be true or false"))),
-    }
-}
-
-/// A string field.
-fn string<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, VaultError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(bad(format!("field '{name}' must be a string"))),
-    }
 }
 
 /// Refuses the options of Vault's keys that raftsafe's keys do not have (see the module
@@ -376,9 +324,7 @@ impl Call {
 
     /// `LIST transit/keys` (or `GET ?list=true`): the keys the caller administers.
     async fn list_keys(&self, method: &Method) -> Reply {
-        let listing = method.as_str() == "LIST"
-            || (method == Method::GET
-                && self.query(&["list"])?.get("list").map(String::as_str) == Some("true"));
+        let listing = self.listing(method)?;
         if !listing {
             return Err(VaultError::unsupported(method, "transit/keys"));
         }

@@ -1,0 +1,715 @@
+//! Logins: the roles that turn a workload's credential (an AppRole secret id, a signed JWT)
+//! into a short-lived token, AppRole's secret ids, and the leases of the tokens logins issue.
+//! Called from [`super::machine::apply`], so every function here is pure.
+//!
+//! A login is checked twice, like every write: the node that received it verifies the
+//! credential (the secret id's MAC, the JWT's signature and claims) against the role and
+//! configuration it read, then proposes [`Command::Login`](super::Command::Login) naming the
+//! *generations* it checked against. Apply issues the token only if they are still current.
+//!
+//! Invariants:
+//! - A role grants one fixed [`Policy`] (scopes × path patterns) and token TTLs; every change
+//!   to a role, or to the JWT configuration, raises its generation, and deleting a role
+//!   removes it with its secret ids. A login checked against an older generation, or a role
+//!   that is gone, is refused where it applies: no token is issued after an acknowledged
+//!   change that would have refused it (revoking a role or a key stops new logins at once).
+//! - A secret id is stored as its HMAC under a master-derived key, never as itself. A bounded
+//!   one is consumed where the login applies, in log order, so two logins racing for its
+//!   last use cannot both win; one that is used up or expired at the entry's time is refused.
+//! - An AppRole `role_id` names one role: a write that would give two roles the same id is
+//!   refused, so the role a login finds by its id is unambiguous.
+//! - A token issued by a login carries a [`Lease`] computed from the entry's time: renewal
+//!   moves its expiry to the entry's time plus the role's TTL (or the asked increment),
+//!   never back and never past the max TTL fixed at login. Tokens made by an administrator have no lease and are
+//!   not renewable.
+
+use serde::{Deserialize, Serialize};
+
+use super::command::CommandResult;
+use super::state::{keys, ApplyError, Changes, StateRead};
+use super::token::Policy;
+
+/// A login method, as Vault names its mount (`auth/approle`, `auth/jwt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Method {
+    AppRole,
+    Jwt,
+}
+
+impl Method {
+    pub const ALL: [Method; 2] = [Method::AppRole, Method::Jwt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::AppRole => "approle",
+            Method::Jwt => "jwt",
+        }
+    }
+
+    /// The byte that keys this method's roles.
+    fn byte(self) -> u8 {
+        match self {
+            Method::AppRole => b'a',
+            Method::Jwt => b'j',
+        }
+    }
+}
+
+/// What a role grants the tokens its logins issue, and what a credential must show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub policy: Policy,
+    /// Seconds a token lives, and what one renewal adds at most.
+    pub token_ttl_s: u64,
+    /// Seconds after the login past which no renewal extends the token.
+    pub token_max_ttl_s: u64,
+    pub binding: Binding,
+}
+
+impl Role {
+    pub fn method(&self) -> Method {
+        match self.binding {
+            Binding::AppRole(_) => Method::AppRole,
+            Binding::Jwt(_) => Method::Jwt,
+        }
+    }
+}
+
+/// The method-specific part of a role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Binding {
+    AppRole(AppRoleBinding),
+    Jwt(JwtBinding),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRoleBinding {
+    /// The role's public identifier (a UUID unless an administrator set one).
+    pub role_id: String,
+    /// Seconds a new secret id lives (0: until destroyed).
+    pub secret_id_ttl_s: u64,
+    /// Logins a new secret id allows (0: unlimited).
+    pub secret_id_num_uses: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtBinding {
+    /// The token's `aud` must contain one of these (the API requires at least one, so a
+    /// token minted for another service is refused).
+    pub bound_audiences: Vec<String>,
+    /// When not empty, `sub` must equal it.
+    pub bound_subject: String,
+    /// Each claim (a name) must equal one of its values (a list claim: contain one).
+    pub bound_claims: Vec<(String, Vec<String>)>,
+    /// The claim that names the workload in the token's display name and the audit log.
+    pub user_claim: String,
+    /// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
+    pub clock_skew_leeway_s: u64,
+}
+
+/// A role as stored (`u<method byte><name>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRole {
+    /// Raised by every write of the role (1 at creation).
+    pub generation: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub role: Role,
+}
+
+/// Where the JWT method finds the keys that sign tokens, and the issuer it trusts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtConfig {
+    /// When not empty, `iss` must equal it.
+    pub bound_issuer: String,
+    /// PEM public keys (RSA, EC P-256/P-384 or Ed25519).
+    pub pem_keys: Vec<String>,
+    /// A JWKS document (JSON text), as a Kubernetes API server publishes at
+    /// `/openid/v1/jwks`.
+    pub jwks: Option<String>,
+    /// Algorithms accepted (Vault's `jwt_supported_algs`; empty: RS256).
+    pub supported_algs: Vec<String>,
+}
+
+/// The JWT configuration as stored (`Ujwt`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredJwtConfig {
+    pub generation: u64,
+    pub updated_at_ms: u64,
+    pub config: JwtConfig,
+}
+
+/// An AppRole secret id as stored (`w<role>\0<accessor>`): its MAC, never the secret id.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretId {
+    /// Hex of the MAC's first 8 bytes: names the secret id in listings and destruction.
+    pub accessor: String,
+    /// HMAC-SHA256 of the secret id under the master-derived key for secret ids.
+    pub mac: [u8; 32],
+    pub created_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+    /// Logins left (`None`: unlimited).
+    pub uses_left: Option<u64>,
+    /// Vault's `metadata` (shown on lookup, never secret).
+    pub metadata: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for SecretId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretId")
+            .field("accessor", &self.accessor)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("uses_left", &self.uses_left)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretId {
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|t| now_ms >= t)
+    }
+}
+
+/// A login token's lease (`e<token accessor>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub expires_at_ms: u64,
+    /// No renewal moves the expiry past this.
+    pub max_expires_at_ms: u64,
+    /// What a renewal without an increment adds (the role's TTL at login).
+    pub ttl_ms: u64,
+}
+
+/// A login as proposed: what the receiving node checked, for apply to check again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    pub method: Method,
+    pub role: String,
+    /// The role's generation the credential was checked against.
+    pub role_generation: u64,
+    /// The JWT configuration's generation the signature was checked against.
+    pub config_generation: Option<u64>,
+    /// The AppRole secret id's accessor, consumed by this login.
+    pub secret_id: Option<String>,
+    /// The new token's accessor and its record, sealed.
+    pub accessor: String,
+    pub sealed: Vec<u8>,
+    pub ttl_ms: u64,
+    pub max_ttl_ms: u64,
+}
+
+pub fn role_key(method: Method, name: &str) -> Vec<u8> {
+    let mut k = vec![keys::ROLE, method.byte()];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `u<method byte>`: the prefix of every role of `method`.
+pub fn role_prefix(method: Method) -> Vec<u8> {
+    vec![keys::ROLE, method.byte()]
+}
+
+pub fn role_id_key(role_id: &str) -> Vec<u8> {
+    keys::with_path(keys::ROLE_ID, role_id)
+}
+
+pub fn secret_id_prefix(role: &str) -> Vec<u8> {
+    let mut k = keys::with_path(keys::SECRET_ID, role);
+    k.push(0);
+    k
+}
+
+pub fn secret_id_key(role: &str, accessor: &str) -> Vec<u8> {
+    let mut k = secret_id_prefix(role);
+    k.extend_from_slice(accessor.as_bytes());
+    k
+}
+
+pub fn lease_key(accessor: &str) -> Vec<u8> {
+    keys::with_path(keys::LEASE, accessor)
+}
+
+pub const JWT_CONFIG: &[u8] = b"Ujwt";
+
+/// Vault's answer to every bad AppRole pair: which half was wrong is not told.
+pub const INVALID_APPROLE: &str = "invalid role or secret ID";
+
+/// Creates or replaces role `name`.
+pub fn put_role<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    at_ms: u64,
+    name: &str,
+    role: &Role,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    let key = role_key(role.method(), name);
+    let old: Option<StoredRole> = changes.get_decoded(state, &key)?;
+    if let Binding::AppRole(b) = &role.binding {
+        let id_key = role_id_key(&b.role_id);
+        if let Some(owner) = changes.get(state, &id_key)? {
+            if owner != name.as_bytes() {
+                return Ok(CommandResult::RoleRefused(format!(
+                    "role_id is already the id of role '{}'",
+                    String::from_utf8_lossy(&owner)
+                )));
+            }
+        }
+        if let Some(Binding::AppRole(previous)) = old.as_ref().map(|o| &o.role.binding) {
+            if previous.role_id != b.role_id {
+                changes.delete(role_id_key(&previous.role_id));
+            }
+        }
+        changes
+            .writes
+            .insert(id_key, Some(name.as_bytes().to_vec()));
+    }
+    let stored = StoredRole {
+        generation: old.as_ref().map_or(1, |o| o.generation + 1),
+        created_at_ms: old.as_ref().map_or(at_ms, |o| o.created_at_ms),
+        updated_at_ms: old.as_ref().map_or(at_ms, |o| at_ms.max(o.updated_at_ms)),
+        role: role.clone(),
+    };
+    let generation = stored.generation;
+    changes.put(key, &stored);
+    Ok(CommandResult::RoleWritten { generation })
+}
+
+/// Deletes role `name` with its secret ids (tokens it issued live out their leases).
+pub fn delete_role<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    method: Method,
+    name: &str,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    let key = role_key(method, name);
+    let Some(old) = changes.get_decoded::<S, StoredRole>(state, &key)? else {
+        return Ok(CommandResult::NotFound);
+    };
+    if let Binding::AppRole(b) = &old.role.binding {
+        changes.delete(role_id_key(&b.role_id));
+        for k in changes.keys_with_prefix(state, &secret_id_prefix(name))? {
+            changes.delete(k);
+        }
+    }
+    changes.delete(key);
+    Ok(CommandResult::RoleDeleted)
+}
+
+/// Replaces the JWT method's configuration (its keys and issuer).
+pub fn put_jwt_config<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    at_ms: u64,
+    config: &JwtConfig,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    let old: Option<StoredJwtConfig> = changes.get_decoded(state, JWT_CONFIG)?;
+    let stored = StoredJwtConfig {
+        generation: old.as_ref().map_or(1, |o| o.generation + 1),
+        updated_at_ms: old.as_ref().map_or(at_ms, |o| at_ms.max(o.updated_at_ms)),
+        config: config.clone(),
+    };
+    let generation = stored.generation;
+    changes.put(JWT_CONFIG.to_vec(), &stored);
+    Ok(CommandResult::RoleWritten { generation })
+}
+
+/// Adds a secret id to AppRole role `role` (which must exist).
+pub fn add_secret_id<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    role: &str,
+    secret_id: &SecretId,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    if changes
+        .get(state, &role_key(Method::AppRole, role))?
+        .is_none()
+    {
+        return Ok(CommandResult::NotFound);
+    }
+    let key = secret_id_key(role, &secret_id.accessor);
+    if changes.get(state, &key)?.is_some() {
+        // 64 bits of a MAC of 256 random bits colliding: refuse rather than replace.
+        return Ok(CommandResult::RoleRefused(
+            "a secret id with this accessor exists; generate another".into(),
+        ));
+    }
+    changes.put(key, secret_id);
+    Ok(CommandResult::SecretIdAdded)
+}
+
+pub fn destroy_secret_id<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    role: &str,
+    accessor: &str,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    let key = secret_id_key(role, accessor);
+    if changes.get(state, &key)?.is_none() {
+        return Ok(CommandResult::NotFound);
+    }
+    changes.delete(key);
+    Ok(CommandResult::SecretIdDestroyed)
+}
+
+/// Issues the token of a login whose credential the receiving node verified, if the role
+/// (and JWT configuration) it was checked against are still current and the secret id still
+/// allows a login at `at_ms`.
+pub fn login<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    at_ms: u64,
+    login: &Login,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    let refuse = |why: String| Ok(CommandResult::LoginRefused(why));
+    let role_key = role_key(login.method, &login.role);
+    match changes.get_decoded::<S, StoredRole>(state, &role_key)? {
+        None => return refuse(format!("role '{}' does not exist", login.role)),
+        Some(r) if r.generation != login.role_generation => {
+            return refuse(format!(
+                "role '{}' changed while this login was checked; log in again",
+                login.role
+            ))
+        }
+        Some(_) => {}
+    }
+    if let Some(expected) = login.config_generation {
+        let current = changes
+            .get_decoded::<S, StoredJwtConfig>(state, JWT_CONFIG)?
+            .map(|c| c.generation);
+        if current != Some(expected) {
+            return refuse(
+                "the JWT keys changed while this login was checked; log in again".into(),
+            );
+        }
+    }
+    // Every AppRole login consumes a secret id: one that names none is not a login.
+    if login.method == Method::AppRole && login.secret_id.is_none() {
+        return refuse("an AppRole login needs a secret id".into());
+    }
+    if let Some(accessor) = &login.secret_id {
+        let key = secret_id_key(&login.role, accessor);
+        // Vault's one answer, whichever it was: used up (or destroyed) since the node looked,
+        // or expired at the entry's time.
+        let Some(mut secret_id) = changes.get_decoded::<S, SecretId>(state, &key)? else {
+            return refuse(INVALID_APPROLE.into());
+        };
+        if secret_id.expired(at_ms) {
+            return refuse(INVALID_APPROLE.into());
+        }
+        match secret_id.uses_left {
+            None => {}
+            Some(0 | 1) => changes.delete(key),
+            Some(n) => {
+                secret_id.uses_left = Some(n - 1);
+                changes.put(key, &secret_id);
+            }
+        }
+    }
+    if changes.get(state, &keys::token(&login.accessor))?.is_some() {
+        return refuse("a token with this accessor exists; log in again".into());
+    }
+    let lease = Lease {
+        expires_at_ms: at_ms.saturating_add(login.ttl_ms),
+        max_expires_at_ms: at_ms.saturating_add(login.max_ttl_ms.max(login.ttl_ms)),
+        ttl_ms: login.ttl_ms,
+    };
+    changes
+        .writes
+        .insert(keys::token(&login.accessor), Some(login.sealed.clone()));
+    changes.delete(keys::revoked(&login.accessor));
+    changes.put(lease_key(&login.accessor), &lease);
+    Ok(CommandResult::LoggedIn(lease))
+}
+
+/// Moves the expiry of a login token's lease to `at_ms + increment` (the lease's TTL when 0),
+/// capped at its max.
+pub fn renew<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    at_ms: u64,
+    accessor: &str,
+    increment_ms: u64,
+) -> Result<CommandResult, ApplyError<S::Error>> {
+    if changes.get(state, &keys::token(accessor))?.is_none() {
+        return Ok(CommandResult::NotFound);
+    }
+    if changes.get(state, &keys::revoked(accessor))?.is_some() {
+        return Ok(CommandResult::LoginRefused(format!(
+            "token {accessor} has been revoked"
+        )));
+    }
+    let key = lease_key(accessor);
+    let Some(mut lease) = changes.get_decoded::<S, Lease>(state, &key)? else {
+        return Ok(CommandResult::LoginRefused(format!(
+            "token {accessor} is not renewable (only tokens issued by a login are)"
+        )));
+    };
+    if at_ms >= lease.expires_at_ms {
+        return Ok(CommandResult::LoginRefused(format!(
+            "token {accessor} has expired"
+        )));
+    }
+    let increment = if increment_ms == 0 {
+        lease.ttl_ms
+    } else {
+        increment_ms
+    };
+    // Never shortens a lease: a renewal asking for less than is left keeps what is left.
+    lease.expires_at_ms = at_ms
+        .saturating_add(increment)
+        .min(lease.max_expires_at_ms)
+        .max(lease.expires_at_ms);
+    changes.put(key, &lease);
+    Ok(CommandResult::Renewed(lease))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::command::{Caller, Command};
+    use crate::secret::testing::{single, Mem};
+    use crate::secret::token::{PathPattern, Scope};
+
+    fn approle(role_id: &str) -> Role {
+        Role {
+            policy: Policy {
+                scopes: vec![Scope::ReadSecret],
+                paths: vec![PathPattern::parse("app/*").unwrap()],
+            },
+            token_ttl_s: 60,
+            token_max_ttl_s: 300,
+            binding: Binding::AppRole(AppRoleBinding {
+                role_id: role_id.into(),
+                secret_id_ttl_s: 0,
+                secret_id_num_uses: 0,
+            }),
+        }
+    }
+
+    fn put_role(mem: &mut Mem, id: &str, at: u64, name: &str, role: Role) -> CommandResult {
+        let command = Command::PutRole {
+            name: name.into(),
+            role: Box::new(role),
+        };
+        mem.run(&[single(id, at, None, command)]).remove(0)
+    }
+
+    fn secret_id(accessor: &str, uses: Option<u64>, expires: Option<u64>) -> SecretId {
+        SecretId {
+            accessor: accessor.into(),
+            mac: [7; 32],
+            created_at_ms: 0,
+            expires_at_ms: expires,
+            uses_left: uses,
+            metadata: vec![],
+        }
+    }
+
+    fn login(role: &str, generation: u64, sid: Option<&str>, token: &str) -> Command {
+        Command::Login(Box::new(Login {
+            method: Method::AppRole,
+            role: role.into(),
+            role_generation: generation,
+            config_generation: None,
+            secret_id: sid.map(String::from),
+            accessor: token.into(),
+            sealed: vec![1, 2, 3],
+            ttl_ms: 60_000,
+            max_ttl_ms: 300_000,
+        }))
+    }
+
+    #[test]
+    fn a_bounded_secret_id_allows_exactly_its_uses_in_log_order() {
+        let mut mem = Mem::default();
+        assert_eq!(
+            put_role(&mut mem, "r1", 10, "ci", approle("id-ci-0001")),
+            CommandResult::RoleWritten { generation: 1 }
+        );
+        let add = Command::AddSecretId {
+            role: "ci".into(),
+            secret_id: Box::new(secret_id("s1", Some(2), None)),
+        };
+        assert_eq!(
+            mem.run(&[single("a", 11, None, add)]),
+            [CommandResult::SecretIdAdded]
+        );
+        // Three logins race for two uses, in one entry: the third is refused.
+        let out = mem.run(&[
+            single("l1", 20, None, login("ci", 1, Some("s1"), "t1")),
+            single("l2", 20, None, login("ci", 1, Some("s1"), "t2")),
+            single("l3", 20, None, login("ci", 1, Some("s1"), "t3")),
+        ]);
+        assert!(
+            matches!(out[0], CommandResult::LoggedIn(l) if l.expires_at_ms == 60_020 && l.max_expires_at_ms == 300_020)
+        );
+        assert!(matches!(out[1], CommandResult::LoggedIn(_)));
+        assert!(matches!(&out[2], CommandResult::LoginRefused(w) if w == INVALID_APPROLE));
+        assert!(mem.0.contains_key(&keys::token("t2")));
+        assert!(
+            !mem.0.contains_key(&keys::token("t3")),
+            "a refused login stores no token"
+        );
+        assert!(
+            !mem.0.contains_key(&secret_id_key("ci", "s1")),
+            "a used-up secret id is gone"
+        );
+    }
+
+    #[test]
+    fn a_login_checked_against_a_changed_or_deleted_role_is_refused() {
+        let mut mem = Mem::default();
+        put_role(&mut mem, "r1", 10, "ci", approle("id-ci-0001"));
+        let add = Command::AddSecretId {
+            role: "ci".into(),
+            secret_id: Box::new(secret_id("s1", None, Some(1_000))),
+        };
+        mem.run(&[single("a", 11, None, add)]);
+        // The role changed (generation 2) after the node checked generation 1.
+        assert_eq!(
+            put_role(&mut mem, "r2", 12, "ci", approle("id-ci-0001")),
+            CommandResult::RoleWritten { generation: 2 }
+        );
+        let out = mem.run(&[single("l1", 20, None, login("ci", 1, Some("s1"), "t1"))]);
+        assert!(matches!(&out[0], CommandResult::LoginRefused(w) if w.contains("changed")));
+        // Expired at the entry's time, whatever the node thought.
+        let out = mem.run(&[single("l2", 1_000, None, login("ci", 2, Some("s1"), "t2"))]);
+        assert!(matches!(&out[0], CommandResult::LoginRefused(w) if w == INVALID_APPROLE));
+        let out = mem.run(&[single("l3", 999, None, login("ci", 2, Some("s1"), "t3"))]);
+        assert!(matches!(out[0], CommandResult::LoggedIn(_)));
+        // Deleting the role takes its secret ids and role id with it.
+        let del = Command::DeleteRole {
+            method: Method::AppRole,
+            name: "ci".into(),
+        };
+        assert_eq!(
+            mem.run(&[single("d", 30, None, del)]),
+            [CommandResult::RoleDeleted]
+        );
+        assert!(!mem.0.contains_key(&secret_id_key("ci", "s1")));
+        assert!(!mem.0.contains_key(&role_id_key("id-ci-0001")));
+        let out = mem.run(&[single("l4", 31, None, login("ci", 2, Some("s1"), "t4"))]);
+        assert!(matches!(&out[0], CommandResult::LoginRefused(w) if w.contains("does not exist")));
+    }
+
+    #[test]
+    fn two_roles_cannot_share_a_role_id() {
+        let mut mem = Mem::default();
+        put_role(&mut mem, "r1", 10, "a", approle("shared-id-1"));
+        assert!(matches!(
+            put_role(&mut mem, "r2", 11, "b", approle("shared-id-1")),
+            CommandResult::RoleRefused(w) if w.contains("'a'")
+        ));
+        // Changing a's id frees the old one.
+        put_role(&mut mem, "r3", 12, "a", approle("new-id-0001"));
+        assert!(matches!(
+            put_role(&mut mem, "r4", 13, "b", approle("shared-id-1")),
+            CommandResult::RoleWritten { generation: 1 }
+        ));
+    }
+
+    #[test]
+    fn jwt_logins_need_the_configuration_they_were_checked_against() {
+        let mut mem = Mem::default();
+        let config = JwtConfig {
+            bound_issuer: String::new(),
+            pem_keys: vec![],
+            jwks: Some("{\"keys\":[]}".into()),
+            supported_algs: vec![],
+        };
+        let write = |id: &str, at| {
+            single(
+                id,
+                at,
+                None,
+                Command::PutJwtConfig {
+                    config: Box::new(config.clone()),
+                },
+            )
+        };
+        assert_eq!(
+            mem.run(&[write("c1", 1)]),
+            [CommandResult::RoleWritten { generation: 1 }]
+        );
+        let mut role = approle("unused-id");
+        role.binding = Binding::Jwt(JwtBinding {
+            bound_audiences: vec!["raftsafe".into()],
+            bound_subject: String::new(),
+            bound_claims: vec![],
+            user_claim: "sub".into(),
+            clock_skew_leeway_s: 60,
+        });
+        put_role(&mut mem, "r1", 2, "k8s", role);
+        let jwt_login = |generation| {
+            Command::Login(Box::new(Login {
+                method: Method::Jwt,
+                role: "k8s".into(),
+                role_generation: 1,
+                config_generation: Some(generation),
+                secret_id: None,
+                accessor: format!("t{generation}"),
+                sealed: vec![1],
+                ttl_ms: 1_000,
+                max_ttl_ms: 5_000,
+            }))
+        };
+        // A key rotation (generation 2) lands before a login checked under generation 1.
+        mem.run(&[write("c2", 3)]);
+        let out = mem.run(&[single("l1", 4, None, jwt_login(1))]);
+        assert!(
+            matches!(&out[0], CommandResult::LoginRefused(w) if w.contains("JWT keys changed"))
+        );
+        let out = mem.run(&[single("l2", 4, None, jwt_login(2))]);
+        assert!(matches!(out[0], CommandResult::LoggedIn(_)));
+    }
+
+    #[test]
+    fn renewal_moves_the_expiry_up_to_the_max_and_only_for_login_tokens() {
+        let mut mem = Mem::default();
+        put_role(&mut mem, "r1", 0, "ci", approle("id-ci-0001"));
+        let add = Command::AddSecretId {
+            role: "ci".into(),
+            secret_id: Box::new(secret_id("s1", None, None)),
+        };
+        mem.run(&[single("a", 0, None, add)]);
+        // An AppRole login must consume a secret id: one naming none issues nothing.
+        let out = mem.run(&[single("l0", 0, None, login("ci", 1, None, "t0"))]);
+        assert!(
+            matches!(&out[0], CommandResult::LoginRefused(w) if w.contains("needs a secret id"))
+        );
+        mem.run(&[single("l1", 0, None, login("ci", 1, Some("s1"), "t1"))]);
+        let renew = |id: &str, at, inc| {
+            let caller = Caller {
+                accessor: "t1".into(),
+                expires_at_ms: None,
+            };
+            let command = Command::RenewToken {
+                accessor: "t1".into(),
+                increment_ms: inc,
+            };
+            single(id, at, Some(caller), command)
+        };
+        // Default increment: the role's TTL (60 s) from the entry's time.
+        let out = mem.run(&[renew("n1", 30_000, 0)]);
+        assert!(matches!(out[0], CommandResult::Renewed(l) if l.expires_at_ms == 90_000));
+        // Capped by the max (300 s after the login).
+        let out = mem.run(&[renew("n2", 80_000, 1_000_000)]);
+        assert!(matches!(out[0], CommandResult::Renewed(l) if l.expires_at_ms == 300_000));
+        // A shorter increment never shortens the lease.
+        let out = mem.run(&[renew("n3", 81_000, 1_000)]);
+        assert!(matches!(out[0], CommandResult::Renewed(l) if l.expires_at_ms == 300_000));
+        // An administrator's token (no lease) is not renewable.
+        let create = Command::CreateToken {
+            accessor: "admin".into(),
+            sealed: vec![1],
+            bootstrap: false,
+        };
+        mem.run(&[single("c", 0, None, create)]);
+        let command = Command::RenewToken {
+            accessor: "admin".into(),
+            increment_ms: 0,
+        };
+        let out = mem.run(&[single("n4", 1, None, command)]);
+        assert!(matches!(&out[0], CommandResult::LoginRefused(w) if w.contains("not renewable")));
+    }
+}
