@@ -68,6 +68,7 @@ document.";
         super::secrets::rewrap,
         super::metadata::get,
         super::metadata::put,
+        super::metadata::patch,
         super::metadata::delete,
         super::metadata::undelete,
         super::metadata::destroy,
@@ -99,7 +100,7 @@ document.";
     modifiers(&CommonErrors),
     tags(
         (name = "secrets", description = "Read, write, delete and list secrets; under an ondemand mount, encrypt and decrypt instead."),
-        (name = "metadata", description = "A path's versions: the metadata view, the version cap, undelete and destroy."),
+        (name = "metadata", description = "A path's versions: the metadata view, the version cap, custom metadata, undelete and destroy."),
         (name = "mounts", description = "Ondemand mounts (encryption as a service) and their key lifecycle."),
         (name = "tokens", description = "API tokens."),
         (name = "keys", description = "The data keyring that seals stored values."),
@@ -199,6 +200,7 @@ impl Modify for CommonErrors {
                 (false, &mut item.get),
                 (true, &mut item.put),
                 (true, &mut item.post),
+                (true, &mut item.patch),
                 (true, &mut item.delete),
             ];
             for (write, op) in operations
@@ -286,6 +288,7 @@ mod tests {
             ("post", "/api/v1/rewrap/{path}"),
             ("get", "/api/v1/metadata/{path}"),
             ("put", "/api/v1/metadata/{path}"),
+            ("patch", "/api/v1/metadata/{path}"),
             ("delete", "/api/v1/metadata/{path}"),
             ("post", "/api/v1/undelete/{path}"),
             ("post", "/api/v1/destroy/{path}"),
@@ -480,9 +483,37 @@ mod tests {
             schemas["CreateToken"]["properties"]["ttlSeconds"]["maximum"],
             super::super::tokens::MAX_TTL_SECONDS
         );
+        for schema in ["WriteMetadata", "PatchMetadata"] {
+            let props = &schemas[schema]["properties"];
+            assert_eq!(
+                props["maxVersions"]["maximum"],
+                crate::secret::versions::MAX_MAX_VERSIONS,
+                "{schema}"
+            );
+            let custom = &props["customMetadata"];
+            assert_eq!(custom["maxProperties"], crate::secret::custom::MAX_KEYS);
+            assert_eq!(
+                custom["propertyNames"]["maxLength"],
+                crate::secret::custom::MAX_KEY_BYTES
+            );
+            assert_eq!(custom["propertyNames"]["minLength"], 1);
+            assert_eq!(
+                custom["additionalProperties"]["maxLength"],
+                crate::secret::custom::MAX_VALUE_BYTES
+            );
+            assert_eq!(custom["additionalProperties"]["minLength"], 1);
+            assert_eq!(schemas[schema]["minProperties"], 1, "{schema}");
+        }
+        // Only a patch removes keys with null.
         assert_eq!(
-            schemas["SetMaxVersions"]["properties"]["maxVersions"]["maximum"],
-            crate::secret::versions::MAX_MAX_VERSIONS
+            schemas["PatchMetadata"]["properties"]["customMetadata"]["additionalProperties"]
+                ["type"],
+            serde_json::json!(["string", "null"])
+        );
+        assert_eq!(
+            schemas["WriteMetadata"]["properties"]["customMetadata"]["additionalProperties"]
+                ["type"],
+            "string"
         );
         assert_eq!(
             schemas["VersionList"]["properties"]["versions"]["maxItems"],

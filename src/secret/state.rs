@@ -82,6 +82,7 @@ pub mod keys {
     pub const SETTINGS: u8 = b's';
     pub const MOUNT: u8 = b'n';
     pub const MOUNT_KEY: u8 = b'N';
+    pub const CUSTOM_METADATA: u8 = b'u';
     /// First bytes of the keys that are bookkeeping, not data (see the module doc).
     pub const OPERATIONAL: &[u8] = b"cqrRZ";
 
@@ -146,6 +147,13 @@ pub mod keys {
 
     pub fn settings(path: &SecretPath) -> Vec<u8> {
         let mut k = vec![SETTINGS];
+        k.extend_from_slice(path.as_str().as_bytes());
+        k
+    }
+
+    /// `u<path>`: the path's custom metadata record (sealed map, plaintext generation).
+    pub fn custom_metadata(path: &SecretPath) -> Vec<u8> {
+        let mut k = vec![CUSTOM_METADATA];
         k.extend_from_slice(path.as_str().as_bytes());
         k
     }

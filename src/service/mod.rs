@@ -31,7 +31,10 @@ mod transit;
 use std::sync::Arc;
 
 pub use admin::{MountChange, RestoreError, Restored};
-pub use kv::{Condition, DeleteOutcome, Listing, PutOutcome, VersionChange};
+pub use kv::{
+    Condition, CustomChange, CustomMetadata, DeleteOutcome, Listing, MetadataChange,
+    MetadataOutcome, PutOutcome, VersionChange,
+};
 
 use crate::barrier::{Barrier, BarrierError, OndemandError};
 use crate::raft::node::{Node, NodeError};
