@@ -97,7 +97,7 @@ document.";
         serve,
     ),
     components(schemas(ErrorBody, crate::secret::token::Scope)),
-    modifiers(&CommonErrors),
+    modifiers(&CommonErrors, &AtLeastOneField),
     tags(
         (name = "secrets", description = "Read, write, delete and list secrets; under an ondemand mount, encrypt and decrypt instead."),
         (name = "metadata", description = "A path's versions: the metadata view, the version cap, custom metadata, undelete and destroy."),
@@ -112,6 +112,33 @@ document.";
     ),
 )]
 pub struct ApiDoc;
+
+/// The request bodies whose fields are each optional but that need at least one of them
+/// (the handler refuses `{}`).
+pub const AT_LEAST_ONE_FIELD: [&str; 3] = ["MountConfig", "WriteMetadata", "PatchMetadata"];
+
+/// Gives [`AT_LEAST_ONE_FIELD`] `minProperties: 1`. Not `#[schema(min_properties = 1)]`:
+/// utoipa-gen 5.5.0 renders that attribute as `maxProperties` (its `Feature::MinProperties`
+/// emits `.max_properties(..)`), which told clients that a body with both fields of
+/// `MountConfig` was invalid, and would have said the same of a metadata write setting the
+/// cap and the custom metadata together.
+struct AtLeastOneField;
+
+impl Modify for AtLeastOneField {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        for name in AT_LEAST_ONE_FIELD {
+            if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(o))) =
+                components.schemas.get_mut(name)
+            {
+                o.min_properties = Some(1);
+                o.max_properties = None;
+            }
+        }
+    }
+}
 
 /// The security scheme, and the errors every authenticated operation can answer (see the
 /// module doc).
@@ -502,7 +529,14 @@ mod tests {
                 crate::secret::custom::MAX_VALUE_BYTES
             );
             assert_eq!(custom["additionalProperties"]["minLength"], 1);
-            assert_eq!(schemas[schema]["minProperties"], 1, "{schema}");
+        }
+        // Bodies that need at least one optional field say so, and allow all of them.
+        for schema in AT_LEAST_ONE_FIELD {
+            let s = &schemas[schema];
+            assert_eq!(s["minProperties"], 1, "{schema}: {s}");
+            assert!(s["maxProperties"].is_null(), "{schema}: {s}");
+            assert!(s["required"].is_null(), "{schema}: {s}");
+            assert!(s["properties"].as_object().unwrap().len() >= 2, "{schema}");
         }
         // Only a patch removes keys with null.
         assert_eq!(

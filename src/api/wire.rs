@@ -280,7 +280,6 @@ fn custom_metadata_schema(patch: bool) -> utoipa::openapi::schema::Object {
 /// or both (applied together). At least one.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(min_properties = 1)]
 pub struct WriteMetadata {
     /// How many versions to keep; older ones are removed now and as new ones are written.
     #[schema(nullable = false, minimum = 1, maximum = 1000000)]
@@ -294,7 +293,6 @@ pub struct WriteMetadata {
 /// key), and sets the version cap when given. At least one.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(min_properties = 1)]
 pub struct PatchMetadata {
     /// How many versions to keep.
     #[schema(nullable = false, minimum = 1, maximum = 1000000)]
@@ -438,7 +436,6 @@ fn mount_path() -> utoipa::openapi::schema::Object {
 /// `PUT /mounts/{path}/config`: at least one of the two.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(min_properties = 1)]
 pub struct MountConfig {
     /// Ciphertexts of older key versions are refused.
     #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295u64)]
