@@ -232,7 +232,14 @@ impl Client {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
+            // JSON unless the caller names the type (a merge patch, say).
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                req = req.header("content-type", "application/json");
+            }
+            req = req.body(b);
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
