@@ -142,7 +142,7 @@ pub async fn put(state: State, call: Call) -> Result<Response, ApiError> {
     tag = "metadata",
     operation_id = "patchMetadata",
     summary = "Merge into the path's custom metadata (and/or set its version cap)",
-    description = "`customMetadata` is merged into the stored map: a string sets its key, `null` removes it. The merge is atomic: a concurrent change makes it read and merge again. The path must have metadata (a version, a cap or custom metadata).",
+    description = "`customMetadata` is merged into the stored map: a string sets its key, `null` removes it. The merge is atomic: a concurrent change makes it read and merge again. A patch of `customMetadata` needs the path to have metadata already (a version, a cap or custom metadata): else 404.",
     params(SecretPathParam, RequestIdHeader),
     request_body(content = PatchMetadata),
     responses(

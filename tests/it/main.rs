@@ -16,7 +16,8 @@
 //! - [`ondemand`]: the ondemand engine (mounts, encrypt/decrypt/rewrap, rotation, config,
 //!   trim) and the rest of the lifecycle (ETags and preconditions, undelete, destroy, the
 //!   metadata view, the version cap), through followers and the leader on a TLS cluster;
-//! - [`vault`]: the Vault KV v2 dialect, driven by hvac (the real client) and raw HTTP;
+//! - [`vault`]: the Vault KV v2 dialect (custom metadata too), driven by hvac and the `bao`
+//!   CLI (the real clients) and raw HTTP (External Secrets' PushSecret requests among them);
 //! - [`cli`]: the `raftsafe` binary as a user runs it (put forms, tables and JSON, exit
 //!   codes, the environment and its precedence, error hints, completion scripts);
 //! - [`openapi`]: the OpenAPI document, validated, then schemathesis fuzzing every operation it
