@@ -10,7 +10,7 @@
 //!   domain, `custom_metadata\0<path>`, so a sealed map never opens as a value or a token,
 //!   nor the reverse, nor at another path): the log, the state machine, snapshots and backups
 //!   hold it sealed only, and apply never sees a key or a value of it.
-//! - Each path's record (`u<path>`, [`CustomMetadataRecord`]) carries a generation in
+//! - Each path's record (`C<path>`, [`CustomMetadataRecord`]) carries a generation in
 //!   plaintext: 1 at its first write, one more at each write (0 means "no record"). A write
 //!   may name the generation it was computed from; if that is not the current one nothing
 //!   changes and the answer is `CustomMetadataConflict` with the current generation. A PATCH
@@ -48,7 +48,7 @@ pub type CustomMetadata = BTreeMap<String, String>;
 /// A patch of custom metadata: `None` removes the key (a JSON `null` in a merge patch).
 pub type CustomMetadataPatch = BTreeMap<String, Option<String>>;
 
-/// A path's custom metadata as stored (`u<path>`). A new struct: its bincode layout is its
+/// A path's custom metadata as stored (`C<path>`). A new struct: its bincode layout is its
 /// own, and never changes.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomMetadataRecord {

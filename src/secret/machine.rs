@@ -31,7 +31,7 @@
 //! - `s<path>`                   → [`super::versions::PathSettings`] (the version cap), when set
 //! - `n<mount path>`             → a [`super::command::MountRecord`] ([`super::mount`])
 //! - `N<mount path>\0<version u32 BE>` → that mount's key version, wrapped under the master key
-//! - `u<path>`                   → [`super::custom::CustomMetadataRecord`]: the path's custom
+//! - `C<path>`                   → [`super::custom::CustomMetadataRecord`]: the path's custom
 //!   metadata, sealed, with its generation in plaintext ([`super::custom`]); may exist for a
 //!   path with no version
 //!

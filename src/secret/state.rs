@@ -82,7 +82,8 @@ pub mod keys {
     pub const SETTINGS: u8 = b's';
     pub const MOUNT: u8 = b'n';
     pub const MOUNT_KEY: u8 = b'N';
-    pub const CUSTOM_METADATA: u8 = b'u';
+    /// A path's custom metadata (`C<path>`, [`super::super::custom`]).
+    pub const CUSTOM_METADATA: u8 = b'C';
     /// First bytes of the keys that are bookkeeping, not data (see the module doc).
     pub const OPERATIONAL: &[u8] = b"cqrRZ";
 
@@ -151,7 +152,7 @@ pub mod keys {
         k
     }
 
-    /// `u<path>`: the path's custom metadata record (sealed map, plaintext generation).
+    /// `C<path>`: the path's custom metadata record (sealed map, plaintext generation).
     pub fn custom_metadata(path: &SecretPath) -> Vec<u8> {
         let mut k = vec![CUSTOM_METADATA];
         k.extend_from_slice(path.as_str().as_bytes());
