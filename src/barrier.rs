@@ -7,7 +7,9 @@
 //! - Sealing always uses the newest data key in the replicated state; opening uses the key
 //!   id recorded in the sealed bytes, so values sealed before a rotation still open.
 //! - Secret values are bound to their path and token records to their accessor (associated
-//!   data): a sealed blob moved to another key opens nowhere.
+//!   data): a sealed blob moved to another key opens nowhere. A path's custom metadata is
+//!   bound to its path under associated data of its own domain, so a sealed map and a sealed
+//!   value never open as each other, even at the same path.
 //! - Ondemand mounts: [`Barrier::encrypt`] and [`Barrier::decrypt`] use the mount's own keys
 //!   (wrapped under the same master key) and bind the full path and the key version; the
 //!   plaintext goes back to the caller and never into the state machine. Callers must have
@@ -18,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::secret::crypto::{self, CryptoError, SealingKey};
-use crate::secret::keyring::{secret_aad, token_aad, Keyring, MacPurpose};
+use crate::secret::keyring::{custom_metadata_aad, secret_aad, token_aad, Keyring, MacPurpose};
 use crate::secret::machine::keys;
 use crate::secret::mount::{CiphertextError, Envelope};
 use crate::secret::token::TokenRecord;
@@ -161,6 +163,32 @@ impl Barrier {
         self.open(
             || format!("opening '{path}'"),
             &secret_aad(path.as_str()),
+            sealed,
+        )
+    }
+
+    /// Seals a path's custom metadata (its encoded map) for `path`.
+    pub fn seal_custom_metadata(
+        &self,
+        path: &SecretPath,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, BarrierError> {
+        self.current()?
+            .seal(&custom_metadata_aad(path.as_str()), plain)
+            .map_err(|source| BarrierError::Crypto {
+                what: format!("sealing the custom metadata of '{path}'"),
+                source,
+            })
+    }
+
+    pub fn open_custom_metadata(
+        &self,
+        path: &SecretPath,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, BarrierError> {
+        self.open(
+            || format!("opening the custom metadata of '{path}'"),
+            &custom_metadata_aad(path.as_str()),
             sealed,
         )
     }

@@ -232,7 +232,14 @@ impl Client {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
+            // JSON unless the caller names the type (a merge patch, say).
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                req = req.header("content-type", "application/json");
+            }
+            req = req.body(b);
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -448,6 +455,55 @@ impl Client {
         let body = json!({ "maxVersions": n });
         self.request(
             Method::PUT,
+            &format!("/api/v1/metadata/{path}"),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `PUT /metadata/{path}` `{"customMetadata": {..}}`: replaces the path's custom
+    /// metadata (a path may get it before its first version).
+    pub async fn set_custom_metadata(
+        &self,
+        path: &str,
+        custom: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Response, ClientError> {
+        self.write_metadata(path, None, Some(custom)).await
+    }
+
+    /// `PUT /metadata/{path}` with `maxVersions` and/or `customMetadata` (applied together).
+    pub async fn write_metadata(
+        &self,
+        path: &str,
+        max_versions: Option<u64>,
+        custom: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Result<Response, ClientError> {
+        let mut body = serde_json::Map::new();
+        if let Some(n) = max_versions {
+            body.insert("maxVersions".into(), json!(n));
+        }
+        if let Some(c) = custom {
+            body.insert("customMetadata".into(), json!(c));
+        }
+        let body = Value::Object(body);
+        self.request(
+            Method::PUT,
+            &format!("/api/v1/metadata/{path}"),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `PATCH /metadata/{path}` `{"customMetadata": {..}}`: merges into the path's custom
+    /// metadata (`None` removes the key).
+    pub async fn patch_custom_metadata(
+        &self,
+        path: &str,
+        patch: &std::collections::BTreeMap<String, Option<String>>,
+    ) -> Result<Response, ClientError> {
+        let body = json!({ "customMetadata": patch });
+        self.request(
+            Method::PATCH,
             &format!("/api/v1/metadata/{path}"),
             Some(&body),
         )

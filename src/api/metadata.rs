@@ -1,11 +1,16 @@
 //! A KV path's lifecycle beyond read and write: the metadata view (`GET /metadata/{path}`,
-//! never values), the version cap (`PUT /metadata/{path}` `{"maxVersions": N}`), removing a
-//! path with all its versions (`DELETE /metadata/{path}`), and undelete / destroy of
-//! versions (`POST /undelete/{path}`, `POST /destroy/{path}` with `{"versions": [..]}`).
+//! never values), the version cap and custom metadata (`PUT /metadata/{path}`
+//! `{"maxVersions": N, "customMetadata": {..}}`, either or both; `PATCH` merges into the
+//! custom metadata, `null` removing a key), removing a path with all its versions and
+//! metadata (`DELETE /metadata/{path}`), and undelete / destroy of versions
+//! (`POST /undelete/{path}`, `POST /destroy/{path}` with `{"versions": [..]}`).
 //!
 //! Invariants:
 //! - Reading needs `read:secret` on the path, every change `write:secret`; the view holds
-//!   times and states only, never a value.
+//!   times, states and the custom metadata, never a value.
+//! - Custom metadata follows [`crate::secret::custom`]: Vault's limits, each refusal naming
+//!   the key (never a value), sealed at rest, a PATCH atomic against concurrent writers. A
+//!   path may have it before any version; a PATCH needs the path to have metadata.
 //! - Every change is one Raft command applied by [`crate::secret::versions`]; bad input is
 //!   refused here, before anything is proposed.
 //! - Paths under an ondemand mount have no versions: these calls answer 400 there.
@@ -20,14 +25,15 @@ use super::input::Call;
 use super::input::{json_int, json_object, required};
 use super::state::{AppState, State};
 use super::wire::{
-    ErrorBody, MaxVersionsSet, MaxVersionsSetData, MetadataView, PathMetadata, SetMaxVersions,
-    VersionList, VersionState, VersionsChanged, VersionsChangedData,
+    ErrorBody, MetadataSet, MetadataSetData, MetadataView, PatchMetadata, PathMetadata,
+    VersionList, VersionState, VersionsChanged, VersionsChangedData, WriteMetadata,
 };
 use super::wire::{RequestIdHeader, SecretPathParam};
+use crate::secret::custom;
 use crate::secret::token::Scope;
 use crate::secret::versions::MAX_MAX_VERSIONS;
 use crate::secret::SecretPath;
-use crate::service::{VersionChange, View};
+use crate::service::{CustomChange, MetadataChange, MetadataOutcome, VersionChange, View};
 use crate::time::rfc3339;
 
 const METADATA: &str = "/api/v1/metadata/";
@@ -63,7 +69,7 @@ fn object_body(bytes: &[u8], field: &str) -> Result<Value, ApiError> {
     summary = "A path's versions: times and states, never values",
     params(SecretPathParam),
     responses(
-        (status = 200, description = "The path's metadata.", body = MetadataView),
+        (status = 200, description = "The path's metadata and custom metadata.", body = MetadataView),
         (status = 400, description = "A bad path or query; the path is under an ondemand mount.", body = ErrorBody),
         (status = 404, description = "No such path.", body = ErrorBody),
     ),
@@ -79,6 +85,10 @@ pub async fn get(state: State, call: Call) -> Result<Response, ApiError> {
     let Some(view) = state.service.versions(at, &path)? else {
         return Err(ApiError::NotFound(format!("secret '{path}' not found")));
     };
+    let custom_metadata = state
+        .service
+        .custom_metadata(&view, &path)?
+        .unwrap_or_default();
     let versions = view
         .versions
         .iter()
@@ -93,6 +103,7 @@ pub async fn get(state: State, call: Call) -> Result<Response, ApiError> {
         data: PathMetadata {
             created_at: view.meta.as_ref().map(|m| rfc3339(m.created_at_ms)),
             current_version: view.meta.as_ref().map_or(0, |m| m.current_version),
+            custom_metadata,
             max_versions: view.max_versions,
             oldest_version: view.versions.first().map_or(0, |v| v.version),
             path: path.as_str().to_string(),
@@ -107,54 +118,117 @@ pub async fn get(state: State, call: Call) -> Result<Response, ApiError> {
     put,
     path = "/api/v1/metadata/{path}",
     tag = "metadata",
-    operation_id = "setMaxVersions",
-    summary = "Set how many versions the path keeps",
-    description = "Older versions beyond the cap are removed now, and as new ones are written.",
+    operation_id = "writeMetadata",
+    summary = "Set how many versions the path keeps, and/or its custom metadata",
+    description = "Older versions beyond the cap are removed now, and as new ones are written. `customMetadata` replaces the whole map (at most 64 keys of 1-128 bytes, values of 1-512 bytes, printable); a path may get it before its first version. Both in one request are applied together.",
     params(SecretPathParam, RequestIdHeader),
-    request_body(content = SetMaxVersions),
+    request_body(content = WriteMetadata),
     responses(
-        (status = 200, description = "The cap, and how many versions it removed.", body = MaxVersionsSet),
+        (status = 200, description = "What was set, and how many versions a new cap removed.", body = MetadataSet),
+        (status = 400, description = "A bad path, query or body (each refusal names the field or the custom metadata key); the path is under an ondemand mount.", body = ErrorBody),
         (status = 404, description = "No such path.", body = ErrorBody),
-        (status = 400, description = "A bad path, query or body; the path is under an ondemand mount.", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
     ),
     security(("bearer" = ["write:secret"])),
 )]
-/// `PUT /metadata/{path}` `{"maxVersions": N}`.
-pub async fn put(state: State, mut call: Call) -> Result<Response, ApiError> {
+/// `PUT /metadata/{path}` `{"maxVersions": N, "customMetadata": {..}}` (either or both).
+pub async fn put(state: State, call: Call) -> Result<Response, ApiError> {
+    write(state, call, false).await
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/v1/metadata/{path}",
+    tag = "metadata",
+    operation_id = "patchMetadata",
+    summary = "Merge into the path's custom metadata (and/or set its version cap)",
+    description = "`customMetadata` is merged into the stored map: a string sets its key, `null` removes it. The merge is atomic: a concurrent change makes it read and merge again. A patch of `customMetadata` needs the path to have metadata already (a version, a cap or custom metadata): else 404.",
+    params(SecretPathParam, RequestIdHeader),
+    request_body(content = PatchMetadata),
+    responses(
+        (status = 200, description = "The custom metadata as it now is (and the cap, if set).", body = MetadataSet),
+        (status = 400, description = "A bad path, query or body, or the merged custom metadata breaks a limit (named); the path is under an ondemand mount.", body = ErrorBody),
+        (status = 404, description = "No such path.", body = ErrorBody),
+        (status = 409, description = "Other writers changed the custom metadata during every attempt (`conflict`), or the X-Request-Id was used for another request (`requestIdReused`); nothing was written.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
+    ),
+    security(("bearer" = ["write:secret"])),
+)]
+/// `PATCH /metadata/{path}` `{"customMetadata": {"k": "v", "gone": null}, "maxVersions": N}`.
+pub async fn patch(state: State, call: Call) -> Result<Response, ApiError> {
+    write(state, call, true).await
+}
+
+/// `PUT` (`patch` false) and `PATCH /metadata/{path}`.
+async fn write(state: State, mut call: Call, patch: bool) -> Result<Response, ApiError> {
     let path = call.path(METADATA)?;
     call.who.require_path(Scope::WriteSecret, &path)?;
     call.query(&[])?;
     let bytes = call.body(MAX_BODY).await?;
-    let origin = call.origin(&state, &format!("PUT metadata/{path}"), &bytes)?;
-    let max = object_body(&bytes, "maxVersions")?;
-    let max_versions = match json_int(&max) {
-        Some(n) if (1..=MAX_MAX_VERSIONS).contains(&n) => n,
-        _ => {
-            return Err(ApiError::invalid_field(
-                "invalidField",
-                "/maxVersions",
-                format!("field 'maxVersions' must be an integer from 1 to {MAX_MAX_VERSIONS}"),
-            ))
+    let what = if patch { "PATCH" } else { "PUT" };
+    let origin = call.origin(&state, &format!("{what} metadata/{path}"), &bytes)?;
+    let mut body = json_object(&bytes, &["maxVersions", "customMetadata"], "a JSON object")?;
+    let max_versions = match body.remove("maxVersions") {
+        None => None,
+        Some(v) => match json_int(&v) {
+            Some(n) if (1..=MAX_MAX_VERSIONS).contains(&n) => Some(n),
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "invalidField",
+                    "/maxVersions",
+                    format!("field 'maxVersions' must be an integer from 1 to {MAX_MAX_VERSIONS}"),
+                ))
+            }
+        },
+    };
+    let invalid = |why: String| ApiError::invalid_field("invalidField", "/customMetadata", why);
+    let custom = match body.remove("customMetadata") {
+        None => None,
+        Some(v) => {
+            let parsed = custom::from_json("customMetadata", &v, patch).map_err(invalid)?;
+            if patch {
+                Some(CustomChange::Patch(parsed))
+            } else {
+                let map = custom::replacement(parsed);
+                custom::validate(&map).map_err(invalid)?;
+                Some(CustomChange::Replace(map))
+            }
         }
     };
+    if max_versions.is_none() && custom.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing to change: give maxVersions and/or customMetadata",
+        ));
+    }
     not_under_mount(&state, &state.service.local(), &path)?;
-    match state
-        .service
-        .set_max_versions(origin, &path, max_versions)
-        .await?
-    {
-        // A cap on a path that has never been written: nothing to cap. (This used to be a
-        // 500.)
-        None => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
-        Some(pruned) => Ok(Json(MaxVersionsSet {
-            data: MaxVersionsSetData {
+    let change = MetadataChange {
+        max_versions,
+        custom,
+    };
+    match state.service.write_metadata(origin, &path, change).await? {
+        MetadataOutcome::Set {
+            pruned,
+            custom_metadata,
+        } => Ok(Json(MetadataSet {
+            data: MetadataSetData {
+                custom_metadata,
                 max_versions,
                 path: path.as_str().to_string(),
                 pruned,
             },
         })
         .into_response()),
+        MetadataOutcome::NotFound => Err(ApiError::NotFound(format!("secret '{path}' not found"))),
+        MetadataOutcome::Invalid(why) => Err(invalid(why)),
+        MetadataOutcome::Conflict { attempts } => Err(ApiError::Conflict {
+            kind: "conflict",
+            detail: format!(
+                "the custom metadata of '{path}' changed under this patch {attempts} times in a row; nothing was written, retry"
+            ),
+        }),
+        MetadataOutcome::UnderMount { mount } => Err(ApiError::bad_request(format!(
+            "'{path}' is under the ondemand mount '{mount}', which keeps no versions"
+        ))),
     }
 }
 

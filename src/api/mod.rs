@@ -82,6 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/metadata/{*path}",
             get(metadata::get).route_layer(current()).merge(
                 put(metadata::put)
+                    .patch(metadata::patch)
                     .delete(metadata::delete)
                     .route_layer(write()),
             ),

@@ -68,6 +68,7 @@ document.";
         super::secrets::rewrap,
         super::metadata::get,
         super::metadata::put,
+        super::metadata::patch,
         super::metadata::delete,
         super::metadata::undelete,
         super::metadata::destroy,
@@ -99,10 +100,10 @@ document.";
         serve,
     ),
     components(schemas(ErrorBody, crate::secret::token::Scope)),
-    modifiers(&CommonErrors),
+    modifiers(&CommonErrors, &AtLeastOneField),
     tags(
         (name = "secrets", description = "Read, write, delete and list secrets; under an ondemand mount, encrypt and decrypt instead."),
-        (name = "metadata", description = "A path's versions: the metadata view, the version cap, undelete and destroy."),
+        (name = "metadata", description = "A path's versions: the metadata view, the version cap, custom metadata, undelete and destroy."),
         (name = "mounts", description = "Ondemand mounts (encryption as a service) and their key lifecycle."),
         (name = "tokens", description = "API tokens."),
         (name = "auth", description = "Logins: AppRole and JWT credentials for short-lived, renewable tokens (roles are managed through Vault's `/v1/auth/…` API)."),
@@ -115,6 +116,33 @@ document.";
     ),
 )]
 pub struct ApiDoc;
+
+/// The request bodies whose fields are each optional but that need at least one of them
+/// (the handler refuses `{}`).
+pub const AT_LEAST_ONE_FIELD: [&str; 3] = ["MountConfig", "WriteMetadata", "PatchMetadata"];
+
+/// Gives [`AT_LEAST_ONE_FIELD`] `minProperties: 1`. Not `#[schema(min_properties = 1)]`:
+/// utoipa-gen 5.5.0 renders that attribute as `maxProperties` (its `Feature::MinProperties`
+/// emits `.max_properties(..)`), which told clients that a body with both fields of
+/// `MountConfig` was invalid, and would have said the same of a metadata write setting the
+/// cap and the custom metadata together.
+struct AtLeastOneField;
+
+impl Modify for AtLeastOneField {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        for name in AT_LEAST_ONE_FIELD {
+            if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(o))) =
+                components.schemas.get_mut(name)
+            {
+                o.min_properties = Some(1);
+                o.max_properties = None;
+            }
+        }
+    }
+}
 
 /// The security scheme, and the errors every authenticated operation can answer (see the
 /// module doc).
@@ -203,6 +231,7 @@ impl Modify for CommonErrors {
                 (false, &mut item.get),
                 (true, &mut item.put),
                 (true, &mut item.post),
+                (true, &mut item.patch),
                 (true, &mut item.delete),
             ];
             for (write, op) in operations
@@ -290,6 +319,7 @@ mod tests {
             ("post", "/api/v1/rewrap/{path}"),
             ("get", "/api/v1/metadata/{path}"),
             ("put", "/api/v1/metadata/{path}"),
+            ("patch", "/api/v1/metadata/{path}"),
             ("delete", "/api/v1/metadata/{path}"),
             ("post", "/api/v1/undelete/{path}"),
             ("post", "/api/v1/destroy/{path}"),
@@ -489,9 +519,44 @@ mod tests {
             schemas["CreateToken"]["properties"]["ttlSeconds"]["maximum"],
             super::super::tokens::MAX_TTL_SECONDS
         );
+        for schema in ["WriteMetadata", "PatchMetadata"] {
+            let props = &schemas[schema]["properties"];
+            assert_eq!(
+                props["maxVersions"]["maximum"],
+                crate::secret::versions::MAX_MAX_VERSIONS,
+                "{schema}"
+            );
+            let custom = &props["customMetadata"];
+            assert_eq!(custom["maxProperties"], crate::secret::custom::MAX_KEYS);
+            assert_eq!(
+                custom["propertyNames"]["maxLength"],
+                crate::secret::custom::MAX_KEY_BYTES
+            );
+            assert_eq!(custom["propertyNames"]["minLength"], 1);
+            assert_eq!(
+                custom["additionalProperties"]["maxLength"],
+                crate::secret::custom::MAX_VALUE_BYTES
+            );
+            assert_eq!(custom["additionalProperties"]["minLength"], 1);
+        }
+        // Bodies that need at least one optional field say so, and allow all of them.
+        for schema in AT_LEAST_ONE_FIELD {
+            let s = &schemas[schema];
+            assert_eq!(s["minProperties"], 1, "{schema}: {s}");
+            assert!(s["maxProperties"].is_null(), "{schema}: {s}");
+            assert!(s["required"].is_null(), "{schema}: {s}");
+            assert!(s["properties"].as_object().unwrap().len() >= 2, "{schema}");
+        }
+        // Only a patch removes keys with null.
         assert_eq!(
-            schemas["SetMaxVersions"]["properties"]["maxVersions"]["maximum"],
-            crate::secret::versions::MAX_MAX_VERSIONS
+            schemas["PatchMetadata"]["properties"]["customMetadata"]["additionalProperties"]
+                ["type"],
+            serde_json::json!(["string", "null"])
+        );
+        assert_eq!(
+            schemas["WriteMetadata"]["properties"]["customMetadata"]["additionalProperties"]
+                ["type"],
+            "string"
         );
         assert_eq!(
             schemas["VersionList"]["properties"]["versions"]["maxItems"],

@@ -24,6 +24,7 @@ use utoipa::IntoParams;
 use utoipa::ToSchema;
 
 use crate::raft::node::NodeStatus;
+use crate::secret::custom::{MAX_KEYS, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::secret::path::MAX_PATH_BYTES;
 use crate::secret::token::{Scope, TokenRecord};
 use crate::secret::{Metadata, MountRecord};
@@ -217,6 +218,10 @@ pub struct PathMetadata {
     #[schema(nullable = false)]
     pub created_at: Option<String>,
     pub current_version: u64,
+    /// The path's custom metadata (`{}` when it has none). A path may have it and no
+    /// version yet (`currentVersion` 0).
+    #[schema(schema_with = custom_metadata_map)]
+    pub custom_metadata: std::collections::BTreeMap<String, String>,
     pub max_versions: u64,
     pub oldest_version: u64,
     pub path: String,
@@ -237,25 +242,83 @@ pub struct VersionState {
     pub version: u64,
 }
 
-/// `PUT /metadata/{path}`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SetMaxVersions {
-    /// How many versions to keep; older ones are removed now and as new ones are written.
-    #[schema(minimum = 1, maximum = 1000000)]
-    pub max_versions: u64,
+/// Custom metadata as the API takes and shows it: at most 64 keys of 1-128 bytes, each a
+/// string of 1-512 bytes, printable (Vault's limits; the schema counts characters, the
+/// server bytes, so a key or value of characters beyond ASCII is refused sooner).
+fn custom_metadata_map() -> utoipa::openapi::schema::Object {
+    custom_metadata_schema(false)
 }
 
-/// The answer to `PUT /metadata/{path}`.
+/// The same, in a patch: a value may be `null` (remove that key).
+fn custom_metadata_patch() -> utoipa::openapi::schema::Object {
+    custom_metadata_schema(true)
+}
+
+fn custom_metadata_schema(patch: bool) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::SchemaType;
+    let value_type = match patch {
+        true => SchemaType::from_iter([Type::String, Type::Null]),
+        false => SchemaType::new(Type::String),
+    };
+    let value = ObjectBuilder::new()
+        .schema_type(value_type)
+        .min_length(Some(1))
+        .max_length(Some(MAX_VALUE_BYTES));
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_KEY_BYTES));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(MAX_KEYS))
+        .property_names(Some(Schema::Object(name.build())))
+        .additional_properties(Some(value))
+        .build()
+}
+
+/// `PUT /metadata/{path}`: the version cap, the custom metadata (replacing the whole map),
+/// or both (applied together). At least one.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WriteMetadata {
+    /// How many versions to keep; older ones are removed now and as new ones are written.
+    #[schema(nullable = false, minimum = 1, maximum = 1000000)]
+    pub max_versions: Option<u64>,
+    /// The path's custom metadata, in place of what it had.
+    #[schema(nullable = false, schema_with = custom_metadata_map)]
+    pub custom_metadata: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `PATCH /metadata/{path}`: merges into the custom metadata (a `null` value removes its
+/// key), and sets the version cap when given. At least one.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatchMetadata {
+    /// How many versions to keep.
+    #[schema(nullable = false, minimum = 1, maximum = 1000000)]
+    pub max_versions: Option<u64>,
+    /// Keys to set (strings) and to remove (`null`).
+    #[schema(nullable = false, schema_with = custom_metadata_patch)]
+    pub custom_metadata: Option<std::collections::BTreeMap<String, Option<String>>>,
+}
+
+/// The answer to `PUT` and `PATCH /metadata/{path}`.
 #[derive(Serialize, ToSchema)]
-pub struct MaxVersionsSet {
-    pub data: MaxVersionsSetData,
+pub struct MetadataSet {
+    pub data: MetadataSetData,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MaxVersionsSetData {
-    pub max_versions: u64,
+pub struct MetadataSetData {
+    /// The custom metadata as it now is, when the request changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, schema_with = custom_metadata_map)]
+    pub custom_metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// The cap, when the request set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub max_versions: Option<u64>,
     pub path: String,
     /// How many versions the new cap removed.
     pub pruned: u64,
@@ -373,7 +436,6 @@ fn mount_path() -> utoipa::openapi::schema::Object {
 /// `PUT /mounts/{path}/config`: at least one of the two.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(min_properties = 1)]
 pub struct MountConfig {
     /// Ciphertexts of older key versions are refused.
     #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295u64)]

@@ -121,7 +121,8 @@ pub enum Cmd {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// A secret's versions (never values), its version cap, or remove it outright.
+    /// A secret's versions (never values), its version cap and custom metadata, or remove
+    /// it outright.
     Metadata {
         #[command(subcommand)]
         op: MetadataOp,
@@ -288,11 +289,26 @@ pub enum MountOp {
 pub enum MetadataOp {
     /// Every kept version of PATH with created/deleted/destroyed state.
     Get { path: String },
-    /// Set how many versions of PATH are kept (default 10).
+    /// Set how many versions of PATH are kept (default 10) and/or its custom metadata
+    /// (replacing all of it; PATH may have no version yet). At least one of the two.
     Set {
         path: String,
         #[arg(long)]
-        max_versions: u64,
+        max_versions: Option<u64>,
+        /// A custom metadata entry (repeat for more); these become the whole map.
+        #[arg(long = "custom", value_name = "KEY=VALUE")]
+        custom: Vec<String>,
+    },
+    /// Merge into PATH's custom metadata: --custom KEY=VALUE sets a key, --remove KEY
+    /// removes one; the other keys stay.
+    Patch {
+        path: String,
+        /// Set this key (repeat for more).
+        #[arg(long = "custom", value_name = "KEY=VALUE")]
+        custom: Vec<String>,
+        /// Remove this key (repeat for more).
+        #[arg(long = "remove", value_name = "KEY")]
+        remove: Vec<String>,
     },
     /// Remove PATH and all its versions.
     Delete { path: String },

@@ -124,6 +124,29 @@ pub fn parse_data(
     Ok(data)
 }
 
+/// `--custom KEY=VALUE` arguments as a custom metadata map (split at the first `=`; the
+/// server checks the limits). A repeated key or a missing `=` is refused, naming the
+/// argument, never the value.
+pub fn parse_custom(
+    args: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, CliError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (i, a) in args.iter().enumerate() {
+        let n = i + 1;
+        let Some((key, value)) = a.split_once('=') else {
+            return Err(CliError::Usage(format!(
+                "--custom argument {n} has no '=': write KEY=VALUE"
+            )));
+        };
+        if out.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(CliError::Usage(format!(
+                "--custom argument {n}: key '{key}' is given twice"
+            )));
+        }
+    }
+    Ok(out)
+}
+
 fn read_file(inputs: &mut dyn Inputs, file: &str, who: &str) -> Result<Vec<u8>, CliError> {
     if file.is_empty() {
         return Err(CliError::Usage(format!("{who}: '@' needs a file name")));
@@ -255,6 +278,23 @@ mod tests {
         assert!(e.contains("no '='"), "{e}");
         let e = parse(&[r#"{"a": 1}"#, "b=2"], &mut f).unwrap_err();
         assert!(e.contains("only DATA argument"), "{e}");
+    }
+
+    #[test]
+    fn custom_metadata_pairs_split_at_the_first_equals_sign() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let m = parse_custom(&args(&["owner=team-a", "url=https://x/?a=b"])).unwrap();
+        assert_eq!(m["owner"], "team-a");
+        assert_eq!(m["url"], "https://x/?a=b");
+        let e = parse_custom(&args(&["a=1", "s3cret"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("argument 2") && e.contains("no '='"), "{e}");
+        assert!(!e.contains("s3cret"), "the value leaked: {e}");
+        let e = parse_custom(&args(&["a=1", "a=2"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key 'a'") && e.contains("twice"), "{e}");
     }
 
     #[test]

@@ -340,10 +340,52 @@ async fn call(cmd: Cmd) -> Result<(), CliError> {
         },
         Cmd::Metadata { op, .. } => match op {
             MetadataOp::Get { path } => (c.metadata(&path).await, View::Metadata),
-            MetadataOp::Set { path, max_versions } => (
-                c.set_max_versions(&path, max_versions).await,
-                View::Plain(String::new()),
-            ),
+            MetadataOp::Set {
+                path,
+                max_versions,
+                custom,
+            } => {
+                let custom = match custom.is_empty() {
+                    true => None,
+                    false => Some(input::parse_custom(&custom)?),
+                };
+                if max_versions.is_none() && custom.is_none() {
+                    return Err(CliError::Usage(
+                        "metadata set needs --max-versions N and/or --custom KEY=VALUE".into(),
+                    ));
+                }
+                (
+                    c.write_metadata(&path, max_versions, custom.as_ref()).await,
+                    View::Plain(String::new()),
+                )
+            }
+            MetadataOp::Patch {
+                path,
+                custom,
+                remove,
+            } => {
+                let mut patch: std::collections::BTreeMap<String, Option<String>> =
+                    input::parse_custom(&custom)?
+                        .into_iter()
+                        .map(|(k, v)| (k, Some(v)))
+                        .collect();
+                for k in remove {
+                    if patch.insert(k.clone(), None).is_some() {
+                        return Err(CliError::Usage(format!(
+                            "key '{k}' is both set (--custom) and removed (--remove)"
+                        )));
+                    }
+                }
+                if patch.is_empty() {
+                    return Err(CliError::Usage(
+                        "metadata patch needs --custom KEY=VALUE and/or --remove KEY".into(),
+                    ));
+                }
+                (
+                    c.patch_custom_metadata(&path, &patch).await,
+                    View::Plain(String::new()),
+                )
+            }
             MetadataOp::Delete { path } => (
                 c.delete_metadata(&path).await,
                 View::Plain(format!("removed {path} and all its versions")),

@@ -131,7 +131,9 @@ pub fn next_alarm(was_raised: bool, free: u64, need: u64) -> bool {
 /// Whether `command` may be proposed while a voter's disk is nearly full: it only removes or
 /// shrinks data (its entry is a path and a few numbers), and it is how an operator makes
 /// room, or takes a leaked token away, without waiting for disk space. Like etcd's NOSPACE,
-/// which still takes deletes. Every other command, and any command added later, waits.
+/// which still takes deletes. Every other command, and any command added later, waits:
+/// `SetMetadata` too, since it may store custom metadata (lowering a cap alone is
+/// `SetMaxVersions`, which fits).
 pub fn fits_a_full_disk(command: &Command) -> bool {
     matches!(
         command,
@@ -545,6 +547,15 @@ mod tests {
         assert!(!fits_a_full_disk(&put));
         assert!(!fits_a_full_disk(&token));
         assert!(!fits_a_full_disk(&key));
+        // Custom metadata adds a sealed map (up to ~40 KiB), even when it also lowers a cap:
+        // it waits for room, as a put does.
+        let metadata = Command::SetMetadata {
+            path: path.clone(),
+            max_versions: Some(1),
+            custom_metadata: Some(vec![0; 64]),
+            generation: None,
+        };
+        assert!(!fits_a_full_disk(&metadata));
         assert!(fits_a_full_disk(&Command::Delete { path: path.clone() }));
         assert!(fits_a_full_disk(&Command::DeleteMetadata { path }));
         assert!(fits_a_full_disk(&Command::RevokeToken {

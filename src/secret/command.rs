@@ -63,6 +63,17 @@ impl RequestId {
         }
     }
 
+    /// The id of attempt `n` (from 1) of an operation that proposes again after a conflict
+    /// (a custom metadata PATCH): each attempt is a write of its own, remembered under its
+    /// own id, with the same fingerprint, so a client retrying the operation with the same
+    /// id replays every attempt's first answer. `#` is in no id a client may choose.
+    pub fn attempt(&self, n: u32) -> RequestId {
+        RequestId {
+            id: format!("{}#{n}", self.id),
+            fingerprint: self.fingerprint,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.id
     }
@@ -248,6 +259,17 @@ pub enum Command {
     Login(Box<Login>),
     /// Extend a login token's lease.
     RenewToken { accessor: String, increment_ms: u64 },
+    /// Change `path`'s metadata in one step ([`super::custom`]): its version cap when
+    /// `max_versions` is given, and its custom metadata when `custom_metadata` is (the whole
+    /// map, sealed for the path, replacing the stored one). `generation`: only if the stored
+    /// custom metadata is at this generation (0: none yet), else nothing changes and the
+    /// answer is [`CommandResult::CustomMetadataConflict`]. Allowed on a path with no version.
+    SetMetadata {
+        path: SecretPath,
+        max_versions: Option<u64>,
+        custom_metadata: Option<Vec<u8>>,
+        generation: Option<u64>,
+    },
 }
 
 /// A condition on a path's current version, checked where a write applies.
@@ -341,6 +363,11 @@ impl Command {
             }
             Command::Login(login) => login.role.len() + login.sealed.len() + 64,
             Command::RenewToken { .. } => 32,
+            Command::SetMetadata {
+                path,
+                custom_metadata,
+                ..
+            } => path.as_str().len() + 32 + custom_metadata.as_ref().map_or(0, Vec::len),
         }
     }
 
@@ -372,6 +399,7 @@ impl Command {
             Command::DestroySecretId { .. } => "destroy_secret_id",
             Command::Login(_) => "login",
             Command::RenewToken { .. } => "renew_token",
+            Command::SetMetadata { .. } => "set_metadata",
         }
     }
 }
@@ -528,6 +556,21 @@ impl fmt::Debug for Command {
                 .field("accessor", accessor)
                 .field("increment_ms", increment_ms)
                 .finish(),
+            Command::SetMetadata {
+                path,
+                max_versions,
+                custom_metadata,
+                generation,
+            } => f
+                .debug_struct("SetMetadata")
+                .field("path", path)
+                .field("max_versions", max_versions)
+                .field(
+                    "custom_metadata_len",
+                    &custom_metadata.as_ref().map(Vec::len),
+                )
+                .field("generation", generation)
+                .finish(),
         }
     }
 }
@@ -623,4 +666,15 @@ pub enum CommandResult {
     LoginRefused(String),
     /// A token's lease was renewed.
     Renewed(Lease),
+    /// `SetMetadata` applied: how many versions a new cap pruned, and the custom metadata's
+    /// generation now (0: the path has none).
+    MetadataSet {
+        pruned: u64,
+        generation: u64,
+    },
+    /// `SetMetadata` named another generation than the stored custom metadata's: nothing
+    /// changed; the current generation (0: none).
+    CustomMetadataConflict {
+        current: u64,
+    },
 }

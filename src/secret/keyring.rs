@@ -214,6 +214,13 @@ pub fn secret_aad(path: &str) -> Vec<u8> {
     [b"secret\0".as_slice(), path.as_bytes()].concat()
 }
 
+/// Associated data binding a path's sealed custom metadata to the path, in a domain of its
+/// own: it differs from every [`secret_aad`] and [`token_aad`] in its first byte, so a
+/// sealed map never opens as a value or a token record, nor the reverse.
+pub fn custom_metadata_aad(path: &str) -> Vec<u8> {
+    [b"custom_metadata\0".as_slice(), path.as_bytes()].concat()
+}
+
 /// Associated data binding a sealed token record to its accessor.
 pub fn token_aad(accessor: &str) -> Vec<u8> {
     [b"token\0".as_slice(), accessor.as_bytes()].concat()
@@ -236,6 +243,26 @@ mod tests {
         assert!(!b.verify_mac(MacPurpose::Peer, b"data", &tag));
         assert!(!other.verify_mac(MacPurpose::Backup, b"data", &tag));
         assert_ne!(tag, a.mac(MacPurpose::RequestFingerprint, b"data"));
+    }
+
+    #[test]
+    fn custom_metadata_and_values_never_open_as_each_other() {
+        let k = SealingKey::new(1, &[7u8; 32]).unwrap();
+        let map = k
+            .seal(&custom_metadata_aad("app/db"), b"{\"team\":\"x\"}")
+            .unwrap();
+        let value = k.seal(&secret_aad("app/db"), b"{\"pw\":\"y\"}").unwrap();
+        assert!(k.open(&custom_metadata_aad("app/db"), &map).is_ok());
+        assert!(k.open(&secret_aad("app/db"), &map).is_err());
+        assert!(k.open(&token_aad("app/db"), &map).is_err());
+        assert!(k.open(&custom_metadata_aad("app/db"), &value).is_err());
+        assert!(k.open(&custom_metadata_aad("app/dc"), &map).is_err());
+        // No path makes one domain's associated data another's.
+        for p in ["", "a", "secret", "custom_metadata"] {
+            let c = custom_metadata_aad(p);
+            assert_ne!(c[0], secret_aad(p)[0]);
+            assert_ne!(c[0], token_aad(p)[0]);
+        }
     }
 
     #[test]

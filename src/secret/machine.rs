@@ -36,6 +36,9 @@
 //! - `w<role>\0<accessor>`       → an AppRole secret id ([`super::login::SecretId`]: its MAC)
 //! - `e<token accessor>`         → a login token's lease ([`super::login::Lease`])
 //! - `Ujwt`                      → the JWT method's keys and issuer ([`super::login::StoredJwtConfig`])
+//! - `C<path>`                   → [`super::custom::CustomMetadataRecord`]: the path's custom
+//!   metadata, sealed, with its generation in plaintext ([`super::custom`]); may exist for a
+//!   path with no version
 //!
 //! `r`, `q`, `c`, `R` and `Z` are operational: a backup leaves them out, a restore keeps
 //! them ([`keys::OPERATIONAL`]); everything else is the cluster's data.
@@ -158,6 +161,20 @@ fn apply_command<S: StateRead>(
             super::versions::set_max_versions(state, changes, path, *max_versions)?
         }
         Command::DeleteMetadata { path } => super::versions::delete_path(state, changes, path)?,
+        Command::SetMetadata {
+            path,
+            max_versions,
+            custom_metadata,
+            generation,
+        } => super::custom::set_metadata(
+            state,
+            changes,
+            at_ms,
+            path,
+            *max_versions,
+            custom_metadata.as_deref(),
+            *generation,
+        )?,
         Command::CreateMount {
             path,
             kind,
@@ -1071,6 +1088,173 @@ mod tests {
         );
         // A new write starts again at version 1 with the default cap.
         assert_eq!(version(&s.run(&[put("w14", 30, "a", b"v", None)])[0]), 1);
+    }
+
+    fn set_meta(path: &str, sealed: Option<&[u8]>, generation: Option<u64>) -> Command {
+        Command::SetMetadata {
+            path: p(path),
+            max_versions: None,
+            custom_metadata: sealed.map(<[u8]>::to_vec),
+            generation,
+        }
+    }
+
+    fn custom(s: &Mem, path: &str) -> Option<super::super::custom::CustomMetadataRecord> {
+        s.0.get(&keys::custom_metadata(&p(path)))
+            .map(|b| codec::decode(b).unwrap())
+    }
+
+    #[test]
+    fn custom_metadata_is_set_before_data_compared_and_set_and_removed_with_the_path() {
+        let mut s = Mem::default();
+        // Metadata before any version, as Vault allows: generation 1, no version made.
+        assert_eq!(
+            run_cmd(&mut s, "c1", 10, set_meta("a", Some(b"sealed-1"), None)),
+            CommandResult::MetadataSet {
+                pruned: 0,
+                generation: 1
+            }
+        );
+        let rec = custom(&s, "a").unwrap();
+        assert_eq!(
+            (rec.generation, rec.sealed.as_slice(), rec.created_at_ms),
+            (1, b"sealed-1".as_slice(), 10)
+        );
+        assert!(!s.0.contains_key(&keys::meta(&p("a"))));
+        // A write of data leaves it alone.
+        s.run(&[put("w1", 11, "a", b"v", None)]);
+        assert_eq!(custom(&s, "a").unwrap().generation, 1);
+        // Compare-and-set: the generation read wins once; a stale one changes nothing.
+        assert_eq!(
+            run_cmd(&mut s, "c2", 12, set_meta("a", Some(b"sealed-2"), Some(1))),
+            CommandResult::MetadataSet {
+                pruned: 0,
+                generation: 2
+            }
+        );
+        assert_eq!(
+            run_cmd(&mut s, "c3", 13, set_meta("a", Some(b"sealed-3"), Some(1))),
+            CommandResult::CustomMetadataConflict { current: 2 }
+        );
+        let rec = custom(&s, "a").unwrap();
+        assert_eq!(
+            (rec.generation, rec.sealed.as_slice()),
+            (2, b"sealed-2".as_slice())
+        );
+        assert_eq!((rec.created_at_ms, rec.updated_at_ms), (10, 12));
+        // Two patches of generation 2 in one batch: exactly one applies.
+        let r = s.run(&[
+            single("c4", 14, None, set_meta("a", Some(b"x"), Some(2))),
+            single("c5", 14, None, set_meta("a", Some(b"y"), Some(2))),
+        ]);
+        assert_eq!(
+            r,
+            vec![
+                CommandResult::MetadataSet {
+                    pruned: 0,
+                    generation: 3
+                },
+                CommandResult::CustomMetadataConflict { current: 3 }
+            ]
+        );
+        assert_eq!(custom(&s, "a").unwrap().sealed, b"x");
+        // A generation of 0 means "none yet": it fails once there is one.
+        assert_eq!(
+            run_cmd(&mut s, "c6", 15, set_meta("b", Some(b"b1"), Some(0))),
+            CommandResult::MetadataSet {
+                pruned: 0,
+                generation: 1
+            }
+        );
+        assert_eq!(
+            run_cmd(&mut s, "c7", 15, set_meta("b", Some(b"b2"), Some(0))),
+            CommandResult::CustomMetadataConflict { current: 1 }
+        );
+        // The cap and the map in one command, together.
+        for i in 2..=4 {
+            s.run(&[put(&format!("w{i}"), 16, "a", b"v", None)]);
+        }
+        let both = Command::SetMetadata {
+            path: p("a"),
+            max_versions: Some(2),
+            custom_metadata: Some(b"z".to_vec()),
+            generation: Some(3),
+        };
+        assert_eq!(
+            run_cmd(&mut s, "c8", 17, both),
+            CommandResult::MetadataSet {
+                pruned: 2,
+                generation: 4
+            }
+        );
+        assert_eq!(kept(&s, "a"), vec![3, 4]);
+        // A conflict changes the cap neither.
+        let stale = Command::SetMetadata {
+            path: p("a"),
+            max_versions: Some(1),
+            custom_metadata: Some(b"q".to_vec()),
+            generation: Some(3),
+        };
+        assert_eq!(
+            run_cmd(&mut s, "c9", 18, stale),
+            CommandResult::CustomMetadataConflict { current: 4 }
+        );
+        assert_eq!(kept(&s, "a"), vec![3, 4]);
+        // Removing the path removes its custom metadata; a path with custom metadata only
+        // can be removed too; its neighbours keep theirs.
+        s.run(&[single("n1", 19, None, set_meta("ab", Some(b"n"), None))]);
+        assert_eq!(
+            run_cmd(&mut s, "d1", 20, Command::DeleteMetadata { path: p("a") }),
+            CommandResult::MetadataDeleted
+        );
+        assert!(custom(&s, "a").is_none());
+        assert!(custom(&s, "ab").is_some());
+        assert_eq!(
+            run_cmd(&mut s, "d2", 21, Command::DeleteMetadata { path: p("b") }),
+            CommandResult::MetadataDeleted
+        );
+        assert!(custom(&s, "b").is_none());
+        // Written again, it starts over at generation 1.
+        assert_eq!(
+            run_cmd(&mut s, "c10", 22, set_meta("a", Some(b"again"), Some(0))),
+            CommandResult::MetadataSet {
+                pruned: 0,
+                generation: 1
+            }
+        );
+    }
+
+    #[test]
+    fn custom_metadata_is_refused_under_a_mount_and_counts_as_data_for_a_restore() {
+        let mut s = Mem::default();
+        s.run(&[single("m", 1, None, mount("pay"))]);
+        assert_eq!(
+            run_cmd(&mut s, "c1", 2, set_meta("pay/x", Some(b"s"), None)),
+            CommandResult::UnderMount {
+                mount: "pay".into()
+            }
+        );
+        assert!(custom(&s, "pay/x").is_none());
+        let mut s = Mem::default();
+        s.run(&[single(
+            "c",
+            1,
+            None,
+            set_meta("only/meta", Some(b"s"), None),
+        )]);
+        let begin = restore_op(
+            "b",
+            Command::RestoreBegin {
+                restore: 1,
+                pairs: 1,
+                force: false,
+            },
+        );
+        let r = s.run(&[begin]);
+        assert!(
+            matches!(&r[0], CommandResult::RestoreRefused(why) if why.contains("custom metadata")),
+            "{r:?}"
+        );
     }
 
     fn mount(path: &str) -> Command {

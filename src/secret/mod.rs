@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod crypto;
+pub mod custom;
 pub mod keyring;
 pub mod login;
 pub mod machine;

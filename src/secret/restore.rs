@@ -7,11 +7,12 @@
 //! - A restore never half-applies: until its commit applies, the live state is untouched;
 //!   the commit swaps all of it in one write, on every replica at the same log index, so
 //!   every node ends with the same digest.
-//! - Unless it is forced, a restore only fills a cluster that holds no data: no secret and
-//!   no mount (a mount's keys decrypt every ciphertext it ever issued). This is checked at
-//!   `RestoreBegin` and again at `RestoreCommit`, in the log, so a write acknowledged while
-//!   the backup was uploading makes the commit refuse rather than be wiped. (Tokens and data
-//!   keys do not count: every cluster has its bootstrap token and first key.)
+//! - Unless it is forced, a restore only fills a cluster that holds no data: no secret, no
+//!   custom metadata (a path may have it without a version) and no mount (a mount's keys
+//!   decrypt every ciphertext it ever issued). This is checked at `RestoreBegin` and again
+//!   at `RestoreCommit`, in the log, so a write acknowledged while the backup was uploading
+//!   makes the commit refuse rather than be wiped. (Tokens and data keys do not count:
+//!   every cluster has its bootstrap token and first key.)
 //! - Steps must come in order for the restore in progress (`R`): a chunk or commit of another
 //!   restore, a chunk out of sequence, or a commit before every announced pair is staged is
 //!   refused and changes nothing. A new `RestoreBegin` abandons any earlier one.
@@ -42,6 +43,9 @@ fn holds_data<S: StateRead>(
 ) -> Result<Option<&'static str>, ApplyError<S::Error>> {
     if changes.any_with_prefix(state, keys::META)? {
         return Ok(Some("secrets"));
+    }
+    if changes.any_with_prefix(state, keys::CUSTOM_METADATA)? {
+        return Ok(Some("custom metadata"));
     }
     if changes.any_with_prefix(state, keys::MOUNT)? {
         return Ok(Some(

@@ -88,6 +88,8 @@ pub mod keys {
     pub const ROLE_ID: u8 = b'y';
     pub const SECRET_ID: u8 = b'w';
     pub const LEASE: u8 = b'e';
+    /// A path's custom metadata (`C<path>`, [`super::super::custom`]).
+    pub const CUSTOM_METADATA: u8 = b'C';
     /// First bytes of the keys that are bookkeeping, not data (see the module doc).
     pub const OPERATIONAL: &[u8] = b"cqrRZ";
 
@@ -152,6 +154,13 @@ pub mod keys {
 
     pub fn settings(path: &SecretPath) -> Vec<u8> {
         let mut k = vec![SETTINGS];
+        k.extend_from_slice(path.as_str().as_bytes());
+        k
+    }
+
+    /// `C<path>`: the path's custom metadata record (sealed map, plaintext generation).
+    pub fn custom_metadata(path: &SecretPath) -> Vec<u8> {
+        let mut k = vec![CUSTOM_METADATA];
         k.extend_from_slice(path.as_str().as_bytes());
         k
     }

@@ -10,7 +10,8 @@
 //! - A destroyed version keeps its record (times, deletion) with no sealed bytes, so the
 //!   metadata view can say `destroyed`; nothing can bring its value back.
 //! - Undelete clears a deletion mark only; it cannot revive a destroyed or pruned version.
-//! - Removing a path removes its metadata, settings and every version in one batch.
+//! - Removing a path removes its metadata, settings, custom metadata ([`super::custom`]) and
+//!   every version in one batch; a path with any of them can be removed.
 
 use serde::{Deserialize, Serialize};
 
@@ -166,7 +167,7 @@ pub fn destroy<S: StateRead>(
     })
 }
 
-/// Removes `path` with its settings and every version.
+/// Removes `path` with its settings, custom metadata and every version.
 pub fn delete_path<S: StateRead>(
     state: &S,
     changes: &mut Changes,
@@ -174,7 +175,11 @@ pub fn delete_path<S: StateRead>(
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     let meta = keys::meta(path);
     let settings = keys::settings(path);
-    if changes.get(state, &meta)?.is_none() && changes.get(state, &settings)?.is_none() {
+    let custom = keys::custom_metadata(path);
+    if changes.get(state, &meta)?.is_none()
+        && changes.get(state, &settings)?.is_none()
+        && changes.get(state, &custom)?.is_none()
+    {
         return Ok(CommandResult::NotFound);
     }
     for k in changes.keys_with_prefix(state, &keys::version_prefix(path))? {
@@ -182,5 +187,6 @@ pub fn delete_path<S: StateRead>(
     }
     changes.delete(meta);
     changes.delete(settings);
+    changes.delete(custom);
     Ok(CommandResult::MetadataDeleted)
 }

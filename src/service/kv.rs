@@ -1,11 +1,60 @@
-//! Secrets: read, write, delete, list, versions, and the ondemand encryption beside them.
+//! Secrets: read, write, delete, list, versions, custom metadata, and the ondemand
+//! encryption beside them.
+//!
+//! Custom metadata ([`crate::secret::custom`]) is sealed here, with its own associated-data
+//! domain, before it is proposed, and opened here after a read; its limits are checked here
+//! (the state machine cannot see the map), on the whole map a write would store: the
+//! replacement, or a patch once merged. A patch is a read (after the read-index round), a
+//! merge and a write conditional on the generation read; when another writer got in between,
+//! it starts over, at most [`CUSTOM_METADATA_ATTEMPTS`] times.
 
 use serde_json::Value;
 
 use super::{refused, Linearized, Origin, Service, ServiceError, View};
+pub use crate::secret::custom::{CustomMetadata, CustomMetadataPatch};
 use crate::secret::mount::Envelope;
 use crate::secret::{Command, CommandResult, Metadata, MountRecord, Precondition, SecretPath};
 pub use crate::store::state_machine::{Listed, PathVersions};
+
+/// How many times a PATCH of custom metadata reads, merges and writes before it gives up
+/// because other writers kept changing the map in between.
+pub const CUSTOM_METADATA_ATTEMPTS: u32 = 5;
+
+/// A change to a path's metadata: its version cap, its custom metadata, or both (applied
+/// together, all or nothing).
+#[derive(Debug, Default)]
+pub struct MetadataChange {
+    pub max_versions: Option<u64>,
+    pub custom: Option<CustomChange>,
+}
+
+/// What a metadata write does to the custom metadata.
+#[derive(Debug)]
+pub enum CustomChange {
+    /// Store this map in place of the current one.
+    Replace(CustomMetadata),
+    /// Merge this patch into the current map (`None` removes a key).
+    Patch(CustomMetadataPatch),
+}
+
+/// How a metadata write ended.
+#[derive(Debug)]
+pub enum MetadataOutcome {
+    /// Applied: how many versions a new cap pruned, and the custom metadata as it now is
+    /// when the write changed it.
+    Set {
+        pruned: u64,
+        custom_metadata: Option<CustomMetadata>,
+    },
+    /// A patch of a path that has no metadata at all: nothing to patch.
+    NotFound,
+    /// The custom metadata the write would store breaks a limit: nothing was written.
+    Invalid(String),
+    /// Other writers changed the custom metadata between every read and write of a patch.
+    Conflict { attempts: u32 },
+    /// An ondemand mount covers the path: it keeps no metadata; nothing was written.
+    UnderMount { mount: String },
+}
 
 /// A secret's version as read: its value, decoded, and its metadata.
 #[derive(Debug)]
@@ -305,6 +354,154 @@ impl Service {
             CommandResult::MaxVersionsSet { pruned } => Ok(Some(pruned)),
             CommandResult::NotFound => Ok(None),
             other => Err(refused("setting max versions", other)),
+        }
+    }
+
+    /// The custom metadata of `path` as `view` holds it (`None`: the path has none).
+    pub fn custom_metadata(
+        &self,
+        view: &PathVersions,
+        path: &SecretPath,
+    ) -> Result<Option<CustomMetadata>, ServiceError> {
+        let Some(record) = &view.custom else {
+            return Ok(None);
+        };
+        self.open_custom_metadata(path, &record.sealed).map(Some)
+    }
+
+    /// The custom metadata of `path` as `at` sees it (for a read of its data).
+    pub fn read_custom_metadata(
+        &self,
+        at: &Linearized,
+        path: &SecretPath,
+    ) -> Result<Option<CustomMetadata>, ServiceError> {
+        match at.state().custom_metadata(path)? {
+            Some(record) => self.open_custom_metadata(path, &record.sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn open_custom_metadata(
+        &self,
+        path: &SecretPath,
+        sealed: &[u8],
+    ) -> Result<CustomMetadata, ServiceError> {
+        let plain = self.barrier.open_custom_metadata(path, sealed)?;
+        crate::codec::decode(&plain).map_err(|e| {
+            ServiceError::Internal(format!(
+                "stored custom metadata of '{path}' is damaged: {e}"
+            ))
+        })
+    }
+
+    fn seal_custom_metadata(
+        &self,
+        path: &SecretPath,
+        map: &CustomMetadata,
+    ) -> Result<Vec<u8>, ServiceError> {
+        Ok(self
+            .barrier
+            .seal_custom_metadata(path, &crate::codec::encode(map))?)
+    }
+
+    /// Changes `path`'s metadata (see [`MetadataChange`]). A version cap alone is the
+    /// command that fits a full disk (`SetMaxVersions`); with custom metadata it is one
+    /// `SetMetadata`, unconditional for a replacement, conditional on the generation read
+    /// for a patch (see the module doc). Metadata may be written for a path with no version;
+    /// only a patch needs the path to have some metadata already.
+    pub async fn write_metadata(
+        &self,
+        origin: Origin,
+        path: &SecretPath,
+        change: MetadataChange,
+    ) -> Result<MetadataOutcome, ServiceError> {
+        let MetadataChange {
+            max_versions,
+            custom,
+        } = change;
+        match custom {
+            None => match max_versions {
+                Some(max) => {
+                    let pruned = self.set_max_versions(origin, path, max).await?;
+                    Ok(MetadataOutcome::Set {
+                        pruned: pruned.unwrap_or(0),
+                        custom_metadata: None,
+                    })
+                }
+                None => Ok(MetadataOutcome::Set {
+                    pruned: 0,
+                    custom_metadata: None,
+                }),
+            },
+            Some(CustomChange::Replace(map)) => {
+                if let Err(why) = crate::secret::custom::validate(&map) {
+                    return Ok(MetadataOutcome::Invalid(why));
+                }
+                let outcome = self
+                    .propose_metadata(origin, path, max_versions, map, None)
+                    .await?;
+                outcome.ok_or_else(|| {
+                    ServiceError::Internal("an unconditional metadata write conflicted".into())
+                })
+            }
+            Some(CustomChange::Patch(patch)) => {
+                for attempt in 0..CUSTOM_METADATA_ATTEMPTS {
+                    let at = self.linearize().await?;
+                    let Some(view) = self.versions(&at, path)? else {
+                        return Ok(MetadataOutcome::NotFound);
+                    };
+                    let generation = view.custom.as_ref().map_or(0, |r| r.generation);
+                    let current = self.custom_metadata(&view, path)?.unwrap_or_default();
+                    let merged = crate::secret::custom::merge(current, &patch);
+                    if let Err(why) = crate::secret::custom::validate(&merged) {
+                        return Ok(MetadataOutcome::Invalid(why));
+                    }
+                    let origin = match attempt {
+                        0 => origin.clone(),
+                        n => Origin {
+                            id: origin.id.attempt(n),
+                            caller: origin.caller.clone(),
+                        },
+                    };
+                    if let Some(outcome) = self
+                        .propose_metadata(origin, path, max_versions, merged, Some(generation))
+                        .await?
+                    {
+                        return Ok(outcome);
+                    }
+                    tracing::debug!(%path, attempt, "custom metadata changed under a patch; again");
+                }
+                Ok(MetadataOutcome::Conflict {
+                    attempts: CUSTOM_METADATA_ATTEMPTS,
+                })
+            }
+        }
+    }
+
+    /// Proposes `SetMetadata` with `map` sealed; `None` when the generation did not match
+    /// (nothing was written).
+    async fn propose_metadata(
+        &self,
+        origin: Origin,
+        path: &SecretPath,
+        max_versions: Option<u64>,
+        map: CustomMetadata,
+        generation: Option<u64>,
+    ) -> Result<Option<MetadataOutcome>, ServiceError> {
+        let command = Command::SetMetadata {
+            path: path.clone(),
+            max_versions,
+            custom_metadata: Some(self.seal_custom_metadata(path, &map)?),
+            generation,
+        };
+        match self.propose(origin, command).await? {
+            CommandResult::MetadataSet { pruned, .. } => Ok(Some(MetadataOutcome::Set {
+                pruned,
+                custom_metadata: Some(map),
+            })),
+            CommandResult::CustomMetadataConflict { .. } => Ok(None),
+            CommandResult::UnderMount { mount } => Ok(Some(MetadataOutcome::UnderMount { mount })),
+            other => Err(refused("setting metadata", other)),
         }
     }
 

@@ -33,7 +33,10 @@ mod transit;
 use std::sync::Arc;
 
 pub use admin::{MountChange, RestoreError, Restored};
-pub use kv::{Condition, DeleteOutcome, Listing, PutOutcome, VersionChange};
+pub use kv::{
+    Condition, CustomChange, CustomMetadata, DeleteOutcome, Listing, MetadataChange,
+    MetadataOutcome, PutOutcome, VersionChange,
+};
 pub use login::{random_uuid, Issued, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
 
 use crate::barrier::{Barrier, BarrierError, OndemandError};

@@ -42,6 +42,7 @@ use super::types::{
 use super::{blocking, Db, Durability, StoreError, CF_SM_DATA, CF_SM_META};
 use crate::codec;
 use crate::metrics as metric;
+use crate::secret::custom::CustomMetadataRecord;
 use crate::secret::login::{self, Lease, Method, SecretId, StoredJwtConfig, StoredRole};
 use crate::secret::machine::{self, keys, Changes, SecretMeta, StateRead, VersionRecord};
 use crate::secret::mount::ancestors_and_self;
@@ -535,12 +536,14 @@ pub struct VersionInfo {
     pub destroyed: bool,
 }
 
-/// A path's metadata view: its metadata (if it has versions), its cap and its kept versions.
+/// A path's metadata view: its metadata (if it has versions), its cap, its kept versions and
+/// its custom metadata record (sealed), if any.
 #[derive(Debug, Clone)]
 pub struct PathVersions {
     pub meta: Option<SecretMeta>,
     pub max_versions: u64,
     pub versions: Vec<VersionInfo>,
+    pub custom: Option<CustomMetadataRecord>,
 }
 
 /// A version of a secret as stored: sealed bytes plus metadata.
@@ -643,8 +646,25 @@ impl Reader {
         Ok((page, total))
     }
 
-    /// Every version of `path` still kept, oldest first, with the path's metadata and its
-    /// cap on kept versions; `None` if the path has neither versions nor settings.
+    fn custom_held(&self, path: &SecretPath) -> Result<Option<CustomMetadataRecord>, StoreError> {
+        match self.db.get(CF_SM_DATA, &keys::custom_metadata(path))? {
+            Some(b) => Ok(Some(decode("custom metadata", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The custom metadata record of `path` (sealed), if it has one.
+    pub fn custom_metadata(
+        &self,
+        path: &SecretPath,
+    ) -> Result<Option<CustomMetadataRecord>, StoreError> {
+        let _hold = self.hold();
+        self.custom_held(path)
+    }
+
+    /// Every version of `path` still kept, oldest first, with the path's metadata, its cap on
+    /// kept versions and its custom metadata; `None` if the path has none of versions,
+    /// settings and custom metadata.
     pub fn versions(&self, path: &SecretPath) -> Result<Option<PathVersions>, StoreError> {
         let _hold = self.hold();
         let meta = self.meta(path)?;
@@ -652,7 +672,8 @@ impl Reader {
             Some(b) => Some(decode::<PathSettings>("path settings", &b)?.max_versions),
             None => None,
         };
-        if meta.is_none() && max_versions.is_none() {
+        let custom = self.custom_held(path)?;
+        if meta.is_none() && max_versions.is_none() && custom.is_none() {
             return Ok(None);
         }
         let prefix = keys::version_prefix(path);
@@ -681,6 +702,7 @@ impl Reader {
             meta,
             max_versions: max_versions.unwrap_or(DEFAULT_MAX_VERSIONS),
             versions,
+            custom,
         }))
     }
 

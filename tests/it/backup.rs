@@ -2,7 +2,8 @@
 //! writes continue restores into a new cluster with every value, version, token and key.
 //!
 //! Invariants checked: the restored cluster serves every secret (latest and older versions)
-//! written before the backup began, from every node; the tokens and the data keyring come
+//! and every path's custom metadata (sealed, as backed up) written before the backup began,
+//! from every node; the tokens and the data keyring come
 //! back (a token made on the old cluster works on the new one; the current key id is the
 //! same); all nodes of the new cluster agree on one digest; a restore into a cluster that
 //! holds secrets is refused unless forced; a damaged or truncated backup is refused by the
@@ -141,6 +142,17 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
         .unwrap();
     let keys_before = ca.request(Method::GET, "/api/v1/keys", None).await.unwrap();
     assert_eq!(keys_before.body["currentKeyId"], 3);
+    // Custom metadata, on a secret and on a path with no version yet; one map sealed under
+    // key 3, one patched after a first write under it.
+    let custom: BTreeMap<String, String> = [("owner".to_string(), "team-a".to_string())].into();
+    let r = ca.set_custom_metadata("app/00010", &custom).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let patch: BTreeMap<String, Option<String>> =
+        [("tier".to_string(), Some("gold".to_string()))].into();
+    let r = ca.patch_custom_metadata("app/00010", &patch).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = ca.set_custom_metadata("meta/only", &custom).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
 
     // Writes continue while a follower streams the backup.
     let stop = Arc::new(AtomicBool::new(false));
@@ -289,6 +301,22 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
                 );
             }
         }
+    }
+    // Custom metadata came back, and opens with the restored keys, on every node.
+    for id in b.nodes.keys().copied() {
+        let c = b.client(id);
+        let r = c.metadata("app/00010").await.unwrap();
+        assert_eq!(r.status, 200, "node {id}: {:?}", r.body);
+        assert_eq!(
+            r.body["data"]["customMetadata"],
+            json!({"owner": "team-a", "tier": "gold"}),
+            "node {id}"
+        );
+        assert_eq!(r.body["data"]["currentVersion"], 3);
+        let r = c.metadata("meta/only").await.unwrap();
+        assert_eq!(r.status, 200, "node {id}: {:?}", r.body);
+        assert_eq!(r.body["data"]["customMetadata"], json!({"owner": "team-a"}));
+        assert_eq!(r.body["data"]["currentVersion"], 0);
     }
     // Tokens and keys came back: the same accessors, the same key id, a working old token.
     let tokens_after = cb

@@ -350,6 +350,69 @@ async fn cli_against_a_tls_cluster() {
     let versions = block(&meta, "Versions");
     assert!(versions[0].starts_with("Version "), "{meta}");
     assert_eq!(versions.len(), 2 + 3, "{meta}");
+    // Custom metadata: set replaces, patch merges and removes, get shows it.
+    let o = cli(
+        &[
+            "metadata",
+            "set",
+            "app/obj",
+            "--custom",
+            "owner=team-a",
+            "--custom",
+            "env=prod",
+        ],
+        &env,
+        b"",
+    );
+    code(&o, 0);
+    let o = cli(
+        &[
+            "metadata",
+            "patch",
+            "app/obj",
+            "--custom",
+            "tier=gold",
+            "--remove",
+            "env",
+        ],
+        &env,
+        b"",
+    );
+    code(&o, 0);
+    let o = cli(
+        &["metadata", "get", "app/obj", "--format", "json"],
+        &env,
+        b"",
+    );
+    code(&o, 0);
+    assert_eq!(
+        json_of(&o)["data"]["customMetadata"],
+        serde_json::json!({"owner": "team-a", "tier": "gold"})
+    );
+    let o = cli(&["metadata", "set", "app/obj"], &env, b"");
+    assert_ne!(o.status.code(), Some(0), "set needs something to set");
+    assert!(
+        err(&o).contains("--max-versions N and/or --custom"),
+        "{}",
+        err(&o)
+    );
+    let o = cli(
+        &[
+            "metadata",
+            "set",
+            "app/obj",
+            "--custom",
+            &format!("{}=v", "k".repeat(129)),
+        ],
+        &env,
+        b"",
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        err(&o).contains("custom_metadata validation failed"),
+        "{}",
+        err(&o)
+    );
     let o = cli(&["cluster", "status"], &env, b"");
     code(&o, 0);
     let status = out(&o);

@@ -19,6 +19,8 @@
 //! - [`vault`]: the Vault KV v2 dialect, driven by hvac (the real client) and raw HTTP;
 //! - [`login`]: workload logins (AppRole, JWT with keys generated in the run), renewal,
 //!   expiry, the refusal matrix, no escalation through a role, the login's audit line;
+//! - [`vault`]: the Vault KV v2 dialect (custom metadata too), driven by hvac and the `bao`
+//!   CLI (the real clients) and raw HTTP (External Secrets' PushSecret requests among them);
 //! - [`cli`]: the `raftsafe` binary as a user runs it (put forms, tables and JSON, exit
 //!   codes, the environment and its precedence, error hints, completion scripts);
 //! - [`openapi`]: the OpenAPI document, validated, then schemathesis fuzzing every operation it

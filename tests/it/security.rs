@@ -1,7 +1,7 @@
 //! Guarantees 3 and 4 with real processes: who may do what (401/403 for every endpoint,
-//! on the leader and on a follower), no plaintext secret, ondemand value, mount key or token
-//! on disk or in logs (even after a snapshot install), mutual TLS between nodes, a node with the wrong master key
-//! refusing to start, and key rotation.
+//! on the leader and on a follower), no plaintext secret, custom metadata, ondemand value,
+//! mount key or token on disk or in logs (even after a snapshot install), mutual TLS between
+//! nodes, a node with the wrong master key refusing to start, and key rotation.
 //!
 //! Invariants checked: without a valid, unexpired, unrevoked token every endpoint but health
 //! answers 401 with `WWW-Authenticate: Bearer`; a token outside its scope or paths gets 403;
@@ -293,6 +293,16 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+    // Custom metadata is sealed too, keys and values: neither is on disk or in a log line.
+    let cm_key = format!("CMKEY-{}-0ddba11", std::process::id());
+    let cm_value = format!("CMVALUE-{}-5ca1ab1e", std::process::id());
+    let custom: BTreeMap<String, String> = [(cm_key.clone(), cm_value.clone())].into();
+    let r = c
+        .client(leader)
+        .set_custom_metadata("app/canary", &custom)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
     // An ondemand value: encrypted, never stored; its mount's keys (two versions) are.
     let od_canary = format!("ONDEMAND-{}-c0ffee11", std::process::id());
     let api = c.client(leader);
@@ -341,6 +351,13 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
         "the value is readable where it was installed"
     );
 
+    let r = c.client(lagging).metadata("app/canary").await.unwrap();
+    assert_eq!(
+        r.body["data"]["customMetadata"][&cm_key],
+        cm_value.as_str(),
+        "the custom metadata opens where the snapshot was installed"
+    );
+
     let r = c.client(lagging).decrypt("od/x", &od_ct).await.unwrap();
     assert_eq!(
         r.body["data"]["secret"],
@@ -351,6 +368,8 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
     let mut needles = encodings(&canary);
     needles.extend(encodings(ROOT_TOKEN));
     needles.extend(encodings(&od_canary));
+    needles.extend(encodings(&cm_key));
+    needles.extend(encodings(&cm_value));
     let mount_keys = mount_keys(&c, leader).await;
     assert_eq!(
         mount_keys.len(),

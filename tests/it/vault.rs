@@ -3,7 +3,9 @@
 //! HTTP for the envelope and error shapes, on a TLS cluster.
 //!
 //! Invariants checked: hvac's create, read (latest and a version), check-and-set, patch,
-//! list, metadata, delete, undelete, destroy, the version cap, removing a path, Transit's
+//! list, metadata, custom metadata (set, patched, shown, refused past Vault's limits, as the
+//! `bao` CLI and External Secrets' PushSecret use it too), delete, undelete, destroy, the
+//! version cap, removing a path, Transit's
 //! keys, encryption, decryption, rewrap, rotation, config, trim and batches, and permission
 //! errors behave as against Vault, writing through one node and reading through another;
 //! it is the same store as `/api/v1` (same versions, same keys, same tokens and scopes);
@@ -89,6 +91,9 @@ async fn hvac_and_raw_vault_calls_against_a_tls_cluster() {
             "destroy_secret_versions",
             "update_metadata",
             "delete_metadata_and_all_versions",
+            "update_metadata custom_metadata",
+            "patch_metadata",
+            "custom_metadata limits",
             "transit create_key read_key list_keys",
             "transit encrypt_data decrypt_data",
             "transit rotate_key rewrap_data",
@@ -492,6 +497,133 @@ async fn bao_cli_kv_commands_against_a_tls_cluster() {
         &["kv", "metadata", "get", "-format=json", "secret/app/db"],
     );
     assert_eq!(v["data"]["max_versions"], 5, "{v}");
+    assert_eq!(v["data"]["custom_metadata"], Value::Null, "none yet: {v}");
+
+    // Custom metadata: `metadata put` replaces the map (and keeps the cap it does not name),
+    // `metadata patch` merges (Vault's PATCH with a merge patch), `metadata get` and `kv get`
+    // show it.
+    b.ok(
+        &w,
+        &[
+            "kv",
+            "metadata",
+            "put",
+            "-custom-metadata=owner=team-a",
+            "-custom-metadata=env=prod",
+            "secret/app/db",
+        ],
+    );
+    let v = b.json(
+        &r,
+        &["kv", "metadata", "get", "-format=json", "secret/app/db"],
+    );
+    assert_eq!(
+        v["data"]["custom_metadata"],
+        json!({"owner": "team-a", "env": "prod"}),
+        "{v}"
+    );
+    assert_eq!(v["data"]["max_versions"], 5, "{v}");
+    b.ok(
+        &w,
+        &[
+            "kv",
+            "metadata",
+            "patch",
+            "-custom-metadata=tier=gold",
+            "-remove-custom-metadata=env",
+            "secret/app/db",
+        ],
+    );
+    let v = b.json(&r, &["kv", "get", "-format=json", "secret/app/db"]);
+    assert_eq!(
+        v["data"]["metadata"]["custom_metadata"],
+        json!({"owner": "team-a", "tier": "gold"}),
+        "{v}"
+    );
+    assert_eq!(v["data"]["data"], json!({"password": "p2"}), "{v}");
+    let table = b.ok(&r, &["kv", "metadata", "get", "secret/app/db"]);
+    assert!(table.contains("custom_metadata"), "{table}");
+    assert!(table.contains("owner:team-a"), "{table}");
+    // Before any data, as Vault allows; then a first write keeps it.
+    b.ok(
+        &w,
+        &[
+            "kv",
+            "metadata",
+            "put",
+            "-custom-metadata=reserved-by=ci",
+            "secret/app/next",
+        ],
+    );
+    let v = b.json(
+        &r,
+        &["kv", "metadata", "get", "-format=json", "secret/app/next"],
+    );
+    assert_eq!(v["data"]["current_version"], 0, "{v}");
+    assert_eq!(
+        v["data"]["custom_metadata"],
+        json!({"reserved-by": "ci"}),
+        "{v}"
+    );
+    b.ok(&w, &["kv", "put", "secret/app/next", "k=v"]);
+    let v = b.json(&r, &["kv", "get", "-format=json", "secret/app/next"]);
+    assert_eq!(
+        v["data"]["metadata"]["custom_metadata"],
+        json!({"reserved-by": "ci"}),
+        "{v}"
+    );
+    // Vault's limits: the CLI shows Vault's message; nothing is written.
+    let long_key = format!("-custom-metadata={}=v", "k".repeat(129));
+    b.refused(
+        &w,
+        &["kv", "metadata", "put", &long_key, "secret/app/db"],
+        "custom_metadata validation failed: length of key",
+    );
+    let long_value = format!("-custom-metadata=big={}", "v".repeat(513));
+    b.refused(
+        &w,
+        &["kv", "metadata", "patch", &long_value, "secret/app/db"],
+        "length of value for key \"big\" is 513 but must be 0 < len(value) <= 512",
+    );
+    let many: Vec<String> = (0..65)
+        .map(|i| format!("-custom-metadata=k{i}=v"))
+        .collect();
+    let mut args = vec!["kv", "metadata", "put"];
+    args.extend(many.iter().map(String::as_str));
+    args.push("secret/app/db");
+    b.refused(
+        &w,
+        &args,
+        "payload must contain at most 64 keys, provided 65",
+    );
+    // A patch needs metadata to patch (Vault's 404): nothing is created.
+    b.run(
+        &w,
+        &[
+            "kv",
+            "metadata",
+            "patch",
+            "-custom-metadata=a=b",
+            "secret/app/never-written",
+        ],
+        b"",
+    );
+    let (code, _, _) = b.run(
+        &r,
+        &["kv", "metadata", "get", "secret/app/never-written"],
+        b"",
+    );
+    assert_eq!(code, 2, "a patch created nothing");
+    let v = b.json(
+        &r,
+        &["kv", "metadata", "get", "-format=json", "secret/app/db"],
+    );
+    assert_eq!(
+        v["data"]["custom_metadata"],
+        json!({"owner": "team-a", "tier": "gold"}),
+        "refusals wrote nothing: {v}"
+    );
+    b.ok(&w, &["kv", "metadata", "delete", "secret/app/next"]);
     b.ok(&w, &["kv", "metadata", "delete", "secret/app/db"]);
     let (code, _, _) = b.run(&r, &["kv", "get", "secret/app/db"], b"");
     assert_eq!(code, 2, "metadata delete removed the path");
@@ -1070,4 +1202,203 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
     assert_eq!(status, 403, "write:secret does not decrypt");
     let (status, _) = vault(&fc, "GET", "/v1/transit/keys/orders", &enc, None).await;
     assert_eq!(status, 403, "reading a key needs admin");
+}
+
+/// External Secrets Operator's Vault provider (`pkg/provider/vault`, KV v2), its requests
+/// replayed over raw HTTP exactly as its Go client sends them: `PushSecret` reads the data,
+/// checks `custom_metadata["managed-by"]`, writes the metadata label, then the data with
+/// check-and-set (`options.cas`: 0 for a new secret, else `current_version` read from the
+/// metadata); find-by-tags lists `metadata/` recursively and reads each path's metadata;
+/// `DeleteSecret` removes only what is labelled as its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn external_secrets_push_find_and_delete_over_raw_http() {
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
+    let follower = c.nodes.keys().copied().find(|id| *id != leader).unwrap();
+    let fc = c.client(follower);
+    let t = ROOT_TOKEN;
+    let label = json!({"custom_metadata": {"managed-by": "external-secrets"}});
+
+    // PushSecret of a new secret: read (absent), label, write with cas 0.
+    let push_new = |key: &'static str, data: Value| {
+        let (fc, label) = (fc.clone(), label.clone());
+        async move {
+            let (s, _) = vault(&fc, "GET", &format!("/v1/secret/data/{key}"), t, None).await;
+            assert_eq!(s, 404, "{key} is new");
+            let (s, b) = vault(
+                &fc,
+                "PUT",
+                &format!("/v1/secret/metadata/{key}"),
+                t,
+                Some(label),
+            )
+            .await;
+            assert_eq!(s, 204, "label before data: {b}");
+            let body = json!({"data": data, "options": {"cas": 0}});
+            let (s, b) = vault(&fc, "PUT", &format!("/v1/secret/data/{key}"), t, Some(body)).await;
+            assert_eq!(s, 200, "{b}");
+            assert_eq!(b["data"]["version"], 1, "{b}");
+        }
+    };
+    push_new("eso/app", json!({"user": "u", "password": "p1"})).await;
+    push_new("eso/team/b", json!({"token": "t"})).await;
+
+    // PushSecret of a changed value: read, check the label, read current_version for cas,
+    // label again, write with cas.
+    let (s, b) = vault(&fc, "GET", "/v1/secret/data/eso/app", t, None).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b["data"]["metadata"]["custom_metadata"]["managed-by"], "external-secrets",
+        "{b}"
+    );
+    let (s, meta) = vault(&fc, "GET", "/v1/secret/metadata/eso/app", t, None).await;
+    assert_eq!(s, 200, "{meta}");
+    assert_eq!(
+        meta["data"]["custom_metadata"],
+        json!({"managed-by": "external-secrets"}),
+        "{meta}"
+    );
+    let cas = meta["data"]["current_version"].as_u64().unwrap();
+    assert_eq!(cas, 1);
+    let (s, _) = vault(
+        &fc,
+        "PUT",
+        "/v1/secret/metadata/eso/app",
+        t,
+        Some(label.clone()),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let body = json!({"data": {"user": "u", "password": "p2"}, "options": {"cas": cas}});
+    let (s, b) = vault(&fc, "PUT", "/v1/secret/data/eso/app", t, Some(body.clone())).await;
+    assert_eq!((s, &b["data"]["version"]), (200, &json!(2)), "{b}");
+    // A second controller replica racing with the same cas loses, as against Vault.
+    let (s, b) = vault(&fc, "PUT", "/v1/secret/data/eso/app", t, Some(body)).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["errors"][0].as_str().unwrap().contains("check-and-set"));
+
+    // A secret ESO did not write: no label, so PushSecret refuses to take it over (it reads
+    // custom_metadata and finds no managed-by) and DeleteSecret leaves it alone.
+    let cl = c.client(leader);
+    let r = cl
+        .put("eso/foreign", &json!({"k": "v"}), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let (s, meta) = vault(&fc, "GET", "/v1/secret/metadata/eso/foreign", t, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(meta["data"]["custom_metadata"], Value::Null, "{meta}");
+
+    // find-by-tags: LIST metadata/ recursively, then each path's metadata.
+    let mut stack = vec!["eso/".to_string()];
+    let mut found = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let (s, b) = vault(&fc, "LIST", &format!("/v1/secret/metadata/{dir}"), t, None).await;
+        assert_eq!(s, 200, "{dir}: {b}");
+        for k in b["data"]["keys"].as_array().unwrap() {
+            let full = format!("{dir}{}", k.as_str().unwrap());
+            if full.ends_with('/') {
+                stack.push(full);
+                continue;
+            }
+            let (s, m) = vault(&fc, "GET", &format!("/v1/secret/metadata/{full}"), t, None).await;
+            assert_eq!(s, 200, "{full}: {m}");
+            if m["data"]["custom_metadata"]["managed-by"] == "external-secrets" {
+                found.push(full);
+            }
+        }
+    }
+    found.sort();
+    assert_eq!(found, ["eso/app", "eso/team/b"]);
+
+    // DeleteSecret: only what carries the label; data, then metadata.
+    for key in ["eso/app", "eso/foreign"] {
+        let (s, _) = vault(&fc, "GET", &format!("/v1/secret/data/{key}"), t, None).await;
+        assert_eq!(s, 200);
+        let (_, m) = vault(&fc, "GET", &format!("/v1/secret/metadata/{key}"), t, None).await;
+        if m["data"]["custom_metadata"]["managed-by"] != "external-secrets" {
+            continue;
+        }
+        let (s, _) = vault(&fc, "DELETE", &format!("/v1/secret/data/{key}"), t, None).await;
+        assert_eq!(s, 204);
+        let (s, _) = vault(
+            &fc,
+            "DELETE",
+            &format!("/v1/secret/metadata/{key}"),
+            t,
+            None,
+        )
+        .await;
+        assert_eq!(s, 204);
+    }
+    let (s, _) = vault(&fc, "GET", "/v1/secret/metadata/eso/app", t, None).await;
+    assert_eq!(s, 404, "the managed secret and its metadata are gone");
+    let r = cl.get("eso/foreign", None).await.unwrap();
+    assert_eq!(r.status, 200, "the foreign secret is untouched");
+
+    // Concurrent patches of different keys, through different nodes: each acknowledged
+    // key is there afterwards (a blind read-merge-write would drop some), and a patch that
+    // gave up after its retries (409) wrote nothing.
+    let nodes: Vec<Client> = c.nodes.keys().map(|id| c.client(*id)).collect();
+    let patches = (0..6).map(|i| {
+        let node = nodes[i % nodes.len()].clone();
+        async move {
+            let body = json!({"custom_metadata": {format!("k{i}"): format!("v{i}")}});
+            let r = node
+                .with_token(None)
+                .send(
+                    Method::PATCH,
+                    "/v1/secret/metadata/eso/team/b",
+                    Some(body.to_string().into_bytes()),
+                    &[
+                        ("x-vault-token", ROOT_TOKEN),
+                        ("content-type", "application/merge-patch+json"),
+                    ],
+                    None,
+                )
+                .await
+                .unwrap();
+            (i, r.status)
+        }
+    });
+    let results = futures::future::join_all(patches).await;
+    let (_, m) = vault(&fc, "GET", "/v1/secret/metadata/eso/team/b", t, None).await;
+    let custom = &m["data"]["custom_metadata"];
+    assert_eq!(custom["managed-by"], "external-secrets", "{m}");
+    for (i, status) in &results {
+        match status {
+            204 => assert_eq!(custom[format!("k{i}")], format!("v{i}"), "{results:?} {m}"),
+            409 => assert!(custom[format!("k{i}")].is_null(), "{results:?} {m}"),
+            other => panic!("patch {i}: {other}"),
+        }
+    }
+    assert!(
+        results.iter().filter(|(_, s)| *s == 204).count() >= 1,
+        "{results:?}"
+    );
+    // Vault's PATCH must say it is a merge patch.
+    let r = fc
+        .with_token(None)
+        .send(
+            Method::PATCH,
+            "/v1/secret/metadata/eso/team/b",
+            Some(br#"{"custom_metadata": {"x": "y"}}"#.to_vec()),
+            &[("x-vault-token", t), ("content-type", "text/plain")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 415, "{:?}", r.body);
+    assert!(r.body["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("application/merge-patch+json"));
+
+    // The label is the same custom metadata /api/v1 shows, on any node.
+    let r = c.client(leader).metadata("eso/team/b").await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.detail());
+    assert_eq!(
+        r.body["data"]["customMetadata"]["managed-by"],
+        "external-secrets"
+    );
 }

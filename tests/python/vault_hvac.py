@@ -144,6 +144,67 @@ kv_w.delete_metadata_and_all_versions(path=life)
 expect_raise(exceptions.InvalidPath, kv_r.read_secret_metadata, path=life)
 step("delete_metadata_and_all_versions")
 
+# Custom metadata (Vault 1.9+): update_metadata replaces the whole map; read_secret_metadata
+# and read_secret_version show it; a map absent is null, as Vault shows it.
+cm = "hvac/app/cm"
+kv_w.create_or_update_secret(path=cm, secret={"token": "t1"})
+got = kv_r.read_secret_version(path=cm, raise_on_deleted_version=True)
+assert got["data"]["metadata"]["custom_metadata"] is None, got
+assert kv_r.read_secret_metadata(path=cm)["data"]["custom_metadata"] is None
+kv_w.update_metadata(path=cm, custom_metadata={"owner": "team-a", "env": "prod"})
+meta = kv_r.read_secret_metadata(path=cm)["data"]
+assert meta["custom_metadata"] == {"owner": "team-a", "env": "prod"}, meta
+assert meta["max_versions"] == 10 and meta["current_version"] == 1, meta
+got = kv_r.read_secret_version(path=cm, raise_on_deleted_version=True)
+assert got["data"]["metadata"]["custom_metadata"] == {"owner": "team-a", "env": "prod"}, got
+assert got["data"]["data"] == {"token": "t1"}, got
+# Without custom_metadata, update_metadata leaves it as it is.
+kv_w.update_metadata(path=cm, max_versions=4)
+meta = kv_r.read_secret_metadata(path=cm)["data"]
+assert meta["max_versions"] == 4 and meta["custom_metadata"]["owner"] == "team-a", meta
+# Metadata before data, as Vault allows: the path shows it with no version.
+kv_w.update_metadata(path="hvac/app/cm-first", custom_metadata={"reserved-by": "ci"})
+meta = kv_r.read_secret_metadata(path="hvac/app/cm-first")["data"]
+assert meta["custom_metadata"] == {"reserved-by": "ci"} and meta["current_version"] == 0, meta
+assert meta["versions"] == {}, meta
+step("update_metadata custom_metadata")
+
+# hvac 2.x has no patch_metadata: Vault's PATCH, sent as Vault requires it (a JSON merge
+# patch: null removes a key).
+patch = w.adapter.request(
+    "PATCH", f"/v1/secret/metadata/{cm}",
+    headers={"Content-Type": "application/merge-patch+json"},
+    json={"custom_metadata": {"env": None, "tier": "gold"}},
+)
+assert patch.status_code == 204, patch
+meta = kv_r.read_secret_metadata(path=cm)["data"]
+assert meta["custom_metadata"] == {"owner": "team-a", "tier": "gold"}, meta
+# A patch of a path with no metadata at all is Vault's 404.
+expect_raise(exceptions.InvalidPath, w.adapter.request, "PATCH",
+             "/v1/secret/metadata/hvac/app/no-such-path",
+             headers={"Content-Type": "application/merge-patch+json"},
+             json={"custom_metadata": {"a": "b"}})
+step("patch_metadata")
+
+# Vault's limits, each refused with Vault's message, nothing written.
+def refused(custom_metadata, needle, path=cm):
+    try:
+        kv_w.update_metadata(path=path, custom_metadata=custom_metadata)
+    except exceptions.InvalidRequest as e:
+        assert needle in str(e), f"{e} should say {needle}"
+        return
+    raise AssertionError(f"{custom_metadata} was accepted")
+
+refused({f"k{i}": "v" for i in range(65)},
+        "custom_metadata validation failed: payload must contain at most 64 keys, provided 65")
+refused({"k" * 129: "v"}, "is 129 but must be 0 < len(key) <= 128")
+refused({"big": "v" * 513},
+        'length of value for key "big" is 513 but must be 0 < len(value) <= 512')
+refused({"n": 5}, 'value for key "n" must be a string')
+meta = kv_r.read_secret_metadata(path=cm)["data"]
+assert meta["custom_metadata"] == {"owner": "team-a", "tier": "gold"}, meta
+step("custom_metadata limits")
+
 # Transit (hvac's secrets.transit, mount "transit"): keys made and changed through one node,
 # used through the other. Every change is seen by the next call on the other node: the
 # read-index round runs before each encryption and decryption.

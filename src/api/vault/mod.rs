@@ -19,6 +19,13 @@
 //!   `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`, `mount_type`); errors are
 //!   Vault's `{"errors": [...]}` with Vault's status codes (a check-and-set mismatch is 400,
 //!   as in Vault). Bad input writes nothing, exactly as on the main API.
+//! - `custom_metadata` is Vault's: set whole by `POST/PUT secret/metadata/{path}` (absent:
+//!   unchanged), merged by `PATCH` (JSON merge patch, `null` removes a key; the body must
+//!   say `Content-Type: application/merge-patch+json`, as Vault requires, or
+//!   `application/json`), shown by `GET secret/metadata/{path}` and in `data.metadata` of
+//!   `GET secret/data/{path}` (a map, or `null` when there is none). Its limits and refusals
+//!   are [`crate::secret::custom`]'s; the scopes are those of the version cap (write) and
+//!   of the metadata view (read).
 
 mod fields;
 mod login;
@@ -40,11 +47,13 @@ use super::error::ApiError;
 use super::input::{json_object, parse_u64, query, read_body, request_id};
 use super::secrets::{parse_put_body, PutBody};
 use super::state::State;
+use crate::secret::custom::{self, CustomMetadataPatch};
 use crate::secret::token::Scope;
 use crate::secret::versions::{DEFAULT_MAX_VERSIONS, MAX_MAX_VERSIONS};
 use crate::secret::{Metadata, Precondition, RequestId, SecretPath};
 use crate::service::{
-    Condition, DeleteOutcome, Linearized, Listing, Origin, PutOutcome, VersionChange,
+    Condition, CustomChange, CustomMetadata, DeleteOutcome, Linearized, Listing, MetadataChange,
+    MetadataOutcome, Origin, PutOutcome, VersionChange,
 };
 use crate::time::rfc3339;
 
@@ -187,11 +196,21 @@ fn transit_mount() -> Value {
     })
 }
 
-/// A version's metadata as Vault shows it in `data/` responses.
-fn version_metadata(m: &Metadata) -> Value {
+/// Custom metadata as Vault shows it: the map, or `null` when there is none (Vault keeps no
+/// empty map either).
+fn custom_metadata_value(custom: Option<&CustomMetadata>) -> Value {
+    match custom {
+        Some(m) if !m.is_empty() => json!(m),
+        _ => Value::Null,
+    }
+}
+
+/// A version's metadata as Vault shows it in `data/` responses (`custom`: the path's custom
+/// metadata when the response shows it; a write's answer does not read it).
+fn version_metadata(m: &Metadata, custom: Option<&CustomMetadata>) -> Value {
     json!({
         "created_time": rfc3339(m.updated_at_ms),
-        "custom_metadata": null,
+        "custom_metadata": custom_metadata_value(custom),
         "deletion_time": m.deleted_at_ms.map(rfc3339).unwrap_or_default(),
         "destroyed": false,
         "version": m.version,
@@ -575,9 +594,15 @@ impl Call {
                     .read_secret(&at, &path, version)
                     .map_err(ApiError::from)?
                     .ok_or_else(VaultError::not_found)?;
-                Ok(envelope(
-                    json!({"data": read.data, "metadata": version_metadata(&read.metadata)}),
-                ))
+                let custom = self
+                    .state
+                    .service
+                    .read_custom_metadata(&at, &path)
+                    .map_err(ApiError::from)?;
+                Ok(envelope(json!({
+                    "data": read.data,
+                    "metadata": version_metadata(&read.metadata, custom.as_ref()),
+                })))
             }
             Method::POST | Method::PUT => {
                 self.query(&[])?;
@@ -589,7 +614,7 @@ impl Call {
                 let PutBody { data, cas } =
                     parse_put_body(&bytes, self.state.service.max_value_bytes())?;
                 let meta = self.write(origin, &path, &data, cas).await?;
-                Ok(envelope(version_metadata(&meta)))
+                Ok(envelope(version_metadata(&meta, None)))
             }
             Method::PATCH => {
                 self.query(&[])?;
@@ -633,7 +658,7 @@ impl Call {
                 let meta = self
                     .write(origin, &path, &current, Some(meta.version))
                     .await?;
-                Ok(envelope(version_metadata(&meta)))
+                Ok(envelope(version_metadata(&meta, None)))
             }
             Method::DELETE => {
                 self.query(&[])?;
@@ -661,8 +686,33 @@ impl Call {
         }
     }
 
+    /// A PATCH must be a JSON merge patch, as Vault requires (`bao kv metadata patch` says
+    /// so); `application/json` is taken too. Anything else is Vault's 415.
+    fn merge_patch_content_type(&self) -> Result<(), VaultError> {
+        let ct = self
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence == "application/merge-patch+json" || essence == "application/json" {
+            return Ok(());
+        }
+        Err(VaultError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "PATCH requires Content-Type of application/merge-patch+json",
+        ))
+    }
+
     /// `secret/metadata/{path}`: `LIST` (or `GET ?list=true`) the keys one level below
-    /// `path`, folders ending in `/`; `GET` the path's metadata.
+    /// `path`, folders ending in `/`; `GET` the path's metadata (and custom metadata);
+    /// `POST`/`PUT` set the version cap and custom metadata, `PATCH` merges into them,
+    /// `DELETE` removes the path.
     async fn metadata(&self, method: &Method, rest: &str, body: Body) -> Reply {
         let list = method.as_str() == "LIST"
             || (method == Method::GET
@@ -679,14 +729,20 @@ impl Call {
                 self.query(&[])?;
                 let (who, at) = self.current().await?;
                 who.require_path(Scope::ReadSecret, &path)?;
-                let view = self
-                    .state
-                    .service
+                let service = &self.state.service;
+                let view = service
                     .versions(&at, &path)
                     .map_err(ApiError::from)?
                     .ok_or_else(VaultError::not_found)?;
-                let Some(meta) = view.meta else {
-                    return Err(VaultError::not_found());
+                let custom = service
+                    .custom_metadata(&view, &path)
+                    .map_err(ApiError::from)?;
+                // A path with custom metadata and no version yet is shown, as Vault shows
+                // metadata written before data (times: the custom metadata's).
+                let (created, updated, current) = match (&view.meta, &view.custom) {
+                    (Some(m), _) => (m.created_at_ms, m.updated_at_ms, m.current_version),
+                    (None, Some(c)) => (c.created_at_ms, c.updated_at_ms, 0),
+                    (None, None) => return Err(VaultError::not_found()),
                 };
                 let versions: Map<String, Value> = view
                     .versions
@@ -704,47 +760,69 @@ impl Call {
                     .collect();
                 Ok(envelope(json!({
                     "cas_required": false,
-                    "created_time": rfc3339(meta.created_at_ms),
-                    "current_version": meta.current_version,
-                    "custom_metadata": null,
+                    "created_time": rfc3339(created),
+                    "current_version": current,
+                    "custom_metadata": custom_metadata_value(custom.as_ref()),
                     "delete_version_after": "0s",
                     "max_versions": view.max_versions,
                     "oldest_version": view.versions.first().map_or(0, |v| v.version),
-                    "updated_time": rfc3339(meta.updated_at_ms),
+                    "updated_time": rfc3339(updated),
                     "versions": versions,
                 })))
             }
-            Method::POST | Method::PUT => {
+            Method::POST | Method::PUT | Method::PATCH => {
                 self.query(&[])?;
+                let patch = method == Method::PATCH;
+                if patch {
+                    self.merge_patch_content_type()?;
+                }
                 let who = self.principal().await?;
                 who.require_path(Scope::WriteSecret, &path)?;
                 let bytes = read_body(body, 64 * 1024).await?;
-                let origin = self.origin(&who, &format!("vault metadata {path}"), &bytes)?;
-                let Some(max_versions) = metadata_body(&bytes)? else {
-                    return Ok(StatusCode::NO_CONTENT.into_response());
+                let what = if patch {
+                    "vault metadata-patch"
+                } else {
+                    "vault metadata"
                 };
+                let origin = self.origin(&who, &format!("{what} {path}"), &bytes)?;
+                let body = metadata_body(&bytes, patch)?;
+                let custom = match body.custom {
+                    Some(p) if patch => Some(CustomChange::Patch(p)),
+                    Some(p) => Some(CustomChange::Replace(custom::replacement(p))),
+                    None => None,
+                };
+                let change = MetadataChange {
+                    max_versions: body.max_versions,
+                    custom,
+                };
+                if change.max_versions.is_none() && change.custom.is_none() {
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
                 let service = &self.state.service;
                 if let Some((mount, _)) = service
                     .mount_covering(&service.local(), &path)
                     .map_err(ApiError::from)?
                 {
-                    return Err(ApiError::bad_request(format!(
-                        "'{path}' is under the ondemand mount '{mount}', which keeps no versions"
-                    ))
-                    .into());
+                    return Err(under_mount(&path, &mount));
                 }
                 match service
-                    .set_max_versions(origin, &path, max_versions)
+                    .write_metadata(origin, &path, change)
                     .await
                     .map_err(ApiError::from)?
                 {
-                    Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-                    // (This used to be a 500.) raftsafe keeps metadata only for a path that
-                    // has been written.
-                    None => Err(VaultError::new(
-                        StatusCode::NOT_FOUND,
-                        format!("no secret at \"{path}\": write it before setting its metadata"),
+                    MetadataOutcome::Set { .. } => Ok(StatusCode::NO_CONTENT.into_response()),
+                    // Vault: a patch needs metadata to patch.
+                    MetadataOutcome::NotFound => Err(VaultError::not_found()),
+                    MetadataOutcome::Invalid(why) => {
+                        Err(VaultError::new(StatusCode::BAD_REQUEST, why))
+                    }
+                    MetadataOutcome::Conflict { attempts } => Err(VaultError::new(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "the custom metadata of \"{path}\" changed under this patch {attempts} times in a row; nothing was written, retry"
+                        ),
                     )),
+                    MetadataOutcome::UnderMount { mount } => Err(under_mount(&path, &mount)),
                 }
             }
             Method::DELETE => {
@@ -881,6 +959,13 @@ impl Call {
     }
 }
 
+fn under_mount(path: &SecretPath, mount: &str) -> VaultError {
+    ApiError::bad_request(format!(
+        "'{path}' is under the ondemand mount '{mount}', which keeps no versions"
+    ))
+    .into()
+}
+
 fn cas_mismatch() -> VaultError {
     VaultError::new(
         StatusCode::BAD_REQUEST,
@@ -918,10 +1003,18 @@ fn versions_body(bytes: &[u8]) -> Result<Vec<u64>, VaultError> {
     }
 }
 
-/// `POST secret/metadata/{path}`: `max_versions` (0 = the default, as in Vault),
+/// What a metadata write asks for.
+struct MetadataBody {
+    max_versions: Option<u64>,
+    /// A replacement (no `None` in it) or, for a PATCH, a patch.
+    custom: Option<CustomMetadataPatch>,
+}
+
+/// `POST/PUT/PATCH secret/metadata/{path}`: `max_versions` (0 = the default, as in Vault),
+/// `custom_metadata` (an object of strings; in a PATCH, `null` removes a key),
 /// `cas_required: false` and `delete_version_after: "0s"`; the settings raftsafe does not
-/// have are refused by name. `None`: nothing to change.
-fn metadata_body(bytes: &[u8]) -> Result<Option<u64>, VaultError> {
+/// have are refused by name.
+fn metadata_body(bytes: &[u8], patch: bool) -> Result<MetadataBody, VaultError> {
     let body = json_object(
         bytes,
         &[
@@ -932,7 +1025,10 @@ fn metadata_body(bytes: &[u8]) -> Result<Option<u64>, VaultError> {
         ],
         "a JSON object",
     )?;
-    let mut max = None;
+    let mut out = MetadataBody {
+        max_versions: None,
+        custom: None,
+    };
     for (k, v) in body {
         match (k.as_str(), v) {
             ("max_versions", v) => {
@@ -940,20 +1036,30 @@ fn metadata_body(bytes: &[u8]) -> Result<Option<u64>, VaultError> {
                     .as_u64()
                     .filter(|n| *n <= MAX_MAX_VERSIONS)
                     .ok_or_else(|| ApiError::bad_request(format!("'max_versions' must be an integer from 0 to {MAX_MAX_VERSIONS}")))?;
-                max = Some(if n == 0 { DEFAULT_MAX_VERSIONS } else { n });
+                out.max_versions = Some(if n == 0 { DEFAULT_MAX_VERSIONS } else { n });
+            }
+            ("custom_metadata", v) => {
+                let parsed = custom::from_json("custom_metadata", &v, patch)
+                    .map_err(|why| VaultError::new(StatusCode::BAD_REQUEST, why))?;
+                if !patch {
+                    // A replacement is checked whole here; a patch once merged.
+                    custom::validate(&custom::replacement(parsed.clone()))
+                        .map_err(|why| VaultError::new(StatusCode::BAD_REQUEST, why))?;
+                }
+                out.custom = Some(parsed);
             }
             ("cas_required", Value::Bool(false)) => {}
             // hvac always sends it; "0s" (never delete by age) is what raftsafe does.
             ("delete_version_after", Value::String(d)) if d == "0s" || d == "0" => {}
             (other, _) => {
                 return Err(ApiError::bad_request(format!(
-                    "'{other}' is not supported by raftsafe (supported: max_versions, cas_required: false)"
+                    "'{other}' is not supported by raftsafe (supported: max_versions, custom_metadata, cas_required: false)"
                 ))
                 .into())
             }
         }
     }
-    Ok(max)
+    Ok(out)
 }
 
 /// RFC 7396 JSON merge patch of `patch` into `target`: `null` removes a key, objects merge
