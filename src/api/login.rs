@@ -27,7 +27,6 @@ fn answer(outcome: LoginOutcome) -> Result<Response, ApiError> {
         LoginOutcome::Issued(issued) => issued,
         LoginOutcome::Refused(why) => return Err(ApiError::invalid_field("loginRefused", "", why)),
     };
-    tracing::info!(accessor = %issued.record.accessor, role = %issued.role, method = issued.method.as_str(), "login");
     let body = LoginToken {
         view: TokenView::new(&issued.record, None),
         token: issued.token.expose().to_string(),
@@ -58,6 +57,7 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T,
     responses(
         (status = 200, description = "The new token (shown this once) and its lease.", body = LoginToken),
         (status = 400, description = "A bad body, or the pair is not a role id and one of its live secret ids.", body = super::wire::ErrorBody),
+        (status = 413, description = "The body is larger than a login takes.", body = super::wire::ErrorBody),
         (status = 503, description = "No leader is known or reachable right now; retry.", body = super::wire::ErrorBody),
         (status = 507, description = "A voter's disk is nearly full (NOSPACE): no token was issued.", body = super::wire::ErrorBody),
     ),
@@ -89,6 +89,7 @@ pub async fn approle(state: State, body: Body) -> Result<Response, ApiError> {
     responses(
         (status = 200, description = "The new token (shown this once) and its lease.", body = LoginToken),
         (status = 400, description = "A bad body, an unknown role, or a JWT that does not verify (the detail names the check).", body = super::wire::ErrorBody),
+        (status = 413, description = "The body is larger than a login takes.", body = super::wire::ErrorBody),
         (status = 503, description = "No leader is known or reachable right now; retry.", body = super::wire::ErrorBody),
         (status = 507, description = "A voter's disk is nearly full (NOSPACE): no token was issued.", body = super::wire::ErrorBody),
     ),
@@ -113,6 +114,7 @@ pub async fn jwt(state: State, body: Body) -> Result<Response, ApiError> {
     responses(
         (status = 200, description = "The lease now.", body = RenewedToken),
         (status = 400, description = "A bad body, or the token was not issued by a login (not renewable).", body = super::wire::ErrorBody),
+        (status = 413, description = "The body is larger than a renewal takes (4 KiB).", body = super::wire::ErrorBody),
     ),
     security(("bearer" = [])),
 )]

@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::login::{JwtConfig, Lease, Login, Method, Role, SecretId};
+use super::auth::{JwtConfig, Lease, Login, Method, Role, SecretId};
 use super::path::SecretPath;
 
 /// A client-chosen or server-generated id used to deduplicate retried writes, with the

@@ -8,7 +8,7 @@
 //! *generations* it checked against. Apply issues the token only if they are still current.
 //!
 //! Invariants:
-//! - A role grants one fixed [`Policy`] (scopes × path patterns) and token TTLs; every change
+//! - A role grants one fixed [`Policy`](super::token::Policy) (scopes × path patterns) and token TTLs; every change
 //!   to a role, or to the JWT configuration, raises its generation, and deleting a role
 //!   removes it with its secret ids. A login checked against an older generation, or a role
 //!   that is gone, is refused where it applies: no token is issued after an acknowledged
@@ -20,183 +20,17 @@
 //!   refused, so the role a login finds by its id is unambiguous.
 //! - A token issued by a login carries a [`Lease`] computed from the entry's time: renewal
 //!   moves its expiry to the entry's time plus the role's TTL (or the asked increment),
-//!   never back and never past the max TTL fixed at login. Tokens made by an administrator have no lease and are
-//!   not renewable.
+//!   never back and never past the max TTL fixed at login. Tokens made by an administrator
+//!   have no lease and are not renewable.
+//!
+//! The types (roles, secret ids, leases) are in [`super::auth`], which commands carry.
 
-use serde::{Deserialize, Serialize};
-
+pub use super::auth::{
+    AppRoleBinding, Binding, JwtBinding, JwtConfig, Lease, Login, Method, Role, SecretId,
+    StoredJwtConfig, StoredRole,
+};
 use super::command::CommandResult;
 use super::state::{keys, ApplyError, Changes, StateRead};
-use super::token::Policy;
-
-/// A login method, as Vault names its mount (`auth/approle`, `auth/jwt`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Method {
-    AppRole,
-    Jwt,
-}
-
-impl Method {
-    pub const ALL: [Method; 2] = [Method::AppRole, Method::Jwt];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::AppRole => "approle",
-            Method::Jwt => "jwt",
-        }
-    }
-
-    /// The byte that keys this method's roles.
-    fn byte(self) -> u8 {
-        match self {
-            Method::AppRole => b'a',
-            Method::Jwt => b'j',
-        }
-    }
-}
-
-/// What a role grants the tokens its logins issue, and what a credential must show.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Role {
-    pub policy: Policy,
-    /// Seconds a token lives, and what one renewal adds at most.
-    pub token_ttl_s: u64,
-    /// Seconds after the login past which no renewal extends the token.
-    pub token_max_ttl_s: u64,
-    pub binding: Binding,
-}
-
-impl Role {
-    pub fn method(&self) -> Method {
-        match self.binding {
-            Binding::AppRole(_) => Method::AppRole,
-            Binding::Jwt(_) => Method::Jwt,
-        }
-    }
-}
-
-/// The method-specific part of a role.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Binding {
-    AppRole(AppRoleBinding),
-    Jwt(JwtBinding),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppRoleBinding {
-    /// The role's public identifier (a UUID unless an administrator set one).
-    pub role_id: String,
-    /// Seconds a new secret id lives (0: until destroyed).
-    pub secret_id_ttl_s: u64,
-    /// Logins a new secret id allows (0: unlimited).
-    pub secret_id_num_uses: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JwtBinding {
-    /// The token's `aud` must contain one of these (the API requires at least one, so a
-    /// token minted for another service is refused).
-    pub bound_audiences: Vec<String>,
-    /// When not empty, `sub` must equal it.
-    pub bound_subject: String,
-    /// Each claim (a name) must equal one of its values (a list claim: contain one).
-    pub bound_claims: Vec<(String, Vec<String>)>,
-    /// The claim that names the workload in the token's display name and the audit log.
-    pub user_claim: String,
-    /// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
-    pub clock_skew_leeway_s: u64,
-}
-
-/// A role as stored (`u<method byte><name>`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredRole {
-    /// Raised by every write of the role (1 at creation).
-    pub generation: u64,
-    pub created_at_ms: u64,
-    pub updated_at_ms: u64,
-    pub role: Role,
-}
-
-/// Where the JWT method finds the keys that sign tokens, and the issuer it trusts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JwtConfig {
-    /// When not empty, `iss` must equal it.
-    pub bound_issuer: String,
-    /// PEM public keys (RSA, EC P-256/P-384 or Ed25519).
-    pub pem_keys: Vec<String>,
-    /// A JWKS document (JSON text), as a Kubernetes API server publishes at
-    /// `/openid/v1/jwks`.
-    pub jwks: Option<String>,
-    /// Algorithms accepted (Vault's `jwt_supported_algs`; empty: RS256).
-    pub supported_algs: Vec<String>,
-}
-
-/// The JWT configuration as stored (`Ujwt`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredJwtConfig {
-    pub generation: u64,
-    pub updated_at_ms: u64,
-    pub config: JwtConfig,
-}
-
-/// An AppRole secret id as stored (`w<role>\0<accessor>`): its MAC, never the secret id.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SecretId {
-    /// Hex of the MAC's first 8 bytes: names the secret id in listings and destruction.
-    pub accessor: String,
-    /// HMAC-SHA256 of the secret id under the master-derived key for secret ids.
-    pub mac: [u8; 32],
-    pub created_at_ms: u64,
-    pub expires_at_ms: Option<u64>,
-    /// Logins left (`None`: unlimited).
-    pub uses_left: Option<u64>,
-    /// Vault's `metadata` (shown on lookup, never secret).
-    pub metadata: Vec<(String, String)>,
-}
-
-impl std::fmt::Debug for SecretId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretId")
-            .field("accessor", &self.accessor)
-            .field("expires_at_ms", &self.expires_at_ms)
-            .field("uses_left", &self.uses_left)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SecretId {
-    pub fn expired(&self, now_ms: u64) -> bool {
-        self.expires_at_ms.is_some_and(|t| now_ms >= t)
-    }
-}
-
-/// A login token's lease (`e<token accessor>`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub expires_at_ms: u64,
-    /// No renewal moves the expiry past this.
-    pub max_expires_at_ms: u64,
-    /// What a renewal without an increment adds (the role's TTL at login).
-    pub ttl_ms: u64,
-}
-
-/// A login as proposed: what the receiving node checked, for apply to check again.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Login {
-    pub method: Method,
-    pub role: String,
-    /// The role's generation the credential was checked against.
-    pub role_generation: u64,
-    /// The JWT configuration's generation the signature was checked against.
-    pub config_generation: Option<u64>,
-    /// The AppRole secret id's accessor, consumed by this login.
-    pub secret_id: Option<String>,
-    /// The new token's accessor and its record, sealed.
-    pub accessor: String,
-    pub sealed: Vec<u8>,
-    pub ttl_ms: u64,
-    pub max_ttl_ms: u64,
-}
 
 pub fn role_key(method: Method, name: &str) -> Vec<u8> {
     let mut k = vec![keys::ROLE, method.byte()];
@@ -468,7 +302,7 @@ mod tests {
     use super::*;
     use crate::secret::command::{Caller, Command};
     use crate::secret::testing::{single, Mem};
-    use crate::secret::token::{PathPattern, Scope};
+    use crate::secret::token::{PathPattern, Policy, Scope};
 
     fn approle(role_id: &str) -> Role {
         Role {

@@ -368,6 +368,12 @@ impl Service {
         let result = self.node.write(Op::new(command, None)).await?;
         match result {
             CommandResult::LoggedIn(lease) => {
+                tracing::info!(
+                    accessor = %record.accessor,
+                    role = %name,
+                    method = stored.role.method().as_str(),
+                    "login issued a token"
+                );
                 let mut record = record;
                 record.expires_at_ms = Some(lease.expires_at_ms);
                 Ok(LoginOutcome::Issued(Box::new(Issued {

@@ -49,3 +49,21 @@ pub fn failure(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Runs a driver script of a real client (`vault_hvac.py`, `vault_login.py`) against a
+/// cluster: it takes `write_url read_url token ca`, asserts each of its steps itself, and on
+/// success prints `{"steps": [...]}`. Returns that report; a failure panics with the
+/// script's stderr.
+pub fn client_steps(
+    script: &str,
+    write_url: &str,
+    read_url: &str,
+    token: &str,
+    ca: &std::path::Path,
+) -> serde_json::Value {
+    let ca = ca.to_str().expect("a UTF-8 path");
+    let out = run(script, &[write_url, read_url, token, ca], b"");
+    assert!(out.status.success(), "{script} failed:\n{}", failure(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{script} printed no JSON report ({e})"))
+}

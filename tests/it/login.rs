@@ -27,17 +27,7 @@ async fn workloads_log_in_with_approle_and_jwt_against_a_tls_cluster() {
     let ca = c.dir.path().join("certs/ca.pem");
 
     // hvac: administers through one follower, logs in through the other.
-    let out = python::run(
-        "vault_login.py",
-        &[&url(f1), &url(f2), ROOT_TOKEN, ca.to_str().unwrap()],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "hvac login run failed:\n{}",
-        python::failure(&out)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = python::client_steps("vault_login.py", &url(f1), &url(f2), ROOT_TOKEN, &ca);
     assert_eq!(
         report["steps"],
         json!([
@@ -196,6 +186,71 @@ async fn workloads_log_in_with_approle_and_jwt_against_a_tls_cluster() {
         &["write", "auth/jwt/config", "jwks={\"keys\":[]}"],
         "every path",
     );
+    // `bao write auth/jwt/login` with a JWT signed here by a fresh P-256 key (the hvac run
+    // above replaced the keys; these replace them again).
+    let (key, jwks) = p256();
+    let jwt = es256(&key, "ci-runner", "raftsafe");
+    bao.ok(
+        &a1,
+        &[
+            "write",
+            "auth/jwt/config",
+            &format!("jwks={jwks}"),
+            "jwt_supported_algs=ES256",
+        ],
+    );
+    bao.ok(
+        &a1,
+        &[
+            "write",
+            "auth/jwt/role/runner",
+            "bound_audiences=raftsafe",
+            "user_claim=sub",
+            "token_scopes=read:secret",
+            "token_paths=deploy/*",
+        ],
+    );
+    let login = bao.json(
+        &a2,
+        &[
+            "write",
+            "-format=json",
+            "auth/jwt/login",
+            "role=runner",
+            &format!("jwt={jwt}"),
+        ],
+    );
+    assert_eq!(login["auth"]["metadata"]["sub"], "ci-runner", "{login}");
+    let runner = bao.as_token(login["auth"]["client_token"].as_str().unwrap());
+    let got = runner.json(
+        &a1,
+        &["kv", "get", "-format=json", "-mount=secret", "deploy/app"],
+    );
+    assert_eq!(got["data"]["data"], json!({"v": "1"}));
+    let other_audience = es256(&key, "ci-runner", "someone-else");
+    bao.refused(
+        &a2,
+        &[
+            "write",
+            "auth/jwt/login",
+            "role=runner",
+            &format!("jwt={other_audience}"),
+        ],
+        "audience",
+    );
+    let (stranger, _) = p256();
+    let forged = es256(&stranger, "ci-runner", "raftsafe");
+    bao.refused(
+        &a2,
+        &[
+            "write",
+            "auth/jwt/login",
+            "role=runner",
+            &format!("jwt={forged}"),
+        ],
+        "signature",
+    );
+
     // A JWT configuration that names a URL is refused: nodes fetch nothing.
     bao.refused(
         &a1,
@@ -206,6 +261,33 @@ async fn workloads_log_in_with_approle_and_jwt_against_a_tls_cluster() {
         ],
         "fetch nothing",
     );
+}
+
+/// A P-256 key made now (PKCS#8) and its JWKS document (`kid` k1).
+fn p256() -> (Vec<u8>, String) {
+    use base64::Engine;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    let jwks = json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+        "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..65]),
+    }]});
+    (pkcs8.as_ref().to_vec(), jwks.to_string())
+}
+
+/// A JWT for `sub` and `aud`, valid for 5 minutes, signed ES256 by `pkcs8`.
+fn es256(pkcs8: &[u8], sub: &str, aud: &str) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let claims = json!({"sub": sub, "aud": aud, "iat": now, "exp": now + 300});
+    let key = jsonwebtoken::EncodingKey::from_ec_der(pkcs8);
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -54,17 +54,7 @@ async fn hvac_and_raw_vault_calls_against_a_tls_cluster() {
     let ca = c.dir.path().join("certs/ca.pem");
 
     // hvac: writes through a follower (forwarded to the leader), reads through the other.
-    let out = python::run(
-        "vault_hvac.py",
-        &[&url(f1), &url(f2), ROOT_TOKEN, ca.to_str().unwrap()],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "hvac run failed:\n{}",
-        python::failure(&out)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = python::client_steps("vault_hvac.py", &url(f1), &url(f2), ROOT_TOKEN, &ca);
     let steps: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()

@@ -21,7 +21,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
@@ -34,7 +34,7 @@ use crate::api::input::read_body;
 use crate::api::tokens::MAX_TTL_SECONDS;
 use crate::secret::login::{AppRoleBinding, Binding, JwtBinding, JwtConfig, Method as Login, Role};
 use crate::secret::token::{PathPattern, Policy, Scope};
-use crate::service::{random_uuid, Issued, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
+use crate::service::{random_uuid, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
 use crate::time::rfc3339;
 
 /// A token's lifetime when its role sets none: short, since workloads renew or log in again.
@@ -397,8 +397,12 @@ fn role_view(role: &Role) -> Value {
     v
 }
 
-/// Vault's answer to a login: the token in `auth`.
-fn login_reply(issued: &Issued) -> Response {
+/// Vault's answer to a login: the token in `auth`, or Vault's 400 saying why not.
+fn login_reply(outcome: LoginOutcome) -> Reply {
+    let issued = match outcome {
+        LoginOutcome::Issued(issued) => issued,
+        LoginOutcome::Refused(why) => return Err(VaultError::new(StatusCode::BAD_REQUEST, why)),
+    };
     let mut body = envelope_value(Value::Null);
     let policies: Vec<&str> = issued
         .record
@@ -446,11 +450,7 @@ fn login_reply(issued: &Issued) -> Response {
     response.extensions_mut().insert(LoggedIn {
         accessor: issued.record.accessor.clone(),
     });
-    response
-}
-
-fn login_refused(why: String) -> VaultError {
-    VaultError::new(StatusCode::BAD_REQUEST, why)
+    Ok(response)
 }
 
 impl Call {
@@ -908,19 +908,8 @@ impl Call {
         let secret_id = string(&fields, "secret_id")?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| bad("missing secret_id"))?;
-        match self
-            .state
-            .service
-            .login_approle(role_id, secret_id)
-            .await
-            .map_err(ApiError::from)?
-        {
-            LoginOutcome::Issued(issued) => {
-                tracing::info!(accessor = %issued.record.accessor, role = %issued.role, "approle login");
-                Ok(login_reply(&issued))
-            }
-            LoginOutcome::Refused(why) => Err(login_refused(why)),
-        }
+        let outcome = self.state.service.login_approle(role_id, secret_id).await;
+        login_reply(outcome.map_err(ApiError::from)?)
     }
 
     /// `auth/jwt/login` `{"role", "jwt"}`: no token needed.
@@ -938,19 +927,8 @@ impl Call {
         let jwt = string(&fields, "jwt")?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| bad("missing jwt"))?;
-        match self
-            .state
-            .service
-            .login_jwt(role, jwt)
-            .await
-            .map_err(ApiError::from)?
-        {
-            LoginOutcome::Issued(issued) => {
-                tracing::info!(accessor = %issued.record.accessor, role = %issued.role, "jwt login");
-                Ok(login_reply(&issued))
-            }
-            LoginOutcome::Refused(why) => Err(login_refused(why)),
-        }
+        let outcome = self.state.service.login_jwt(role, jwt).await;
+        login_reply(outcome.map_err(ApiError::from)?)
     }
 
     /// `auth/jwt/config`: read, or write (needs an unrestricted `admin`).
