@@ -691,6 +691,29 @@ impl Client {
         self.request(Method::GET, "/api/v1/cluster", None).await
     }
 
+    /// `POST /cluster/members`: adds node `id` as a learner, then promotes it to voter once
+    /// it has caught up.
+    pub async fn add_member(
+        &self,
+        id: u64,
+        raft_addr: &str,
+        api_addr: &str,
+    ) -> Result<Response, ClientError> {
+        let body = json!({ "id": id, "raftAddr": raft_addr, "apiAddr": api_addr });
+        self.request(Method::POST, "/api/v1/cluster/members", Some(&body))
+            .await
+    }
+
+    /// `DELETE /cluster/members/{id}`: removes node `id` from the membership.
+    pub async fn remove_member(&self, id: u64) -> Result<Response, ClientError> {
+        self.request(
+            Method::DELETE,
+            &format!("/api/v1/cluster/members/{id}"),
+            None,
+        )
+        .await
+    }
+
     /// `GET /cluster/self`: this node's own status with its state digest.
     pub async fn node_status(&self) -> Result<Response, ClientError> {
         self.request(Method::GET, "/api/v1/cluster/self", None)

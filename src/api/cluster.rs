@@ -32,6 +32,7 @@ pub async fn status(state: State, call: Call) -> Result<Json<ClusterStatus>, Api
     call.who.require_unrestricted(Scope::Admin)?;
     call.query(&[])?;
     let me = state.node.local_status(false).await?;
+    let change = state.node.membership().await?.change;
     let reports = state.node.cluster_status().await;
     let disks = state.node.disk().table();
     let members = me
@@ -55,6 +56,7 @@ pub async fn status(state: State, call: Call) -> Result<Json<ClusterStatus>, Api
     Ok(Json(ClusterStatus {
         leader: me.leader,
         members,
+        membership_change: change,
         node_id: me.id,
         nospace: state.node.space_alarm().map(|(id, r)| r.detail(id)),
         term: me.term,

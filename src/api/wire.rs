@@ -747,6 +747,7 @@ pub struct Member {
     pub id: u64,
     pub raft_addr: String,
     pub status: MemberReport,
+    /// A voter of the committed configuration or of a change in flight: it decides elections.
     pub voter: bool,
 }
 
@@ -779,6 +780,12 @@ pub struct ClusterStatus {
     #[schema(required = true)]
     pub leader: Option<u64>,
     pub members: Vec<Member>,
+    /// A membership change appended but not yet committed, as this node knows; absent when
+    /// there is none. Until it commits, every node listed as a voter counts toward
+    /// elections: stop none of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub membership_change: Option<String>,
     pub node_id: u64,
     /// Why writes that add data are refused right now (a voter's NOSPACE alarm), as this
     /// node knows; absent when they are not.

@@ -406,24 +406,11 @@ async fn call(cmd: Cmd) -> Result<(), CliError> {
                 id,
                 raft_addr,
                 api_addr,
-            } => {
-                let body =
-                    serde_json::json!({"id": id, "raftAddr": raft_addr, "apiAddr": api_addr});
-                (
-                    c.request(Method::POST, "/api/v1/cluster/members", Some(&body))
-                        .await,
-                    View::Plain(String::new()),
-                )
-            }
-            ClusterOp::Remove { id } => (
-                c.request(
-                    Method::DELETE,
-                    &format!("/api/v1/cluster/members/{id}"),
-                    None,
-                )
-                .await,
+            } => (
+                c.add_member(id, &raft_addr, &api_addr).await,
                 View::Plain(String::new()),
             ),
+            ClusterOp::Remove { id } => (c.remove_member(id).await, View::Plain(String::new())),
             ClusterOp::Snapshot => (
                 c.request(Method::POST, "/api/v1/cluster/snapshot", None)
                     .await,

@@ -255,7 +255,7 @@ fn resources(body: &Value, columns: &[(&str, &str)], none: &str) -> String {
 
 fn cluster(body: &Value) -> String {
     let mut head = Map::new();
-    for k in ["nodeId", "leader", "term", "nospace"] {
+    for k in ["nodeId", "leader", "term", "nospace", "membershipChange"] {
         if !body[k].is_null() {
             head.insert(k.into(), body[k].clone());
         }

@@ -42,7 +42,7 @@ use super::wire::{
     ROUTE_STATUS,
 };
 pub use super::wire::{NodeError, NodeStatus};
-use super::{LogId, NodeId, NodeInfo, Raft};
+use super::{LogId, NodeId, NodeInfo, Raft, StoredMembership};
 use crate::config::Config;
 use crate::secret::{CommandResult, Op};
 use crate::store::state_machine::Reader;
@@ -83,6 +83,8 @@ pub struct Node {
     leader_seen_ms: Arc<AtomicU64>,
     /// The NOSPACE alarms: this node's own and what it heard of the others'.
     disk: Arc<DiskGuard>,
+    /// Held by the membership change in progress (see [`Node::change_membership`]).
+    membership_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A read round was dropped without an answer (the node is shutting down).
@@ -155,7 +157,13 @@ impl Node {
             remote_reads: Coalescer::default(),
             leader_seen_ms,
             disk,
+            membership_lock: Arc::default(),
         });
+        tokio::spawn(finish_joint_configurations(
+            Arc::downgrade(&node),
+            node.reader.clone(),
+            node.membership_lock.clone(),
+        ));
         node.bootstrap_if_asked().await?;
         Ok(node)
     }
@@ -500,29 +508,49 @@ impl Node {
                     }
                 };
             }
-            ForwardOp::AddMember { id, node } => tokio::time::timeout(left, async {
-                self.raft.add_learner(*id, node.clone(), true).await?;
-                let voters = BTreeSet::from([*id]);
-                self.raft
-                    .change_membership(ChangeMembers::AddVoterIds(voters), false)
-                    .await
-            })
-            .await
-            .map(|r| r.map(|_| ForwardReply::Done)),
-            ForwardOp::RemoveMember { id } => {
-                let voters = BTreeSet::from([*id]);
-                tokio::time::timeout(
-                    left,
-                    self.raft
-                        .change_membership(ChangeMembers::RemoveVoters(voters), false),
-                )
+            ForwardOp::AddMember { id, node } => {
+                let (raft, reader, id, node) =
+                    (self.raft.clone(), self.reader.clone(), *id, node.clone());
+                self.change_membership(left, async move {
+                    // Already a voter of the committed, settled configuration (a retry).
+                    if settled(&raft, reader)
+                        .await
+                        .is_some_and(|m| m.voter_ids().any(|v| v == id))
+                    {
+                        return Ok(ForwardReply::Done);
+                    }
+                    raft.add_learner(id, node, true).await?;
+                    let voters = BTreeSet::from([id]);
+                    raft.change_membership(ChangeMembers::AddVoterIds(voters), false)
+                        .await
+                        .map(|_| ForwardReply::Done)
+                })
                 .await
-                .map(|r| r.map(|_| ForwardReply::Done))
+            }
+            ForwardOp::RemoveMember { id } => {
+                let (raft, reader, id) = (self.raft.clone(), self.reader.clone(), *id);
+                self.change_membership(left, async move {
+                    // Already gone from the committed, settled configuration (a retry).
+                    if settled(&raft, reader)
+                        .await
+                        .is_some_and(|m| m.get_node(&id).is_none())
+                    {
+                        return Ok(ForwardReply::Done);
+                    }
+                    let voters = BTreeSet::from([id]);
+                    raft.change_membership(ChangeMembers::RemoveVoters(voters), false)
+                        .await
+                        .map(|_| ForwardReply::Done)
+                })
+                .await
             }
         };
         match outcome {
-            Err(_) => Attempt::Done(Err(NodeError::Unavailable(
-                "not committed within the request timeout; it may still take effect".into(),
+            Err(()) => Attempt::Done(Err(NodeError::Unavailable(
+                "the membership change did not complete within the request timeout and goes on: \
+                 GET /api/v1/cluster shows it as membershipChange until it is done; until then \
+                 stop no node listed as a voter"
+                    .into(),
             ))),
             Ok(Ok(reply)) => Attempt::Done(Ok(reply)),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
@@ -536,6 +564,43 @@ impl Node {
             Ok(Err(RaftError::Fatal(f))) => {
                 Attempt::Done(Err(NodeError::Internal(format!("raft stopped: {f}"))))
             }
+        }
+    }
+
+    /// Runs a membership change to its end on its own task, one at a time: the caller waits
+    /// at most `left`, but the change is never dropped halfway. openraft changes membership
+    /// in two steps (a joint configuration, then the new one), and the second is proposed
+    /// by the same future: dropping it at a request timeout left the cluster in the joint
+    /// configuration, where the removed node still counted toward every election, and losing
+    /// it and one more voter left the rest unable to elect (docs/soak.md, run 4).
+    // openraft's error types are large; they live only for the duration of this call.
+    #[allow(clippy::result_large_err)]
+    async fn change_membership<F>(
+        &self,
+        left: Duration,
+        change: F,
+    ) -> Result<Result<ForwardReply, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>, ()>
+    where
+        F: std::future::Future<
+                Output = Result<
+                    ForwardReply,
+                    RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>,
+                >,
+            > + Send
+            + 'static,
+    {
+        let lock = self.membership_lock.clone();
+        let task = tokio::spawn(async move {
+            let _one_at_a_time = lock.lock_owned().await;
+            change.await
+        });
+        match tokio::time::timeout(left, task).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "the membership change task failed");
+                Ok(Err(RaftError::Fatal(openraft::error::Fatal::Panicked)))
+            }
+            Err(_) => Err(()),
         }
     }
 
@@ -579,13 +644,23 @@ impl Node {
 
     // ----- status -----
 
+    /// The membership as it counts for elections now (see [`MembershipView`]).
+    pub async fn membership(&self) -> Result<MembershipView, NodeError> {
+        let effective = self.raft.metrics().borrow().membership_config.clone();
+        let reader = self.reader.clone();
+        let committed = crate::store::blocking(move || reader.membership()).await?;
+        Ok(MembershipView::new(&committed, &effective))
+    }
+
     pub async fn local_status(&self, with_digest: bool) -> Result<NodeStatus, NodeError> {
+        let view = self.membership().await?;
         let m = self.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership();
-        let voters: Vec<NodeId> = membership.voter_ids().collect();
-        let learners: Vec<NodeId> = membership.learner_ids().collect();
-        let members: BTreeMap<NodeId, NodeInfo> =
-            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let MembershipView {
+            voters,
+            learners,
+            members,
+            ..
+        } = view;
         let digest = if with_digest {
             let reader = self.reader.clone();
             let (applied, hex) = crate::store::blocking(move || reader.digest()).await?;
@@ -612,12 +687,12 @@ impl Node {
     /// Every member's status, asked over the internal transport (this node's own locally).
     pub async fn cluster_status(&self) -> BTreeMap<NodeId, Result<NodeStatus, String>> {
         let mut out = BTreeMap::new();
-        let members: Vec<(NodeId, NodeInfo)> = {
-            let m = self.raft.metrics().borrow().membership_config.clone();
-            m.membership()
-                .nodes()
-                .map(|(id, n)| (*id, n.clone()))
-                .collect()
+        let members: Vec<(NodeId, NodeInfo)> = match self.membership().await {
+            Ok(view) => view.members.into_iter().collect(),
+            Err(e) => {
+                out.insert(self.id, Err(e.to_string()));
+                return out;
+            }
         };
         let calls = members.into_iter().map(|(id, info)| async move {
             if id == self.id {
@@ -642,6 +717,19 @@ impl Node {
         }
         out
     }
+}
+
+/// The membership, if no change is in flight: the last appended configuration is committed
+/// (applied here) and not joint.
+async fn settled(raft: &Raft, reader: Reader) -> Option<openraft::Membership<NodeId, NodeInfo>> {
+    let effective = raft.metrics().borrow().membership_config.clone();
+    let committed = crate::store::blocking(move || reader.membership())
+        .await
+        .ok()?;
+    MembershipView::new(&committed, &effective)
+        .change
+        .is_none()
+        .then(|| committed.membership().clone())
 }
 
 /// One quorum confirmation on the leader (a round of [`Node::leader_read_index`]).
@@ -707,6 +795,54 @@ async fn remote_read_index(
 }
 
 /// Records when this node last knew a leader (see [`Node::cut_off`]).
+/// Whoever leads finishes a joint configuration that no change is driving any more. openraft
+/// proposes a change's second step from the future that made the first; if the leader died
+/// or lost leadership in between, the cluster stays in the joint configuration, where both
+/// the old and the new voter sets must agree on every election and every commit, and a node
+/// the operator removed (and stopped) still counts. Every second, a leader that finds the
+/// committed configuration joint, and no change of its own running, proposes the new set.
+async fn finish_joint_configurations(
+    node: std::sync::Weak<Node>,
+    reader: Reader,
+    lock: Arc<tokio::sync::Mutex<()>>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(node) = node.upgrade() else { return };
+        let raft = node.raft.clone();
+        drop(node);
+        let m = raft.metrics().borrow().clone();
+        if m.state != openraft::ServerState::Leader
+            || m.membership_config.membership().get_joint_config().len() < 2
+        {
+            continue;
+        }
+        let Ok(_one_at_a_time) = lock.try_lock() else {
+            continue;
+        };
+        // Committed: applied here. An uncommitted joint entry is still being replicated.
+        let reader = reader.clone();
+        let committed = crate::store::blocking(move || reader.membership()).await;
+        if committed.ok().and_then(|c| *c.log_id()) != *m.membership_config.log_id() {
+            continue;
+        }
+        let Some(target) = m
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .last()
+            .cloned()
+        else {
+            continue;
+        };
+        tracing::warn!(voters = ?target, "finishing a joint membership configuration left by an interrupted change");
+        let change = raft.change_membership(ChangeMembers::ReplaceAllVoters(target), false);
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(10), change).await {
+            tracing::warn!(error = %e, "finishing the joint configuration failed; retrying");
+        }
+    }
+}
+
 async fn watch_leader(raft: Raft, seen_ms: Arc<AtomicU64>) {
     let mut rx = raft.metrics();
     loop {
@@ -715,6 +851,66 @@ async fn watch_leader(raft: Raft, seen_ms: Arc<AtomicU64>) {
         }
         if rx.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// The membership as it counts for elections: openraft reports the last *appended*
+/// configuration, which a leader's death can still undo; the state machine holds the last
+/// *committed* one. Until a change commits, a voter of either still decides elections, so
+/// both count: an operator who stops a node the moment it leaves the appended
+/// configuration can take two voters of a joint configuration down and leave the rest
+/// unable to elect (docs/soak.md, run 4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MembershipView {
+    /// Voters of the committed configuration or of the one appended after it.
+    pub voters: Vec<NodeId>,
+    /// Members that are voters of neither.
+    pub learners: Vec<NodeId>,
+    /// Every member of either configuration, with its addresses.
+    pub members: BTreeMap<NodeId, NodeInfo>,
+    /// The change in flight, if the last appended configuration is not committed here yet.
+    pub change: Option<String>,
+}
+
+impl MembershipView {
+    pub fn new(committed: &StoredMembership, effective: &StoredMembership) -> MembershipView {
+        let mut members: BTreeMap<NodeId, NodeInfo> = BTreeMap::new();
+        let mut voters = BTreeSet::new();
+        for m in [committed, effective] {
+            members.extend(m.membership().nodes().map(|(id, n)| (*id, n.clone())));
+            voters.extend(m.membership().voter_ids());
+        }
+        let learners = members
+            .keys()
+            .copied()
+            .filter(|id| !voters.contains(id))
+            .collect();
+        let joint = effective.membership().get_joint_config();
+        let uncommitted = committed.log_id() != effective.log_id();
+        let change = (uncommitted || joint.len() > 1).then(|| {
+            let sets: Vec<Vec<NodeId>> =
+                joint.iter().map(|c| c.iter().copied().collect()).collect();
+            let config = match sets.as_slice() {
+                [one] => format!("voters {one:?}"),
+                _ => format!("joint configuration {sets:?}"),
+            };
+            let state = if uncommitted {
+                "appended and not yet committed"
+            } else {
+                "committed; its second step is not"
+            };
+            format!(
+                "{config} at index {} is {state}: until the change completes, every node listed \
+                 as a voter counts toward elections and must keep running",
+                effective.log_id().map_or(0, |l| l.index)
+            )
+        });
+        MembershipView {
+            voters: voters.into_iter().collect(),
+            learners,
+            members,
+            change,
         }
     }
 }

@@ -774,6 +774,13 @@ impl Reader {
         self.raw(&keys::data_key(id))
     }
 
+    /// The configuration of the last applied membership entry: committed, unlike openraft's
+    /// effective membership, which is the last one appended.
+    pub fn membership(&self) -> Result<StoredMembership, StoreError> {
+        let _hold = self.hold();
+        Ok(StateMachine::applied_state_blocking(&self.db)?.1)
+    }
+
     /// A token's sealed record and, if revoked, when.
     pub fn token(&self, accessor: &str) -> Result<Option<StoredToken>, StoreError> {
         let _hold = self.hold();

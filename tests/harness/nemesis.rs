@@ -598,6 +598,17 @@ async fn membership<F: Faults>(f: &F, via: &[u64]) -> Option<(Vec<u64>, Vec<u64>
     None
 }
 
+/// Whether node `via` reports a membership change appended but not committed (or does not
+/// answer).
+async fn change_in_flight<F: Faults>(f: &F, via: u64) -> bool {
+    let r = f
+        .client(via)
+        .with_timeout(Duration::from_secs(2))
+        .cluster_status()
+        .await;
+    !matches!(r, Ok(r) if r.status == 200 && r.body["membershipChange"].is_null())
+}
+
 fn count_installs(log: &str) -> usize {
     log.matches("installed snapshot").count()
 }
@@ -1210,7 +1221,10 @@ async fn change_membership<F: Faults>(
         let r = client.request(method.clone(), &path, body.as_ref()).await;
         answers.push(r.map_or_else(|e| e.to_string(), |r| r.status.to_string()));
         let now = membership(f, &[via]).await;
-        if now.as_ref().is_some_and(&done) {
+        // Done only once committed: a node removed from a configuration that is merely
+        // appended still counts toward elections, and stopping it then can leave the others
+        // without a quorum (docs/soak.md, run 4).
+        if now.as_ref().is_some_and(&done) && !change_in_flight(f, via).await {
             let ms = began.elapsed().as_millis() as u64;
             cx.tl.note(format!(
                 "{what}: done in {ms} ms (answers {answers:?}); voters/learners now {now:?}"

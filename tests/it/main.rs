@@ -8,6 +8,8 @@
 //! - [`audit`]: the hash-chained audit log, tampering caught, fail-closed;
 //! - [`backup`]: backup from a follower under writes, restore into a new cluster, damaged
 //!   files refused;
+//! - [`membership`]: members replaced the way an operator does, under load, losing the leader
+//!   right after each change: the survivors elect a leader and acknowledge writes again;
 //! - [`metrics`]: `/metrics` read by the reference Prometheus parser as traffic, refusals and
 //!   an election happen;
 //! - [`nospace`]: a follower's disk filled below the NOSPACE threshold: 507 from every node
@@ -42,6 +44,7 @@ mod cli;
 mod cluster;
 mod connections;
 mod login;
+mod membership;
 mod metrics;
 mod nospace;
 mod ondemand;
