@@ -35,12 +35,14 @@ pub async fn status(state: State, call: Call) -> Result<Json<ClusterStatus>, Api
     let change = state.node.membership().await?.change;
     let reports = state.node.cluster_status().await;
     let disks = state.node.disk().table();
+    let health = state.node.follower_health().unwrap_or_default();
     let members = me
         .members
         .iter()
         .map(|(id, info)| Member {
             api_addr: info.api_addr.clone(),
             disk: disks.get(id).map(|r| (*r).into()),
+            health: health.get(id).map(|h| (*h).into()),
             id: *id,
             raft_addr: info.raft_addr.clone(),
             status: match reports.get(id) {

@@ -749,6 +749,33 @@ pub struct Member {
     pub status: MemberReport,
     /// A voter of the committed configuration or of a change in flight: it decides elections.
     pub voter: bool,
+    /// This follower's health as the leader sees it; only in the leader's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub health: Option<MemberHealth>,
+}
+
+/// A follower's health as its leader sees it (the rule of Vault's autopilot).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberHealth {
+    /// Milliseconds since it last answered an append (null: not since this node leads).
+    #[schema(required = true)]
+    pub last_contact_ms: Option<u64>,
+    /// Entries behind the leader's last log entry.
+    pub lag: u64,
+    /// Answered within the last 2 s and at most 1,000 entries behind.
+    pub healthy: bool,
+}
+
+impl From<crate::raft::node::FollowerHealth> for MemberHealth {
+    fn from(h: crate::raft::node::FollowerHealth) -> Self {
+        MemberHealth {
+            last_contact_ms: h.contact_ms,
+            lag: h.lag,
+            healthy: h.healthy,
+        }
+    }
 }
 
 /// One node's free space and NOSPACE alarm (see README "Configuration": `disk_min_free_bytes`).

@@ -253,6 +253,21 @@ fn resources(body: &Value, columns: &[(&str, &str)], none: &str) -> String {
     table(&header, &rows)
 }
 
+/// A follower's health as the leader reports it: "healthy, 12 ms" or "lagging 3000, 40 ms".
+fn health(h: &Value) -> String {
+    if h.is_null() {
+        return "-".into();
+    }
+    let contact = h["lastContactMs"]
+        .as_u64()
+        .map_or("never".to_string(), |ms| format!("{ms} ms"));
+    if h["healthy"] == true {
+        format!("healthy, {contact}")
+    } else {
+        format!("unhealthy: lag {}, {contact}", cell(&h["lag"]))
+    }
+}
+
 fn cluster(body: &Value) -> String {
     let mut head = Map::new();
     for k in ["nodeId", "leader", "term", "nospace", "membershipChange"] {
@@ -275,6 +290,7 @@ fn cluster(body: &Value) -> String {
                         cell(&m["id"]),
                         cell(&m["voter"]),
                         state,
+                        health(&m["health"]),
                         cell(&s["term"]),
                         cell(&s["lastLogIndex"]),
                         cell(&s["lastAppliedIndex"]),
@@ -288,7 +304,7 @@ fn cluster(body: &Value) -> String {
         .unwrap_or_default();
     out += &table(
         &[
-            "ID", "Voter", "State", "Term", "LastLog", "Applied", "Disk", "API", "Raft",
+            "ID", "Voter", "State", "Health", "Term", "LastLog", "Applied", "Disk", "API", "Raft",
         ],
         &rows,
     );

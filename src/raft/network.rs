@@ -61,6 +61,26 @@ pub struct PeerClient {
     key: super::wire::PeerKey,
     /// This node's NOSPACE alarm table, exchanged on append RPCs (none: not exchanged).
     disk: Option<Arc<DiskGuard>>,
+    /// When each peer last answered an append RPC (the leader's view of its followers).
+    contacts: Arc<Contacts>,
+}
+
+/// When each peer last answered an append RPC successfully, as this node (when it leads)
+/// saw it: the "last contact" of Vault's autopilot, used to judge a membership change.
+#[derive(Default)]
+pub struct Contacts(std::sync::Mutex<BTreeMap<NodeId, std::time::Instant>>);
+
+impl Contacts {
+    fn heard(&self, id: NodeId) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(id, std::time::Instant::now());
+    }
+
+    /// How long ago node `id` last answered, if it ever did.
+    pub fn since(&self, id: NodeId) -> Option<Duration> {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&id).map(|t| t.elapsed())
+    }
 }
 
 impl PeerClient {
@@ -76,7 +96,13 @@ impl PeerClient {
             routes: Arc::new(routes),
             key,
             disk: None,
+            contacts: Arc::default(),
         }
+    }
+
+    /// When each peer last answered an append RPC.
+    pub fn contacts(&self) -> &Contacts {
+        &self.contacts
     }
 
     /// Exchanges disk reports with the peers on append RPCs ([`super::disk`]).
@@ -267,6 +293,9 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
             Ok(x) => x,
             Err(e) => return Err(rpc_error(&e)),
         };
+        if answer.is_ok() {
+            self.client.contacts.heard(self.target);
+        }
         if let (Some(guard), Some(heard)) = (&self.client.disk, heard) {
             if let Some(report) = disk::decode(&heard).get(&self.target) {
                 guard.heard_from(self.target, *report);

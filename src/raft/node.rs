@@ -87,6 +87,14 @@ pub struct Node {
     membership_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// A follower that answered an append within this long is in contact (autopilot's
+/// `last_contact_threshold` is 10 s; the leader heartbeats every 100 ms by default, so a
+/// healthy follower is never near it).
+const CONTACT_WINDOW: Duration = Duration::from_secs(2);
+/// A follower whose log is within this many entries of the leader's is caught up (the same
+/// rule as `bao operator raft autopilot state`'s health).
+const HEALTHY_LAG: u64 = 1_000;
+
 /// A read round was dropped without an answer (the node is shutting down).
 fn read_aborted() -> NodeError {
     NodeError::Unavailable("the read-index round was abandoned".into())
@@ -528,6 +536,9 @@ impl Node {
                 .await
             }
             ForwardOp::RemoveMember { id } => {
+                if let Some(why) = self.removal_refused(*id) {
+                    return Attempt::Done(Err(NodeError::Rejected(why)));
+                }
                 let (raft, reader, id) = (self.raft.clone(), self.reader.clone(), *id);
                 self.change_membership(left, async move {
                     // Already gone from the committed, settled configuration (a retry).
@@ -565,6 +576,89 @@ impl Node {
                 Attempt::Done(Err(NodeError::Internal(format!("raft stopped: {f}"))))
             }
         }
+    }
+
+    /// Each follower's health as this node sees it while it leads (`None` otherwise): how
+    /// long ago it last answered an append, how many entries it is behind, and whether that
+    /// makes it healthy (within [`CONTACT_WINDOW`] and [`HEALTHY_LAG`]).
+    pub fn follower_health(&self) -> Option<BTreeMap<NodeId, FollowerHealth>> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != openraft::ServerState::Leader {
+            return None;
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.clone().unwrap_or_default();
+        Some(
+            matched
+                .iter()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(id, log)| {
+                    let contact = self.peers.contacts().since(*id);
+                    let lag = last.saturating_sub(log.map_or(0, |l| l.index));
+                    let healthy =
+                        contact.is_some_and(|d| d <= CONTACT_WINDOW) && lag <= HEALTHY_LAG;
+                    let contact_ms = contact.map(|d| d.as_millis() as u64);
+                    (
+                        *id,
+                        FollowerHealth {
+                            contact_ms,
+                            lag,
+                            healthy,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Why removing node `id` would leave the cluster unable to commit or elect, if it
+    /// would (Vault's autopilot refuses the same): the voters left must include a quorum
+    /// of healthy ones, as this leader sees them — itself, and every follower that answered
+    /// an append within [`CONTACT_WINDOW`] and whose log is within [`HEALTHY_LAG`] entries
+    /// of its own. Removing an unhealthy node is never refused by this.
+    fn removal_refused(&self, id: NodeId) -> Option<String> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        if !membership.membership().voter_ids().any(|v| v == id) {
+            return None;
+        }
+        let after: Vec<NodeId> = membership
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != id)
+            .collect();
+        if after.is_empty() {
+            return Some(format!("node {id} is the last voter"));
+        }
+        let health = self.follower_health().unwrap_or_default();
+        let unhealthy: Vec<String> = after
+            .iter()
+            .filter(|v| **v != self.id)
+            .filter_map(|v| match health.get(v) {
+                Some(h) if h.healthy => None,
+                Some(FollowerHealth {
+                    contact_ms: Some(ms),
+                    lag,
+                    ..
+                }) if u128::from(*ms) <= CONTACT_WINDOW.as_millis() => {
+                    Some(format!("node {v} ({lag} entries behind)"))
+                }
+                Some(FollowerHealth {
+                    contact_ms: Some(ms),
+                    ..
+                }) => Some(format!("node {v} (last answered {ms} ms ago)")),
+                _ => Some(format!("node {v} (not heard from)")),
+            })
+            .collect();
+        let quorum = after.len() / 2 + 1;
+        let healthy = after.len() - unhealthy.len();
+        (healthy < quorum).then(|| {
+            format!(
+                "removing node {id} would leave voters {after:?} with {healthy} healthy, fewer \
+                 than the {quorum} needed to commit or elect: {} — bring them back (or remove \
+                 them) first",
+                unhealthy.join(", ")
+            )
+        })
     }
 
     /// Runs a membership change to its end on its own task, one at a time: the caller waits
@@ -855,6 +949,16 @@ async fn watch_leader(raft: Raft, seen_ms: Arc<AtomicU64>) {
     }
 }
 
+/// A follower's health as its leader sees it ([`Node::follower_health`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FollowerHealth {
+    /// Milliseconds since it last answered an append RPC (`None`: not since this node led).
+    pub contact_ms: Option<u64>,
+    /// Entries behind the leader's last log entry.
+    pub lag: u64,
+    pub healthy: bool,
+}
+
 /// The membership as it counts for elections: openraft reports the last *appended*
 /// configuration, which a leader's death can still undo; the state machine holds the last
 /// *committed* one. Until a change commits, a voter of either still decides elections, so
@@ -912,5 +1016,70 @@ impl MembershipView {
             members,
             change,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, Membership};
+
+    fn stored(index: u64, configs: &[&[NodeId]]) -> StoredMembership {
+        let nodes: BTreeMap<NodeId, NodeInfo> = configs
+            .iter()
+            .flat_map(|c| c.iter())
+            .map(|id| {
+                let info = NodeInfo {
+                    raft_addr: format!("127.0.0.1:{}", 9000 + id),
+                    api_addr: format!("127.0.0.1:{}", 8000 + id),
+                };
+                (*id, info)
+            })
+            .collect();
+        let sets = configs
+            .iter()
+            .map(|c| c.iter().copied().collect::<BTreeSet<_>>())
+            .collect();
+        let log_id = LogId::new(CommittedLeaderId::new(2, 1), index);
+        StoredMembership::new(Some(log_id), Membership::new(sets, nodes))
+    }
+
+    #[test]
+    fn a_settled_membership_reports_no_change() {
+        let m = stored(4, &[&[1, 2, 3]]);
+        let view = MembershipView::new(&m, &m);
+        assert_eq!(view.voters, vec![1, 2, 3]);
+        assert_eq!(view.change, None);
+    }
+
+    #[test]
+    fn an_appended_removal_still_counts_the_removed_voter() {
+        let committed = stored(4, &[&[1, 2, 3]]);
+        let appended = stored(5, &[&[1, 2, 3], &[1, 2]]);
+        let view = MembershipView::new(&committed, &appended);
+        assert_eq!(view.voters, vec![1, 2, 3]);
+        assert!(view.members.contains_key(&3));
+        let change = view.change.expect("in flight");
+        assert!(
+            change.contains("appended and not yet committed"),
+            "{change}"
+        );
+    }
+
+    #[test]
+    fn a_committed_joint_configuration_is_still_a_change_in_flight() {
+        let joint = stored(5, &[&[1, 2, 3], &[1, 2]]);
+        let view = MembershipView::new(&joint, &joint);
+        assert_eq!(view.voters, vec![1, 2, 3]);
+        let change = view.change.expect("the second step is missing");
+        assert!(change.contains("its second step is not"), "{change}");
+    }
+
+    #[test]
+    fn a_committed_removal_drops_the_node_everywhere() {
+        let done = stored(6, &[&[1, 2]]);
+        let view = MembershipView::new(&done, &done);
+        assert_eq!(view.voters, vec![1, 2]);
+        assert!(view.learners.is_empty() && !view.members.contains_key(&3));
     }
 }

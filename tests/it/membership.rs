@@ -1,5 +1,6 @@
 //! Membership changes an operator makes, and what the cluster promises about them.
 //!
+//! - A removal that would leave fewer healthy voters than a quorum is refused (409).
 //! - A change the client stopped waiting for (its request timed out) still runs to its end:
 //!   openraft changes membership in two steps, a joint configuration and then the new one,
 //!   and the cluster must never be left in the joint one. While a change is in flight,
@@ -208,6 +209,12 @@ async fn replacing_members_under_load_never_leaves_the_cluster_without_a_leader(
     c.converged(Duration::from_secs(30)).await;
 }
 
+/// The two nodes of a three-node cluster other than `l`.
+fn followers_of(l: u64) -> (u64, u64) {
+    let f: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != l).collect();
+    (f[0], f[1])
+}
+
 /// `GET /cluster` on node `via`: (voters, learners, the change in flight if any).
 async fn view(c: &Cluster, via: u64) -> (Vec<u64>, Vec<u64>, Option<String>) {
     let r = c
@@ -230,16 +237,29 @@ async fn a_removal_the_client_gave_up_on_still_completes_and_never_strands_the_c
     })
     .await;
     let l = leader(&c).await;
-    let (a, b) = match [1, 2, 3]
-        .into_iter()
-        .filter(|id| *id != l)
-        .collect::<Vec<_>>()[..]
-    {
-        [a, b] => (a, b),
-        _ => unreachable!("three nodes"),
-    };
-    // Remove b while a is stopped. The leader and b are a quorum of {l, a, b}, so requests
-    // are served, but the new configuration {l, a} cannot commit without a.
+    let (a, b) = followers_of(l);
+    // With a stopped for seconds, removing b would leave {l, a} with one healthy voter of
+    // two: refused, and nothing changes.
+    c.pause(a);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = c.client(l).remove_member(b).await.unwrap();
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("node {a} (last answered")),
+        "{detail}"
+    );
+    assert_eq!(view(&c, l).await, (vec![1, 2, 3], vec![], None));
+    c.resume(a);
+    // a may campaign when it wakes up (its election timer ran out while it was stopped):
+    // take the leader and followers afresh once things settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let l = leader(&c).await;
+    let (a, b) = followers_of(l);
+
+    // Remove b the moment a stops (a still counts as healthy: it answered just now). The
+    // leader and b are a quorum of {l, a, b}, so requests are served, but the new
+    // configuration {l, a} cannot commit without a.
     c.pause(a);
     let r = c.client(l).remove_member(b).await.unwrap();
     assert_eq!(
