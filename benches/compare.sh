@@ -76,6 +76,7 @@
 # WORK (a scratch dir, default a new temp dir), OUT (default benches/results/<date>, with
 # -tls appended when TLS=1). $OUT/mode.txt gets one line per run: tls=0|1 keys=… value=…;
 # a run refuses an OUT whose earlier runs used the other TLS mode.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -93,6 +94,7 @@ CASES="${CASES:-put-leader-1 put-leader-64 put-follower-1 put-follower-64 get-le
 OUT="${OUT:-$root/benches/results/$(date -u +%Y-%m-%d)$mode_tag}"
 lua="$here/wrk/kv.lua"
 LOAD="${LOAD:-wrk}"
+# shellcheck disable=SC2010 # build artifacts: plain names; the newest one wins
 workload_bin="${WORKLOAD_BIN:-$(ls -t "${CARGO_TARGET_DIR:-$root/target}"/release/deps/workload-* 2>/dev/null | grep -v '\.d$' | head -1 || true)}"
 
 bao="${BAO_BIN:-$(command -v bao || echo "${RAFTSAFE_VENV:-$HOME/.cache/raftsafe-venv}/bin/bao")}"
@@ -127,7 +129,7 @@ mkdir -p "$OUT" "$WORK"
 pids=()
 cleanup() {
   for pid in "${pids[@]:-}"; do
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   pids=()
 }
@@ -276,7 +278,7 @@ etcd_member() { # id state
     --listen-peer-urls "$scheme://127.0.0.1:2380$id" --initial-advertise-peer-urls "$scheme://127.0.0.1:2380$id" \
     --initial-cluster "e1=$scheme://127.0.0.1:23801,e2=$scheme://127.0.0.1:23802,e3=$scheme://127.0.0.1:23803" \
     --initial-cluster-state "$2" --initial-cluster-token bench "${tls[@]}" >>"$dir/e$id.log" 2>&1 &
-  pids[$((id - 1))]="$!"; disown "$!"
+  pids[id - 1]="$!"; disown "$!"
 }
 
 start_etcd() {
@@ -431,7 +433,7 @@ PY
           w1="$(written_bytes)"
           # shellcheck disable=SC2086
           env "${py_env[@]}" python3 "$here/scrape.py" snap "$srv" "$WORK/after.json" $api --token "$token"
-          n="$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')"
+          n="${line##*requests=}" n="${n%% *}"
           echo "$r $system $(python3 "$here/scrape.py" diff "$srv" "$WORK/before.json" "$WORK/after.json") disk_kb_per_put=$(( (w1 - w0) / 1024 / (n > 0 ? n : 1) )) $line" |
             tee -a "$OUT/steady.txt" ;;
         rss) line="RESULT rps=0 p50_ms=0 p90_ms=0 p99_ms=0 p999_ms=0 requests=0 errors=0" ;;
@@ -465,6 +467,7 @@ PY
         *) echo "unknown case $case" >&2; exit 2 ;;
       esac
       eval "$(echo "$line" | sed 's/^RESULT //; s/ /;/g')"
+      # shellcheck disable=SC2154 # rps, p50_ms, … are set by the eval
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$system" "$case" "$rps" "$p50_ms" \
         "$p90_ms" "$p99_ms" "$p999_ms" "$errors" "$(rss_mb)" "$(( $(du -sm "$WORK/$srv" | cut -f1) / 3 ))" "$load1" | tee -a "$tsv"
     done
