@@ -477,5 +477,6 @@ PY
 done
 
 python3 "$here/summarize.py" "$tsv" >"$OUT/summary.md"
+python3 "$here/summarize.py" --per-repeat "$tsv" >>"$OUT/summary.md"
 [ -f "$OUT/stale.tsv" ] && python3 "$here/summarize.py" --stale "$OUT/stale.tsv" >>"$OUT/summary.md"
 cat "$OUT/summary.md"

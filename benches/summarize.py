@@ -2,6 +2,7 @@
 """Summarizes benches/compare.sh's results as Markdown tables.
 
     benches/summarize.py results.tsv
+    benches/summarize.py --per-repeat results.tsv
     benches/summarize.py --stale stale.tsv
 
 results.tsv, per case: each system's median and min-max over the repeats, and each other
@@ -10,6 +11,9 @@ as median and min-max. For throughput a ratio above 1 favours that system over e
 latency and memory, below 1. Systems appear in the order etcd, openbao, raftsafe,
 raftsafe-vault (then any other, in order of appearance); without etcd in the run there are
 no ratios.
+
+--per-repeat: the same cells without the medians, one row per repeat (rps, p50, p99, RSS and
+disk), so a reader can see each repeat's ratios rather than their spread.
 
 stale.tsv (the `stale` case): per system and variant, the share of follower reads right after
 an acknowledged write that returned an older value or a 404, per repeat.
@@ -74,6 +78,35 @@ def results(path):
           f"{min(float(r['load1']) for r in rows):.2f}–{max(float(r['load1']) for r in rows):.2f}.")
 
 
+def per_repeat(path):
+    rows = list(csv.DictReader(open(path), delimiter="\t"))
+    if not rows:
+        return
+    val = {}  # (case, metric, repeat, system) -> value
+    cases, seen, repeats = [], [], []
+    for row in rows:
+        for lst, v in ((cases, row["case"]), (seen, row["system"]), (repeats, row["repeat"])):
+            if v not in lst:
+                lst.append(v)
+        for m in ("rps", "p50_ms", "p99_ms", "rss_mb", "disk_mb"):
+            val[(row["case"], m, row["repeat"], row["system"])] = float(row[m])
+    systems = ordered(seen)
+    others = [s for s in systems if s != BASE] if BASE in systems else []
+    print("\nPer repeat:\n")
+    head = ["case", "metric", "repeat"] + systems + [f"{s}/{BASE}" for s in others]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for case in cases:
+        for m in (["rss_mb", "disk_mb"] if case == "rss" else ["rps", "p50_ms", "p99_ms"]):
+            for r in repeats:
+                cells = [num(val[(case, m, r, s)]) if (case, m, r, s) in val else "–" for s in systems]
+                base = val.get((case, m, r, BASE))
+                for s in others:
+                    v = val.get((case, m, r, s))
+                    cells.append(f"{v / base:.2f}×" if v is not None and base else "–")
+                print(f"| {case} | {m} | {r} | " + " | ".join(cells) + " |")
+
+
 def stale(path):
     rows = list(csv.DictReader(open(path), delimiter="\t"))
     if not rows:
@@ -90,5 +123,7 @@ def stale(path):
 
 if sys.argv[1] == "--stale":
     stale(sys.argv[2])
+elif sys.argv[1] == "--per-repeat":
+    per_repeat(sys.argv[2])
 else:
     results(sys.argv[1])
