@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Writes keys bench/k1..bench/kN once, in order, over a few keep-alive connections.
 
-    benches/preload.py raftsafe|etcd URL KEYS VALUE_BYTES [TOKEN]
+    benches/preload.py raftsafe|etcd|vault URL KEYS VALUE_BYTES [TOKEN]
+
+vault: Vault's KV v2 API at secret/ (POST /v1/secret/data/bench/kN, token in X-Vault-Token),
+for OpenBao and raftsafe's /v1/ dialect.
 
 benches/compare.sh runs it before each measurement so that GETs find their keys and the RSS
 reading reflects KEYS keys. Standard library only. Exits non-zero on any failed write.
@@ -29,6 +32,10 @@ def worker(first):
             body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
                                "value": base64.b64encode(value.encode()).decode()})
             conn.request("POST", "/v3/kv/put", body, {"Content-Type": "application/json"})
+        elif system == "vault":
+            body = json.dumps({"data": {"v": value}})
+            conn.request("POST", f"/v1/secret/data/{key}", body,
+                         {"Content-Type": "application/json", "X-Vault-Token": token})
         else:
             body = json.dumps({"data": {"v": value}})
             conn.request("PUT", f"/api/v1/secrets/{key}", body,

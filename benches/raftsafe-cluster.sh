@@ -1,4 +1,7 @@
 # shellcheck shell=bash
+# The caller's variables: this file reads bin, WORK, tls_dir and sets pids, api, leader_url,
+# follower_url, leader_id, token.
+# shellcheck disable=SC2034,SC2154
 # Sourced by benches/compare.sh and benches/cpu-per-write.sh: a three-node raftsafe cluster on
 # 127.0.0.1:97x0 (API) / 97x1 (Raft), no audit log, data under $WORK/raftsafe.
 # Needs: $bin (the raftsafe binary), $WORK, an array `pids` (each node's PID goes to
@@ -47,5 +50,5 @@ raftsafe_node() {
     "$bin" serve --node-id "$id" --api-addr "127.0.0.1:97${id}0" --raft-addr "127.0.0.1:97${id}1" \
     --data-dir "$dir/node-$id" --peers "$peers" "${tls[@]}" \
     --bootstrap "$([ "$id" = 1 ] && echo true || echo false)" >>"$dir/node-$id.log" 2>&1 &
-  pids[$((id - 1))]="$!"; disown "$!"
+  pids[id - 1]="$!"; disown "$!"
 }

@@ -1,17 +1,21 @@
--- One wrk script for both systems, so raftsafe and etcd see the same load generator, the
--- same key distribution and the same value size.
+-- One wrk script for every system, so raftsafe, etcd and OpenBao see the same load generator,
+-- the same key distribution and the same value size.
 --
 -- Environment (read once per wrk thread):
---   BENCH_SYSTEM  raftsafe | etcd
+--   BENCH_SYSTEM  raftsafe | etcd | vault
 --   BENCH_OP      put | get
 --   BENCH_KEYS    keys to spread the load over (default 10000); key i is "bench/k<i>"
 --   BENCH_VALUE   value size in bytes (default 256)
---   BENCH_TOKEN   raftsafe's bearer token
+--   BENCH_TOKEN   raftsafe's bearer token, or the Vault token (vault)
 --
 -- raftsafe: PUT /api/v1/secrets/bench/k<i> {"data":{"v":"xxx…"}} and GET of the same path
 -- (a linearizable read through the read index, like every raftsafe GET).
 -- etcd (3.4's JSON gateway): POST /v3/kv/put {"key","value"} and POST /v3/kv/range {"key"},
 -- whose default is a linearizable read too.
+-- vault (Vault's KV v2 API at the mount secret/: OpenBao, or raftsafe's /v1/ dialect):
+-- POST /v1/secret/data/bench/k<i> {"data":{"v":"xxx…"}} and GET of the same path, with
+-- the token in X-Vault-Token. What a GET through a non-leader means depends on the server:
+-- raftsafe runs the read index; an OpenBao standby may answer from its own copy.
 --
 -- done() prints one machine-readable line that benches/compare.sh parses:
 --   RESULT rps=<n> p50_ms=<n> p90_ms=<n> p99_ms=<n> p999_ms=<n> requests=<n> errors=<n>
@@ -45,6 +49,13 @@ local function make(i)
     end
     return wrk.format("POST", "/v3/kv/range", { ["Content-Type"] = "application/json" },
       '{"key":"' .. b64(key) .. '"}')
+  end
+  if system == "vault" then
+    local headers = { ["X-Vault-Token"] = token, ["Content-Type"] = "application/json" }
+    if op == "put" then
+      return wrk.format("POST", "/v1/secret/data/" .. key, headers, '{"data":{"v":"' .. value .. '"}}')
+    end
+    return wrk.format("GET", "/v1/secret/data/" .. key, { ["X-Vault-Token"] = token })
   end
   local headers = { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }
   if op == "put" then
