@@ -6,6 +6,13 @@ use std::process::ExitCode;
 
 use raftsafe::cli::{self, Cmd};
 
+/// Per-thread heaps instead of glibc's locked arenas: every request allocates (headers,
+/// JSON, the answer), and on a busy node glibc's malloc was a sixth of the CPU
+/// (BENCHMARKS.md, "Where a linearizable GET's CPU goes"). The library leaves the
+/// choice to the program that links it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match cli::parse() {
         Ok(cli) => cli,
