@@ -659,16 +659,7 @@ impl Call {
                 }
                 self.may_manage(&who, &role)?;
                 let origin = self.origin(&who, &format!("vault role {kind:?} {name}"), &bytes)?;
-                match self
-                    .state
-                    .service
-                    .put_role(origin, name, role)
-                    .await
-                    .map_err(ApiError::from)?
-                {
-                    RoleChange::Written { .. } => Ok(StatusCode::NO_CONTENT.into_response()),
-                    RoleChange::Refused(why) => Err(bad(why)),
-                }
+                self.write_role(origin, name, role).await
             }
             Method::DELETE => {
                 let (who, at) = self.current().await?;
@@ -693,6 +684,21 @@ impl Call {
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             ref m => Err(VaultError::unsupported(m, "role")),
+        }
+    }
+
+    /// Writes role `name` (a whole role, or one whose role id changed): 204, or the apply's
+    /// refusal as a 400.
+    async fn write_role(&self, origin: crate::service::Origin, name: &str, role: Role) -> Reply {
+        match self
+            .state
+            .service
+            .put_role(origin, name, role)
+            .await
+            .map_err(ApiError::from)?
+        {
+            RoleChange::Written { .. } => Ok(StatusCode::NO_CONTENT.into_response()),
+            RoleChange::Refused(why) => Err(bad(why)),
         }
     }
 
@@ -729,16 +735,7 @@ impl Call {
                     .ok_or_else(|| bad("field 'role_id' is required"))?;
                 binding.role_id = role_id(id)?;
                 let origin = self.origin(&who, &format!("vault role-id {name}"), &bytes)?;
-                match self
-                    .state
-                    .service
-                    .put_role(origin, name, role)
-                    .await
-                    .map_err(ApiError::from)?
-                {
-                    RoleChange::Written { .. } => Ok(StatusCode::NO_CONTENT.into_response()),
-                    RoleChange::Refused(why) => Err(bad(why)),
-                }
+                self.write_role(origin, name, role).await
             }
             ref m => Err(VaultError::unsupported(m, "role-id")),
         }
