@@ -45,7 +45,10 @@ pub enum BatchError {
     NotLeader(String),
     /// Not committed in time; it may still take effect.
     Timeout,
-    /// Raft stopped or the state machine failed.
+    /// This node's Raft core was shut down (a graceful stop): the entry may still commit
+    /// under the next leader, so the caller retries elsewhere (the request id dedups).
+    Stopped,
+    /// Raft failed or the state machine did.
     Fatal(String),
 }
 
@@ -143,6 +146,7 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(
             BatchError::Fatal(format!("unexpected membership error for a write: {e}")),
         ),
+        Ok(Err(RaftError::Fatal(openraft::error::Fatal::Stopped))) => Err(BatchError::Stopped),
         Ok(Err(RaftError::Fatal(f))) => Err(BatchError::Fatal(format!("raft stopped: {f}"))),
     };
     match outcome {

@@ -300,10 +300,19 @@ impl Node {
         let limit = self.config.election_max.as_millis() as u64;
         let m = self.raft.metrics();
         let m = m.borrow();
-        if let Err(fatal) = &m.running_state {
-            return Some(format!(
-                "this node's Raft core has stopped ({fatal}); see its log"
-            ));
+        match &m.running_state {
+            Err(openraft::error::Fatal::Stopped) => {
+                return Some(format!(
+                    "node {} is shutting down; retry on another node",
+                    self.id
+                ))
+            }
+            Err(fatal) => {
+                return Some(format!(
+                    "this node's Raft core has stopped ({fatal}); see its log"
+                ))
+            }
+            Ok(()) => {}
         }
         if m.state == openraft::ServerState::Leader {
             // `None` right after an election (no acknowledgement yet): not known to be cut off.
@@ -507,6 +516,7 @@ impl Node {
                 return match tokio::time::timeout(left, submitted).await {
                     Ok(Ok(result)) => Attempt::Done(Ok(ForwardReply::Written(result))),
                     Ok(Err(BatchError::NotLeader(why))) => Attempt::Retry(why),
+                    Ok(Err(BatchError::Stopped)) => Attempt::Done(Err(self.stopping())),
                     Ok(Err(BatchError::Fatal(why))) => Attempt::Done(Err(NodeError::Internal(why))),
                     Ok(Err(BatchError::Timeout)) | Err(_) => {
                         Attempt::Done(Err(NodeError::Unavailable(
@@ -572,10 +582,24 @@ impl Node {
                     "membership change refused: {e}"
                 ))))
             }
+            Ok(Err(RaftError::Fatal(openraft::error::Fatal::Stopped))) => {
+                Attempt::Done(Err(self.stopping()))
+            }
             Ok(Err(RaftError::Fatal(f))) => {
                 Attempt::Done(Err(NodeError::Internal(format!("raft stopped: {f}"))))
             }
         }
+    }
+
+    /// The answer to a request this node can no longer serve because it is stopping (its
+    /// Raft core shut down while the request was in flight): a 503 the client retries on
+    /// another node. What it asked for may still take effect under the next leader.
+    fn stopping(&self) -> NodeError {
+        NodeError::Unavailable(format!(
+            "node {} is shutting down; retry on another node (with the same X-Request-Id, \
+             the request cannot apply twice)",
+            self.config.node_id
+        ))
     }
 
     /// Each follower's health as this node sees it while it leads (`None` otherwise): how
@@ -851,6 +875,9 @@ async fn confirm_leadership(
                 "the leader could not confirm its leadership with a quorum".into(),
             ))
         }
+        Ok(Err(RaftError::Fatal(openraft::error::Fatal::Stopped))) => Err(NodeError::Unavailable(
+            format!("node {me} is shutting down; retry on another node"),
+        )),
         Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Internal(format!("raft stopped: {f}"))),
     }
 }

@@ -176,22 +176,24 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         ),
         audit,
     });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Two stops, in order (see the end of this function): clients first, Raft last.
+    let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
+    let (raft_stop, raft_stopped) = tokio::sync::watch::channel(false);
     let limits = listener::Limits::of(&config);
     let raft_server = raft_listener.serve(
         rpc::router(node.clone(), peer_key),
         tls.as_ref().map(|t| t.raft.clone()),
         limits,
-        stop_rx.clone(),
+        raft_stopped,
     )?;
     let api_server = api_listener.serve(
         api::router(state),
         tls.as_ref().map(|t| t.api.clone()),
         limits,
-        stop_rx.clone(),
+        api_stopped.clone(),
     )?;
     if let Some(l) = metrics_listener {
-        l.serve(api::metrics_router(), None, limits, stop_rx)?;
+        l.serve(api::metrics_router(), None, limits, api_stopped)?;
     }
     tracing::info!(
         node = config.node_id,
@@ -209,14 +211,16 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     }
 
     shutdown.await;
-    let _ = stop_tx.send(true);
+    // A graceful stop (a rolling restart, an upgrade) must not fail the requests in flight:
+    // the API stops accepting and drains first (at most `listener::GRACE`) while this node
+    // is still a full Raft member, so a write it holds commits and a read finds its
+    // read-index round. Only then does the Raft core stop, and the internal listener last,
+    // so the peers' calls are answered until this node stops taking part.
+    let _ = api_stop.send(true);
+    let _ = tokio::time::timeout(listener::GRACE + Duration::from_secs(1), api_server).await;
     node.shutdown().await;
-    // In-flight requests get a moment to finish; then the process exits regardless.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = api_server.await;
-        let _ = raft_server.await;
-    })
-    .await;
+    let _ = raft_stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), raft_server).await;
     tracing::info!("stopped");
     Ok(())
 }

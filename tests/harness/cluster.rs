@@ -451,6 +451,42 @@ impl Cluster {
         p.paused = false;
     }
 
+    /// SIGTERM, as an operator's `systemctl stop` or `docker stop` sends, and waits for the
+    /// node to exit by itself; returns how long that took. A node that is still running
+    /// after `within` fails the test with its log (it is then killed by the drop).
+    pub fn stop(&self, id: u64, within: Duration) -> Duration {
+        let mut p = self.node(id).process();
+        let Some(mut child) = p.child.take() else {
+            panic!("node {id} is not running");
+        };
+        assert!(!p.paused, "node {id} is paused: SIGTERM would wait");
+        let sent = Instant::now();
+        signal(child.id(), libc::SIGTERM);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(
+                        status.success(),
+                        "node {id} exited with {status} after SIGTERM:\n{}",
+                        tail(&self.node_log(id), 30)
+                    );
+                    return sent.elapsed();
+                }
+                Ok(None) if sent.elapsed() < within => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "node {id} did not exit within {within:?} of SIGTERM:\n{}",
+                        tail(&self.node_log(id), 30)
+                    );
+                }
+            }
+        }
+    }
+
     pub fn restart(&self, id: u64) {
         assert!(
             self.node(id).process().child.is_none(),

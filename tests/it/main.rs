@@ -10,6 +10,8 @@
 //!   files refused;
 //! - [`membership`]: members replaced the way an operator does, under load, losing the leader
 //!   right after each change: the survivors elect a leader and acknowledge writes again;
+//! - [`rolling`]: a rolling restart of every node under load (SIGTERM, restart, ready, next;
+//!   the leader last): no failed write outside the leader's failover window, none lost;
 //! - [`metrics`]: `/metrics` read by the reference Prometheus parser as traffic, refusals and
 //!   an election happen;
 //! - [`nospace`]: a follower's disk filled below the NOSPACE threshold: 507 from every node
@@ -18,7 +20,6 @@
 //! - [`ondemand`]: the ondemand engine (mounts, encrypt/decrypt/rewrap, rotation, config,
 //!   trim) and the rest of the lifecycle (ETags and preconditions, undelete, destroy, the
 //!   metadata view, the version cap), through followers and the leader on a TLS cluster;
-//! - [`vault`]: the Vault KV v2 dialect, driven by hvac (the real client) and raw HTTP;
 //! - [`login`]: workload logins (AppRole, JWT with keys generated in the run), renewal,
 //!   expiry, the refusal matrix, no escalation through a role, the login's audit line;
 //! - [`vault`]: the Vault KV v2 dialect (custom metadata too), driven by hvac and the `bao`
@@ -49,6 +50,7 @@ mod metrics;
 mod nospace;
 mod ondemand;
 mod openapi;
+mod rolling;
 mod security;
 mod storage;
 mod vault;
