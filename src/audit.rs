@@ -36,11 +36,7 @@ use serde::Serialize;
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn sha256_hex(text: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
 }
 
 /// What one request leaves in the log.

@@ -12,18 +12,23 @@
 //!   (`secret::restore`): the live state changes only at the commit, atomically, on every
 //!   node. A cluster that holds secrets or mounts refuses it unless `?force=true`, checked
 //!   again at the commit (a write acknowledged during the upload is never wiped).
-//! - The uploaded file is kept in the data directory only while the restore runs.
+//! - A restore also takes the backup inside Vault's snapshot archive (`super::archive`),
+//!   unpacked and checked before the backup's own checks run.
+//! - The uploaded file (and an archive's unpacked backup) is kept in the data directory only
+//!   while the restore runs.
 
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::archive::ArchiveError;
 use super::auth::Principal;
 use super::error::ApiError;
 use super::input::Call;
 use super::state::{AppState, State};
 use super::wire::{Binary, ErrorBody, Restored};
+use crate::secret::keyring::MacPurpose;
 use crate::secret::token::Scope;
 use crate::service::Linearized;
 
@@ -45,13 +50,20 @@ pub async fn export(state: State, call: Call) -> Result<Response, ApiError> {
     let at = call.current()?;
     call.who.require_unrestricted(Scope::Admin)?;
     call.query(&[])?;
-    Ok(download(&state, at, &call.who))
+    Ok(download(&state, at, &call.who, false))
 }
 
 /// A backup of the state `at` sees, streamed as the response body: for both dialects'
-/// backup calls.
-pub fn download(state: &AppState, at: &Linearized, who: &Principal) -> Response {
-    let rx = state.service.backup(at, who.accessor.clone());
+/// backup calls. `archive`: inside Vault's snapshot archive (`super::archive`), as
+/// `bao operator raft snapshot save` wants it.
+pub fn download(state: &AppState, at: &Linearized, who: &Principal, archive: bool) -> Response {
+    let mut rx = state.service.backup(at, who.accessor.clone());
+    if archive {
+        let barrier = state.barrier.clone();
+        rx = super::archive::wrap(rx, move |sums| {
+            barrier.mac(MacPurpose::Backup, &archive_seal_input(sums))
+        });
+    }
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -70,10 +82,10 @@ pub fn download(state: &AppState, at: &Linearized, who: &Principal) -> Response 
     summary = "Replace the whole state with a backup",
     description = "The file is checked whole (its tag under this cluster's master key, checksum, length, and that its keys unwrap) before anything changes; then the state is replaced atomically on every node. A cluster holding secrets or mounts refuses unless `?force=true`, checked again when the restore commits.",
     params(("force" = Option<bool>, Query, description = "Replace a state that holds secrets or mounts (default false).")),
-    request_body(content = Binary, content_type = "application/octet-stream", description = "A file from `GET /api/v1/cluster/backup`."),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "A file from `GET /api/v1/cluster/backup`, or the same backup inside Vault's snapshot archive (`bao operator raft snapshot save`)."),
     responses(
         (status = 200, description = "Restored.", body = Restored),
-        (status = 400, description = "A bad query; a damaged, truncated, edited or foreign backup (`type` `invalidBackup`).", body = ErrorBody),
+        (status = 400, description = "A bad query; a damaged, truncated, edited or foreign backup or snapshot archive (`type` `invalidBackup`).", body = ErrorBody),
         (status = 409, description = "The cluster holds secrets or mounts and `force` is not set (at the start, or written while the backup uploaded), or another restore ran at once (`type` `restoreRefused`).", body = ErrorBody),
         (status = 413, description = "The backup is larger than 16 GiB.", body = ErrorBody),
     ),
@@ -153,9 +165,60 @@ async fn receive_and_restore(
         .map_err(|e| ApiError::Internal(format!("storing the upload: {e}")))?;
     drop(file);
 
+    // Vault's snapshot archive (what `bao operator raft snapshot save` kept) is unpacked to
+    // the backup inside it first; a raftsafe backup file is taken as it is.
+    let mut head = [0u8; 2];
+    let is_archive = {
+        use std::io::Read;
+        let n = std::fs::File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(|e| ApiError::Internal(format!("reading the upload: {e}")))?;
+        super::archive::is_archive(&head[..n])
+    };
+    if is_archive {
+        let unpacked = path.with_extension("unpacked");
+        let result = unpack_and_restore(state, who, path, &unpacked, force).await;
+        let _ = tokio::fs::remove_file(&unpacked).await;
+        return result;
+    }
+
     // The service checks the whole file, and that its keys are this cluster's master key's,
     // before it proposes anything.
     let restored = state.service.restore(who.caller(), path, force).await?;
     tracing::warn!(by = %who.accessor, pairs = restored.pairs, cluster_id = %restored.header.cluster_id, "state replaced from a backup");
     Ok(restored)
+}
+
+async fn unpack_and_restore(
+    state: &AppState,
+    who: &Principal,
+    archive: &std::path::Path,
+    unpacked: &std::path::Path,
+    force: bool,
+) -> Result<crate::service::Restored, ApiError> {
+    let barrier = state.barrier.clone();
+    let (from, to) = (archive.to_path_buf(), unpacked.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        super::archive::unpack(&from, &to, MAX_RESTORE_BYTES, |sums, tag| {
+            barrier.verify_mac(MacPurpose::Backup, &archive_seal_input(sums), tag)
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("unpacking the archive: {e}")))?
+    .map_err(|e| match e {
+        ArchiveError::Invalid(_) => ApiError::invalid_field("invalidBackup", "/", e.to_string()),
+        ArchiveError::TooLarge(why) => ApiError::TooLarge(why),
+        ArchiveError::Io(why) => ApiError::Internal(why),
+    })?;
+    let restored = state.service.restore(who.caller(), unpacked, force).await?;
+    tracing::warn!(by = %who.accessor, pairs = restored.pairs, cluster_id = %restored.header.cluster_id, "state replaced from a snapshot archive");
+    Ok(restored)
+}
+
+/// What an archive's seal covers: the checksums under a domain of their own, so that the
+/// tag can never stand for a backup header's (which uses the same derived key).
+fn archive_seal_input(sums: &[u8]) -> Vec<u8> {
+    let mut input = b"raftsafe snapshot archive SHA256SUMS\0".to_vec();
+    input.extend_from_slice(sums);
+    input
 }

@@ -22,6 +22,7 @@
 //! - Health, the OpenAPI document and the logins ([`login`]) need no token. `/metrics` (at the root, as Prometheus expects) needs a
 //!   `metrics` or `admin` token and is answered from local state.
 
+mod archive;
 pub mod audit;
 pub mod auth;
 pub mod backup;

@@ -52,8 +52,7 @@ impl std::fmt::Debug for PeerKey {
 impl PeerKey {
     /// From the raw derived key (see `secret::keyring::MacPurpose::Peer`).
     pub fn new(raw: &[u8]) -> PeerKey {
-        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        PeerKey(hex.into())
+        PeerKey(hex::encode(raw).into())
     }
 
     pub fn as_str(&self) -> &str {

@@ -44,7 +44,7 @@ impl RequestId {
             b[..8].copy_from_slice(&crate::time::now_ms().to_be_bytes());
             b[8..].copy_from_slice(&n.to_be_bytes());
         }
-        RequestId::named(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+        RequestId::named(hex::encode(b))
     }
 
     /// An id chosen by the cluster itself (bootstrap) or a test: no fingerprint.

@@ -258,10 +258,7 @@ pub fn hash(token: &str) -> [u8; 32] {
 
 /// The accessor of a presented token string.
 pub fn accessor(token: &str) -> String {
-    hash(token)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&hash(token)[..8])
 }
 
 #[cfg(test)]

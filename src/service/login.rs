@@ -66,7 +66,7 @@ pub fn random_uuid() -> Result<String, ServiceError> {
         .map_err(|_| ServiceError::Internal("the system random generator failed".into()))?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = hex::encode(b);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -412,5 +412,5 @@ impl Service {
 
 /// The first 8 bytes of `mac`, hex: a secret id's accessor.
 fn hex8(mac: &[u8; 32]) -> String {
-    mac[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&mac[..8])
 }

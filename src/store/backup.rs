@@ -82,14 +82,10 @@ pub enum BackupError {
     Store(#[from] StoreError),
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The cluster id: a fingerprint of wrapped data key 1 (see [`BackupHeader::cluster_id`]).
 pub fn cluster_id(wrapped_key_1: Option<&[u8]>) -> String {
     match wrapped_key_1 {
-        Some(w) => hex(&ring::digest::digest(&ring::digest::SHA256, w).as_ref()[..8]),
+        Some(w) => hex::encode(&ring::digest::digest(&ring::digest::SHA256, w).as_ref()[..8]),
         None => "uninitialized".into(),
     }
 }
@@ -154,7 +150,7 @@ pub fn export(
         created_at: crate::time::rfc3339(created_at_ms),
         pairs,
         body_bytes,
-        body_sha256: hex(hash.finish().as_ref()),
+        body_sha256: hex::encode(hash.finish()),
     };
     let json = serde_json::to_vec(&header).map_err(|e| BackupError::Header(e.to_string()))?;
     let io = |source| BackupError::Io {
@@ -309,7 +305,7 @@ impl<R: Read> BackupReader<R> {
                 self.read_bytes, self.header.body_bytes
             )));
         }
-        let actual = hex(self.hash.clone().finish().as_ref());
+        let actual = hex::encode(self.hash.clone().finish());
         if actual != self.header.body_sha256 {
             return Err(BackupError::Checksum {
                 expected: self.header.body_sha256.clone(),
@@ -368,7 +364,7 @@ mod tests {
             created_at: "t".into(),
             pairs: pairs.len() as u64,
             body_bytes: body.len() as u64,
-            body_sha256: hex(ring::digest::digest(&ring::digest::SHA256, &body).as_ref()),
+            body_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &body)),
         };
         let json = serde_json::to_vec(&header).unwrap();
         let mut out = MAGIC.to_vec();

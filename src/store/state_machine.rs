@@ -936,12 +936,6 @@ impl Reader {
             ctx.update(&(v.len() as u64).to_be_bytes());
             ctx.update(&v);
         }
-        let hex: String = ctx
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok((last, hex))
+        Ok((last, hex::encode(ctx.finish())))
     }
 }

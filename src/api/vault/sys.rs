@@ -9,12 +9,12 @@
 //!   readiness check `sys/health` uses). Neither `seal-status` nor `leader` needs a token,
 //!   as in Vault.
 //! - Cluster operations need `admin` on every path, as on `/api/v1/cluster/…`, and run after
-//!   the read-index round. A Raft snapshot here is raftsafe's backup file and a restore keeps
-//!   the backup's rules: checked whole before anything changes, and a cluster holding data
-//!   refuses it unless forced (`snapshot-force`, what `bao operator raft snapshot restore
-//!   -force` calls). `bao operator raft snapshot save` refuses what it downloads: the CLI
-//!   checks for Vault's own archive (a tar with sealed checksums), which a raftsafe backup
-//!   is not; a plain `GET` (or `raftsafe backup`) saves it, and the CLI restores it.
+//!   the read-index round. A Raft snapshot here is raftsafe's backup file inside Vault's
+//!   archive shape (a gzip-compressed tar ending in sealed checksums, `api::archive`), which
+//!   `bao operator raft snapshot save` checks for and keeps. A restore takes that archive or
+//!   a bare backup and keeps the backup's rules: checked whole before anything changes, and
+//!   a cluster holding data refuses it unless forced (`snapshot-force`, what `bao operator
+//!   raft snapshot restore -force` calls).
 //! - Capabilities are derived from the token's scopes and path patterns (the one
 //!   authorization model): `read:secret` gives `read` (and `list` on `metadata/`),
 //!   `write:secret` gives `create`, `update`, `patch` and `delete`; a path outside the one
@@ -437,7 +437,7 @@ impl Call {
             Method::GET if !force => {
                 let (who, at) = self.current().await?;
                 who.require_unrestricted(Scope::Admin)?;
-                Ok(crate::api::backup::download(&self.state, &at, &who))
+                Ok(crate::api::backup::download(&self.state, &at, &who, true))
             }
             Method::POST | Method::PUT => {
                 let who = self.principal().await?;
