@@ -766,6 +766,10 @@ pub struct MemberHealth {
     pub lag: u64,
     /// Answered within the last 2 s and at most 1,000 entries behind.
     pub healthy: bool,
+    /// Milliseconds it has been healthy without a break in contact (null: not healthy now).
+    /// At 2,000 or more it is stable: a learner is promoted to voter only then.
+    #[schema(required = true)]
+    pub stable_ms: Option<u64>,
 }
 
 impl From<crate::raft::node::FollowerHealth> for MemberHealth {
@@ -774,6 +778,7 @@ impl From<crate::raft::node::FollowerHealth> for MemberHealth {
             last_contact_ms: h.contact_ms,
             lag: h.lag,
             healthy: h.healthy,
+            stable_ms: h.stable_ms,
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   `put` shows the new version's metadata, not the data it just wrote (as `vault kv put`).
 //! - Nothing here prints a token: no answer the CLI asks for carries one.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 
 /// How to print answers (`--format`, env `RAFTSAFE_FORMAT`).
@@ -253,7 +255,8 @@ fn resources(body: &Value, columns: &[(&str, &str)], none: &str) -> String {
     table(&header, &rows)
 }
 
-/// A follower's health as the leader reports it: "healthy, 12 ms" or "lagging 3000, 40 ms".
+/// A follower's health as the leader reports it: "stable 5m, 12 ms", "healthy 1.2 s, 12 ms"
+/// (not yet stable) or "unhealthy: lag 3000, 40 ms".
 fn health(h: &Value) -> String {
     if h.is_null() {
         return "-".into();
@@ -262,7 +265,19 @@ fn health(h: &Value) -> String {
         .as_u64()
         .map_or("never".to_string(), |ms| format!("{ms} ms"));
     if h["healthy"] == true {
-        format!("healthy, {contact}")
+        let for_ms = h["stableMs"].as_u64().unwrap_or(0);
+        let (word, since) = if for_ms >= 2_000 {
+            (
+                "stable",
+                humantime::format_duration(Duration::from_secs(for_ms / 1000)),
+            )
+        } else {
+            (
+                "healthy",
+                humantime::format_duration(Duration::from_millis(for_ms)),
+            )
+        };
+        format!("{word} {since}, {contact}")
     } else {
         format!("unhealthy: lag {}, {contact}", cell(&h["lag"]))
     }

@@ -66,20 +66,54 @@ pub struct PeerClient {
 }
 
 /// When each peer last answered an append RPC successfully, as this node (when it leads)
-/// saw it: the "last contact" of Vault's autopilot, used to judge a membership change.
+/// saw it: the "last contact" of Vault's autopilot, used to judge a membership change. Also
+/// since when it has answered without a gap longer than [`CONTACT_WINDOW`]: how long it has
+/// been *stable* (autopilot's `stable_since`), which a new voter must be before it is
+/// promoted.
 #[derive(Default)]
-pub struct Contacts(std::sync::Mutex<BTreeMap<NodeId, std::time::Instant>>);
+pub struct Contacts(std::sync::Mutex<BTreeMap<NodeId, Contact>>);
+
+#[derive(Clone, Copy)]
+struct Contact {
+    last: std::time::Instant,
+    streak_since: std::time::Instant,
+}
+
+/// A follower that answered an append within this long is in contact (autopilot's
+/// `last_contact_threshold` is 10 s; the leader heartbeats every 100 ms by default, so a
+/// healthy follower is never near it). A longer silence breaks its stable streak.
+pub const CONTACT_WINDOW: Duration = Duration::from_secs(2);
 
 impl Contacts {
     fn heard(&self, id: NodeId) {
+        let now = std::time::Instant::now();
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(id, std::time::Instant::now());
+        let streak_since = match m.get(&id) {
+            Some(c) if now.duration_since(c.last) <= CONTACT_WINDOW => c.streak_since,
+            _ => now,
+        };
+        m.insert(
+            id,
+            Contact {
+                last: now,
+                streak_since,
+            },
+        );
     }
 
     /// How long ago node `id` last answered, if it ever did.
     pub fn since(&self, id: NodeId) -> Option<Duration> {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&id).map(|t| t.elapsed())
+        m.get(&id).map(|c| c.last.elapsed())
+    }
+
+    /// How long node `id` has answered without a gap longer than [`CONTACT_WINDOW`] (`None`
+    /// when it has not answered within that window now).
+    pub fn stable_for(&self, id: NodeId) -> Option<Duration> {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&id)
+            .filter(|c| c.last.elapsed() <= CONTACT_WINDOW)
+            .map(|c| c.streak_since.elapsed())
     }
 }
 

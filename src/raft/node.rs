@@ -33,7 +33,7 @@ use openraft::{ChangeMembers, SnapshotPolicy};
 use super::batch::{BatchError, Batcher};
 use super::coalesce::Coalescer;
 use super::disk::{self, DiskGuard};
-use super::network::{CallError, NetworkFactory, PeerClient};
+use super::network::{CallError, NetworkFactory, PeerClient, CONTACT_WINDOW};
 use super::relay::Relay;
 use super::snapshots;
 use super::view::{Linearized, Local};
@@ -87,10 +87,17 @@ pub struct Node {
     membership_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// A follower that answered an append within this long is in contact (autopilot's
-/// `last_contact_threshold` is 10 s; the leader heartbeats every 100 ms by default, so a
-/// healthy follower is never near it).
-const CONTACT_WINDOW: Duration = Duration::from_secs(2);
+/// What a membership change's own task ends with (`Err(())` around it: still running when
+/// the request's time ran out).
+type MembershipOutcome =
+    Result<ForwardReply, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>;
+
+/// A new member is promoted to voter only once it has caught up and then answered every
+/// append for this long (autopilot's `server_stabilization_time`, 10 s there): a node that
+/// crashes or flaps right after it starts never gets a vote, so it cannot cost a quorum.
+/// An add request waits this long on top of the request timeout; a learner not stable by
+/// then stays a learner, and the add answers 503 asking for a retry.
+pub const STABILIZATION: Duration = Duration::from_secs(2);
 /// A follower whose log is within this many entries of the leader's is caught up (the same
 /// rule as `bao operator raft autopilot state`'s health).
 const HEALTHY_LAG: u64 = 1_000;
@@ -437,8 +444,14 @@ impl Node {
     }
 
     async fn execute(&self, op: ForwardOp, hops: u8) -> Result<ForwardReply, NodeError> {
+        // Adding a member waits for the new node to be stable ([`STABILIZATION`]) on top of
+        // the usual time, on every node the request passes through.
+        let patience = match op {
+            ForwardOp::AddMember { .. } => self.config.request_timeout + STABILIZATION,
+            _ => self.config.request_timeout,
+        };
         let op = Arc::new(op);
-        let deadline = Instant::now() + self.config.request_timeout;
+        let deadline = Instant::now() + patience;
         self.with_retries(deadline, |deadline| {
             let op = op.clone();
             async move { self.execute_attempt(&op, hops, deadline).await }
@@ -527,23 +540,47 @@ impl Node {
                 };
             }
             ForwardOp::AddMember { id, node } => {
-                let (raft, reader, id, node) =
-                    (self.raft.clone(), self.reader.clone(), *id, node.clone());
-                self.change_membership(left, async move {
-                    // Already a voter of the committed, settled configuration (a retry).
-                    if settled(&raft, reader)
-                        .await
-                        .is_some_and(|m| m.voter_ids().any(|v| v == id))
-                    {
-                        return Ok(ForwardReply::Done);
-                    }
-                    raft.add_learner(id, node, true).await?;
-                    let voters = BTreeSet::from([id]);
-                    raft.change_membership(ChangeMembers::AddVoterIds(voters), false)
-                        .await
-                        .map(|_| ForwardReply::Done)
-                })
-                .await
+                let (raft, id) = (self.raft.clone(), *id);
+                // Already a voter of the committed, settled configuration (a retry).
+                if settled(&raft, self.reader.clone())
+                    .await
+                    .is_some_and(|m| m.voter_ids().any(|v| v == id))
+                {
+                    return Attempt::Done(Ok(ForwardReply::Done));
+                }
+                // A learner first, caught up (idempotent: a retry finds it there).
+                let (learner, node) = (raft.clone(), node.clone());
+                let added = self
+                    .change_membership(left, async move {
+                        learner
+                            .add_learner(id, node, true)
+                            .await
+                            .map(|_| ForwardReply::Done)
+                    })
+                    .await;
+                match self.membership_attempt(added) {
+                    Attempt::Done(Ok(_)) => {}
+                    other => return other,
+                }
+                // Then stable for a while, outside the membership lock: a learner that never
+                // stabilizes holds up no other change (its removal above all).
+                if let Err(so_far) = wait_until_stable(&self.peers, id, deadline).await {
+                    return Attempt::Done(Err(NodeError::Unavailable(format!(
+                        "node {id} is a caught-up learner, and becomes a voter once it has \
+                         answered every append for {} s (so far: {:.1} s); retry the add",
+                        STABILIZATION.as_secs(),
+                        so_far.as_secs_f64()
+                    ))));
+                }
+                let promoted = self
+                    .change_membership(remaining(deadline), async move {
+                        let voters = BTreeSet::from([id]);
+                        raft.change_membership(ChangeMembers::AddVoterIds(voters), false)
+                            .await
+                            .map(|_| ForwardReply::Done)
+                    })
+                    .await;
+                return self.membership_attempt(promoted);
             }
             ForwardOp::RemoveMember { id } => {
                 if let Some(why) = self.removal_refused(*id) {
@@ -566,6 +603,13 @@ impl Node {
                 .await
             }
         };
+        self.membership_attempt(outcome)
+    }
+
+    /// A membership change's outcome as the answer to its request.
+    // openraft's error types are large; they live only for the duration of this call.
+    #[allow(clippy::result_large_err)]
+    fn membership_attempt(&self, outcome: Result<MembershipOutcome, ()>) -> Attempt<ForwardReply> {
         match outcome {
             Err(()) => Attempt::Done(Err(NodeError::Unavailable(
                 "the membership change did not complete within the request timeout and goes on: \
@@ -617,17 +661,23 @@ impl Node {
                 .iter()
                 .filter(|(id, _)| **id != self.id)
                 .map(|(id, log)| {
-                    let contact = self.peers.contacts().since(*id);
+                    let contacts = self.peers.contacts();
+                    let contact = contacts.since(*id);
                     let lag = last.saturating_sub(log.map_or(0, |l| l.index));
                     let healthy =
                         contact.is_some_and(|d| d <= CONTACT_WINDOW) && lag <= HEALTHY_LAG;
                     let contact_ms = contact.map(|d| d.as_millis() as u64);
+                    let stable_ms = contacts
+                        .stable_for(*id)
+                        .filter(|_| healthy)
+                        .map(|d| d.as_millis() as u64);
                     (
                         *id,
                         FollowerHealth {
                             contact_ms,
                             lag,
                             healthy,
+                            stable_ms,
                         },
                     )
                 })
@@ -693,11 +743,7 @@ impl Node {
     /// it and one more voter left the rest unable to elect (docs/soak.md, run 4).
     // openraft's error types are large; they live only for the duration of this call.
     #[allow(clippy::result_large_err)]
-    async fn change_membership<F>(
-        &self,
-        left: Duration,
-        change: F,
-    ) -> Result<Result<ForwardReply, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>, ()>
+    async fn change_membership<F>(&self, left: Duration, change: F) -> Result<MembershipOutcome, ()>
     where
         F: std::future::Future<
                 Output = Result<
@@ -850,6 +896,26 @@ async fn settled(raft: &Raft, reader: Reader) -> Option<openraft::Membership<Nod
         .then(|| committed.membership().clone())
 }
 
+/// Waits until learner `id` has answered every append for [`STABILIZATION`] (autopilot's
+/// stabilization before a promotion), or until `deadline`: then how long it has so far.
+async fn wait_until_stable(
+    peers: &PeerClient,
+    id: NodeId,
+    deadline: Instant,
+) -> Result<(), Duration> {
+    loop {
+        let stable = peers.contacts().stable_for(id).unwrap_or_default();
+        if stable >= STABILIZATION {
+            return Ok(());
+        }
+        let wait = (STABILIZATION - stable).max(Duration::from_millis(20));
+        if Instant::now() + wait > deadline {
+            return Err(stable);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// One quorum confirmation on the leader (a round of [`Node::leader_read_index`]).
 async fn confirm_leadership(
     raft: Raft,
@@ -984,6 +1050,9 @@ pub struct FollowerHealth {
     /// Entries behind the leader's last log entry.
     pub lag: u64,
     pub healthy: bool,
+    /// How long it has been healthy without a break in contact (`None`: not healthy now);
+    /// at [`STABILIZATION`] or more it is *stable*.
+    pub stable_ms: Option<u64>,
 }
 
 /// The membership as it counts for elections: openraft reports the last *appended*

@@ -7,6 +7,8 @@
 //!   `GET /cluster` says so and lists every node that still counts toward elections as a
 //!   voter; once it is done, the removed node may be stopped along with the leader and the
 //!   other two elect. This is the election storm of docs/soak.md run 4, made deterministic.
+//! - A new member votes only once it has been stable: caught up, then answering every
+//!   append for 2 s (autopilot's stabilization); until then it is a learner.
 //! - Replacing members under load: start a new node, add it (learner, then voter), remove an
 //!   old follower and stop it, and lose the leader 50 ms later; five rounds, eight writers
 //!   throughout. After each leader loss the two surviving voters elect a leader and
@@ -304,4 +306,78 @@ async fn a_removal_the_client_gave_up_on_still_completes_and_never_strands_the_c
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// A new member becomes a voter only once it has caught up and answered every append for
+/// the stabilization time (2 s, autopilot's `server_stabilization_time`): until then it is a
+/// learner, which decides no election, and the leader's `GET /cluster` shows how long it has
+/// been stable. The add waits for that on top of the request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_member_votes_only_once_it_has_been_stable() {
+    let c = Arc::new(
+        Cluster::start(Opts {
+            nodes: 4,
+            standby: 1,
+            tls: false,
+            flags: vec![("--request-timeout-ms".into(), "1000".into())],
+            ..Default::default()
+        })
+        .await,
+    );
+    let l = leader(&c).await;
+    c.join(4);
+    let started = Instant::now();
+    let add = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let r = c
+                .client(l)
+                .with_timeout(Duration::from_secs(30))
+                .add_member(4, &c.nodes[&4].raft.to_string(), &c.api(4).to_string())
+                .await
+                .expect("add answered");
+            (r, started.elapsed())
+        })
+    };
+    // While the add runs, node 4 is seen as a learner with a growing stable time, never as
+    // a voter before it has been stable for 2 s.
+    let mut seen_learner = None;
+    while !add.is_finished() {
+        let r = c.client(l).cluster_status().await.expect("status");
+        let member = r.body["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["id"] == 4).cloned());
+        if let Some(m) = member {
+            let stable = m["health"]["stableMs"].as_u64();
+            if m["voter"] == true {
+                assert!(
+                    stable.is_some_and(|ms| ms >= 2000),
+                    "node 4 votes after being stable for {stable:?} ms: {m}"
+                );
+            } else {
+                seen_learner = seen_learner.or(stable);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (r, took) = add.await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(
+        took >= Duration::from_secs(2),
+        "promoted {took:?} after the add began, before it could have been stable for 2 s"
+    );
+    assert!(
+        seen_learner.is_some(),
+        "node 4 was never seen as a learner with a stable time"
+    );
+    let (voters, learners) = membership(&c, l).await.expect("membership");
+    assert_eq!((voters, learners), (vec![1, 2, 3, 4], vec![]));
+    let stable = c.client(l).cluster_status().await.unwrap().body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == 4)
+        .unwrap()["health"]["stableMs"]
+        .as_u64();
+    assert!(stable.is_some_and(|ms| ms >= 2000), "{stable:?}");
 }

@@ -31,7 +31,7 @@ use serde_json::{json, Map, Value};
 use super::{envelope, envelope_value, transit, Call, Reply, VaultError, MOUNT};
 use crate::api::error::ApiError;
 use crate::api::input::{json_object, read_body, required};
-use crate::raft::node::NodeStatus;
+use crate::raft::node::{FollowerHealth, NodeStatus};
 use crate::raft::NodeId;
 use crate::secret::token::{Policy, Scope};
 use crate::secret::SecretPath;
@@ -117,27 +117,52 @@ const MAX_TRAILING_LOGS: u64 = 1000;
 /// just now (`answers`, asked over the internal transport with a 1 s timeout). A member is
 /// healthy when it answered, is in the leader's term and its log trails the leader's by at
 /// most [`MAX_TRAILING_LOGS`]; `failure_tolerance` is how many healthy voters may fail with
-/// a quorum left. raftsafe keeps no contact history: `last_contact` is `0s` for a member
-/// that answered this call and empty for one that did not (`node_status: failed`), and
-/// `stable_since` is not tracked (empty).
-fn autopilot(me: &NodeStatus, answers: &BTreeMap<NodeId, Result<NodeStatus, String>>) -> Value {
+/// a quorum left.
+///
+/// On the leader, `followers` is its own record of each follower (`Node::follower_health`,
+/// the rule its removal guard and promotions use): `last_contact` is how long ago the
+/// follower last answered an append, `healthy` is that rule, and `stable_since` is when its
+/// current unbroken run of answers began. Elsewhere `last_contact` is `0s` for a member that
+/// answered this call and empty for one that did not (`node_status: failed`), and
+/// `stable_since` is empty: only the leader hears from every member.
+fn autopilot(
+    me: &NodeStatus,
+    answers: &BTreeMap<NodeId, Result<NodeStatus, String>>,
+    followers: Option<&BTreeMap<NodeId, FollowerHealth>>,
+) -> Value {
     let leader = me
         .leader
         .and_then(|id| answers.get(&id))
         .and_then(|a| a.as_ref().ok());
+    let now = std::time::SystemTime::now();
     let mut servers = Map::new();
     let mut healthy_voters = 0usize;
     for (id, info) in &me.members {
         let answer = answers.get(id).and_then(|a| a.as_ref().ok());
         let voter = me.voters.contains(id);
-        let healthy = match (answer, leader) {
-            (Some(s), Some(l)) => {
+        let seen = followers.and_then(|f| f.get(id));
+        let healthy = match (answer, leader, seen) {
+            (_, _, Some(h)) => h.healthy,
+            (Some(s), Some(l), None) => {
                 s.term == l.term
                     && l.last_log_index.unwrap_or(0)
                         <= s.last_log_index.unwrap_or(0) + MAX_TRAILING_LOGS
             }
             _ => false,
         };
+        let last_contact = match (seen, answer) {
+            (Some(h), _) => h
+                .contact_ms
+                .map_or(String::new(), |ms| format!("{}s", ms as f64 / 1000.0)),
+            (None, Some(_)) => "0s".into(),
+            (None, None) => String::new(),
+        };
+        let stable_since = seen
+            .and_then(|h| h.stable_ms)
+            .and_then(|ms| now.checked_sub(std::time::Duration::from_millis(ms)))
+            .map_or(String::new(), |t| {
+                humantime::format_rfc3339_seconds(t).to_string()
+            });
         if healthy && voter {
             healthy_voters += 1;
         }
@@ -155,11 +180,11 @@ fn autopilot(me: &NodeStatus, answers: &BTreeMap<NodeId, Result<NodeStatus, Stri
                 "name": format!("node-{id}"),
                 "address": info.raft_addr,
                 "node_status": if answer.is_some() { "alive" } else { "failed" },
-                "last_contact": if answer.is_some() { "0s" } else { "" },
+                "last_contact": last_contact,
                 "last_term": answer.map_or(0, |s| s.term),
                 "last_index": answer.and_then(|s| s.last_log_index).unwrap_or(0),
                 "healthy": healthy,
-                "stable_since": "",
+                "stable_since": stable_since,
                 "status": status,
                 "version": env!("CARGO_PKG_VERSION"),
                 "node_type": if voter { "voter" } else { "read-replica" },
@@ -393,7 +418,8 @@ impl Call {
         self.cluster_admin().await?;
         let me = self.local_status().await?;
         let answers = self.state.node.cluster_status().await;
-        Ok(envelope(autopilot(&me, &answers)))
+        let followers = self.state.node.follower_health();
+        Ok(envelope(autopilot(&me, &answers, followers.as_ref())))
     }
 
     /// `sys/storage/raft/remove-peer` `{"server_id": "<node id>"}`: the membership change of
@@ -485,7 +511,7 @@ mod tests {
         let me = status(1, 5, 5000);
         let mut answers: BTreeMap<NodeId, Result<NodeStatus, String>> =
             (1..=4).map(|id| (id, Ok(status(id, 5, 5000)))).collect();
-        let v = autopilot(&me, &answers);
+        let v = autopilot(&me, &answers, None);
         assert_eq!(v["healthy"], true, "{v}");
         assert_eq!(v["failure_tolerance"], 1, "{v}");
         assert_eq!(v["leader"], "1");
@@ -494,18 +520,48 @@ mod tests {
         assert_eq!(v["servers"]["4"]["status"], "non-voter");
         // A voter that does not answer, one in an old term, one far behind: unhealthy.
         answers.insert(2, Err("timed out".into()));
-        let v = autopilot(&me, &answers);
+        let v = autopilot(&me, &answers, None);
         assert_eq!(v["servers"]["2"]["node_status"], "failed");
         assert_eq!(
             (v["healthy"].clone(), v["failure_tolerance"].clone()),
             (json!(false), json!(0))
         );
         answers.insert(2, Ok(status(2, 4, 5000)));
-        assert_eq!(autopilot(&me, &answers)["servers"]["2"]["healthy"], false);
+        assert_eq!(
+            autopilot(&me, &answers, None)["servers"]["2"]["healthy"],
+            false
+        );
         answers.insert(2, Ok(status(2, 5, 5000 - MAX_TRAILING_LOGS)));
-        assert_eq!(autopilot(&me, &answers)["servers"]["2"]["healthy"], true);
+        assert_eq!(
+            autopilot(&me, &answers, None)["servers"]["2"]["healthy"],
+            true
+        );
         answers.insert(1, Ok(status(1, 5, 5001)));
-        assert_eq!(autopilot(&me, &answers)["servers"]["2"]["healthy"], false);
+        assert_eq!(
+            autopilot(&me, &answers, None)["servers"]["2"]["healthy"],
+            false
+        );
+        // On the leader its own record rules: contact, health and the stable streak.
+        let record = |contact_ms, healthy, stable_ms| FollowerHealth {
+            contact_ms,
+            lag: 0,
+            healthy,
+            stable_ms,
+        };
+        let followers = BTreeMap::from([
+            (2, record(Some(1500), true, Some(90_000))),
+            (3, record(Some(2500), false, None)),
+        ]);
+        let v = autopilot(&me, &answers, Some(&followers));
+        let two = &v["servers"]["2"];
+        assert_eq!(two["healthy"], true, "{v}");
+        assert_eq!(two["last_contact"], "1.5s", "{v}");
+        let since = humantime::parse_rfc3339(two["stable_since"].as_str().unwrap()).unwrap();
+        let ago = std::time::SystemTime::now().duration_since(since).unwrap();
+        assert!((89..=92).contains(&ago.as_secs()), "{ago:?}");
+        assert_eq!(v["servers"]["3"]["healthy"], false, "{v}");
+        assert_eq!(v["servers"]["3"]["stable_since"], "", "{v}");
+        assert_eq!(v["failure_tolerance"], 0, "{v}");
     }
 
     #[test]
