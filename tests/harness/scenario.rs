@@ -51,6 +51,11 @@ impl Plan {
 
     /// Four events per scenario, or `RAFTSAFE_SOAK_EVENTS` (1..=100): a longer soak piles up
     /// nemesis events on one cluster per scenario instead of paying its start-up again.
+    /// An upper bound on the run's length: every event taken at [`EVENT_MAX`].
+    pub fn longest(&self) -> Duration {
+        self.before + self.after + (self.gap + self.hold + EVENT_MAX) * self.events as u32
+    }
+
     pub fn soak() -> Plan {
         let events = std::env::var("RAFTSAFE_SOAK_EVENTS")
             .ok()
@@ -66,6 +71,10 @@ impl Plan {
         }
     }
 }
+
+/// The longest a nemesis event takes beyond its hold (restart-leader-loop's 20 s loop and
+/// the waits for leaders and restarts, with room to spare).
+const EVENT_MAX: Duration = Duration::from_secs(60);
 
 /// Minimum acknowledged ops before the first fault and after the last heal.
 pub const MIN_ACKED: usize = 20;
@@ -283,7 +292,12 @@ async fn run<F: Faults>(f: &Arc<F>, tl: &Timeline, nemesis: Nemesis, seed: u64, 
         return run;
     }
     run.started = true;
-    let wl = Workload::start(f.clone(), tl.clock, seed, WorkloadOpts::default());
+    let wl = Workload::start(
+        f.clone(),
+        tl.clock,
+        seed,
+        WorkloadOpts::lasting(plan.longest()),
+    );
     let rec = wl.recorder.clone();
     tl.note("workload started");
     tokio::time::sleep(plan.before).await;
@@ -296,6 +310,10 @@ async fn run<F: Faults>(f: &Arc<F>, tl: &Timeline, nemesis: Nemesis, seed: u64, 
             .push(nemesis.run_event(&**f, tl, &mut rng, plan.hold).await);
     }
     tokio::time::sleep(plan.after).await;
+    if wl.ended_early() {
+        run.failures
+            .push("harness: the workload ended on its own bound before the scenario did".into());
+    }
     wl.stop().await;
     tl.note(format!(
         "workload stopped; {} writes were refused with 507 (NOSPACE) and left out of the history",

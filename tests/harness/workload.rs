@@ -121,6 +121,22 @@ pub struct WorkloadOpts {
     pub max_run: Duration,
 }
 
+impl WorkloadOpts {
+    /// The defaults, with the hard bounds sized for a scenario expected to last at most
+    /// `longest`: a bound must end a runaway run, never the load of a scenario that is still
+    /// going (soak run 6: restart-leader-loop's 16 events of ~28 s outlived the fixed 300 s
+    /// bound, and its last 150 s, the window after the last fault included, had no load).
+    pub fn lasting(longest: Duration) -> Self {
+        let max_run = longest + Duration::from_secs(60);
+        WorkloadOpts {
+            max_run,
+            // Well above what the think time allows (~35 ops/s per worker).
+            max_ops_per_worker: (max_run.as_secs() as usize).saturating_mul(100),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for WorkloadOpts {
     fn default() -> Self {
         WorkloadOpts {
@@ -415,6 +431,8 @@ impl Recorder {
 pub struct Workload {
     pub recorder: Arc<Recorder>,
     stop: Arc<AtomicBool>,
+    /// Set by a worker that ended on its own bound rather than on `stop`.
+    bounded: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     opts: WorkloadOpts,
 }
@@ -430,6 +448,7 @@ impl Workload {
         pins.extend(std::iter::repeat_n(None, opts.roaming));
         let recorder = Arc::new(Recorder::new(clock, opts.op_timeout, pins.len()));
         let stop = Arc::new(AtomicBool::new(false));
+        let bounded = Arc::new(AtomicBool::new(false));
         let keys: Arc<Vec<String>> = Arc::new((0..opts.keys).map(key_path).collect());
         let setup = Arc::new(tokio::sync::OnceCell::new());
         let tasks = pins
@@ -440,6 +459,7 @@ impl Workload {
                     t: t.clone(),
                     recorder: recorder.clone(),
                     stop: stop.clone(),
+                    bounded: bounded.clone(),
                     keys: keys.clone(),
                     setup: setup.clone(),
                     nodes: nodes.clone(),
@@ -454,12 +474,19 @@ impl Workload {
         Workload {
             recorder,
             stop,
+            bounded,
             tasks,
             opts,
         }
     }
 
     /// Stops the workers (each finishes its op in flight) and returns the history.
+    /// Whether a worker stopped on its own bound (time or op count) before [`Self::stop`]:
+    /// the scenario then ran part of its time without load, and its checks mean less.
+    pub fn ended_early(&self) -> bool {
+        self.bounded.load(Relaxed)
+    }
+
     pub async fn stop(self) -> Vec<Record> {
         self.stop.store(true, Relaxed);
         // An op in flight ends within its timeout; past that a worker is stuck, so abort it.
@@ -489,6 +516,7 @@ struct Worker<T> {
     t: Arc<T>,
     recorder: Arc<Recorder>,
     stop: Arc<AtomicBool>,
+    bounded: Arc<AtomicBool>,
     keys: Arc<Vec<String>>,
     /// Done once, by whichever worker gets there first, before any worker's first op.
     setup: Arc<tokio::sync::OnceCell<()>>,
@@ -554,6 +582,13 @@ impl<T: Nodes> Worker<T> {
             }
             let (lo, hi) = self.opts.think_ms;
             tokio::time::sleep(Duration::from_millis(self.rng.between(lo, hi))).await;
+        }
+        if !self.stop.load(Relaxed) {
+            eprintln!(
+                "workload worker {} ended on its bound ({} ops or {:?}) before the scenario did",
+                self.index, self.opts.max_ops_per_worker, self.opts.max_run
+            );
+            self.bounded.store(true, Relaxed);
         }
     }
 }
