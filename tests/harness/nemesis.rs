@@ -297,9 +297,14 @@ impl Nemesis {
         }
     }
 
-    /// The size of every node's data filesystem, for scenarios that fill one up.
-    pub fn disk_bytes(self) -> Option<u64> {
-        matches!(self, Nemesis::FullDisk | Nemesis::FullDiskLeader).then_some(SMALL_DISK)
+    /// The size of every node's data filesystem, for scenarios that fill one up and run
+    /// `events` events: [`SMALL_DISK`], and [`DISK_PER_EVENT`] more for each event past the
+    /// default soak's four. Every event's big writes land on every node, and with the guard
+    /// off (`full_disk`) the nodes' own disks filled after ~10 events of a longer soak
+    /// (docs/soak.md runs 4 and 6): the test is of one full follower, not of all of them.
+    pub fn disk_bytes(self, events: usize) -> Option<u64> {
+        let extra = events.saturating_sub(4) as u64 * DISK_PER_EVENT;
+        matches!(self, Nemesis::FullDisk | Nemesis::FullDiskLeader).then_some(SMALL_DISK + extra)
     }
 
     /// Spare nodes the scenario's cluster needs (started outside the membership).
@@ -399,6 +404,9 @@ pub const RESTART_LOOP_FOR: Duration = Duration::from_secs(20);
 /// Full disk: each node's data filesystem (RocksDB preallocates its WAL in blocks of up to
 /// ~26 MB, so less would fill up on its own).
 pub const SMALL_DISK: u64 = 128 << 20;
+/// What one full-disk event leaves on every node, with room to spare (its big writes, the
+/// snapshots that hold them, and the next snapshot built beside the last).
+pub const DISK_PER_EVENT: u64 = 24 << 20;
 
 /// Full disk on the leader: the NOSPACE threshold of every node. The automatic one is at
 /// least 64 MiB, half of [`SMALL_DISK`], and would rise on a fresh node's preallocated WAL.
@@ -1500,14 +1508,16 @@ async fn full_disk_leader<F: Faults>(cx: &mut Cx<'_, F>) {
     ));
     // The alarm rises on the leader within a poll and reaches the followers on the next
     // heartbeat: every node must refuse a write with 507 naming the leader. Each attempt
-    // writes its own key: those written before the alarm rose are fine, those refused must
-    // never show up.
+    // writes its own key, unique in the whole run (the event's start is in it: soak run 6
+    // read a key refused in one event as written by the same attempt of an earlier one):
+    // those written before the alarm rose are fine, those refused must never show up.
+    let event = cx.ev.start;
     let mut attempt = 0;
     let mut refused_keys = Vec::new();
     for id in cx.ids.clone() {
         let refused = poll(Duration::from_secs(10), async || {
             attempt += 1;
-            let key = format!("chaos/nospace-probe-{attempt}");
+            let key = format!("chaos/nospace-probe-{event}-{attempt}");
             refused_for_space(f, id, l, &key).await.map(|()| key)
         })
         .await;

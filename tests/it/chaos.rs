@@ -51,7 +51,7 @@ async fn run_scenario(nemesis: Nemesis, seed: u64, plan: Plan) -> Summary {
         flags,
         tls: true,
         standby: spares,
-        disk_bytes: nemesis.disk_bytes(),
+        disk_bytes: nemesis.disk_bytes(plan.events),
     })
     .await;
     // Reproducible drop and delay choices on the links.
