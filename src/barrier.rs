@@ -194,7 +194,7 @@ impl Barrier {
     }
 
     pub fn seal_token(&self, record: &TokenRecord) -> Result<Vec<u8>, BarrierError> {
-        let bytes = crate::codec::encode(record);
+        let bytes = record.encode();
         self.current()?
             .seal(&token_aad(&record.accessor), &bytes)
             .map_err(|source| BarrierError::Crypto {
@@ -209,7 +209,7 @@ impl Barrier {
             &token_aad(accessor),
             sealed,
         )?;
-        crate::codec::decode(&bytes).map_err(|e| BarrierError::Decode(e.to_string()))
+        TokenRecord::decode(&bytes).map_err(|e| BarrierError::Decode(e.to_string()))
     }
 
     /// A token's record (its expiry the lease's, for a login token) and revocation time.

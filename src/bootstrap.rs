@@ -134,6 +134,8 @@ async fn bootstrap_once(
         policy: Policy::root(),
         created_at_ms: crate::time::now_ms(),
         expires_at_ms: None,
+        acl_policies: Vec::new(),
+        grants: Vec::new(),
     };
     let sealed = barrier.seal_token(&record)?;
     // A fresh id: if this attempt's answer is lost and it is retried with a new token, the

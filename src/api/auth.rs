@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::secret::token::{self, Policy, Scope};
+use crate::secret::token::{self, Authority, Scope};
 use crate::secret::{Caller, SecretPath};
 use crate::service::Linearized;
 use crate::time::now_ms;
@@ -48,7 +48,9 @@ use crate::time::now_ms;
 pub struct Principal {
     pub accessor: String,
     pub name: String,
-    pub policy: Policy,
+    pub authority: Authority,
+    /// The named ACL policies the token was made with (Vault's `policies`), if any.
+    pub acl_policies: Vec<String>,
     pub expires_at_ms: Option<u64>,
 }
 
@@ -62,7 +64,7 @@ impl Principal {
     }
 
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.policy.has_scope(scope) {
+        if self.authority.has_scope(scope) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -77,7 +79,7 @@ impl Principal {
     /// backup, restore), which no path limit could contain.
     pub fn require_unrestricted(&self, scope: Scope) -> Result<(), ApiError> {
         self.require(scope)?;
-        if self.policy.unrestricted() {
+        if self.authority.unrestricted(scope) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -88,10 +90,10 @@ impl Principal {
         }
     }
 
-    /// That `policy` grants nothing beyond this token's own: to create, list or revoke a
+    /// That `other` grants nothing beyond this token's own: to create, list or revoke a
     /// token with it.
-    pub fn require_within(&self, policy: &Policy) -> Result<(), ApiError> {
-        if self.policy.contains(policy) {
+    pub fn require_within(&self, other: &Authority) -> Result<(), ApiError> {
+        if self.authority.covers(other) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -103,7 +105,7 @@ impl Principal {
 
     pub fn require_path(&self, scope: Scope, path: &SecretPath) -> Result<(), ApiError> {
         self.require(scope)?;
-        if self.policy.allows(scope, path) {
+        if self.authority.allows(scope, path) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -194,8 +196,9 @@ fn identify(state: &AppState, presented: &str) -> Result<Principal, Refusal> {
     }
     Ok(Principal {
         accessor,
+        authority: record.authority(),
         name: record.name,
-        policy: record.policy,
+        acl_policies: record.acl_policies,
         expires_at_ms: record.expires_at_ms,
     })
 }

@@ -165,7 +165,7 @@ pub async fn list(state: State, call: Call) -> Result<Response, ApiError> {
         .mounts(at)?
         .iter()
         .filter(|(p, _)| {
-            SecretPath::parse_decoded(p).is_ok_and(|p| call.who.policy.allows(Scope::Admin, &p))
+            SecretPath::parse_decoded(p).is_ok_and(|p| call.who.authority.allows(Scope::Admin, &p))
         })
         .map(|(p, rec)| Mount::new(p, rec))
         .collect();

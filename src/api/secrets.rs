@@ -652,7 +652,7 @@ pub async fn list(state: State, call: Call) -> Result<Response, ApiError> {
         ));
     }
     let who = call.who.clone();
-    let visible = move |path: &SecretPath| who.policy.allows(Scope::ReadSecret, path);
+    let visible = move |path: &SecretPath| who.authority.allows(Scope::ReadSecret, path);
     let Listing { page, total } = state
         .service
         .list(at, trimmed, (start - 1) as usize, count as usize, visible)

@@ -76,7 +76,7 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 )]
 /// `GET /metrics` with a `metrics` or `admin` token.
 pub async fn scrape(Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
-    if !who.policy.has_scope(Scope::Metrics) {
+    if !who.authority.has_scope(Scope::Metrics) {
         who.require(Scope::Admin).map_err(|_| {
             ApiError::Forbidden(format!(
                 "token '{}' lacks the 'metrics' (or 'admin') scope",

@@ -24,7 +24,7 @@ use super::input::json_int;
 use super::input::Call;
 use super::state::{AppState, State};
 use super::wire::{CreateToken, CreatedToken, ErrorBody, TokenList, TokenView, LIST_RESPONSE};
-use crate::secret::token::{PathPattern, Policy, Scope, Token, TokenRecord};
+use crate::secret::token::{Authority, PathPattern, Policy, Scope, Token, TokenRecord};
 use crate::time::now_ms;
 
 /// The largest token-creation body: a name, four scopes and a few hundred path patterns.
@@ -107,7 +107,7 @@ pub async fn create(state: State, mut call: Call) -> Result<Response, ApiError> 
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::invalid_field("invalidToken", "/paths", e))?;
     let policy = Policy { scopes, paths };
-    call.who.require_within(&policy)?;
+    call.who.require_within(&Authority::from(policy.clone()))?;
     let token = Token::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = now_ms();
     let expires_at_ms =
@@ -119,6 +119,8 @@ pub async fn create(state: State, mut call: Call) -> Result<Response, ApiError> 
         policy,
         created_at_ms: now,
         expires_at_ms,
+        acl_policies: Vec::new(),
+        grants: Vec::new(),
     };
     let issued = state
         .service
@@ -148,7 +150,9 @@ pub async fn list(state: State, call: Call) -> Result<Json<TokenList>, ApiError>
     let tokens = state.service.tokens(at)?;
     let resources: Vec<TokenView> = tokens
         .iter()
-        .filter(|(r, _)| r.accessor == call.who.accessor || call.who.policy.contains(&r.policy))
+        .filter(|(r, _)| {
+            r.accessor == call.who.accessor || call.who.authority.covers(&r.authority())
+        })
         .map(|(r, revoked)| TokenView::new(r, *revoked))
         .collect();
     Ok(Json(TokenList {
@@ -204,7 +208,7 @@ pub async fn revoke_as(state: &AppState, who: &Principal, accessor: &str) -> Res
             target = state.service.token(accessor)?;
         }
         match target {
-            Some((record, _)) => who.require_within(&record.policy)?,
+            Some((record, _)) => who.require_within(&record.authority())?,
             None => return Err(ApiError::NotFound(format!("token {accessor} not found"))),
         }
     }

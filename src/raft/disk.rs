@@ -146,6 +146,7 @@ pub fn fits_a_full_disk(command: &Command) -> bool {
             | Command::DeleteMount { .. }
             | Command::TrimMount { .. }
             | Command::DeleteRole { .. }
+            | Command::DeleteAclPolicy { .. }
             | Command::DestroySecretId { .. }
             | Command::RenewToken { .. }
     )

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{JwtConfig, Lease, Login, Method, Role, SecretId};
 use super::path::SecretPath;
+use super::token::Policy;
 
 /// A client-chosen or server-generated id used to deduplicate retried writes, with the
 /// fingerprint of the request it names when a client chose it.
@@ -270,6 +271,14 @@ pub enum Command {
         custom_metadata: Option<Vec<u8>>,
         generation: Option<u64>,
     },
+    /// Write named ACL policy `name`: its text and what it compiled to ([`super::acl`]).
+    PutAclPolicy {
+        name: String,
+        rules: String,
+        grants: Vec<Policy>,
+    },
+    /// Delete named ACL policy `name`.
+    DeleteAclPolicy { name: String },
 }
 
 /// A condition on a path's current version, checked where a write applies.
@@ -363,6 +372,19 @@ impl Command {
             }
             Command::Login(login) => login.role.len() + login.sealed.len() + 64,
             Command::RenewToken { .. } => 32,
+            Command::PutAclPolicy {
+                name,
+                rules,
+                grants,
+            } => {
+                name.len()
+                    + rules.len()
+                    + grants
+                        .iter()
+                        .map(|g| 8 + g.paths.iter().map(|p| p.as_str().len() + 8).sum::<usize>())
+                        .sum::<usize>()
+            }
+            Command::DeleteAclPolicy { name } => name.len(),
             Command::SetMetadata {
                 path,
                 custom_metadata,
@@ -400,6 +422,8 @@ impl Command {
             Command::Login(_) => "login",
             Command::RenewToken { .. } => "renew_token",
             Command::SetMetadata { .. } => "set_metadata",
+            Command::PutAclPolicy { .. } => "put_acl_policy",
+            Command::DeleteAclPolicy { .. } => "delete_acl_policy",
         }
     }
 }
@@ -571,6 +595,15 @@ impl fmt::Debug for Command {
                 )
                 .field("generation", generation)
                 .finish(),
+            Command::PutAclPolicy { name, grants, .. } => f
+                .debug_struct("PutAclPolicy")
+                .field("name", name)
+                .field("grants", grants)
+                .finish_non_exhaustive(),
+            Command::DeleteAclPolicy { name } => f
+                .debug_struct("DeleteAclPolicy")
+                .field("name", name)
+                .finish(),
         }
     }
 }
@@ -677,4 +710,11 @@ pub enum CommandResult {
     CustomMetadataConflict {
         current: u64,
     },
+    /// An ACL policy was written; its generation now.
+    AclPolicyWritten {
+        generation: u64,
+    },
+    AclPolicyDeleted,
+    /// An ACL policy write or delete was refused where it applied: the detail says why.
+    AclPolicyRefused(String),
 }

@@ -161,6 +161,12 @@ fn apply_command<S: StateRead>(
             super::versions::set_max_versions(state, changes, path, *max_versions)?
         }
         Command::DeleteMetadata { path } => super::versions::delete_path(state, changes, path)?,
+        Command::PutAclPolicy {
+            name,
+            rules,
+            grants,
+        } => super::acl::put(state, changes, at_ms, name, rules, grants)?,
+        Command::DeleteAclPolicy { name } => super::acl::delete(state, changes, name)?,
         Command::SetMetadata {
             path,
             max_versions,

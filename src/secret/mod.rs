@@ -3,6 +3,7 @@
 //! machine in `store` feeds committed commands to [`machine::apply`] and persists the
 //! changes it returns.
 
+pub mod acl;
 pub mod auth;
 pub mod command;
 pub mod crypto;

@@ -90,6 +90,8 @@ pub mod keys {
     pub const LEASE: u8 = b'e';
     /// A path's custom metadata (`C<path>`, [`super::super::custom`]).
     pub const CUSTOM_METADATA: u8 = b'C';
+    /// A named ACL policy (`P<name>`, [`super::super::acl`]).
+    pub const ACL_POLICY: u8 = b'P';
     /// First bytes of the keys that are bookkeeping, not data (see the module doc).
     pub const OPERATIONAL: &[u8] = b"cqrRZ";
 

@@ -144,7 +144,7 @@ impl Policy {
 
     /// Whether `scope` is held or implied (`admin` may also scrape metrics, so it may grant
     /// `metrics`).
-    fn grants(&self, scope: Scope) -> bool {
+    pub fn grants(&self, scope: Scope) -> bool {
         self.has_scope(scope) || (scope == Scope::Metrics && self.has_scope(Scope::Admin))
     }
 
@@ -168,8 +168,67 @@ impl Policy {
     }
 }
 
+/// What one token may do: its own policy and, for a token made from named ACL policies
+/// (Vault's `auth/token/create -policy=…`), the grants those policies compiled to when the
+/// token was created. A scope on a path is allowed when any grant allows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authority {
+    grants: Vec<Policy>,
+}
+
+impl Authority {
+    pub fn new(policy: Policy, more: &[Policy]) -> Authority {
+        let mut grants = vec![policy];
+        grants.extend(more.iter().cloned());
+        Authority { grants }
+    }
+
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.grants.iter().any(|g| g.has_scope(scope))
+    }
+
+    /// `scope` on every path (a grant holding it with `*`).
+    pub fn unrestricted(&self, scope: Scope) -> bool {
+        self.grants
+            .iter()
+            .any(|g| g.has_scope(scope) && g.unrestricted())
+    }
+
+    pub fn allows(&self, scope: Scope, path: &SecretPath) -> bool {
+        self.grants.iter().any(|g| g.allows(scope, path))
+    }
+
+    /// Whether `other` grants nothing this authority does not: each of its scopes, on each
+    /// of its patterns, is held (or implied) by one grant covering that pattern.
+    pub fn contains(&self, other: &Policy) -> bool {
+        other.scopes.iter().all(|s| {
+            other.paths.iter().all(|theirs| {
+                self.grants
+                    .iter()
+                    .any(|g| g.grants(*s) && g.paths.iter().any(|mine| mine.covers(theirs)))
+            })
+        })
+    }
+
+    /// Whether every grant of `other` lies within this authority.
+    pub fn covers(&self, other: &Authority) -> bool {
+        other.grants.iter().all(|g| self.contains(g))
+    }
+
+    /// Every grant, the token's own policy first.
+    pub fn grants(&self) -> &[Policy] {
+        &self.grants
+    }
+}
+
+impl From<Policy> for Authority {
+    fn from(policy: Policy) -> Authority {
+        Authority::new(policy, &[])
+    }
+}
+
 /// The stored form of a token (sealed before it is proposed).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub accessor: String,
     pub name: String,
@@ -177,6 +236,35 @@ pub struct TokenRecord {
     pub policy: Policy,
     pub created_at_ms: u64,
     pub expires_at_ms: Option<u64>,
+    /// The named ACL policies the token was created with (empty for a token of
+    /// `/api/v1/tokens`, a login or the bootstrap).
+    pub acl_policies: Vec<String>,
+    /// What those policies compiled to at creation. A token's authority never changes
+    /// after it is created (`api::auth` relies on it): a later edit of a policy applies to
+    /// tokens created after it.
+    pub grants: Vec<Policy>,
+}
+
+/// The first stored layout of a token record, still the one written for a token without
+/// named policies, so that a node of an earlier release reads it during a rolling upgrade.
+#[derive(Serialize, Deserialize)]
+struct RecordV1 {
+    accessor: String,
+    name: String,
+    hash: [u8; 32],
+    policy: Policy,
+    created_at_ms: u64,
+    expires_at_ms: Option<u64>,
+}
+
+/// The layout of a token with named policies: V1's fields, then the two lists. An earlier
+/// release cannot decode it (trailing bytes are refused), so it refuses such a token
+/// instead of reading it without its grants' limits.
+#[derive(Serialize, Deserialize)]
+struct RecordV2 {
+    v1: RecordV1,
+    acl_policies: Vec<String>,
+    grants: Vec<Policy>,
 }
 
 impl fmt::Debug for TokenRecord {
@@ -190,6 +278,52 @@ impl fmt::Debug for TokenRecord {
 }
 
 impl TokenRecord {
+    /// The bytes to seal: [`RecordV1`] when the token has no named policies, else
+    /// [`RecordV2`].
+    pub fn encode(&self) -> Vec<u8> {
+        let v1 = RecordV1 {
+            accessor: self.accessor.clone(),
+            name: self.name.clone(),
+            hash: self.hash,
+            policy: self.policy.clone(),
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+        };
+        if self.acl_policies.is_empty() && self.grants.is_empty() {
+            crate::codec::encode(&v1)
+        } else {
+            crate::codec::encode(&RecordV2 {
+                v1,
+                acl_policies: self.acl_policies.clone(),
+                grants: self.grants.clone(),
+            })
+        }
+    }
+
+    /// Reads either layout (each refuses the other's bytes: V1 is a prefix of V2, and
+    /// trailing bytes are an error).
+    pub fn decode(bytes: &[u8]) -> Result<TokenRecord, crate::codec::CodecError> {
+        let (v1, acl_policies, grants) = match crate::codec::decode::<RecordV2>(bytes) {
+            Ok(v2) => (v2.v1, v2.acl_policies, v2.grants),
+            Err(_) => (crate::codec::decode::<RecordV1>(bytes)?, vec![], vec![]),
+        };
+        Ok(TokenRecord {
+            accessor: v1.accessor,
+            name: v1.name,
+            hash: v1.hash,
+            policy: v1.policy,
+            created_at_ms: v1.created_at_ms,
+            expires_at_ms: v1.expires_at_ms,
+            acl_policies,
+            grants,
+        })
+    }
+
+    /// What the token may do.
+    pub fn authority(&self) -> Authority {
+        Authority::new(self.policy.clone(), &self.grants)
+    }
+
     /// Whether `presented` is this token, in constant time over the hash.
     pub fn matches(&self, presented: &str) -> bool {
         hash(presented).ct_eq(&self.hash).into()
@@ -349,6 +483,77 @@ mod tests {
     }
 
     #[test]
+    fn records_without_policies_keep_the_first_layout() {
+        // The layout releases before ACL policies wrote: the six fields in order.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            accessor: &'a str,
+            name: &'a str,
+            hash: [u8; 32],
+            policy: &'a Policy,
+            created_at_ms: u64,
+            expires_at_ms: Option<u64>,
+        }
+        let rec = TokenRecord {
+            accessor: "0123456789abcdef".into(),
+            name: "n".into(),
+            hash: [7; 32],
+            policy: policy(&[Scope::ReadSecret], &["app/*"]),
+            created_at_ms: 5,
+            expires_at_ms: Some(9),
+            acl_policies: vec![],
+            grants: vec![],
+        };
+        let old = crate::codec::encode(&Old {
+            accessor: &rec.accessor,
+            name: &rec.name,
+            hash: rec.hash,
+            policy: &rec.policy,
+            created_at_ms: 5,
+            expires_at_ms: Some(9),
+        });
+        assert_eq!(rec.encode(), old);
+        assert!(TokenRecord::decode(&old).unwrap() == rec);
+        let mut with = rec.clone();
+        with.acl_policies = vec!["app".into()];
+        with.grants = vec![policy(&[Scope::WriteSecret], &["app/*"])];
+        let bytes = with.encode();
+        assert!(TokenRecord::decode(&bytes).unwrap() == with);
+        // A release that knows only the first layout refuses the second instead of reading
+        // it without its grants.
+        assert!(crate::codec::decode::<RecordV1>(&bytes).is_err());
+        assert!(TokenRecord::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn an_authority_is_the_union_of_its_grants() {
+        let a = Authority::new(
+            policy(&[], &[]),
+            &[
+                policy(&[Scope::ReadSecret], &["app/*", "shared/db"]),
+                policy(&[Scope::WriteSecret], &["app/*"]),
+            ],
+        );
+        assert!(a.allows(Scope::ReadSecret, &p("shared/db")));
+        assert!(!a.allows(Scope::WriteSecret, &p("shared/db")));
+        assert!(a.allows(Scope::WriteSecret, &p("app/x")));
+        assert!(!a.has_scope(Scope::Admin) && !a.unrestricted(Scope::ReadSecret));
+        // Each scope on each pattern must come from one grant covering it.
+        assert!(a.contains(&policy(
+            &[Scope::ReadSecret, Scope::WriteSecret],
+            &["app/x/*"]
+        )));
+        assert!(!a.contains(&policy(&[Scope::WriteSecret], &["shared/db"])));
+        assert!(a.covers(&Authority::from(policy(
+            &[Scope::ReadSecret],
+            &["shared/db"]
+        ))));
+        let root = Authority::from(Policy::root());
+        assert!(root.covers(&a) && !a.covers(&root));
+        assert!(root.unrestricted(Scope::Admin));
+    }
+
+    #[test]
     fn tokens_hash_and_hide() {
         let t = Token::generate().unwrap();
         assert!(t.expose().starts_with("rs."));
@@ -360,6 +565,8 @@ mod tests {
             policy: Policy::root(),
             created_at_ms: 0,
             expires_at_ms: Some(10),
+            acl_policies: vec![],
+            grants: vec![],
         };
         assert!(rec.matches(t.expose()));
         assert!(!rec.matches("rs.other"));

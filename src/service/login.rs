@@ -350,6 +350,8 @@ impl Service {
             policy: role.policy.clone(),
             created_at_ms: now,
             expires_at_ms: Some(now.saturating_add(ttl_ms)),
+            acl_policies: Vec::new(),
+            grants: Vec::new(),
         };
         let login = Login {
             method: role.method(),

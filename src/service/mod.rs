@@ -24,6 +24,7 @@
 //!   refused before it is proposed ([`ServiceError::InsufficientStorage`], nothing written);
 //!   only those that remove or shrink data go on (`raft::disk::fits_a_full_disk`).
 
+mod acl;
 mod admin;
 pub mod jwt;
 mod kv;
@@ -32,6 +33,7 @@ mod transit;
 
 use std::sync::Arc;
 
+pub use acl::AclChange;
 pub use admin::{MountChange, RestoreError, Restored};
 pub use kv::{
     Condition, CustomChange, CustomMetadata, DeleteOutcome, Listing, MetadataChange,

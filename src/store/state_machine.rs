@@ -42,6 +42,7 @@ use super::types::{
 use super::{blocking, Db, Durability, StoreError, CF_SM_DATA, CF_SM_META};
 use crate::codec;
 use crate::metrics as metric;
+use crate::secret::acl::{self, StoredAclPolicy};
 use crate::secret::custom::CustomMetadataRecord;
 use crate::secret::login::{self, Lease, Method, SecretId, StoredJwtConfig, StoredRole};
 use crate::secret::machine::{self, keys, Changes, SecretMeta, StateRead, VersionRecord};
@@ -806,6 +807,19 @@ impl Reader {
             revoked_at_ms,
             lease,
         }))
+    }
+
+    /// Named ACL policy `name`.
+    pub fn acl_policy(&self, name: &str) -> Result<Option<StoredAclPolicy>, StoreError> {
+        match self.raw(&acl::key(name))? {
+            Some(b) => Ok(Some(decode("ACL policy", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every named ACL policy, in name order.
+    pub fn acl_policies(&self) -> Result<Vec<(String, StoredAclPolicy)>, StoreError> {
+        self.scan(&[keys::ACL_POLICY], "ACL policy")
     }
 
     /// Login role `name` of `method`.

@@ -719,9 +719,9 @@ async fn bao_cli_status_token_and_raft_commands() {
     assert_eq!(status, 200, "the root token still works");
     // What raftsafe does not do through Vault's API yet is refused by name, with what to
     // use instead, and the CLI shows it.
-    let (code, _, err) = run(ROOT_TOKEN, &["token", "create", "-policy=default"]);
+    let (code, _, err) = run(ROOT_TOKEN, &["token", "create", "-role=ci"]);
     assert_ne!(code, 0);
-    assert!(err.contains("POST /api/v1/tokens"), "{err}");
+    assert!(err.contains("auth/token/create/ci"), "{err}");
     let (code, _, err) = run(ROOT_TOKEN, &["secrets", "enable", "-path=kv2", "kv-v2"]);
     assert_ne!(code, 0);
     assert!(err.contains("two Vault mounts"), "{err}");
@@ -874,6 +874,248 @@ async fn bao_cli_status_token_and_raft_commands() {
         "{v}"
     );
     assert_eq!(v["Servers"][follower.to_string()]["Healthy"], true, "{v}");
+}
+
+/// Vault's ACL policies and token creation through the real `bao` CLI, on a TLS cluster:
+/// policies written through one follower and used through the other; a token made from a
+/// policy reaches exactly what the policy says (its capabilities as the CLI reports them);
+/// a policy raftsafe cannot enforce exactly is refused with the reason; no token creates a
+/// token beyond its own authority; editing or deleting a policy changes tokens created
+/// afterwards, not the ones that exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bao_cli_policies_and_token_create() {
+    let c = Cluster::start(Opts::default()).await;
+    let leader = c.leader(Duration::from_secs(30)).await;
+    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != leader).collect();
+    let (w, r) = (
+        format!("https://{}", c.api(others[0])),
+        format!("https://{}", c.api(others[1])),
+    );
+    let b = Bao::new(&c);
+    let write_policy = |on: &str, name: &str, rules: &str| {
+        b.run(on, &["policy", "write", name, "-"], rules.as_bytes())
+    };
+
+    // write, read (the text as written), list.
+    let app = r#"
+# the app's own secrets: read and write
+path "secret/+/app/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+path "secret/+/shared/db" { capabilities = ["read", "list"] }
+"#;
+    let (code, out, err) = write_policy(&w, "app", app);
+    assert_eq!(code, 0, "{err}{out}");
+    assert_eq!(b.ok(&r, &["policy", "read", "app"]).trim(), app.trim());
+    let v = b.json(&r, &["policy", "list", "-format=json"]);
+    assert!(v.as_array().unwrap().contains(&json!("app")), "{v}");
+
+    // Policies raftsafe cannot enforce exactly are refused, saying why; nothing is stored.
+    for (rules, says) in [
+        (
+            r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+            "also allows",
+        ),
+        (
+            r#"path "secret/+/app/*" { capabilities = ["deny"] }"#,
+            "'deny' is not supported",
+        ),
+        (
+            r#"path "sys/policies/acl/*" { capabilities = ["update"] }"#,
+            "admin token",
+        ),
+        (
+            r#"path "secret/+/app*" { capabilities = ["read"] }"#,
+            "whole path segments",
+        ),
+        ("path {", "not valid HCL"),
+    ] {
+        let (code, out, err) = write_policy(&w, "bad", rules);
+        assert_ne!(code, 0, "{rules}: {out}");
+        assert!(err.contains(says), "{rules}: {err}");
+    }
+    let (code, _, err) = write_policy(&w, "root", app);
+    assert_ne!(code, 0);
+    assert!(err.contains("built in"), "{err}");
+    let (code, out, _) = b.run(&r, &["policy", "read", "bad"], b"");
+    assert_ne!(code, 0, "a refused policy was stored: {out}");
+
+    // A token from the policy, made through one follower, used through the other.
+    let v = b.json(
+        &w,
+        &[
+            "token",
+            "create",
+            "-format=json",
+            "-policy=app",
+            "-ttl=1h",
+            "-display-name=deployer",
+        ],
+    );
+    assert_eq!(v["auth"]["policies"], json!(["app"]), "{v}");
+    let lease = v["auth"]["lease_duration"].as_u64().unwrap();
+    assert!((3590..=3600).contains(&lease), "{v}");
+    let app_token = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let t = b.as_token(&app_token);
+    t.ok(&r, &["kv", "put", "-mount=secret", "app/db", "password=p1"]);
+    assert_eq!(
+        t.ok(&w, &["kv", "get", "-field=password", "secret/app/db"])
+            .trim(),
+        "p1"
+    );
+    b.ok(&w, &["kv", "put", "secret/shared/db", "host=h"]);
+    assert_eq!(
+        t.ok(&r, &["kv", "get", "-field=host", "secret/shared/db"])
+            .trim(),
+        "h"
+    );
+    t.refused(
+        &r,
+        &["kv", "put", "secret/shared/db", "host=x"],
+        "permission denied",
+    );
+    t.refused(
+        &r,
+        &["kv", "put", "secret/other/x", "a=b"],
+        "permission denied",
+    );
+    t.refused(&w, &["kv", "get", "secret/other/x"], "permission denied");
+    let v = t.json(&r, &["token", "lookup", "-format=json"]);
+    assert_eq!(v["data"]["policies"], json!(["app"]), "{v}");
+    assert_eq!(v["data"]["display_name"], "deployer", "{v}");
+    assert_eq!(
+        t.ok(&r, &["token", "capabilities", "secret/data/app/db"])
+            .trim(),
+        "create, delete, patch, read, update"
+    );
+    assert_eq!(
+        t.ok(&r, &["token", "capabilities", "secret/data/shared/db"])
+            .trim(),
+        "read"
+    );
+    assert_eq!(
+        t.ok(&r, &["token", "capabilities", "secret/data/other"])
+            .trim(),
+        "deny"
+    );
+    // It administers nothing: no policies, no tokens.
+    t.refused(&w, &["policy", "list"], "permission denied");
+    let (code, _, err) = t.run(&w, &["policy", "write", "mine", "-"], app.as_bytes());
+    assert_ne!(code, 0);
+    assert!(err.contains("permission denied"), "{err}");
+    t.refused(&w, &["token", "create", "-policy=app"], "permission denied");
+
+    // No escalation: an admin limited to app/* creates tokens within app/*, not beyond.
+    let r1 = c
+        .client(leader)
+        .request(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&json!({"name": "app-admin", "scopes": ["admin", "read:secret", "write:secret"], "paths": ["app/*"]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r1.status, 201, "{:?}", r1.body);
+    let limited = b.as_token(r1.body["token"].as_str().unwrap());
+    let (code, out, err) = write_policy(
+        &w,
+        "app-only",
+        r#"path "secret/+/app/*" { capabilities = ["read", "list"] }"#,
+    );
+    assert_eq!(code, 0, "{err}{out}");
+    let v = limited.json(&r, &["token", "create", "-format=json", "-policy=app-only"]);
+    assert_eq!(v["auth"]["policies"], json!(["app-only"]), "{v}");
+    limited.refused(&r, &["token", "create", "-policy=app"], "within its own");
+    // A limited admin cannot write policies either (they need admin on every path).
+    let (code, _, err) = limited.run(&w, &["policy", "write", "x", "-"], app.as_bytes());
+    assert_ne!(code, 0);
+    assert!(err.contains("permission denied"), "{err}");
+
+    // `default` alone grants nothing here (a token may always look itself up); no policy
+    // at all copies the caller's authority, as Vault's child tokens do.
+    let v = b.json(&w, &["token", "create", "-format=json", "-policy=default"]);
+    let nothing = b.as_token(v["auth"]["client_token"].as_str().unwrap());
+    nothing.refused(&r, &["kv", "get", "secret/app/db"], "permission denied");
+    nothing.ok(&r, &["token", "lookup"]);
+    let v = t.json(&r, &["token", "lookup", "-format=json"]);
+    assert_eq!(v["data"]["policies"], json!(["app"]), "{v}");
+    b.refused(
+        &w,
+        &["token", "create", "-policy=missing"],
+        "no policy named 'missing'",
+    );
+
+    // Editing a policy changes the tokens made after it; existing tokens keep what they
+    // were created with (a token's authority is fixed at creation).
+    let (code, out, err) = write_policy(
+        &r,
+        "app",
+        r#"path "secret/+/app/*" { capabilities = ["read", "list"] }"#,
+    );
+    assert_eq!(code, 0, "{err}{out}");
+    t.ok(&w, &["kv", "put", "secret/app/db", "password=p2"]);
+    let v = b.json(&r, &["token", "create", "-format=json", "-policy=app"]);
+    let reader = b.as_token(v["auth"]["client_token"].as_str().unwrap());
+    assert_eq!(
+        reader
+            .ok(&w, &["kv", "get", "-field=password", "secret/app/db"])
+            .trim(),
+        "p2"
+    );
+    reader.refused(
+        &w,
+        &["kv", "put", "secret/app/db", "password=p3"],
+        "permission denied",
+    );
+
+    // delete: gone from the list and for new tokens; existing tokens keep their grants.
+    b.ok(&w, &["policy", "delete", "app"]);
+    let v = b.json(&r, &["policy", "list", "-format=json"]);
+    assert!(!v.as_array().unwrap().contains(&json!("app")), "{v}");
+    let (code, out, _) = b.run(&r, &["policy", "read", "app"], b"");
+    assert_ne!(code, 0, "a deleted policy reads: {out}");
+    b.refused(
+        &w,
+        &["token", "create", "-policy=app"],
+        "no policy named 'app'",
+    );
+    assert_eq!(
+        reader
+            .ok(&r, &["kv", "get", "-field=password", "secret/app/db"])
+            .trim(),
+        "p2"
+    );
+
+    // hvac's older sys/policy calls: the same policies, in that API's shapes.
+    let fc = c.client(others[1]);
+    let (status, body) = vault(
+        &fc,
+        "PUT",
+        "/v1/sys/policy/legacy",
+        ROOT_TOKEN,
+        Some(json!({"policy": r#"path "secret/+/legacy/*" { capabilities = ["read", "list"] }"#})),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = vault(&fc, "GET", "/v1/sys/policy/legacy", ROOT_TOKEN, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["rules"].as_str().unwrap().contains("legacy"), "{body}");
+    let (status, body) = vault(&fc, "GET", "/v1/sys/policy", ROOT_TOKEN, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["policies"], json!(["app-only", "legacy"]), "{body}");
+    let (status, body) = vault(
+        &fc,
+        "PUT",
+        "/v1/sys/policy/bad",
+        ROOT_TOKEN,
+        Some(json!({"policy": 7})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("policy"),
+        "{body}"
+    );
 }
 
 /// Vault's Transit through the real `bao` CLI, on a TLS cluster: keys made and changed

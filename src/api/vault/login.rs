@@ -33,7 +33,7 @@ use crate::api::error::ApiError;
 use crate::api::input::read_body;
 use crate::api::tokens::MAX_TTL_SECONDS;
 use crate::secret::login::{AppRoleBinding, Binding, JwtBinding, JwtConfig, Method as Login, Role};
-use crate::secret::token::{PathPattern, Policy, Scope};
+use crate::secret::token::{Authority, PathPattern, Policy, Scope};
 use crate::service::{random_uuid, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
 use crate::time::rfc3339;
 
@@ -565,7 +565,7 @@ impl Call {
     /// The caller, who must hold `admin`, and may manage `role` only if its policy covers it.
     fn may_manage(&self, who: &Principal, role: &Role) -> Result<(), VaultError> {
         who.require(Scope::Admin)?;
-        who.require_within(&role.policy).map_err(|_| {
+        who.require_within(&Authority::from(role.policy.clone())).map_err(|_| {
             VaultError::from(ApiError::Forbidden(format!(
                 "token '{}' may only manage roles whose token_scopes and token_paths lie within its own",
                 who.name
@@ -586,7 +586,7 @@ impl Call {
             .roles(&at, kind)
             .map_err(ApiError::from)?
             .into_iter()
-            .filter(|(_, r)| who.policy.contains(&r.role.policy))
+            .filter(|(_, r)| who.authority.contains(&r.role.policy))
             .map(|(name, _)| name)
             .collect();
         if keys.is_empty() {
@@ -1035,7 +1035,7 @@ impl Call {
             .await
             .map_err(ApiError::from)?
             .map_err(bad)?;
-        let policies: Vec<&str> = who.policy.scopes.iter().map(|s| s.as_str()).collect();
+        let policies = super::token::policy_names(&who.acl_policies, &who.authority);
         let mut body = envelope_value(Value::Null);
         body["auth"] = json!({
             "client_token": "",

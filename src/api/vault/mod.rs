@@ -29,6 +29,7 @@
 
 mod fields;
 mod login;
+mod policy;
 mod sys;
 mod token;
 mod transit;
@@ -274,6 +275,10 @@ pub async fn dispatch(
         Some(Route::EnableAuth(path)) => call.enable_auth(&method, path, body).await,
         Some(Route::Login(mount, rest)) => call.login_method(&method, mount, rest, body).await,
         Some(Route::RenewSelf) => call.renew_self(&method, body).await,
+        Some(Route::AclPolicy { name, legacy }) => {
+            call.acl_policy(&method, name, legacy, body).await
+        }
+        Some(Route::CreateToken) => call.create_token(&method, body).await,
         Some(Route::NotYet(instead)) => Err(VaultError::new(
             StatusCode::BAD_REQUEST,
             format!("raftsafe does not support {full} through the Vault API yet: {instead}"),
@@ -320,6 +325,13 @@ enum Route<'a> {
     /// `auth/{approle|jwt}/{rest}`: a login method ([`login`]).
     Login(&'a str, &'a str),
     RenewSelf,
+    /// `sys/policies/acl[/{name}]`, or (`legacy`) `sys/policy[/{name}]`.
+    AclPolicy {
+        name: Option<&'a str>,
+        legacy: bool,
+    },
+    /// `auth/token/create`.
+    CreateToken,
 }
 
 /// `secret/delete|undelete|destroy/{path}` with `{"versions": [..]}`.
@@ -344,12 +356,12 @@ impl VersionOp {
 /// name, with what to use instead.
 const NOT_YET: [(&str, &str); 3] = [
     (
-        "auth/token/create",
-        "create tokens (scopes and path patterns) with POST /api/v1/tokens",
+        "auth/token/",
+        "raftsafe's token calls are create, lookup, lookup-self, lookup-accessor, renew-self, revoke-self and revoke-accessor",
     ),
     (
         "sys/policies/",
-        "a token's scopes and path patterns are its policy, given at POST /api/v1/tokens",
+        "raftsafe supports ACL policies only (sys/policies/acl)",
     ),
     (
         "sys/storage/raft/autopilot/",
@@ -374,8 +386,34 @@ fn route(full: &str) -> Option<Route<'_>> {
         "auth/token/revoke-accessor" => return Some(Route::RevokeAccessor),
         "auth/token/revoke-self" => return Some(Route::RevokeSelf),
         "auth/token/renew-self" => return Some(Route::RenewSelf),
+        // raftsafe tokens have no parent: every token is an orphan.
+        "auth/token/create" | "auth/token/create-orphan" => return Some(Route::CreateToken),
+        "sys/policies/acl" => {
+            return Some(Route::AclPolicy {
+                name: None,
+                legacy: false,
+            })
+        }
+        "sys/policy" => {
+            return Some(Route::AclPolicy {
+                name: None,
+                legacy: true,
+            })
+        }
         "sys/auth" => return Some(Route::AuthMethods),
         _ => {}
+    }
+    if let Some(name) = full.strip_prefix("sys/policies/acl/") {
+        return Some(Route::AclPolicy {
+            name: Some(name),
+            legacy: false,
+        });
+    }
+    if let Some(name) = full.strip_prefix("sys/policy/") {
+        return Some(Route::AclPolicy {
+            name: Some(name),
+            legacy: true,
+        });
     }
     if let Some(p) = full.strip_prefix("sys/internal/ui/mounts/") {
         return Some(Route::MountOf(p));
@@ -907,7 +945,7 @@ impl Call {
         }
         let (who, at) = self.current().await?;
         who.require(Scope::ReadSecret)?;
-        let visible = move |path: &SecretPath| who.policy.allows(Scope::ReadSecret, path);
+        let visible = move |path: &SecretPath| who.authority.allows(Scope::ReadSecret, path);
         let Listing { page, total } = self
             .state
             .service

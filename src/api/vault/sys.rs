@@ -33,11 +33,11 @@ use crate::api::error::ApiError;
 use crate::api::input::{json_object, read_body, required};
 use crate::raft::node::{FollowerHealth, NodeStatus};
 use crate::raft::NodeId;
-use crate::secret::token::{Policy, Scope};
+use crate::secret::token::{Authority, Scope};
 use crate::secret::SecretPath;
 
 /// What `policy` allows on the Vault path `path` (e.g. `secret/data/app/db`), sorted.
-fn capabilities(policy: &Policy, path: &str) -> Vec<&'static str> {
+fn capabilities(policy: &Authority, path: &str) -> Vec<&'static str> {
     let deny = vec!["deny"];
     if let Some(rest) = path
         .strip_prefix(transit::MOUNT)
@@ -89,7 +89,7 @@ fn capabilities(policy: &Policy, path: &str) -> Vec<&'static str> {
 }
 
 /// What `policy` allows on `transit/{rest}` (see [`transit`]'s authorization rules).
-fn transit_capabilities(policy: &Policy, rest: &str) -> Option<Vec<&'static str>> {
+fn transit_capabilities(policy: &Authority, rest: &str) -> Option<Vec<&'static str>> {
     let (kind, tail) = rest.split_once('/')?;
     let name = tail.split('/').next().filter(|n| !n.is_empty())?;
     let key = SecretPath::parse(&format!("{}/{name}", transit::MOUNT)).ok()?;
@@ -360,7 +360,7 @@ impl Call {
         let mut data = Map::new();
         let mut all: Vec<&str> = Vec::new();
         for p in &paths {
-            let caps = capabilities(&who.policy, p.trim_start_matches('/'));
+            let caps = capabilities(&who.authority, p.trim_start_matches('/'));
             all.extend(caps.iter().copied());
             data.insert(p.clone(), json!(caps));
         }
@@ -479,7 +479,7 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::token::PathPattern;
+    use crate::secret::token::{PathPattern, Policy};
 
     fn status(id: NodeId, term: u64, last: u64) -> NodeStatus {
         NodeStatus {
@@ -566,12 +566,14 @@ mod tests {
 
     #[test]
     fn capabilities_follow_scopes_and_paths() {
-        let policy = |scopes: &[Scope], paths: &[&str]| Policy {
-            scopes: scopes.to_vec(),
-            paths: paths
-                .iter()
-                .map(|p| PathPattern::parse(p).unwrap())
-                .collect(),
+        let policy = |scopes: &[Scope], paths: &[&str]| {
+            Authority::from(Policy {
+                scopes: scopes.to_vec(),
+                paths: paths
+                    .iter()
+                    .map(|p| PathPattern::parse(p).unwrap())
+                    .collect(),
+            })
         };
         let rw = policy(&[Scope::ReadSecret, Scope::WriteSecret], &["app/*"]);
         assert_eq!(

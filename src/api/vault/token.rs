@@ -18,18 +18,41 @@ use serde_json::{json, Value};
 use super::{envelope, Call, Reply, VaultError};
 use crate::api::error::ApiError;
 use crate::api::input::{json_object, read_body, required};
-use crate::secret::token::{Policy, Scope};
+use crate::secret::token::{Authority, Scope};
 use crate::time::rfc3339;
 
+/// Vault's `policies` for a token: the named ACL policies it was made with, or else its own
+/// policy's scopes (a token of `/api/v1/tokens`, a login or the root token).
+pub(super) fn policy_names(acl_policies: &[String], authority: &Authority) -> Vec<String> {
+    if !acl_policies.is_empty() {
+        return acl_policies.to_vec();
+    }
+    authority.grants()[0]
+        .scopes
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect()
+}
+
 /// A token as Vault's lookup calls describe it.
-fn token_data(accessor: &str, name: &str, policy: &Policy, expires_at_ms: Option<u64>) -> Value {
+fn token_data(
+    accessor: &str,
+    name: &str,
+    acl_policies: &[String],
+    authority: &Authority,
+    expires_at_ms: Option<u64>,
+) -> Value {
     let now = crate::time::now_ms();
-    let policies: Vec<&str> = policy.scopes.iter().map(|s| s.as_str()).collect();
-    let paths: Vec<&str> = policy.paths.iter().map(|p| p.as_str()).collect();
+    let mut paths: Vec<&str> = Vec::new();
+    for p in authority.grants().iter().flat_map(|g| g.paths.iter()) {
+        if !paths.contains(&p.as_str()) {
+            paths.push(p.as_str());
+        }
+    }
     json!({
         "accessor": accessor,
         "display_name": name,
-        "policies": policies,
+        "policies": policy_names(acl_policies, authority),
         "meta": {"paths": paths.join(",")},
         "expire_time": expires_at_ms.map(rfc3339),
         "ttl": expires_at_ms.map_or(0, |t| t.saturating_sub(now) / 1000),
@@ -64,7 +87,8 @@ impl Call {
         Ok(envelope(token_data(
             &who.accessor,
             &who.name,
-            &who.policy,
+            &who.acl_policies,
+            &who.authority,
             who.expires_at_ms,
         )))
     }
@@ -94,12 +118,13 @@ impl Call {
             .filter(|(_, revoked)| revoked.is_none())
             .ok_or_else(|| VaultError::new(StatusCode::BAD_REQUEST, "invalid accessor"))?;
         if accessor != who.accessor {
-            who.require_within(&record.policy)?;
+            who.require_within(&record.authority())?;
         }
         Ok(envelope(token_data(
             &record.accessor,
             &record.name,
-            &record.policy,
+            &record.acl_policies,
+            &record.authority(),
             record.expires_at_ms,
         )))
     }

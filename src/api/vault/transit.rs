@@ -343,7 +343,7 @@ impl Call {
             .filter_map(|(path, _)| {
                 let name = path.strip_prefix(&prefix)?;
                 let p = SecretPath::parse_decoded(&path).ok()?;
-                (!name.contains('/') && who.policy.allows(Scope::Admin, &p))
+                (!name.contains('/') && who.authority.allows(Scope::Admin, &p))
                     .then(|| name.to_string())
             })
             .collect();
@@ -577,7 +577,7 @@ impl Call {
             Some(rec) => rec,
             // Vault's upsert: encrypting under a missing key creates it, for a caller that
             // may create keys there.
-            None if op == "encrypt" && who.policy.allows(Scope::Admin, &path) => {
+            None if op == "encrypt" && who.authority.allows(Scope::Admin, &path) => {
                 let origin = Origin::fresh(who.caller());
                 match service
                     .create_mount(origin, &path)
