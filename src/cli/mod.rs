@@ -153,16 +153,8 @@ fn fail(e: &CliError) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
-/// The most threads tokio's blocking pool (every RocksDB call, `store::blocking`) may hold.
-/// tokio's default is 512: under 64 clients a node grew ~60 of them, and mimalloc keeps a
-/// heap with its own free pages per thread, which put RSS at 1M secrets over 100 MB
-/// (BENCHMARKS.md, "RSS at 1M with mimalloc"). RocksDB's reads and writes here are
-/// CPU-bound or wait on one fsync at a time, so more threads than this add no throughput.
-const BLOCKING_THREADS: usize = 16;
-
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(|e| CliError::Local(format!("starting the async runtime: {e}")))

@@ -998,6 +998,21 @@ path "secret/+/shared/db" { capabilities = ["read", "list"] }
             .trim(),
         "deny"
     );
+    // An admin asks about another token (sys/capabilities); the token itself may not ask
+    // about the root token.
+    assert_eq!(
+        b.ok(
+            &r,
+            &["token", "capabilities", &app_token, "secret/data/shared/db"]
+        )
+        .trim(),
+        "read"
+    );
+    t.refused(
+        &r,
+        &["token", "capabilities", ROOT_TOKEN, "secret/data/x"],
+        "permission denied",
+    );
     // It administers nothing: no policies, no tokens.
     t.refused(&w, &["policy", "list"], "permission denied");
     let (code, _, err) = t.run(&w, &["policy", "write", "mine", "-"], app.as_bytes());

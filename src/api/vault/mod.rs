@@ -256,7 +256,7 @@ pub async fn dispatch(
         Some(Route::MountOf(path)) => call.mount_of(&method, path).await,
         Some(Route::SealStatus) => call.seal_status(&method).await,
         Some(Route::Leader) => call.leader(&method).await,
-        Some(Route::CapabilitiesSelf) => call.capabilities_self(&method, body).await,
+        Some(Route::Capabilities(of)) => call.capabilities_of(&method, of, body).await,
         Some(Route::RaftConfiguration) => call.raft_configuration(&method).await,
         Some(Route::AutopilotState) => call.autopilot_state(&method).await,
         Some(Route::RemovePeer) => call.remove_peer(&method, body).await,
@@ -297,7 +297,7 @@ enum Route<'a> {
     NotYet(&'static str),
     SealStatus,
     Leader,
-    CapabilitiesSelf,
+    Capabilities(sys::Capabilities),
     RaftConfiguration,
     /// `sys/storage/raft/autopilot/state`: every member's health, as this node sees it.
     AutopilotState,
@@ -375,7 +375,11 @@ fn route(full: &str) -> Option<Route<'_>> {
         "sys/mounts" => return Some(Route::Mounts),
         "sys/seal-status" => return Some(Route::SealStatus),
         "sys/leader" => return Some(Route::Leader),
-        "sys/capabilities-self" => return Some(Route::CapabilitiesSelf),
+        "sys/capabilities-self" => return Some(Route::Capabilities(sys::Capabilities::Caller)),
+        "sys/capabilities" => return Some(Route::Capabilities(sys::Capabilities::Token)),
+        "sys/capabilities-accessor" => {
+            return Some(Route::Capabilities(sys::Capabilities::Accessor))
+        }
         "sys/storage/raft/configuration" => return Some(Route::RaftConfiguration),
         "sys/storage/raft/autopilot/state" => return Some(Route::AutopilotState),
         "sys/storage/raft/remove-peer" => return Some(Route::RemovePeer),

@@ -109,6 +109,17 @@ fn transit_capabilities(policy: &Authority, rest: &str) -> Option<Vec<&'static s
     Some(caps)
 }
 
+/// Whose capabilities a `sys/capabilities*` call asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Capabilities {
+    /// The caller's (`capabilities-self`).
+    Caller,
+    /// The token in the body (`capabilities`).
+    Token,
+    /// The token behind the accessor in the body (`capabilities-accessor`).
+    Accessor,
+}
+
 /// How far behind the leader's log a member may be and still count as healthy (Vault's
 /// default `max_trailing_logs`).
 const MAX_TRAILING_LOGS: u64 = 1000;
@@ -328,20 +339,68 @@ impl Call {
     }
 
     /// `sys/capabilities-self` `{"path"}` or `{"paths": [..]}`: what the calling token may
-    /// do there (see the module doc).
-    pub(super) async fn capabilities_self(&self, method: &Method, body: Body) -> Reply {
+    /// do there (see the module doc). `sys/capabilities` (`{"token"}`, what `bao token
+    /// capabilities TOKEN PATH` calls) and `sys/capabilities-accessor` (`{"accessor"}`) ask
+    /// about another token: for an `admin` whose authority covers it, after the read-index
+    /// round, as `lookup-accessor`.
+    pub(super) async fn capabilities_of(
+        &self,
+        method: &Method,
+        of: Capabilities,
+        body: Body,
+    ) -> Reply {
+        let route = match of {
+            Capabilities::Caller => "sys/capabilities-self",
+            Capabilities::Token => "sys/capabilities",
+            Capabilities::Accessor => "sys/capabilities-accessor",
+        };
         if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(method, "sys/capabilities-self"));
+            return Err(VaultError::unsupported(method, route));
         }
         self.query(&[])?;
-        let who = self.principal().await?;
         let bytes = read_body(body, 64 * 1024).await?;
-        // The CLI also sends its own token; it is this caller's, so it adds nothing.
+        // The CLI also sends its own token to capabilities-self; it is this caller's, so it
+        // adds nothing there.
         let body = json_object(
             &bytes,
-            &["path", "paths", "token"],
+            &["path", "paths", "token", "accessor"],
             "a JSON object {\"paths\": [..]}",
         )?;
+        let authority = match of {
+            Capabilities::Caller => self.principal().await?.authority,
+            Capabilities::Token | Capabilities::Accessor => {
+                let (who, _at) = self.current().await?;
+                let field = if of == Capabilities::Token {
+                    "token"
+                } else {
+                    "accessor"
+                };
+                let Some(Value::String(given)) = body.get(field) else {
+                    return Err(ApiError::bad_request(format!("give '{field}'")).into());
+                };
+                let accessor = match of {
+                    Capabilities::Token => crate::secret::token::accessor(given),
+                    _ => given.to_ascii_lowercase(),
+                };
+                let record = self
+                    .state
+                    .service
+                    .token(&accessor)
+                    .map_err(ApiError::from)?
+                    .filter(|(r, revoked)| {
+                        revoked.is_none() && (of == Capabilities::Accessor || r.matches(given))
+                    })
+                    .map(|(r, _)| r)
+                    .ok_or_else(|| {
+                        VaultError::new(StatusCode::BAD_REQUEST, format!("invalid {field}"))
+                    })?;
+                if record.accessor != who.accessor {
+                    who.require(Scope::Admin)?;
+                    who.require_within(&record.authority())?;
+                }
+                record.authority()
+            }
+        };
         let mut paths: Vec<String> = Vec::new();
         if let Some(Value::String(p)) = body.get("path") {
             paths.push(p.clone());
@@ -360,7 +419,7 @@ impl Call {
         let mut data = Map::new();
         let mut all: Vec<&str> = Vec::new();
         for p in &paths {
-            let caps = capabilities(&who.authority, p.trim_start_matches('/'));
+            let caps = capabilities(&authority, p.trim_start_matches('/'));
             all.extend(caps.iter().copied());
             data.insert(p.clone(), json!(caps));
         }
