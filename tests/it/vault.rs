@@ -90,6 +90,7 @@ async fn hvac_and_raw_vault_calls_against_a_tls_cluster() {
             "transit update_key_configuration trim_key",
             "transit batch_input",
             "transit refusals",
+            "policies and token create",
         ],
         "every hvac step ran"
     );

@@ -264,4 +264,26 @@ expect_raise(exceptions.InvalidRequest, tw.decrypt_data, name="hvac-absent",
 assert tr.read_key(name="hvac-orders")["data"]["latest_version"] == 2, "nothing changed"
 step("transit refusals")
 
+# ACL policies (hvac's sys/policy calls) and a token made from one (auth/token/create).
+app_rules = 'path "secret/+/vault/hvac-app/*" { capabilities = ["create", "read", "update", "delete", "list"] }'
+w.sys.create_or_update_policy(name="hvac-app", policy=app_rules)
+assert "hvac-app" in r.sys.list_policies()["data"]["policies"]
+assert r.sys.read_policy(name="hvac-app")["data"]["rules"] == app_rules
+made = w.auth.token.create(policies=["hvac-app"], ttl="10m", display_name="hvac-app")["auth"]
+assert made["policies"] == ["hvac-app"] and 590 <= made["lease_duration"] <= 600, made
+app = hvac.Client(url=read_url, token=made["client_token"], verify=ca)
+app.secrets.kv.v2.create_or_update_secret(path="vault/hvac-app/db", secret={"pw": "x"})
+got = app.secrets.kv.v2.read_secret_version(path="vault/hvac-app/db", raise_on_deleted_version=True)
+assert got["data"]["data"] == {"pw": "x"}, got
+expect_raise(exceptions.Forbidden, app.secrets.kv.v2.read_secret_version,
+             path="app/config", raise_on_deleted_version=True)
+# A policy raftsafe could not enforce exactly is refused, and nothing is stored.
+expect_raise(exceptions.InvalidRequest, w.sys.create_or_update_policy, name="hvac-bad",
+             policy='path "secret/data/x" { capabilities = ["read"] }')
+assert "hvac-bad" not in r.sys.list_policies()["data"]["policies"]
+kv_w.delete_metadata_and_all_versions(path="vault/hvac-app/db")  # leave the tree as it was
+w.sys.delete_policy(name="hvac-app")
+assert "hvac-app" not in r.sys.list_policies()["data"]["policies"]
+step("policies and token create")
+
 print(json.dumps({"steps": done}))

@@ -6,8 +6,9 @@
 //!
 //! A role's grant is raftsafe's policy, spelled as two role fields: `token_scopes`
 //! (`read:secret`, `write:secret`, `admin`, `metrics`) and `token_paths` (path patterns).
-//! raftsafe has no Vault ACL policies, so `token_policies` is refused naming those fields,
-//! never mapped to something wider.
+//! A role does not name ACL policies (those apply to tokens made with `auth/token/create`,
+//! [`super::policy`]), so `token_policies` is refused naming those fields, never mapped to
+//! something wider.
 //!
 //! Invariants:
 //! - Managing a role needs `admin`, and a role may grant nothing beyond its writer's own
@@ -132,7 +133,7 @@ fn token_fields(body: &Map<String, Value>, role: &mut Role) -> Result<(), VaultE
         if let Some(p) = strings(body, name)? {
             if p.iter().any(|p| p != "default") {
                 return Err(bad(format!(
-                    "'{name}' is not supported: raftsafe has no Vault ACL policies; a role grants token_scopes (read:secret, write:secret, admin, metrics) on token_paths (path patterns such as app/*)"
+                    "'{name}' is not supported on roles: a raftsafe role grants token_scopes (read:secret, write:secret, admin, metrics) on token_paths (path patterns such as app/*); ACL policies apply to tokens made with auth/token/create"
                 )));
             }
         }
