@@ -342,12 +342,9 @@ impl Bao {
     }
 }
 
-/// Every everyday `bao kv` command, as a new user types them, against a TLS cluster:
-/// writes through a follower, reads through the other follower. Each step checks what the
-/// CLI printed (JSON where it can), and the last ones that a mistake gets an error the CLI
-/// can show.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bao_cli_kv_commands_against_a_tls_cluster() {
+/// A TLS cluster, its leader, its two followers, and their API URLs: `bao` writes through
+/// the first and reads through the second.
+async fn cluster_and_followers() -> (Cluster, u64, Vec<u64>, String, String) {
     let c = Cluster::start(Opts::default()).await;
     let leader = c.leader(Duration::from_secs(30)).await;
     let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != leader).collect();
@@ -355,6 +352,16 @@ async fn bao_cli_kv_commands_against_a_tls_cluster() {
         format!("https://{}", c.api(others[0])),
         format!("https://{}", c.api(others[1])),
     );
+    (c, leader, others, w, r)
+}
+
+/// Every everyday `bao kv` command, as a new user types them, against a TLS cluster:
+/// writes through a follower, reads through the other follower. Each step checks what the
+/// CLI printed (JSON where it can), and the last ones that a mistake gets an error the CLI
+/// can show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bao_cli_kv_commands_against_a_tls_cluster() {
+    let (c, leader, _, w, r) = cluster_and_followers().await;
     let b = Bao::new(&c);
 
     // put / get, both path forms, -field and -version.
@@ -885,13 +892,7 @@ async fn bao_cli_status_token_and_raft_commands() {
 /// afterwards, not the ones that exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bao_cli_policies_and_token_create() {
-    let c = Cluster::start(Opts::default()).await;
-    let leader = c.leader(Duration::from_secs(30)).await;
-    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != leader).collect();
-    let (w, r) = (
-        format!("https://{}", c.api(others[0])),
-        format!("https://{}", c.api(others[1])),
-    );
+    let (c, leader, others, w, r) = cluster_and_followers().await;
     let b = Bao::new(&c);
     let write_policy = |on: &str, name: &str, rules: &str| {
         b.run(on, &["policy", "write", name, "-"], rules.as_bytes())
@@ -1147,13 +1148,7 @@ async fn bao_cli_transit_commands_against_a_tls_cluster() {
             .decode(s.trim())
             .unwrap()
     };
-    let c = Cluster::start(Opts::default()).await;
-    let leader = c.leader(Duration::from_secs(30)).await;
-    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != leader).collect();
-    let (w, r) = (
-        format!("https://{}", c.api(others[0])),
-        format!("https://{}", c.api(others[1])),
-    );
+    let (c, leader, others, w, r) = cluster_and_followers().await;
     let b = Bao::new(&c);
 
     // Enabling Transit where it is served succeeds (scripts do it first); it is listed.

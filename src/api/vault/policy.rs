@@ -322,48 +322,42 @@ fn scope_for(target: &Target, cap: &str) -> Option<Scope> {
 
 /// Everything raftsafe's `scope` on the pattern or key of `like` allows, as Vault grants.
 fn implied(scope: Scope, like: &Target) -> Vec<Grant> {
-    let kv = |kind: &'static str, cap: &'static str| match like {
-        Target::Kv { pattern, .. } => (
-            Target::Kv {
-                kind,
-                pattern: pattern.clone(),
-            },
-            cap,
-        ),
-        Target::Transit { .. } => unreachable!("kv implied of a transit target"),
-    };
-    let tr = |op: &'static str, cap: &'static str| match like {
-        Target::Transit { key, .. } => (
-            Target::Transit {
-                op,
-                key: key.clone(),
-            },
-            cap,
-        ),
-        Target::Kv { .. } => unreachable!("transit implied of a kv target"),
-    };
-    match (like, scope) {
-        (Target::Kv { .. }, Scope::ReadSecret) => {
-            vec![
-                kv("data", "read"),
-                kv("metadata", "read"),
-                kv("metadata", "list"),
-            ]
-        }
-        (Target::Kv { .. }, _) => vec![
-            kv("data", "create"),
-            kv("data", "update"),
-            kv("data", "delete"),
-            kv("metadata", "update"),
-            kv("metadata", "delete"),
-            kv("delete", "update"),
-            kv("undelete", "update"),
-            kv("destroy", "update"),
-        ],
-        (Target::Transit { .. }, Scope::ReadSecret) => {
-            vec![tr("decrypt", "update"), tr("rewrap", "update")]
-        }
-        (Target::Transit { .. }, _) => vec![tr("encrypt", "update")],
+    const KV_READ: &[(&str, &str)] =
+        &[("data", "read"), ("metadata", "read"), ("metadata", "list")];
+    const KV_WRITE: &[(&str, &str)] = &[
+        ("data", "create"),
+        ("data", "update"),
+        ("data", "delete"),
+        ("metadata", "update"),
+        ("metadata", "delete"),
+        ("delete", "update"),
+        ("undelete", "update"),
+        ("destroy", "update"),
+    ];
+    const TRANSIT_READ: &[(&str, &str)] = &[("decrypt", "update"), ("rewrap", "update")];
+    const TRANSIT_WRITE: &[(&str, &str)] = &[("encrypt", "update")];
+    let read = scope == Scope::ReadSecret;
+    match like {
+        Target::Kv { pattern, .. } => (if read { KV_READ } else { KV_WRITE })
+            .iter()
+            .map(|&(kind, cap)| {
+                let target = Target::Kv {
+                    kind,
+                    pattern: pattern.clone(),
+                };
+                (target, cap)
+            })
+            .collect(),
+        Target::Transit { key, .. } => (if read { TRANSIT_READ } else { TRANSIT_WRITE })
+            .iter()
+            .map(|&(op, cap)| {
+                let target = Target::Transit {
+                    op,
+                    key: key.clone(),
+                };
+                (target, cap)
+            })
+            .collect(),
     }
 }
 
