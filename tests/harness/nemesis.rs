@@ -1165,6 +1165,25 @@ async fn snapshot_install_crash<F: Faults>(cx: &mut Cx<'_, F>) {
         began.elapsed().as_millis()
     ));
     let v = cx.pick_follower();
+    // A victim restarted by an earlier event may still be catching up by snapshot; that
+    // install, finishing after the count below, would pass for this event's (soak run 9:
+    // "the crash came too late" with 3 MiB of a 56 MB snapshot received). Count only once
+    // the victim has applied everything the leader holds.
+    let target = cx.status_field(l, "lastLogIndex").await;
+    let settling = Instant::now();
+    loop {
+        let applied = cx.status_field(v, "lastAppliedIndex").await;
+        if applied.zip(target).is_some_and(|(a, t)| a >= t) {
+            break;
+        }
+        if settling.elapsed() > Duration::from_secs(30) {
+            cx.problem(format!(
+                "follower {v} had not caught up with leader {l} (applied {applied:?} of {target:?}) 30 s before the cut"
+            ));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     cx.ev.installs_before = count_installs(&f.node_log(v));
     let cut = cx.cut_follower(v).await;
     cut_until_purged(cx, &cut).await;
