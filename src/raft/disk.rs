@@ -147,6 +147,7 @@ pub fn fits_a_full_disk(command: &Command) -> bool {
             | Command::TrimMount { .. }
             | Command::DeleteRole { .. }
             | Command::DeleteAclPolicy { .. }
+            | Command::DeleteKvMount { .. }
             | Command::DestroySecretId { .. }
             | Command::RenewToken { .. }
     )

@@ -279,6 +279,13 @@ pub enum Command {
     },
     /// Delete named ACL policy `name`.
     DeleteAclPolicy { name: String },
+    /// Register the folder `path` as a Vault KV v2 mount ([`super::kv_mount`]).
+    CreateKvMount {
+        path: SecretPath,
+        description: String,
+    },
+    /// Unregister the KV mount at `path`, if its folder holds no path.
+    DeleteKvMount { path: SecretPath },
 }
 
 /// A condition on a path's current version, checked where a write applies.
@@ -385,6 +392,10 @@ impl Command {
                         .sum::<usize>()
             }
             Command::DeleteAclPolicy { name } => name.len(),
+            Command::CreateKvMount { path, description } => {
+                path.as_str().len() + description.len() + 16
+            }
+            Command::DeleteKvMount { path } => path.as_str().len(),
             Command::SetMetadata {
                 path,
                 custom_metadata,
@@ -424,6 +435,8 @@ impl Command {
             Command::SetMetadata { .. } => "set_metadata",
             Command::PutAclPolicy { .. } => "put_acl_policy",
             Command::DeleteAclPolicy { .. } => "delete_acl_policy",
+            Command::CreateKvMount { .. } => "create_kv_mount",
+            Command::DeleteKvMount { .. } => "delete_kv_mount",
         }
     }
 }
@@ -604,6 +617,14 @@ impl fmt::Debug for Command {
                 .debug_struct("DeleteAclPolicy")
                 .field("name", name)
                 .finish(),
+            Command::CreateKvMount { path, description } => f
+                .debug_struct("CreateKvMount")
+                .field("path", path)
+                .field("description", description)
+                .finish(),
+            Command::DeleteKvMount { path } => {
+                f.debug_struct("DeleteKvMount").field("path", path).finish()
+            }
         }
     }
 }
@@ -717,4 +738,8 @@ pub enum CommandResult {
     AclPolicyDeleted,
     /// An ACL policy write or delete was refused where it applied: the detail says why.
     AclPolicyRefused(String),
+    KvMountCreated,
+    KvMountDeleted,
+    /// A KV mount's creation or removal was refused where it applied: the detail says why.
+    KvMountRefused(String),
 }

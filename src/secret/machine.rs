@@ -167,6 +167,10 @@ fn apply_command<S: StateRead>(
             grants,
         } => super::acl::put(state, changes, at_ms, name, rules, grants)?,
         Command::DeleteAclPolicy { name } => super::acl::delete(state, changes, name)?,
+        Command::CreateKvMount { path, description } => {
+            super::kv_mount::create(state, changes, at_ms, path, description)?
+        }
+        Command::DeleteKvMount { path } => super::kv_mount::delete(state, changes, path)?,
         Command::SetMetadata {
             path,
             max_versions,

@@ -9,6 +9,7 @@ pub mod command;
 pub mod crypto;
 pub mod custom;
 pub mod keyring;
+pub mod kv_mount;
 pub mod login;
 pub mod machine;
 pub mod mount;

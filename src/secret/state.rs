@@ -92,6 +92,8 @@ pub mod keys {
     pub const CUSTOM_METADATA: u8 = b'C';
     /// A named ACL policy (`P<name>`, [`super::super::acl`]).
     pub const ACL_POLICY: u8 = b'P';
+    /// A Vault KV v2 mount (`V<path>`, [`super::super::kv_mount`]).
+    pub const KV_MOUNT: u8 = b'V';
     /// First bytes of the keys that are bookkeeping, not data (see the module doc).
     pub const OPERATIONAL: &[u8] = b"cqrRZ";
 

@@ -28,6 +28,7 @@ mod acl;
 mod admin;
 pub mod jwt;
 mod kv;
+mod kv_mount;
 mod login;
 mod transit;
 
@@ -39,6 +40,7 @@ pub use kv::{
     Condition, CustomChange, CustomMetadata, DeleteOutcome, Listing, MetadataChange,
     MetadataOutcome, PutOutcome, VersionChange,
 };
+pub use kv_mount::KvMountChange;
 pub use login::{random_uuid, Issued, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
 
 use crate::barrier::{Barrier, BarrierError, OndemandError};

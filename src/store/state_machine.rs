@@ -44,6 +44,7 @@ use crate::codec;
 use crate::metrics as metric;
 use crate::secret::acl::{self, StoredAclPolicy};
 use crate::secret::custom::CustomMetadataRecord;
+use crate::secret::kv_mount::StoredKvMount;
 use crate::secret::login::{self, Lease, Method, SecretId, StoredJwtConfig, StoredRole};
 use crate::secret::machine::{self, keys, Changes, SecretMeta, StateRead, VersionRecord};
 use crate::secret::mount::ancestors_and_self;
@@ -820,6 +821,11 @@ impl Reader {
     /// Every named ACL policy, in name order.
     pub fn acl_policies(&self) -> Result<Vec<(String, StoredAclPolicy)>, StoreError> {
         self.scan(&[keys::ACL_POLICY], "ACL policy")
+    }
+
+    /// Every Vault KV v2 mount, in path order.
+    pub fn kv_mounts(&self) -> Result<Vec<(String, StoredKvMount)>, StoreError> {
+        self.scan(&[keys::KV_MOUNT], "KV mount")
     }
 
     /// Login role `name` of `method`.

@@ -286,4 +286,27 @@ w.sys.delete_policy(name="hvac-app")
 assert "hvac-app" not in r.sys.list_policies()["data"]["policies"]
 step("policies and token create")
 
+# A further KV v2 mount (sys/mounts/hvac-kv): the folder hvac-kv/ of the one tree.
+w.sys.enable_secrets_engine(backend_type="kv", path="hvac-kv", options={"version": "2"},
+                            description="hvac's mount")
+mounts = r.sys.list_mounted_secrets_engines()["data"]
+assert mounts["hvac-kv/"]["type"] == "kv" and mounts["hvac-kv/"]["options"]["version"] == "2", mounts
+made = kv_w.create_or_update_secret(path="db", secret={"pw": "m1"}, mount_point="hvac-kv")
+assert made["data"]["version"] == 1, made
+got = kv_r.read_secret_version(path="db", mount_point="hvac-kv", raise_on_deleted_version=True)
+assert got["data"]["data"] == {"pw": "m1"}, got
+same = kv_r.read_secret_version(path="hvac-kv/db", raise_on_deleted_version=True)
+assert same["data"]["data"] == {"pw": "m1"}, same
+assert kv_r.list_secrets(path="", mount_point="hvac-kv")["data"]["keys"] == ["db"]
+# Refused while the folder holds a secret, nothing removed; then removed once empty.
+expect_raise(exceptions.InvalidRequest, w.sys.disable_secrets_engine, path="hvac-kv")
+assert "hvac-kv/" in r.sys.list_mounted_secrets_engines()["data"]
+expect_raise(exceptions.InvalidRequest, w.sys.enable_secrets_engine, backend_type="kv",
+             path="hvac-kv1", options={"version": "1"})
+kv_w.delete_metadata_and_all_versions(path="db", mount_point="hvac-kv")
+w.sys.disable_secrets_engine(path="hvac-kv")
+mounts = r.sys.list_mounted_secrets_engines()["data"]
+assert "hvac-kv/" not in mounts and "hvac-kv1/" not in mounts, mounts
+step("kv mounts")
+
 print(json.dumps({"steps": done}))

@@ -4,10 +4,14 @@
 //!
 //! The mapping: raftsafe has one KV namespace; Vault addresses a KV v2 engine by its mount.
 //! `/v1/secret/data/app/db` is the secret `app/db` of `/api/v1/secrets/app/db` — same
-//! versions, same tokens and scopes, same audit and metrics. The KV mount is `secret` (what
-//! `vault server -dev` creates, and every client's default); Transit is served at `transit`
-//! on the ondemand engine ([`transit`]); any other mount is Vault's 404 "no handler for
-//! route". `sys/mounts` reports those two.
+//! versions, same tokens and scopes, same audit and metrics. The KV mount `secret` (what
+//! `vault server -dev` creates, and every client's default) is the whole tree; Transit is
+//! served at `transit` on the ondemand engine ([`transit`]). `bao secrets enable -path=team-a
+//! kv-v2` registers the folder `team-a/` as a further KV v2 mount (`secret::kv_mount`):
+//! `team-a/data/db` is `secret/data/team-a/db`, the secret `team-a/db`; a request under it
+//! is rewritten to its `secret/` form after the mount table is read (one more read-index
+//! round). Any other path is Vault's 404 "no handler for route". `sys/mounts` reports them
+//! all.
 //!
 //! Invariants:
 //! - One dispatcher ([`dispatch`]) for every `/v1/` route, because Vault's `LIST` is an
@@ -49,6 +53,7 @@ use super::input::{json_object, parse_u64, query, read_body, request_id};
 use super::secrets::{parse_put_body, PutBody};
 use super::state::State;
 use crate::secret::custom::{self, CustomMetadataPatch};
+use crate::secret::kv_mount::{self, StoredKvMount};
 use crate::secret::token::Scope;
 use crate::secret::versions::{DEFAULT_MAX_VERSIONS, MAX_MAX_VERSIONS};
 use crate::secret::{Metadata, Precondition, RequestId, SecretPath};
@@ -169,12 +174,23 @@ fn uuid() -> String {
     )
 }
 
-/// The one KV v2 mount as Vault describes a mount (`sys/mounts`, `sys/internal/ui/mounts`).
-fn kv_mount() -> Value {
+/// A KV v2 mount as Vault describes one (`sys/mounts`, `sys/internal/ui/mounts`): `secret/`
+/// (`None`), or the registered folder `path`.
+fn kv_mount(registered: Option<(&str, &StoredKvMount)>) -> Value {
+    let (description, accessor) = match registered {
+        None => (
+            "raftsafe's key/value store (KV v2 compatible): the whole tree".to_string(),
+            "kv_raftsafe".to_string(),
+        ),
+        Some((path, m)) => (
+            m.description.clone(),
+            format!("kv_{}", path.replace('/', "_")),
+        ),
+    };
     json!({
         "type": "kv",
-        "description": "raftsafe's key/value store (KV v2 compatible)",
-        "accessor": "kv_raftsafe",
+        "description": description,
+        "accessor": accessor,
         "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
         "options": {"version": "2"},
         "local": false,
@@ -250,7 +266,21 @@ pub async fn dispatch(
         headers,
         raw,
     };
-    let reply = match route(&full) {
+    // A path under a KV mount other than `secret/` is the same call on `secret/` (see
+    // `secret::kv_mount`): rewritten once the mount table is read after the read-index round.
+    let rewritten;
+    let route = match route(&full) {
+        Some(r) => Some(r),
+        None => match call.on_kv_mount(&full).await {
+            Ok(Some(p)) => {
+                rewritten = p;
+                route(&rewritten)
+            }
+            Ok(None) => None,
+            Err(e) => return e.into_response(),
+        },
+    };
+    let reply = match route {
         Some(Route::Health) => call.health(&method).await,
         Some(Route::Mounts) => call.mounts(&method).await,
         Some(Route::MountOf(path)) => call.mount_of(&method, path).await,
@@ -475,6 +505,21 @@ fn route(full: &str) -> Option<Route<'_>> {
     None
 }
 
+/// The `secret/` form of a path under a registered KV mount (`team-a/data/x` is
+/// `secret/data/team-a/x`), or `None` when `full` lies under none of `mounts` or names no KV
+/// call.
+fn on_mount(mounts: &[String], full: &str) -> Option<String> {
+    let (mount, rest) = kv_mount::resolve(mounts, full)?;
+    let (kind, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    match (kind, tail) {
+        ("", _) => None,
+        ("config", "") => Some(format!("{MOUNT}/config")),
+        ("config", _) => None,
+        (kind, "") => Some(format!("{MOUNT}/{kind}/{mount}")),
+        (kind, tail) => Some(format!("{MOUNT}/{kind}/{mount}/{tail}")),
+    }
+}
+
 /// What a proposed command does, and where, to scope a client's request id (see
 /// [`super::input::request_id`]).
 struct Call {
@@ -494,6 +539,36 @@ impl Call {
     async fn current(&self) -> Result<(Principal, Linearized), VaultError> {
         let token = presented(&self.headers)?;
         Ok(auth::principal_current(&self.state, &token).await?)
+    }
+
+    /// The KV mounts besides `secret/`, with their records, as `at` sees them.
+    fn kv_mounts_at(&self, at: &Linearized) -> Result<Vec<(String, StoredKvMount)>, VaultError> {
+        Ok(self.state.service.kv_mounts(at).map_err(ApiError::from)?)
+    }
+
+    /// The paths of the KV mounts besides `secret/`, after a read-index round of their own.
+    async fn kv_mount_paths(&self) -> Result<Vec<String>, VaultError> {
+        let at = self
+            .state
+            .service
+            .linearize()
+            .await
+            .map_err(ApiError::from)?;
+        Ok(self
+            .kv_mounts_at(&at)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    /// The `secret/` form of `full` if it lies under a KV mount ([`on_mount`]). Paths that
+    /// could name no mount are answered without a read-index round.
+    async fn on_kv_mount(&self, full: &str) -> Result<Option<String>, VaultError> {
+        let first = full.split('/').next().unwrap_or("");
+        if first.is_empty() || kv_mount::RESERVED.contains(&first) {
+            return Ok(None);
+        }
+        Ok(on_mount(&self.kv_mount_paths().await?, full))
     }
 
     /// The request id of a write: the client's `X-Request-Id` (with a fingerprint of `what`
@@ -552,15 +627,19 @@ impl Call {
         Ok((status, Json(body)).into_response())
     }
 
-    /// `sys/mounts`: the one KV v2 mount. Any valid token may read it.
+    /// `sys/mounts`: `secret/`, `transit/` and the registered KV mounts. Any valid token may
+    /// read it.
     async fn mounts(&self, method: &Method) -> Reply {
         if method != Method::GET {
             return Err(VaultError::unsupported(method, "sys/mounts"));
         }
-        self.principal().await?;
+        let (_, at) = self.current().await?;
         let mut data = Map::new();
-        data.insert(format!("{MOUNT}/"), kv_mount());
+        data.insert(format!("{MOUNT}/"), kv_mount(None));
         data.insert(format!("{}/", transit::MOUNT), transit_mount());
+        for (path, m) in self.kv_mounts_at(&at)? {
+            data.insert(format!("{path}/"), kv_mount(Some((&path, &m))));
+        }
         // Vault returns the mounts both at the top level and under `data`.
         let mut body = envelope_value(Value::Object(data.clone()));
         if let Value::Object(top) = &mut body {
@@ -579,25 +658,36 @@ impl Call {
             return Err(VaultError::unsupported(method, "sys/internal/ui/mounts"));
         }
         self.query(&[])?;
-        self.principal().await?;
+        let (_, at) = self.current().await?;
         let first = path.split('/').next().unwrap_or("");
         if first == transit::MOUNT {
             let mut mount = transit_mount();
             mount["path"] = json!(format!("{first}/"));
             return Ok(envelope(mount));
         }
-        if first != MOUNT {
-            return Err(VaultError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "permission denied: raftsafe serves one KV v2 mount, '{MOUNT}/'; '{}' is not under it",
-                    path.chars().take(128).collect::<String>()
-                ),
-            ));
-        }
-        let mut mount = kv_mount();
+        let (mut mount, at_path) = if first == MOUNT {
+            (kv_mount(None), MOUNT.to_string())
+        } else {
+            let mounts = self.kv_mounts_at(&at)?;
+            let paths: Vec<String> = mounts.iter().map(|(p, _)| p.clone()).collect();
+            let Some((m, _)) = kv_mount::resolve(&paths, path.trim_end_matches('/')) else {
+                let names: Vec<String> = std::iter::once(format!("'{MOUNT}/'"))
+                    .chain(paths.iter().map(|p| format!("'{p}/'")))
+                    .collect();
+                return Err(VaultError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "permission denied: '{}' is under no mount; raftsafe's KV v2 mounts are {} ('bao secrets enable -path=<name> kv-v2' adds one)",
+                        path.chars().take(128).collect::<String>(),
+                        names.join(", ")
+                    ),
+                ));
+            };
+            let record = &mounts.iter().find(|(p, _)| p == m).expect("resolved").1;
+            (kv_mount(Some((m, record))), m.to_string())
+        };
         if let Value::Object(m) = &mut mount {
-            m.insert("path".into(), json!(format!("{MOUNT}/")));
+            m.insert("path".into(), json!(format!("{at_path}/")));
         }
         Ok(envelope(mount))
     }

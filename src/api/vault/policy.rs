@@ -30,6 +30,7 @@ use super::{envelope, envelope_value, transit, Call, Reply, VaultError, MOUNT};
 use crate::api::error::ApiError;
 use crate::api::input::read_body;
 use crate::secret::acl::{self, MAX_RULES_BYTES};
+use crate::secret::kv_mount;
 use crate::secret::token::{Authority, PathPattern, Policy, Scope, Token, TokenRecord};
 use crate::service::AclChange;
 
@@ -223,7 +224,8 @@ fn expand(block: &Block) -> Result<Vec<Grant>, String> {
     }
     let outside = || {
         format!(
-            "path \"{path}\": raftsafe's ACL policies grant on the '{MOUNT}/' KV v2 mount and on \
+            "path \"{path}\": raftsafe's ACL policies grant on the KV v2 mounts ('{MOUNT}/' and \
+             those of 'bao secrets enable … kv-v2') and on \
              '{t}/encrypt|decrypt|rewrap/<key>'; administration (sys/, auth/, {t}/keys/) needs an \
              admin token from POST /api/v1/tokens",
             t = transit::MOUNT
@@ -385,12 +387,61 @@ fn covers(outer: &str, inner: &str) -> bool {
     }
 }
 
+/// The `secret/` form of a policy path under the KV mount `m` (one of `mounts`): `m/data/x`
+/// is `secret/data/m/x`, `m/+/*` and `m/*` are `secret/+/m/*`, and a kind's folder
+/// (`m/metadata/`) is everything of that kind under `m/`.
+fn on_mount(mounts: &[String], path: &str) -> Option<String> {
+    let (m, rest) = kv_mount::resolve(mounts, path)?;
+    if rest.is_empty() || rest == "*" {
+        return Some(format!("{MOUNT}/+/{m}/*"));
+    }
+    let (kind, glob) = rest.split_once('/').unwrap_or((rest, ""));
+    Some(match glob {
+        "" | "*" => format!("{MOUNT}/{kind}/{m}/*"),
+        glob => format!("{MOUNT}/{kind}/{m}/{glob}"),
+    })
+}
+
+/// Whether a `secret/` grant on raftsafe pattern `pattern` reaches into a KV mount's folder
+/// (which Vault would keep apart): the mount's path, if it does.
+fn reaches_into<'a>(mounts: &'a [String], pattern: &str) -> Option<&'a str> {
+    mounts.iter().map(String::as_str).find(|m| {
+        let folder = format!("{m}/*");
+        covers(pattern, &folder) || covers(&folder, pattern) || pattern == *m
+    })
+}
+
 /// Compiles a policy's text into raftsafe grants (one [`Policy`] per scope), or says why it
-/// cannot be enforced exactly.
-pub fn compile(rules: &str) -> Result<Vec<Policy>, String> {
+/// cannot be enforced exactly. `mounts`: the KV mounts besides `secret/` (see
+/// `secret::kv_mount`): a path under one is that folder of `secret/`, and a `secret/` path
+/// that would reach into one is refused, since in Vault mounts are apart (the bare `*`
+/// grants every mount in Vault too, and here).
+pub fn compile(rules: &str, mounts: &[String]) -> Result<Vec<Policy>, String> {
     let mut granted: BTreeSet<Grant> = BTreeSet::new();
-    for block in parse(rules)? {
-        granted.extend(expand(&block)?);
+    for mut block in parse(rules)? {
+        let written = block.path.clone();
+        let on_secret = match on_mount(mounts, &written) {
+            Some(path) => {
+                block.path = path;
+                false
+            }
+            None => written != "*",
+        };
+        let grants = expand(&block)?;
+        for (target, _) in grants.iter().filter(|_| on_secret) {
+            let Target::Kv { pattern, .. } = target else {
+                continue;
+            };
+            if let Some(m) = reaches_into(mounts, pattern) {
+                return Err(format!(
+                    "path \"{written}\" reaches into the KV mount '{m}/': in raftsafe that mount \
+                     is the folder {m}/ of {MOUNT}/, so this would grant it too, where Vault keeps \
+                     mounts apart; name folders of {MOUNT}/ outside the mounts, and grant the \
+                     mount with paths \"{m}/…\""
+                ));
+            }
+        }
+        granted.extend(grants);
     }
     // Grant what the text asks for (`patch` is read plus update to raftsafe, so it needs
     // both and grants nothing more)...
@@ -541,7 +592,8 @@ impl Call {
         if rules.len() > MAX_RULES_BYTES {
             return Err(bad(format!("a policy is at most {MAX_RULES_BYTES} bytes")));
         }
-        let grants = compile(rules).map_err(bad)?;
+        let mounts = self.kv_mount_paths().await?;
+        let grants = compile(rules, &mounts).map_err(bad)?;
         let origin = self.origin(&who, &format!("acl-policy:{name}"), &bytes)?;
         match self
             .state
@@ -750,7 +802,7 @@ mod tests {
     use super::*;
 
     fn grants(rules: &str) -> Vec<(Scope, Vec<String>)> {
-        compile(rules)
+        compile(rules, &[])
             .unwrap_or_else(|e| panic!("{rules}: {e}"))
             .into_iter()
             .map(|p| {
@@ -763,7 +815,54 @@ mod tests {
     }
 
     fn refused(rules: &str) -> String {
-        compile(rules).expect_err(rules)
+        compile(rules, &[]).expect_err(rules)
+    }
+
+    #[test]
+    fn a_kv_mount_is_its_folder_of_secret_and_secret_paths_stay_out_of_it() {
+        let mounts = ["team-a".to_string(), "x/y".to_string()];
+        let compiled = |rules: &str| {
+            compile(rules, &mounts).map(|g| {
+                g.into_iter()
+                    .map(|p| (p.scopes[0], p.paths[0].as_str().to_string()))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let read = r#"path "team-a/data/*" { capabilities = ["read"] }
+                      path "team-a/metadata/*" { capabilities = ["read", "list"] }"#;
+        assert_eq!(
+            compiled(read).unwrap(),
+            [(Scope::ReadSecret, "team-a/*".to_string())]
+        );
+        assert_eq!(
+            compiled(r#"path "x/y/+/app/*" { capabilities = ["read", "list"] }"#).unwrap(),
+            [(Scope::ReadSecret, "x/y/app/*".to_string())]
+        );
+        assert_eq!(
+            compiled(r#"path "team-a/*" { capabilities = ["read", "list"] }"#).unwrap(),
+            [(Scope::ReadSecret, "team-a/*".to_string())]
+        );
+        // Partial grants are still refused, under their secret/ names.
+        let partial = compiled(r#"path "team-a/data/*" { capabilities = ["read"] }"#);
+        assert!(partial
+            .unwrap_err()
+            .contains("'list' on \"secret/metadata/team-a/*\""));
+        // A secret/ path that would also reach a mount is refused; one beside them is not.
+        for rules in [
+            r#"path "secret/+/*" { capabilities = ["read", "list"] }"#,
+            r#"path "secret/+/team-a/app/*" { capabilities = ["read", "list"] }"#,
+            r#"path "secret/+/x/*" { capabilities = ["read", "list"] }"#,
+        ] {
+            let why = compiled(rules).unwrap_err();
+            assert!(why.contains("reaches into the KV mount"), "{rules}: {why}");
+        }
+        assert!(
+            compiled(r#"path "secret/+/team-ab/*" { capabilities = ["read", "list"] }"#).is_ok()
+        );
+        // The bare `*` is every mount, in Vault too.
+        assert!(compiled(r#"path "*" { capabilities = ["read", "list"] }"#).is_ok());
+        // Without the mount, team-a/ is no KV path at all.
+        assert!(compile(read, &[]).unwrap_err().contains("KV v2 mounts"));
     }
 
     #[test]

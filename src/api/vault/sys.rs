@@ -17,8 +17,10 @@
 //!   raft snapshot restore -force` calls).
 //! - Capabilities are derived from the token's scopes and path patterns (the one
 //!   authorization model): `read:secret` gives `read` (and `list` on `metadata/`),
-//!   `write:secret` gives `create`, `update`, `patch` and `delete`; a path outside the one
-//!   mount gets `deny`.
+//!   `write:secret` gives `create`, `update`, `patch` and `delete`; a path under a KV mount
+//!   is its `secret/` form; a path outside every mount gets `deny`.
+//! - A KV mount other than `secret/` names a folder of the tree; disabling it while the
+//!   folder holds secrets is refused (`secret::kv_mount`).
 
 use std::collections::BTreeMap;
 
@@ -28,16 +30,21 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use super::fields::bad;
 use super::{envelope, envelope_value, transit, Call, Reply, VaultError, MOUNT};
 use crate::api::error::ApiError;
 use crate::api::input::{json_object, read_body, required};
 use crate::raft::node::{FollowerHealth, NodeStatus};
 use crate::raft::NodeId;
+use crate::secret::kv_mount;
 use crate::secret::token::{Authority, Scope};
 use crate::secret::SecretPath;
+use crate::service::KvMountChange;
 
-/// What `policy` allows on the Vault path `path` (e.g. `secret/data/app/db`), sorted.
-fn capabilities(policy: &Authority, path: &str) -> Vec<&'static str> {
+/// What `policy` allows on the Vault path `path` (e.g. `secret/data/app/db`, or
+/// `team-a/data/db` under the KV mount `team-a`, one of `mounts`), sorted.
+fn capabilities(policy: &Authority, mounts: &[String], path: &str) -> Vec<&'static str> {
+    let path = &super::on_mount(mounts, path).unwrap_or_else(|| path.to_string());
     let deny = vec!["deny"];
     if let Some(rest) = path
         .strip_prefix(transit::MOUNT)
@@ -233,14 +240,18 @@ impl Call {
         Ok(who)
     }
 
-    /// `sys/mounts/{path}`: `bao secrets enable` and `disable`. raftsafe's two Vault mounts
-    /// are always there: enabling Transit at `transit` succeeds and changes nothing (a
-    /// script that enables it before use works); everything else is refused naming what
-    /// raftsafe serves instead. Needs `admin` on the mount's path, as creating a mount does.
+    /// `sys/mounts/{path}`: `bao secrets enable` and `disable`. `secret/` and `transit/` are
+    /// always there: enabling Transit at `transit` succeeds and changes nothing (a script
+    /// that enables it before use works). A KV v2 engine at another path registers that
+    /// folder of the tree as a mount (`secret::kv_mount`); disabling one removes the name
+    /// while its folder is empty and is refused, naming the first secret, while it is not
+    /// (raftsafe never deletes secrets by unmounting). Anything else is refused naming what
+    /// raftsafe serves. Needs `admin` on the mount's path, as creating a mount does.
     pub(super) async fn enable_mount(&self, method: &Method, path: &str, body: Body) -> Reply {
         let path = path.trim_end_matches('/');
         let who = self.principal().await?;
-        let served = "raftsafe serves two Vault mounts, always there: 'secret/' (KV v2) and 'transit/' (Transit, on the ondemand engine); more ondemand mounts are made with POST /api/v1/mounts or 'raftsafe mount create'";
+        let served = "raftsafe serves 'secret/' (KV v2, the whole tree), 'transit/' (Transit, on the ondemand engine) and KV v2 mounts on folders of the tree ('bao secrets enable -path=<folder> kv-v2'); ondemand mounts are made with POST /api/v1/mounts or 'raftsafe mount create'";
+        let shown = path.chars().take(128).collect::<String>();
         match *method {
             Method::POST | Method::PUT => {
                 let bytes = read_body(body, 64 * 1024).await?;
@@ -268,22 +279,102 @@ impl Call {
                     who.require_path(Scope::Admin, &key)?;
                     return Ok(StatusCode::NO_CONTENT.into_response());
                 }
-                Err(VaultError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "cannot enable a '{}' engine at '{}/': {served}",
+                let version = match fields.get("options") {
+                    Some(Value::Object(o)) => match o.get("version") {
+                        Some(Value::String(v)) => Some(v.clone()),
+                        Some(Value::Number(v)) => Some(v.to_string()),
+                        None | Some(Value::Null) => None,
+                        Some(_) => return Err(bad("'options.version' must be \"1\" or \"2\"")),
+                    },
+                    None | Some(Value::Null) => None,
+                    Some(_) => return Err(bad("'options' must be an object")),
+                };
+                let kv2 = match (kind.as_str(), version.as_deref()) {
+                    ("kv-v2", None | Some("2")) | ("kv", Some("2")) => true,
+                    ("kv", None | Some("1")) | ("kv-v1", _) => {
+                        return Err(bad(format!(
+                            "cannot enable KV version 1 at '{shown}/': raftsafe serves KV version 2 only ('bao secrets enable -path={shown} kv-v2', or -version=2)"
+                        )))
+                    }
+                    _ => false,
+                };
+                if !kv2 || path == MOUNT || path == transit::MOUNT {
+                    let why = if path == MOUNT || path == transit::MOUNT {
+                        format!("'{shown}/' is always there")
+                    } else if kind == "transit" {
+                        "raftsafe serves Transit at 'transit/' only".to_string()
+                    } else {
+                        format!(
+                            "raftsafe has no '{}' engine",
+                            kind.chars().take(64).collect::<String>()
+                        )
+                    };
+                    return Err(bad(format!(
+                        "cannot enable a '{}' engine at '{shown}/': {why}; {served}",
                         kind.chars().take(64).collect::<String>(),
-                        path.chars().take(128).collect::<String>()
-                    ),
-                ))
+                    )));
+                }
+                let at = SecretPath::parse(path).map_err(|e| bad(format!("mount path: {e}")))?;
+                kv_mount::check_path(&at).map_err(bad)?;
+                who.require_path(Scope::Admin, &at)?;
+                let description = match fields.get("description") {
+                    Some(Value::String(d)) => d.clone(),
+                    None | Some(Value::Null) => String::new(),
+                    Some(_) => return Err(bad("'description' must be a string")),
+                };
+                if description.len() > kv_mount::MAX_DESCRIPTION_BYTES {
+                    return Err(bad(format!(
+                        "'description' is at most {} bytes",
+                        kv_mount::MAX_DESCRIPTION_BYTES
+                    )));
+                }
+                let origin = self.origin(&who, &format!("kv-mount:{at}"), &bytes)?;
+                match self
+                    .state
+                    .service
+                    .create_kv_mount(origin, &at, &description)
+                    .await
+                    .map_err(ApiError::from)?
+                {
+                    KvMountChange::Created => Ok(StatusCode::NO_CONTENT.into_response()),
+                    KvMountChange::Refused(why) => Err(bad(why)),
+                    other => Err(ApiError::Internal(format!(
+                        "creating a KV mount answered {other:?}"
+                    ))
+                    .into()),
+                }
             }
-            Method::DELETE => Err(VaultError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "cannot disable '{}/': {served}; an ondemand mount (a Transit key is transit/<name>) is deleted, with its keys, by DELETE /api/v1/mounts/<path>?confirm=<path>",
-                    path.chars().take(128).collect::<String>()
-                ),
-            )),
+            Method::DELETE => {
+                self.query(&[])?;
+                if path == MOUNT || path == transit::MOUNT || path.starts_with("transit/") {
+                    return Err(bad(format!(
+                        "cannot disable '{shown}/': it is always there; an ondemand mount (a Transit key is transit/<name>) is deleted, with its keys, by DELETE /api/v1/mounts/<path>?confirm=<path>"
+                    )));
+                }
+                let Ok(at) = SecretPath::parse(path) else {
+                    // No mount can be there: Vault answers success ("if it existed").
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                };
+                who.require_path(Scope::Admin, &at)?;
+                let origin = self.origin(&who, &format!("kv-unmount:{at}"), b"")?;
+                match self
+                    .state
+                    .service
+                    .delete_kv_mount(origin, &at)
+                    .await
+                    .map_err(ApiError::from)?
+                {
+                    // Vault's CLI says "disabled the secrets engine (if it existed)".
+                    KvMountChange::Deleted | KvMountChange::NotFound => {
+                        Ok(StatusCode::NO_CONTENT.into_response())
+                    }
+                    KvMountChange::Refused(why) => Err(bad(why)),
+                    other => Err(ApiError::Internal(format!(
+                        "removing a KV mount answered {other:?}"
+                    ))
+                    .into()),
+                }
+            }
             ref m => Err(VaultError::unsupported(m, "sys/mounts")),
         }
     }
@@ -416,10 +507,11 @@ impl Call {
         if paths.is_empty() {
             return Err(ApiError::bad_request("give 'path' or 'paths'").into());
         }
+        let mounts = self.kv_mount_paths().await?;
         let mut data = Map::new();
         let mut all: Vec<&str> = Vec::new();
         for p in &paths {
-            let caps = capabilities(&authority, p.trim_start_matches('/'));
+            let caps = capabilities(&authority, &mounts, p.trim_start_matches('/'));
             all.extend(caps.iter().copied());
             data.insert(p.clone(), json!(caps));
         }
@@ -636,39 +728,50 @@ mod tests {
         };
         let rw = policy(&[Scope::ReadSecret, Scope::WriteSecret], &["app/*"]);
         assert_eq!(
-            capabilities(&rw, "secret/data/app/db"),
+            capabilities(&rw, &[], "secret/data/app/db"),
             ["create", "delete", "patch", "read", "update"]
         );
         assert_eq!(
-            capabilities(&rw, "secret/metadata/app/db"),
+            capabilities(&rw, &[], "secret/metadata/app/db"),
             ["delete", "list", "read", "update"]
         );
-        assert_eq!(capabilities(&rw, "secret/destroy/app/db"), ["update"]);
-        assert_eq!(capabilities(&rw, "secret/data/other"), ["deny"]);
-        assert_eq!(capabilities(&rw, "kv/data/app/db"), ["deny"]);
+        assert_eq!(capabilities(&rw, &[], "secret/destroy/app/db"), ["update"]);
+        assert_eq!(capabilities(&rw, &[], "secret/data/other"), ["deny"]);
+        assert_eq!(capabilities(&rw, &[], "kv/data/app/db"), ["deny"]);
+        // Under the KV mount `app`, `app/data/db` is the secret `app/db`.
+        let mounts = ["app".to_string()];
+        assert_eq!(
+            capabilities(&rw, &mounts, "app/data/db"),
+            capabilities(&rw, &[], "secret/data/app/db")
+        );
+        assert_eq!(capabilities(&rw, &mounts, "app/metadata/x/y").len(), 4);
+        assert_eq!(capabilities(&rw, &[], "app/data/db"), ["deny"]);
         let ro = policy(&[Scope::ReadSecret], &["*"]);
-        assert_eq!(capabilities(&ro, "secret/data/x"), ["read"]);
-        assert_eq!(capabilities(&ro, "secret/undelete/x"), ["deny"]);
+        assert_eq!(capabilities(&ro, &[], "secret/data/x"), ["read"]);
+        assert_eq!(capabilities(&ro, &[], "secret/undelete/x"), ["deny"]);
         // Transit: encrypt is a write, decrypt and rewrap reads, keys admin; on transit/<key>.
         let enc = policy(&[Scope::WriteSecret], &["transit/orders"]);
         assert_eq!(
-            capabilities(&enc, "transit/encrypt/orders"),
+            capabilities(&enc, &[], "transit/encrypt/orders"),
             ["create", "update"]
         );
-        assert_eq!(capabilities(&enc, "transit/decrypt/orders"), ["deny"]);
-        assert_eq!(capabilities(&enc, "transit/encrypt/other"), ["deny"]);
-        assert_eq!(capabilities(&ro, "transit/decrypt/orders"), ["update"]);
-        assert_eq!(capabilities(&ro, "transit/rewrap/orders"), ["update"]);
-        assert_eq!(capabilities(&ro, "transit/keys/orders"), ["deny"]);
+        assert_eq!(capabilities(&enc, &[], "transit/decrypt/orders"), ["deny"]);
+        assert_eq!(capabilities(&enc, &[], "transit/encrypt/other"), ["deny"]);
+        assert_eq!(capabilities(&ro, &[], "transit/decrypt/orders"), ["update"]);
+        assert_eq!(capabilities(&ro, &[], "transit/rewrap/orders"), ["update"]);
+        assert_eq!(capabilities(&ro, &[], "transit/keys/orders"), ["deny"]);
         let admin = policy(&[Scope::Admin], &["transit/*"]);
         assert_eq!(
-            capabilities(&admin, "transit/keys/orders"),
+            capabilities(&admin, &[], "transit/keys/orders"),
             ["create", "read", "update"]
         );
         assert_eq!(
-            capabilities(&admin, "transit/keys/orders/rotate"),
+            capabilities(&admin, &[], "transit/keys/orders/rotate"),
             ["update"]
         );
-        assert_eq!(capabilities(&admin, "transit/encrypt/orders"), ["deny"]);
+        assert_eq!(
+            capabilities(&admin, &[], "transit/encrypt/orders"),
+            ["deny"]
+        );
     }
 }
