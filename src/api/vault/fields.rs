@@ -11,6 +11,20 @@ use serde_json::{Map, Value};
 use super::VaultError;
 use crate::api::input::{json_int, json_object};
 
+/// The fields of `sys/mounts/{path}` and `sys/auth/{path}` bodies (`bao secrets enable`,
+/// `bao auth enable`).
+pub(super) const ENABLE_FIELDS: [&str; 9] = [
+    "type",
+    "description",
+    "config",
+    "local",
+    "seal_wrap",
+    "external_entropy_access",
+    "options",
+    "plugin_name",
+    "plugin_version",
+];
+
 pub(super) fn bad(message: impl Into<String>) -> VaultError {
     VaultError::new(StatusCode::BAD_REQUEST, message)
 }

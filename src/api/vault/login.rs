@@ -26,7 +26,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::fields::{bad, boolean, int, object, seconds, string, strings};
+use super::fields::{bad, boolean, int, object, seconds, string, strings, ENABLE_FIELDS};
 use super::{envelope, envelope_value, Call, Reply, VaultError};
 use crate::api::audit::LoggedIn;
 use crate::api::auth::Principal;
@@ -495,20 +495,7 @@ impl Call {
         match *method {
             Method::POST | Method::PUT => {
                 let bytes = read_body(body, 64 * 1024).await?;
-                let fields = object(
-                    &bytes,
-                    &[
-                        "type",
-                        "description",
-                        "config",
-                        "local",
-                        "seal_wrap",
-                        "external_entropy_access",
-                        "options",
-                        "plugin_name",
-                        "plugin_version",
-                    ],
-                )?;
+                let fields = object(&bytes, &ENABLE_FIELDS)?;
                 let kind = string(&fields, "type")?.unwrap_or("");
                 match (path, kind) {
                     ("approle", "approle") | ("jwt", "jwt") => {

@@ -546,14 +546,19 @@ impl Call {
         Ok(self.state.service.kv_mounts(at).map_err(ApiError::from)?)
     }
 
-    /// The paths of the KV mounts besides `secret/`, after a read-index round of their own.
-    async fn kv_mount_paths(&self) -> Result<Vec<String>, VaultError> {
-        let at = self
+    /// The read-index round, for a read that needs no token check of its own.
+    async fn linearize(&self) -> Result<Linearized, VaultError> {
+        Ok(self
             .state
             .service
             .linearize()
             .await
-            .map_err(ApiError::from)?;
+            .map_err(ApiError::from)?)
+    }
+
+    /// The paths of the KV mounts besides `secret/`, after a read-index round of their own.
+    async fn kv_mount_paths(&self) -> Result<Vec<String>, VaultError> {
+        let at = self.linearize().await?;
         Ok(self
             .kv_mounts_at(&at)?
             .into_iter()

@@ -30,7 +30,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::fields::bad;
+use super::fields::{bad, ENABLE_FIELDS};
 use super::{envelope, envelope_value, transit, Call, Reply, VaultError, MOUNT};
 use crate::api::error::ApiError;
 use crate::api::input::{json_object, read_body, required};
@@ -255,21 +255,7 @@ impl Call {
         match *method {
             Method::POST | Method::PUT => {
                 let bytes = read_body(body, 64 * 1024).await?;
-                let mut fields = json_object(
-                    &bytes,
-                    &[
-                        "type",
-                        "description",
-                        "config",
-                        "local",
-                        "seal_wrap",
-                        "external_entropy_access",
-                        "options",
-                        "plugin_name",
-                        "plugin_version",
-                    ],
-                    "a JSON object",
-                )?;
+                let mut fields = json_object(&bytes, &ENABLE_FIELDS, "a JSON object")?;
                 let kind = match required(&mut fields, "type")? {
                     Value::String(t) => t,
                     _ => return Err(ApiError::bad_request("field 'type' must be a string").into()),

@@ -414,12 +414,7 @@ impl Call {
             }
             MountChange::Conflict(why) => {
                 // The key itself, or something in its way: only the first is a success.
-                let at = self
-                    .state
-                    .service
-                    .linearize()
-                    .await
-                    .map_err(ApiError::from)?;
+                let at = self.linearize().await?;
                 match self
                     .state
                     .service
@@ -479,7 +474,7 @@ impl Call {
                 }
                 let min_encryption = version(&fields, "min_encryption_version")?;
                 if min_decryption.is_none() && min_encryption.is_none() {
-                    let at = service.linearize().await.map_err(ApiError::from)?;
+                    let at = self.linearize().await?;
                     return match service.mount(&at, &path).map_err(ApiError::from)? {
                         Some(rec) => Ok(answer(key_info(name, &rec), None)),
                         None => Err(no_key(name)),
@@ -587,7 +582,7 @@ impl Call {
                     MountChange::Changed(rec) => rec,
                     _ => {
                         // Created meanwhile by someone else, or something in its way.
-                        let at = service.linearize().await.map_err(ApiError::from)?;
+                        let at = self.linearize().await?;
                         service
                             .mount(&at, &path)
                             .map_err(ApiError::from)?
