@@ -280,7 +280,7 @@ impl Node {
         loop {
             if let Some(why) = self.cut_off() {
                 metrics::counter!(crate::metrics::FAIL_FAST).increment(1);
-                return Err(NodeError::Unavailable(why));
+                return Err(why);
             }
             match attempt(deadline).await {
                 Attempt::Done(result) => return result,
@@ -303,21 +303,16 @@ impl Node {
     /// quorum for longer than the election timeout (it is cut off; the others may have
     /// elected a new leader), or a node that has known no leader for that long. Such a node
     /// answers at once instead of making every client wait out the request timeout.
-    fn cut_off(&self) -> Option<String> {
+    fn cut_off(&self) -> Option<NodeError> {
         let limit = self.config.election_max.as_millis() as u64;
         let m = self.raft.metrics();
         let m = m.borrow();
         match &m.running_state {
-            Err(openraft::error::Fatal::Stopped) => {
-                return Some(format!(
-                    "node {} is shutting down; retry on another node",
-                    self.id
-                ))
-            }
+            Err(openraft::error::Fatal::Stopped) => return Some(self.stopping()),
             Err(fatal) => {
-                return Some(format!(
+                return Some(NodeError::Unavailable(format!(
                     "this node's Raft core has stopped ({fatal}); see its log"
-                ))
+                )))
             }
             Ok(()) => {}
         }
@@ -326,14 +321,18 @@ impl Node {
             return m
                 .millis_since_quorum_ack
                 .filter(|ms| *ms > limit)
-                .map(|ms| format!("this leader has not heard from a quorum for {ms} ms"));
+                .map(|ms| {
+                    NodeError::Unavailable(format!(
+                        "this leader has not heard from a quorum for {ms} ms"
+                    ))
+                });
         }
         if m.current_leader.is_some() {
             return None;
         }
         let since =
             crate::time::now_ms().saturating_sub(self.leader_seen_ms.load(Ordering::Relaxed));
-        (since > limit).then(|| format!("no leader known for {since} ms"))
+        (since > limit).then(|| NodeError::Unavailable(format!("no leader known for {since} ms")))
     }
 
     // ----- reads -----
@@ -490,6 +489,8 @@ impl Node {
         if let ForwardOp::Write(write) = op {
             let relayed = self.relay.send(leader, info, hops + 1, write.clone());
             return match tokio::time::timeout(remaining(deadline), relayed).await {
+                // The leader is shutting down: the next one takes the write (same request id).
+                Ok(Ok(Err(NodeError::Stopping(why)))) => Attempt::Retry(why),
                 Ok(Ok(result)) => Attempt::Done(result.map(ForwardReply::Written)),
                 // Whether or not it reached the leader, retrying is safe: writes are
                 // deduplicated by request id.
@@ -512,6 +513,7 @@ impl Node {
             metrics::counter!(crate::metrics::FORWARD_FAILURES).increment(1);
         }
         match answer {
+            Ok(Err(NodeError::Stopping(why))) => Attempt::Retry(why),
             Ok(result) => Attempt::Done(result),
             // Whether or not it reached the leader, retrying is safe: writes are deduplicated
             // by request id and membership changes are idempotent.
@@ -639,7 +641,7 @@ impl Node {
     /// Raft core shut down while the request was in flight): a 503 the client retries on
     /// another node. What it asked for may still take effect under the next leader.
     fn stopping(&self) -> NodeError {
-        NodeError::Unavailable(format!(
+        NodeError::Stopping(format!(
             "node {} is shutting down; retry on another node (with the same X-Request-Id, \
              the request cannot apply twice)",
             self.config.node_id

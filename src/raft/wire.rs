@@ -89,6 +89,11 @@ pub enum NodeError {
     /// A fault in this node (storage, a stopped Raft core).
     #[error("{0}")]
     Internal(String),
+    /// The node asked is shutting down: retryable on another node, with the same request id
+    /// (a write it took may still apply under the next leader, once). A node that relayed
+    /// the request retries it itself instead of passing this on (`node`'s relay).
+    #[error("{0}")]
+    Stopping(String),
 }
 
 impl From<crate::store::StoreError> for NodeError {

@@ -81,7 +81,7 @@ pub enum ServiceError {
 impl From<NodeError> for ServiceError {
     fn from(e: NodeError) -> Self {
         match e {
-            NodeError::Unavailable(m) => ServiceError::Unavailable(m),
+            NodeError::Unavailable(m) | NodeError::Stopping(m) => ServiceError::Unavailable(m),
             NodeError::Rejected(m) => ServiceError::Rejected(m),
             NodeError::Internal(m) => ServiceError::Internal(m),
         }

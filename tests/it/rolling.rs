@@ -14,6 +14,8 @@
 //! - **A stopping node drains**: between its SIGTERM and its exit it answers no request with
 //!   an error, the leader included. It stops accepting, finishes the requests it holds while
 //!   still a full Raft member, and stops its Raft core only then.
+//! - **A relaying node retries**: one that relayed a write to a leader that is shutting down
+//!   retries it with the next leader; it never passes that leader's 503 on.
 //! - **No acknowledged write lost**: at the end every key holds at least the last value
 //!   acknowledged for it, read linearizably through every node, and the nodes converge.
 //!
@@ -185,6 +187,15 @@ async fn a_rolling_restart_under_load_fails_no_write_outside_the_failover_window
                     .any(|t| t.node == *node && (t.sigterm..=t.ready).contains(at))
         })
         .collect();
+    // A node that relayed a write to a leader that is shutting down retries it with the next
+    // leader instead of passing that 503 on: only a stopping node says it stops.
+    let passed_on: Vec<_> = answers
+        .iter()
+        .filter(|(_, node, _, what)| {
+            what.contains("is shutting down")
+                && !what.contains(&format!("node {node} is shutting down"))
+        })
+        .collect();
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for (_, node, status, what) in outcomes.iter().flat_map(|o| o.errors.iter()) {
         let what: String = what.chars().take(50).collect();
@@ -214,6 +225,11 @@ async fn a_rolling_restart_under_load_fails_no_write_outside_the_failover_window
         drain_errors.is_empty(),
         "a stopping node answered with errors while it drained:\n{:#?}\n{report}",
         drain_errors.iter().take(10).collect::<Vec<_>>()
+    );
+    assert!(
+        passed_on.is_empty(),
+        "a node passed on another node's shutdown instead of retrying:\n{:#?}\n{report}",
+        passed_on.iter().take(10).collect::<Vec<_>>()
     );
     assert!(
         running_errors.is_empty(),
