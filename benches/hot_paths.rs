@@ -120,7 +120,7 @@ fn parsing(c: &mut Criterion) {
         "x".repeat(200)
     );
     group.bench_function("put_body_256b", |b| {
-        b.iter(|| raftsafe::api::secrets::parse_put_body(body.as_bytes(), 512 * 1024).is_ok())
+        b.iter(|| raftsafe::api::parse_put_body(body.as_bytes(), 512 * 1024).is_ok())
     });
     group.finish();
 }

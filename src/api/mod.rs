@@ -23,23 +23,23 @@
 //!   `metrics` or `admin` token and is answered from local state.
 
 mod archive;
-pub mod audit;
-pub mod auth;
-pub mod backup;
-pub mod cluster;
-pub mod error;
-pub mod health;
-pub mod input;
-pub mod keys;
-pub mod login;
-pub mod metadata;
-pub mod mounts;
-pub mod openapi;
-pub mod secrets;
-pub mod state;
-pub mod telemetry;
-pub mod tokens;
-pub mod vault;
+mod audit;
+mod auth;
+mod backup;
+mod cluster;
+mod error;
+mod health;
+mod input;
+mod keys;
+mod login;
+mod metadata;
+mod mounts;
+mod openapi;
+mod secrets;
+mod state;
+mod telemetry;
+mod tokens;
+mod vault;
 pub mod wire;
 
 use std::sync::Arc;
@@ -51,6 +51,7 @@ use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 
 use error::ApiError;
+pub use secrets::parse_put_body;
 pub use state::{AppState, State};
 
 pub fn router(state: Arc<AppState>) -> Router {
