@@ -559,7 +559,9 @@ async fn report<F: Faults>(
                 ("events", events_text),
                 ("checker", checker_detail),
                 ("history (JSON lines)", history_jsonl(history)),
-                ("node logs (last 200 lines each)", f.logs_tail(200).await),
+                // Enough to reach back over a whole soak event (a 200-line tail held only
+                // the seconds after a failure, which left soak run 11's unexplained).
+                ("node logs (last 5000 lines each)", f.logs_tail(5000).await),
             ],
         );
         sum.report = Some(path);
