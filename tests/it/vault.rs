@@ -168,6 +168,14 @@ async fn hvac_and_raw_vault_calls_against_a_tls_cluster() {
         .as_str()
         .unwrap()
         .contains("no handler for route"));
+    // Without a token, a path that might be a KV mount is refused before the mount table
+    // is read (no read-index round for an anonymous caller), as Vault refuses it.
+    let (status, body) = vault(&fc, "GET", "/v1/kv/data/x", "", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("missing client token"));
     let (status, _) = vault(&fc, "GET", "/v1/sys/health", "", None).await;
     assert_eq!(status, 200, "health needs no token");
 

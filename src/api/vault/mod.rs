@@ -567,11 +567,19 @@ impl Call {
     }
 
     /// The `secret/` form of `full` if it lies under a KV mount ([`on_mount`]). Paths that
-    /// could name no mount are answered without a read-index round.
+    /// could name no mount are answered without a read-index round, and so is a request
+    /// without a token (Vault's 403, as Vault checks the token before it routes): an
+    /// anonymous caller cannot make a node ask the leader anything.
     async fn on_kv_mount(&self, full: &str) -> Result<Option<String>, VaultError> {
         let first = full.split('/').next().unwrap_or("");
         if first.is_empty() || kv_mount::RESERVED.contains(&first) {
             return Ok(None);
+        }
+        if presented(&self.headers)?.is_empty() {
+            return Err(VaultError::new(
+                StatusCode::FORBIDDEN,
+                "permission denied (missing client token: send X-Vault-Token)",
+            ));
         }
         Ok(on_mount(&self.kv_mount_paths().await?, full))
     }
