@@ -63,7 +63,8 @@ use crate::service::{
 };
 use crate::time::rfc3339;
 
-/// The one KV v2 mount, as Vault clients name it by default.
+/// The KV v2 mount that is the whole tree, as Vault clients name it by default (others are
+/// folders of it: `secret::kv_mount`).
 pub const MOUNT: &str = "secret";
 
 /// Most paths a `LIST` walks before it gives up (it reads the whole subtree).
