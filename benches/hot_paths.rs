@@ -15,7 +15,7 @@ use openraft::storage::{RaftLogStorageExt, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
 use raftsafe::raft::Entry;
 use raftsafe::secret::crypto::SealingKey;
-use raftsafe::secret::{Command, Op, Request, RequestId, SecretPath};
+use raftsafe::secret::{Command, Op, Request, RequestId, Sealed, SecretPath};
 use raftsafe::store::{Db, LogStore, StateMachine};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -34,7 +34,7 @@ fn entry(index: u64, ops: usize, salt: &str) -> Entry {
             caller: None,
             command: Command::Put {
                 path: SecretPath::parse(&format!("bench/{salt}/{index}/{i}")).unwrap(),
-                sealed: vec![7u8; 256],
+                sealed: Sealed::from_bytes(vec![7u8; 256]),
                 cas: None,
             },
         })

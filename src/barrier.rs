@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::secret::crypto::{self, CryptoError, SealingKey};
+use crate::secret::crypto::{self, CryptoError, Sealed, SealingKey};
 use crate::secret::keyring::{custom_metadata_aad, secret_aad, token_aad, Keyring, MacPurpose};
 use crate::secret::machine::keys;
 use crate::secret::mount::{CiphertextError, Envelope};
@@ -72,7 +72,7 @@ pub struct Barrier {
     /// Opened token records by accessor, with the sealed bytes they came from. Every lookup
     /// still reads the sealed record and the revocation from the state machine; the cache
     /// only skips decrypting and decoding a record whose sealed bytes did not change.
-    opened: RwLock<HashMap<String, (Vec<u8>, TokenRecord)>>,
+    opened: RwLock<HashMap<String, (Sealed, TokenRecord)>>,
 }
 
 /// Most opened token records kept (the cache is cleared when it would grow past this).
@@ -150,7 +150,7 @@ impl Barrier {
             })
     }
 
-    pub fn seal_secret(&self, path: &SecretPath, plain: &[u8]) -> Result<Vec<u8>, BarrierError> {
+    pub fn seal_secret(&self, path: &SecretPath, plain: &[u8]) -> Result<Sealed, BarrierError> {
         self.current()?
             .seal(&secret_aad(path.as_str()), plain)
             .map_err(|source| BarrierError::Crypto {
@@ -172,7 +172,7 @@ impl Barrier {
         &self,
         path: &SecretPath,
         plain: &[u8],
-    ) -> Result<Vec<u8>, BarrierError> {
+    ) -> Result<Sealed, BarrierError> {
         self.current()?
             .seal(&custom_metadata_aad(path.as_str()), plain)
             .map_err(|source| BarrierError::Crypto {
@@ -193,7 +193,7 @@ impl Barrier {
         )
     }
 
-    pub fn seal_token(&self, record: &TokenRecord) -> Result<Vec<u8>, BarrierError> {
+    pub fn seal_token(&self, record: &TokenRecord) -> Result<Sealed, BarrierError> {
         let bytes = record.encode();
         self.current()?
             .seal(&token_aad(&record.accessor), &bytes)
@@ -281,11 +281,7 @@ impl Barrier {
     }
 
     /// A new key for version `version` of the mount at `mount`, wrapped, ready to propose.
-    pub fn new_wrapped_mount_key(
-        &self,
-        mount: &str,
-        version: u32,
-    ) -> Result<Vec<u8>, BarrierError> {
+    pub fn new_wrapped_mount_key(&self, mount: &str, version: u32) -> Result<Sealed, BarrierError> {
         let raw = crypto::random_key().map_err(|source| BarrierError::Crypto {
             what: "new mount key".into(),
             source,
@@ -371,7 +367,7 @@ impl Barrier {
     }
 
     /// A new data key, wrapped, ready to propose as key `id`.
-    pub fn new_wrapped_key(&self, id: u32) -> Result<Vec<u8>, BarrierError> {
+    pub fn new_wrapped_key(&self, id: u32) -> Result<Sealed, BarrierError> {
         let raw = crypto::random_key().map_err(|source| BarrierError::Crypto {
             what: "new key".into(),
             source,

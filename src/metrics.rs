@@ -33,8 +33,9 @@ pub const WRITE_QUEUE_DURATION: &str = "raftsafe_write_queue_seconds";
 pub const WRITE_COMMIT_DURATION: &str = "raftsafe_write_commit_seconds";
 pub const APPEND_RPC_DURATION: &str = "raftsafe_raft_append_rpc_seconds";
 pub const APPEND_SERVE_DURATION: &str = "raftsafe_raft_append_serve_seconds";
-pub const FORWARDED: &str = "raftsafe_forwarded_total";
-pub const FORWARD_FAILURES: &str = "raftsafe_forward_failures_total";
+// The relay counters keep their published names (dashboards and alerts use them).
+pub const RELAYED: &str = "raftsafe_forwarded_total";
+pub const RELAY_FAILURES: &str = "raftsafe_forward_failures_total";
 pub const RELAY_BATCH_OPS: &str = "raftsafe_relay_batch_ops";
 pub const FAIL_FAST: &str = "raftsafe_fail_fast_total";
 
@@ -174,11 +175,11 @@ fn describe() {
         "Writes per request a follower relays to the leader."
     );
     describe_counter!(
-        FORWARDED,
+        RELAYED,
         "Writes and membership changes relayed to the leader."
     );
     describe_counter!(
-        FORWARD_FAILURES,
+        RELAY_FAILURES,
         "Relays to the leader that failed in transport."
     );
     describe_counter!(

@@ -32,7 +32,7 @@ use super::wire::*;
 
 const DESCRIPTION: &str = "\
 raftsafe is a secrets store replicated with Raft. Any node answers any call: writes are \
-forwarded to the leader, reads are linearizable (each runs a read-index round first).
+relayed to the leader, reads are linearizable (each runs a read-index round first).
 
 **Authentication.** Every call except `/health/*` and this document needs \
 `Authorization: Bearer <token>`. A token grants *scopes* (`read:secret`, `write:secret`, \

@@ -534,17 +534,17 @@ mod tests {
         let path = crate::secret::SecretPath::parse("app/db").unwrap();
         let put = Command::Put {
             path: path.clone(),
-            sealed: vec![0; 16],
+            sealed: crate::secret::Sealed::from_bytes(vec![0; 16]),
             cas: None,
         };
         let token = Command::CreateToken {
             accessor: "a".into(),
-            sealed: vec![],
+            sealed: crate::secret::Sealed::default(),
             bootstrap: false,
         };
         let key = Command::AddDataKey {
             id: 2,
-            wrapped: vec![],
+            wrapped: crate::secret::Sealed::default(),
         };
         assert!(!fits_a_full_disk(&put));
         assert!(!fits_a_full_disk(&token));
@@ -554,7 +554,7 @@ mod tests {
         let metadata = Command::SetMetadata {
             path: path.clone(),
             max_versions: Some(1),
-            custom_metadata: Some(vec![0; 64]),
+            custom_metadata: Some(crate::secret::Sealed::from_bytes(vec![0; 64])),
             generation: None,
         };
         assert!(!fits_a_full_disk(&metadata));

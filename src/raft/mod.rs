@@ -1,6 +1,6 @@
 //! Raft plumbing: the HTTP transport between nodes ([`network`] dials, [`rpc`] serves,
 //! [`wire`] holds what crosses it) and the node's lifecycle ([`node`]: start, bootstrap,
-//! the read-index round, writes, forwarding; [`batch`] and [`relay`] group writes into entries and
+//! the read-index round, writes, relaying; [`batch`] and [`relay`] group writes into entries and
 //! relayed requests; [`snapshots`] decides when to build a snapshot; [`view`] types what a read may assume;
 //! [`disk`] is the NOSPACE alarm, carried on the transport).
 //!

@@ -1,5 +1,5 @@
 //! The client side of the internal transport: one pooled HTTP client per process, used for
-//! Raft RPCs (append, vote, install-snapshot), read-index requests and forwarded writes.
+//! Raft RPCs (append, vote, install-snapshot), read-index requests and relayed writes.
 //!
 //! Invariants:
 //! - Every request names its target node id; the receiver refuses a request meant for

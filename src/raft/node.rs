@@ -37,18 +37,17 @@ use super::network::{CallError, NetworkFactory, PeerClient, CONTACT_WINDOW};
 use super::relay::Relay;
 use super::snapshots;
 use super::view::{Linearized, Local};
-use super::wire::{
-    ForwardOp, ForwardReply, Forwarded, ForwardedWrites, ROUTE_FORWARD, ROUTE_READ_INDEX,
-    ROUTE_STATUS,
-};
 pub use super::wire::{NodeError, NodeStatus};
+use super::wire::{
+    RelayOp, RelayReply, RelayRequest, RelayedWrites, ROUTE_READ_INDEX, ROUTE_RELAY, ROUTE_STATUS,
+};
 use super::{LogId, NodeId, NodeInfo, Raft, StoredMembership};
 use crate::config::Config;
 use crate::secret::{CommandResult, Op};
 use crate::store::state_machine::Reader;
 use crate::store::{Db, LogStore, StateMachine};
 
-/// Most relays a forwarded request may take (follower → leader, plus one leader change).
+/// Most relays a relayed request may take (follower → leader, plus one leader change).
 pub const MAX_HOPS: u8 = 2;
 
 /// Most log entries in one append RPC. openraft 0.9 gives every append RPC the heartbeat
@@ -89,8 +88,7 @@ pub struct Node {
 
 /// What a membership change's own task ends with (`Err(())` around it: still running when
 /// the request's time ran out).
-type MembershipOutcome =
-    Result<ForwardReply, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>;
+type MembershipOutcome = Result<RelayReply, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>;
 
 /// A new member is promoted to voter only once it has caught up and then answered every
 /// append for this long (autopilot's `server_stabilization_time`, 10 s there): a node that
@@ -401,52 +399,50 @@ impl Node {
 
     /// Commits a write through the leader and returns the state machine's result.
     pub async fn write(&self, op: Op) -> Result<CommandResult, NodeError> {
-        match self.execute(ForwardOp::Write(op), 0).await? {
-            ForwardReply::Written(r) => Ok(r),
-            ForwardReply::Done => Err(NodeError::Internal("unexpected reply to a write".into())),
+        match self.execute(RelayOp::Write(op), 0).await? {
+            RelayReply::Written(r) => Ok(r),
+            RelayReply::Done => Err(NodeError::Internal("unexpected reply to a write".into())),
         }
     }
 
     pub async fn add_member(&self, id: NodeId, node: NodeInfo) -> Result<(), NodeError> {
-        self.execute(ForwardOp::AddMember { id, node }, 0)
+        self.execute(RelayOp::AddMember { id, node }, 0)
             .await
             .map(|_| ())
     }
 
     pub async fn remove_member(&self, id: NodeId) -> Result<(), NodeError> {
-        self.execute(ForwardOp::RemoveMember { id }, 0)
+        self.execute(RelayOp::RemoveMember { id }, 0)
             .await
             .map(|_| ())
     }
 
     /// Entry point for requests relayed by other nodes.
-    pub async fn handle_forwarded(&self, req: Forwarded) -> Result<ForwardReply, NodeError> {
+    pub async fn handle_relayed(&self, req: RelayRequest) -> Result<RelayReply, NodeError> {
         self.execute(req.op, req.hops).await
     }
 
     /// Entry point for writes relayed together by another node: each is executed as if relayed
     /// alone (so they join this leader's next log entry together), answered in order.
-    pub async fn handle_forwarded_writes(
+    pub async fn handle_relayed_writes(
         &self,
-        req: ForwardedWrites,
+        req: RelayedWrites,
     ) -> Vec<Result<CommandResult, NodeError>> {
         let hops = req.hops;
         let each = req.ops.into_iter().map(|op| async move {
-            match self.execute(ForwardOp::Write(op), hops).await? {
-                ForwardReply::Written(r) => Ok(r),
-                ForwardReply::Done => {
-                    Err(NodeError::Internal("unexpected reply to a write".into()))
-                }
+            match self.execute(RelayOp::Write(op), hops).await? {
+                RelayReply::Written(r) => Ok(r),
+                RelayReply::Done => Err(NodeError::Internal("unexpected reply to a write".into())),
             }
         });
         futures::future::join_all(each).await
     }
 
-    async fn execute(&self, op: ForwardOp, hops: u8) -> Result<ForwardReply, NodeError> {
+    async fn execute(&self, op: RelayOp, hops: u8) -> Result<RelayReply, NodeError> {
         // Adding a member waits for the new node to be stable ([`STABILIZATION`]) on top of
         // the usual time, on every node the request passes through.
         let patience = match op {
-            ForwardOp::AddMember { .. } => self.config.request_timeout + STABILIZATION,
+            RelayOp::AddMember { .. } => self.config.request_timeout + STABILIZATION,
             _ => self.config.request_timeout,
         };
         let op = Arc::new(op);
@@ -460,17 +456,17 @@ impl Node {
 
     async fn execute_attempt(
         &self,
-        op: &ForwardOp,
+        op: &RelayOp,
         hops: u8,
         deadline: Instant,
-    ) -> Attempt<ForwardReply> {
+    ) -> Attempt<RelayReply> {
         let Some(leader) = self.raft.current_leader().await else {
             return Attempt::Retry("no leader is known".into());
         };
         if leader == self.id {
             // The service refused these where the client called, if that node knew of the
             // alarm; one relayed by a node that did not know yet stops here (see `disk`).
-            if let (true, ForwardOp::Write(write)) = (hops > 0, op) {
+            if let (true, RelayOp::Write(write)) = (hops > 0, op) {
                 if let Some((id, report)) = self.space_alarm() {
                     if !disk::fits_a_full_disk(&write.command) {
                         return Attempt::Done(Err(NodeError::Unavailable(report.detail(id))));
@@ -480,37 +476,37 @@ impl Node {
             return self.execute_on_leader(op, deadline).await;
         }
         if hops >= MAX_HOPS {
-            return Attempt::Retry(format!("not forwarding further after {hops} hops"));
+            return Attempt::Retry(format!("not relaying further after {hops} hops"));
         }
         let Some(info) = self.member(leader) else {
             return Attempt::Retry(format!("leader {leader} is not in the membership"));
         };
-        metrics::counter!(crate::metrics::FORWARDED).increment(1);
-        if let ForwardOp::Write(write) = op {
+        metrics::counter!(crate::metrics::RELAYED).increment(1);
+        if let RelayOp::Write(write) = op {
             let relayed = self.relay.send(leader, info, hops + 1, write.clone());
             return match tokio::time::timeout(remaining(deadline), relayed).await {
                 // The leader is shutting down: the next one takes the write (same request id).
                 Ok(Ok(Err(NodeError::Stopping(why)))) => Attempt::Retry(why),
-                Ok(Ok(result)) => Attempt::Done(result.map(ForwardReply::Written)),
+                Ok(Ok(result)) => Attempt::Done(result.map(RelayReply::Written)),
                 // Whether or not it reached the leader, retrying is safe: writes are
                 // deduplicated by request id.
                 Ok(Err(why)) => {
-                    metrics::counter!(crate::metrics::FORWARD_FAILURES).increment(1);
+                    metrics::counter!(crate::metrics::RELAY_FAILURES).increment(1);
                     Attempt::Retry(why)
                 }
                 Err(_) => Attempt::Retry("the relayed write was not answered in time".into()),
             };
         }
-        let relayed = Forwarded {
+        let relayed = RelayRequest {
             hops: hops + 1,
             op: op.clone(),
         };
-        let answer: Result<Result<ForwardReply, NodeError>, CallError> = self
+        let answer: Result<Result<RelayReply, NodeError>, CallError> = self
             .peers
-            .call(leader, &info, ROUTE_FORWARD, &relayed, remaining(deadline))
+            .call(leader, &info, ROUTE_RELAY, &relayed, remaining(deadline))
             .await;
         if answer.is_err() {
-            metrics::counter!(crate::metrics::FORWARD_FAILURES).increment(1);
+            metrics::counter!(crate::metrics::RELAY_FAILURES).increment(1);
         }
         match answer {
             Ok(Err(NodeError::Stopping(why))) => Attempt::Retry(why),
@@ -523,13 +519,13 @@ impl Node {
 
     // openraft's error types are large; they live only for the duration of this match.
     #[allow(clippy::result_large_err)]
-    async fn execute_on_leader(&self, op: &ForwardOp, deadline: Instant) -> Attempt<ForwardReply> {
+    async fn execute_on_leader(&self, op: &RelayOp, deadline: Instant) -> Attempt<RelayReply> {
         let left = remaining(deadline);
         let outcome = match op {
-            ForwardOp::Write(op) => {
+            RelayOp::Write(op) => {
                 let submitted = self.batcher.submit(op.clone());
                 return match tokio::time::timeout(left, submitted).await {
-                    Ok(Ok(result)) => Attempt::Done(Ok(ForwardReply::Written(result))),
+                    Ok(Ok(result)) => Attempt::Done(Ok(RelayReply::Written(result))),
                     Ok(Err(BatchError::NotLeader(why))) => Attempt::Retry(why),
                     Ok(Err(BatchError::Stopped)) => Attempt::Done(Err(self.stopping())),
                     Ok(Err(BatchError::Fatal(why))) => Attempt::Done(Err(NodeError::Internal(why))),
@@ -541,14 +537,14 @@ impl Node {
                     }
                 };
             }
-            ForwardOp::AddMember { id, node } => {
+            RelayOp::AddMember { id, node } => {
                 let (raft, id) = (self.raft.clone(), *id);
                 // Already a voter of the committed, settled configuration (a retry).
                 if settled(&raft, self.reader.clone())
                     .await
                     .is_some_and(|m| m.voter_ids().any(|v| v == id))
                 {
-                    return Attempt::Done(Ok(ForwardReply::Done));
+                    return Attempt::Done(Ok(RelayReply::Done));
                 }
                 // A learner first, caught up (idempotent: a retry finds it there).
                 let (learner, node) = (raft.clone(), node.clone());
@@ -557,7 +553,7 @@ impl Node {
                         learner
                             .add_learner(id, node, true)
                             .await
-                            .map(|_| ForwardReply::Done)
+                            .map(|_| RelayReply::Done)
                     })
                     .await;
                 match self.membership_attempt(added) {
@@ -579,12 +575,12 @@ impl Node {
                         let voters = BTreeSet::from([id]);
                         raft.change_membership(ChangeMembers::AddVoterIds(voters), false)
                             .await
-                            .map(|_| ForwardReply::Done)
+                            .map(|_| RelayReply::Done)
                     })
                     .await;
                 return self.membership_attempt(promoted);
             }
-            ForwardOp::RemoveMember { id } => {
+            RelayOp::RemoveMember { id } => {
                 if let Some(why) = self.removal_refused(*id) {
                     return Attempt::Done(Err(NodeError::Rejected(why)));
                 }
@@ -595,12 +591,12 @@ impl Node {
                         .await
                         .is_some_and(|m| m.get_node(&id).is_none())
                     {
-                        return Ok(ForwardReply::Done);
+                        return Ok(RelayReply::Done);
                     }
                     let voters = BTreeSet::from([id]);
                     raft.change_membership(ChangeMembers::RemoveVoters(voters), false)
                         .await
-                        .map(|_| ForwardReply::Done)
+                        .map(|_| RelayReply::Done)
                 })
                 .await
             }
@@ -611,7 +607,7 @@ impl Node {
     /// A membership change's outcome as the answer to its request.
     // openraft's error types are large; they live only for the duration of this call.
     #[allow(clippy::result_large_err)]
-    fn membership_attempt(&self, outcome: Result<MembershipOutcome, ()>) -> Attempt<ForwardReply> {
+    fn membership_attempt(&self, outcome: Result<MembershipOutcome, ()>) -> Attempt<RelayReply> {
         match outcome {
             Err(()) => Attempt::Done(Err(NodeError::Unavailable(
                 "the membership change did not complete within the request timeout and goes on: \
@@ -748,10 +744,7 @@ impl Node {
     async fn change_membership<F>(&self, left: Duration, change: F) -> Result<MembershipOutcome, ()>
     where
         F: std::future::Future<
-                Output = Result<
-                    ForwardReply,
-                    RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>,
-                >,
+                Output = Result<RelayReply, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>,
             > + Send
             + 'static,
     {

@@ -1,4 +1,4 @@
-//! Forwarded writes, batched: a follower relays the writes its clients send it to the leader
+//! RelayRequest writes, batched: a follower relays the writes its clients send it to the leader
 //! many to one internal request, the way the leader's [`super::batch`] puts many writes in one
 //! log entry.
 //!
@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::network::PeerClient;
-use super::wire::{ForwardedWrites, NodeError, ROUTE_FORWARD_WRITES};
+use super::wire::{NodeError, RelayedWrites, ROUTE_RELAY_WRITES};
 use super::{NodeId, NodeInfo};
 use crate::secret::{CommandResult, Op};
 
@@ -122,9 +122,9 @@ async fn send_batch(peers: &PeerClient, batch: Vec<Pending>, timeout: Duration) 
     let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
     let n = ops.len();
     metrics::histogram!(crate::metrics::RELAY_BATCH_OPS).record(n as f64);
-    let request = ForwardedWrites { hops, ops };
+    let request = RelayedWrites { hops, ops };
     let answer: Result<Vec<Result<CommandResult, NodeError>>, _> = peers
-        .call(leader, &info, ROUTE_FORWARD_WRITES, &request, timeout)
+        .call(leader, &info, ROUTE_RELAY_WRITES, &request, timeout)
         .await;
     match answer {
         Ok(results) if results.len() == n => {

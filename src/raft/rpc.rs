@@ -8,7 +8,7 @@
 //!   ([`PeerKey`], derived from the master key) or is refused with 401 before its body is
 //!   read. This holds in dev mode too, where the listener is plain HTTP on loopback and any
 //!   local user could otherwise propose writes or change the membership.
-//! - A forwarded write names its caller (the token the receiving node checked); only the
+//! - A relayed write names its caller (the token the receiving node checked); only the
 //!   cluster's own bootstrap writes (first data key, root token) may come without one.
 //! - Handlers are thin: decode, check the target, call into openraft or [`Node`], encode.
 //!   The append route also takes the leader's disk table from its header and answers with
@@ -28,9 +28,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::disk;
 use super::node::Node;
 use super::wire::{
-    Envelope, ForwardOp, ForwardReply, Forwarded, ForwardedWrites, NodeError, NodeStatus, PeerKey,
-    MAX_INTERNAL_BODY, PEER_KEY_HEADER, ROUTE_APPEND, ROUTE_FORWARD, ROUTE_FORWARD_WRITES,
-    ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_STATUS, ROUTE_VOTE, TARGET_MISMATCH,
+    Envelope, NodeError, NodeStatus, PeerKey, RelayOp, RelayReply, RelayRequest, RelayedWrites,
+    MAX_INTERNAL_BODY, PEER_KEY_HEADER, ROUTE_APPEND, ROUTE_READ_INDEX, ROUTE_RELAY,
+    ROUTE_RELAY_WRITES, ROUTE_SNAPSHOT, ROUTE_STATUS, ROUTE_VOTE, TARGET_MISMATCH,
 };
 use super::{LogId, NodeId, TypeConfig};
 use crate::codec;
@@ -41,8 +41,8 @@ pub fn router(node: Arc<Node>, key: PeerKey) -> Router {
         .route(ROUTE_VOTE, post(vote))
         .route(ROUTE_SNAPSHOT, post(snapshot))
         .route(ROUTE_READ_INDEX, post(read_index))
-        .route(ROUTE_FORWARD, post(forward))
-        .route(ROUTE_FORWARD_WRITES, post(forward_writes))
+        .route(ROUTE_RELAY, post(relay))
+        .route(ROUTE_RELAY_WRITES, post(relay_writes))
         .route(ROUTE_STATUS, post(status))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY))
         .layer(axum::middleware::from_fn(
@@ -72,7 +72,7 @@ pub fn router(node: Arc<Node>, key: PeerKey) -> Router {
         .with_state(node)
 }
 
-/// Whether a forwarded write may be proposed: it names its caller, or it is one of the
+/// Whether a relayed write may be proposed: it names its caller, or it is one of the
 /// cluster's own bootstrap writes (whose once-only rules in the state machine decide), or a
 /// login, which is its own authority (apply issues its token only for a role and keys still
 /// current and, for AppRole, a secret id with a use left: `secret::login`).
@@ -93,7 +93,7 @@ fn acceptable(op: &crate::secret::Op) -> bool {
 fn refuse_callerless() -> Response {
     (
         StatusCode::FORBIDDEN,
-        "a forwarded write must name its caller (only bootstrap writes and logins may not)",
+        "a relayed write must name its caller (only bootstrap writes and logins may not)",
     )
         .into_response()
 }
@@ -165,29 +165,29 @@ async fn read_index(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     reply(&answer)
 }
 
-async fn forward(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let req: Forwarded = match open(&node, &body) {
+async fn relay(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: RelayRequest = match open(&node, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    if let ForwardOp::Write(op) = &req.op {
+    if let RelayOp::Write(op) = &req.op {
         if !acceptable(op) {
             return refuse_callerless();
         }
     }
-    let answer: Result<ForwardReply, NodeError> = node.handle_forwarded(req).await;
+    let answer: Result<RelayReply, NodeError> = node.handle_relayed(req).await;
     reply(&answer)
 }
 
-async fn forward_writes(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let req: ForwardedWrites = match open(&node, &body) {
+async fn relay_writes(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: RelayedWrites = match open(&node, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     if !req.ops.iter().all(acceptable) {
         return refuse_callerless();
     }
-    reply(&node.handle_forwarded_writes(req).await)
+    reply(&node.handle_relayed_writes(req).await)
 }
 
 async fn status(State(node): State<Arc<Node>>, body: Bytes) -> Response {

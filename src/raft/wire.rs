@@ -24,10 +24,12 @@ pub const ROUTE_VOTE: &str = "/raft/vote";
 pub const ROUTE_SNAPSHOT: &str = "/raft/snapshot";
 /// A follower asks the leader for a read index (the leader confirms with a quorum first).
 pub const ROUTE_READ_INDEX: &str = "/raft/read-index";
-/// A write or membership change relayed to the leader.
-pub const ROUTE_FORWARD: &str = "/raft/forward";
+/// A write or membership change relayed to the leader. The two relay routes keep the names
+/// they had before "relay" became the one word for it: nodes of both versions must reach
+/// each other during a rolling upgrade.
+pub const ROUTE_RELAY: &str = "/raft/forward";
 /// Writes relayed to the leader, many to a request ([`super::relay`]).
-pub const ROUTE_FORWARD_WRITES: &str = "/raft/forward-writes";
+pub const ROUTE_RELAY_WRITES: &str = "/raft/forward-writes";
 /// One node's own status.
 pub const ROUTE_STATUS: &str = "/raft/status";
 
@@ -75,7 +77,7 @@ pub struct Envelope<T> {
     pub body: T,
 }
 
-/// The Raft layer's errors, as the API sees them. Serializable: a forwarded request's error
+/// The Raft layer's errors, as the API sees them. Serializable: a relayed request's error
 /// travels back to the node the client called.
 #[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
 pub enum NodeError {
@@ -104,30 +106,30 @@ impl From<crate::store::StoreError> for NodeError {
 
 /// A request relayed from the node a client called to the leader.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Forwarded {
+pub struct RelayRequest {
     /// How many nodes relayed it already; bounded so a confused cluster cannot loop.
     pub hops: u8,
-    pub op: ForwardOp,
+    pub op: RelayOp,
 }
 
 /// Writes relayed together from the node the clients called to the leader; answered with
 /// one `Result<CommandResult, NodeError>` per op, in order.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ForwardedWrites {
-    /// How many nodes relayed them already (as in [`Forwarded`]).
+pub struct RelayedWrites {
+    /// How many nodes relayed them already (as in [`RelayRequest`]).
     pub hops: u8,
     pub ops: Vec<Op>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ForwardOp {
+pub enum RelayOp {
     Write(Op),
     AddMember { id: NodeId, node: NodeInfo },
     RemoveMember { id: NodeId },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub enum ForwardReply {
+pub enum RelayReply {
     Written(CommandResult),
     Done,
 }

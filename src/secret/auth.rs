@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::crypto::Sealed;
 use super::token::Policy;
 
 /// A login method, as Vault names its mount (`auth/approle`, `auth/jwt`).
@@ -174,7 +175,7 @@ pub struct Login {
     pub secret_id: Option<String>,
     /// The new token's accessor and its record, sealed.
     pub accessor: String,
-    pub sealed: Vec<u8>,
+    pub sealed: Sealed,
     pub ttl_ms: u64,
     pub max_ttl_ms: u64,
 }

@@ -15,6 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{JwtConfig, Lease, Login, Method, Role, SecretId};
+use super::crypto::Sealed;
 use super::path::SecretPath;
 use super::token::Policy;
 
@@ -154,24 +155,26 @@ pub struct Caller {
 
 /// What a write does. Sealed bytes are opaque here: they are produced and opened by the
 /// crypto layer with the path bound in, so the state machine can store them but not read them.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` is derived: [`Sealed`] and [`StoredPairs`] print their sizes only, so a command in
+/// a log line never shows a value, not even encrypted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Write a new version of `path`. `cas`: only if the current version equals it (0 = absent).
     Put {
         path: SecretPath,
-        sealed: Vec<u8>,
+        sealed: Sealed,
         cas: Option<u64>,
     },
     /// Soft-delete the latest version of `path`; its history is kept.
     Delete { path: SecretPath },
     /// Add data key `id` (wrapped under the master key) and make it current. Applies only
     /// if `id` is the current key id + 1, so concurrent rotations cannot both win.
-    AddDataKey { id: u32, wrapped: Vec<u8> },
+    AddDataKey { id: u32, wrapped: Sealed },
     /// Store a token record (sealed). `bootstrap`: the root token made at cluster
     /// creation, which is accepted once per cluster.
     CreateToken {
         accessor: String,
-        sealed: Vec<u8>,
+        sealed: Sealed,
         bootstrap: bool,
     },
     /// Revoke a token from now on.
@@ -188,14 +191,14 @@ pub enum Command {
     RestoreChunk {
         restore: u64,
         seq: u64,
-        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        pairs: StoredPairs,
     },
     /// Step 3: replace the whole state with what was staged, in one atomic write.
     RestoreCommit { restore: u64 },
     /// Write a new version of `path` if `precondition` holds (`If-Match` / `If-None-Match`).
     PutIf {
         path: SecretPath,
-        sealed: Vec<u8>,
+        sealed: Sealed,
         precondition: Precondition,
     },
     /// Soft-delete the latest version of `path` if `precondition` holds.
@@ -222,7 +225,7 @@ pub enum Command {
     CreateMount {
         path: SecretPath,
         kind: MountKind,
-        wrapped: Vec<u8>,
+        wrapped: Sealed,
     },
     /// Unmount `path` and destroy every key of it.
     DeleteMount { path: SecretPath },
@@ -230,7 +233,7 @@ pub enum Command {
     AddMountKey {
         path: SecretPath,
         version: u32,
-        wrapped: Vec<u8>,
+        wrapped: Sealed,
     },
     /// Change a mount's `minDecryptionVersion` / `minEncryptionVersion` (`None`: unchanged).
     ConfigureMount {
@@ -268,7 +271,7 @@ pub enum Command {
     SetMetadata {
         path: SecretPath,
         max_versions: Option<u64>,
-        custom_metadata: Option<Vec<u8>>,
+        custom_metadata: Option<Sealed>,
         generation: Option<u64>,
     },
     /// Write named ACL policy `name`: its text and what it compiled to ([`super::acl`]).
@@ -286,6 +289,32 @@ pub enum Command {
     },
     /// Unregister the KV mount at `path`, if its folder holds no path.
     DeleteKvMount { path: SecretPath },
+}
+
+/// Key/value pairs exactly as stored, as a restore stages them: a backup's bytes (values and
+/// tokens sealed, keys wrapped, metadata plain). `Debug` shows how many, never the bytes.
+/// Serialized as the `Vec` it holds.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredPairs(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl StoredPairs {
+    pub fn new(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> StoredPairs {
+        StoredPairs(pairs)
+    }
+}
+
+impl std::ops::Deref for StoredPairs {
+    type Target = [(Vec<u8>, Vec<u8>)];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StoredPairs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoredPairs({} pairs)", self.0.len())
+    }
 }
 
 /// A condition on a path's current version, checked where a write applies.
@@ -400,7 +429,7 @@ impl Command {
                 path,
                 custom_metadata,
                 ..
-            } => path.as_str().len() + 32 + custom_metadata.as_ref().map_or(0, Vec::len),
+            } => path.as_str().len() + 32 + custom_metadata.as_ref().map_or(0, |c| c.len()),
         }
     }
 
@@ -437,194 +466,6 @@ impl Command {
             Command::DeleteAclPolicy { .. } => "delete_acl_policy",
             Command::CreateKvMount { .. } => "create_kv_mount",
             Command::DeleteKvMount { .. } => "delete_kv_mount",
-        }
-    }
-}
-
-// Hand-written so that sealed bytes never reach a log line, even encrypted.
-impl fmt::Debug for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Command::Put { path, sealed, cas } => f
-                .debug_struct("Put")
-                .field("path", path)
-                .field("sealed_len", &sealed.len())
-                .field("cas", cas)
-                .finish(),
-            Command::Delete { path } => f.debug_struct("Delete").field("path", path).finish(),
-            Command::AddDataKey { id, .. } => f
-                .debug_struct("AddDataKey")
-                .field("id", id)
-                .finish_non_exhaustive(),
-            Command::CreateToken {
-                accessor,
-                bootstrap,
-                ..
-            } => f
-                .debug_struct("CreateToken")
-                .field("accessor", accessor)
-                .field("bootstrap", bootstrap)
-                .finish_non_exhaustive(),
-            Command::RevokeToken { accessor } => f
-                .debug_struct("RevokeToken")
-                .field("accessor", accessor)
-                .finish(),
-            Command::RestoreBegin {
-                restore,
-                pairs,
-                force,
-            } => f
-                .debug_struct("RestoreBegin")
-                .field("restore", restore)
-                .field("pairs", pairs)
-                .field("force", force)
-                .finish(),
-            Command::RestoreChunk {
-                restore,
-                seq,
-                pairs,
-            } => f
-                .debug_struct("RestoreChunk")
-                .field("restore", restore)
-                .field("seq", seq)
-                .field("pairs", &pairs.len())
-                .finish_non_exhaustive(),
-            Command::RestoreCommit { restore } => f
-                .debug_struct("RestoreCommit")
-                .field("restore", restore)
-                .finish(),
-            Command::PutIf {
-                path,
-                sealed,
-                precondition,
-            } => f
-                .debug_struct("PutIf")
-                .field("path", path)
-                .field("sealed_len", &sealed.len())
-                .field("precondition", precondition)
-                .finish(),
-            Command::DeleteIf { path, precondition } => f
-                .debug_struct("DeleteIf")
-                .field("path", path)
-                .field("precondition", precondition)
-                .finish(),
-            Command::Undelete { path, versions } => f
-                .debug_struct("Undelete")
-                .field("path", path)
-                .field("versions", versions)
-                .finish(),
-            Command::Destroy { path, versions } => f
-                .debug_struct("Destroy")
-                .field("path", path)
-                .field("versions", versions)
-                .finish(),
-            Command::SetMaxVersions { path, max_versions } => f
-                .debug_struct("SetMaxVersions")
-                .field("path", path)
-                .field("max_versions", max_versions)
-                .finish(),
-            Command::DeleteMetadata { path } => f
-                .debug_struct("DeleteMetadata")
-                .field("path", path)
-                .finish(),
-            Command::CreateMount { path, kind, .. } => f
-                .debug_struct("CreateMount")
-                .field("path", path)
-                .field("kind", kind)
-                .finish_non_exhaustive(),
-            Command::DeleteMount { path } => {
-                f.debug_struct("DeleteMount").field("path", path).finish()
-            }
-            Command::AddMountKey { path, version, .. } => f
-                .debug_struct("AddMountKey")
-                .field("path", path)
-                .field("version", version)
-                .finish_non_exhaustive(),
-            Command::ConfigureMount {
-                path,
-                min_decryption_version,
-                min_encryption_version,
-            } => f
-                .debug_struct("ConfigureMount")
-                .field("path", path)
-                .field("min_decryption_version", min_decryption_version)
-                .field("min_encryption_version", min_encryption_version)
-                .finish(),
-            Command::TrimMount {
-                path,
-                min_available_version,
-            } => f
-                .debug_struct("TrimMount")
-                .field("path", path)
-                .field("min_available_version", min_available_version)
-                .finish(),
-            Command::PutRole { name, role } => f
-                .debug_struct("PutRole")
-                .field("name", name)
-                .field("method", &role.method())
-                .finish_non_exhaustive(),
-            Command::DeleteRole { method, name } => f
-                .debug_struct("DeleteRole")
-                .field("method", method)
-                .field("name", name)
-                .finish(),
-            Command::PutJwtConfig { .. } => f.debug_struct("PutJwtConfig").finish_non_exhaustive(),
-            Command::AddSecretId { role, secret_id } => f
-                .debug_struct("AddSecretId")
-                .field("role", role)
-                .field("accessor", &secret_id.accessor)
-                .finish_non_exhaustive(),
-            Command::DestroySecretId { role, accessor } => f
-                .debug_struct("DestroySecretId")
-                .field("role", role)
-                .field("accessor", accessor)
-                .finish(),
-            Command::Login(login) => f
-                .debug_struct("Login")
-                .field("method", &login.method)
-                .field("role", &login.role)
-                .field("accessor", &login.accessor)
-                .finish_non_exhaustive(),
-            Command::RenewToken {
-                accessor,
-                increment_ms,
-            } => f
-                .debug_struct("RenewToken")
-                .field("accessor", accessor)
-                .field("increment_ms", increment_ms)
-                .finish(),
-            Command::SetMetadata {
-                path,
-                max_versions,
-                custom_metadata,
-                generation,
-            } => f
-                .debug_struct("SetMetadata")
-                .field("path", path)
-                .field("max_versions", max_versions)
-                .field(
-                    "custom_metadata_len",
-                    &custom_metadata.as_ref().map(Vec::len),
-                )
-                .field("generation", generation)
-                .finish(),
-            Command::PutAclPolicy { name, grants, .. } => f
-                .debug_struct("PutAclPolicy")
-                .field("name", name)
-                .field("grants", grants)
-                .finish_non_exhaustive(),
-            Command::DeleteAclPolicy { name } => f
-                .debug_struct("DeleteAclPolicy")
-                .field("name", name)
-                .finish(),
-            Command::CreateKvMount { path, description } => f
-                .debug_struct("CreateKvMount")
-                .field("path", path)
-                .field("description", description)
-                .finish(),
-            Command::DeleteKvMount { path } => {
-                f.debug_struct("DeleteKvMount").field("path", path).finish()
-            }
         }
     }
 }

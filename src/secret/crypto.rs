@@ -13,6 +13,7 @@ use std::fmt;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
 
 const FORMAT: u8 = 1;
 const HEADER: usize = 1 + 4 + NONCE_LEN;
@@ -29,6 +30,40 @@ pub enum CryptoError {
     Authentication,
     #[error("the system random number generator failed")]
     Random,
+}
+
+/// Bytes made by [`SealingKey::seal`]: a secret's value, a token record, a wrapped key.
+/// Opaque to everything but the keyring, and its `Debug` shows only the length, so a sealed
+/// value never reaches a log line, not even encrypted. Serialized exactly as its bytes
+/// (`serde(transparent)`): the log, snapshot and backup formats are those of a `Vec<u8>`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sealed(Vec<u8>);
+
+impl Sealed {
+    /// Bytes that were sealed elsewhere (read from storage, a backup, a ciphertext a
+    /// client sent back); opening them checks them.
+    pub fn from_bytes(bytes: Vec<u8>) -> Sealed {
+        Sealed(bytes)
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Read as bytes (to open, store or measure); never printed as bytes.
+impl std::ops::Deref for Sealed {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sealed({} bytes)", self.0.len())
+    }
 }
 
 /// One AES-256 key with its id.
@@ -53,7 +88,7 @@ impl SealingKey {
         })
     }
 
-    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Sealed, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
@@ -71,7 +106,7 @@ impl SealingKey {
             )
             .map_err(|_| CryptoError::Malformed)?;
         out.extend_from_slice(&body);
-        Ok(out)
+        Ok(Sealed(out))
     }
 
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -137,6 +172,22 @@ pub fn random_key() -> Result<[u8; 32], CryptoError> {
 mod tests {
     use super::*;
 
+    /// The log, snapshots and backups hold `Sealed` where they held `Vec<u8>` before it
+    /// existed: the bytes on disk must be the same, and `Debug` must show no byte.
+    #[test]
+    fn sealed_is_stored_as_its_bytes_and_printed_as_its_length() {
+        let bytes = vec![7u8, 0, 255, 42];
+        let sealed = Sealed::from_bytes(bytes.clone());
+        assert_eq!(crate::codec::encode(&sealed), crate::codec::encode(&bytes));
+        let back: Sealed = crate::codec::decode(&crate::codec::encode(&bytes)).unwrap();
+        assert_eq!(back, sealed);
+        assert_eq!(format!("{sealed:?}"), "Sealed(4 bytes)");
+        let pairs = vec![(b"k".to_vec(), bytes.clone())];
+        let stored = crate::secret::StoredPairs::new(pairs.clone());
+        assert_eq!(crate::codec::encode(&stored), crate::codec::encode(&pairs));
+        assert_eq!(format!("{stored:?}"), "StoredPairs(1 pairs)");
+    }
+
     #[test]
     fn round_trip_and_binding() {
         let k = SealingKey::new(1, &[7u8; 32]).unwrap();
@@ -151,7 +202,7 @@ mod tests {
         assert_eq!(other.open(b"app/db", &s), Err(CryptoError::Authentication));
         let k2 = SealingKey::new(2, &[7u8; 32]).unwrap();
         assert_eq!(k2.open(b"app/db", &s), Err(CryptoError::UnknownKey(1)));
-        let mut tampered = s.clone();
+        let mut tampered = s.clone().into_bytes();
         *tampered.last_mut().unwrap() ^= 1;
         assert_eq!(
             k.open(b"app/db", &tampered),

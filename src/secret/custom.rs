@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::command::CommandResult;
+use super::crypto::Sealed;
 use super::path::SecretPath;
 use super::state::{keys, ApplyError, Changes, StateRead};
 
@@ -50,26 +51,14 @@ pub type CustomMetadataPatch = BTreeMap<String, Option<String>>;
 
 /// A path's custom metadata as stored (`C<path>`). A new struct: its bincode layout is its
 /// own, and never changes.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomMetadataRecord {
     /// 1 at the first write, +1 per write (see the module doc).
     pub generation: u64,
     /// The map, sealed by the barrier for this path (never empty: a header and a tag).
-    pub sealed: Vec<u8>,
+    pub sealed: Sealed,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
-}
-
-// Hand-written so that sealed bytes never reach a log line, even encrypted.
-impl std::fmt::Debug for CustomMetadataRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CustomMetadataRecord")
-            .field("generation", &self.generation)
-            .field("sealed_len", &self.sealed.len())
-            .field("created_at_ms", &self.created_at_ms)
-            .field("updated_at_ms", &self.updated_at_ms)
-            .finish()
-    }
 }
 
 /// A key as a refusal names it: quoted and escaped, at most 64 characters of it.
@@ -229,7 +218,7 @@ pub fn set_metadata<S: StateRead>(
     at_ms: u64,
     path: &SecretPath,
     max_versions: Option<u64>,
-    sealed: Option<&[u8]>,
+    sealed: Option<&Sealed>,
     generation: Option<u64>,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     if let Some(mount) = super::mount::covering(state, changes, path.as_str())? {
@@ -246,7 +235,7 @@ pub fn set_metadata<S: StateRead>(
         now = current + 1;
         let record = CustomMetadataRecord {
             generation: now,
-            sealed: sealed.to_vec(),
+            sealed: sealed.clone(),
             created_at_ms: record.as_ref().map_or(at_ms, |r| r.created_at_ms),
             updated_at_ms: record
                 .as_ref()

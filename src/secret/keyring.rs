@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use super::crypto::{CryptoError, SealingKey};
+use super::crypto::{CryptoError, Sealed, SealingKey};
 
 /// Key id the master key seals under (data keys use 1..).
 const MASTER_ID: u32 = 0;
@@ -61,23 +61,55 @@ pub struct Keyring {
     master: SealingKey,
     /// HMAC-SHA256 keys derived from the master key, one per [`MacPurpose`].
     macs: [(MacPurpose, ring::hmac::Key); 4],
-    /// Unwrapped keys by id, with the wrapped bytes they came from: a key is only reused for
-    /// the same wrapped bytes (a restore can replace key 1 of a fresh cluster with key 1 of
-    /// the backup).
-    unwrapped: RwLock<Unwrapped>,
-    /// Unwrapped mount keys by (mount, version), with the wrapped bytes they came from (a
-    /// mount deleted and created again gets new keys under the same names).
-    mounts: RwLock<UnwrappedMountKeys>,
+    /// Unwrapped data keys by id (a restore can replace key 1 of a fresh cluster with key 1
+    /// of the backup).
+    unwrapped: KeyCache<u32>,
+    /// Unwrapped mount keys by (mount, version) (a mount deleted and created again gets new
+    /// keys under the same names).
+    mounts: KeyCache<(String, u32)>,
 }
-
-/// Unwrapped mount keys by (mount, version), each with the wrapped bytes it came from.
-type UnwrappedMountKeys = BTreeMap<(String, u32), (Vec<u8>, Arc<SealingKey>)>;
 
 /// Most unwrapped mount keys kept (the cache is cleared when it would grow past this).
 const MOUNT_KEYS_CACHED: usize = 4096;
 
-/// Unwrapped keys by id, each with the wrapped bytes it came from.
-type Unwrapped = BTreeMap<u32, (Vec<u8>, Arc<SealingKey>)>;
+/// Unwrapped keys by name, each with the wrapped bytes it came from: a key is reused only
+/// for the same wrapped bytes, so a name whose key was replaced is unwrapped afresh.
+struct KeyCache<K> {
+    keys: RwLock<BTreeMap<K, (Sealed, Arc<SealingKey>)>>,
+    /// Cleared when it would grow past this many.
+    most: usize,
+}
+
+impl<K: Ord> KeyCache<K> {
+    fn new(most: usize) -> Self {
+        KeyCache {
+            keys: RwLock::default(),
+            most,
+        }
+    }
+
+    /// The key `name` unwraps to from `wrapped`: cached, or made by `unwrap` and cached.
+    fn get_or_unwrap(
+        &self,
+        name: K,
+        wrapped: &[u8],
+        unwrap: impl FnOnce() -> Result<SealingKey, CryptoError>,
+    ) -> Result<Arc<SealingKey>, CryptoError> {
+        let cached = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, key)) = cached.get(&name).filter(|(w, _)| **w == *wrapped) {
+            return Ok(key.clone());
+        }
+        drop(cached);
+        let key = Arc::new(unwrap()?);
+        let mut cache = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= self.most {
+            cache.clear();
+        }
+        let wrapped = Sealed::from_bytes(wrapped.to_vec());
+        cache.insert(name, (wrapped, key.clone()));
+        Ok(key)
+    }
+}
 
 /// HKDF-SHA256 (no salt: the master key is already uniformly random) of the master key.
 fn derive_mac_key(master: &[u8], purpose: MacPurpose) -> ring::hmac::Key {
@@ -110,8 +142,8 @@ impl Keyring {
                 derive(MacPurpose::Peer),
                 derive(MacPurpose::SecretId),
             ],
-            unwrapped: RwLock::default(),
-            mounts: RwLock::default(),
+            unwrapped: KeyCache::new(usize::MAX),
+            mounts: KeyCache::new(MOUNT_KEYS_CACHED),
         })
     }
 
@@ -146,7 +178,7 @@ impl Keyring {
         mount: &str,
         version: u32,
         key: &[u8; 32],
-    ) -> Result<Vec<u8>, CryptoError> {
+    ) -> Result<Sealed, CryptoError> {
         self.master
             .seal(&super::mount::key_wrap_aad(mount, version), key)
     }
@@ -159,53 +191,23 @@ impl Keyring {
         version: u32,
         wrapped: &[u8],
     ) -> Result<Arc<SealingKey>, CryptoError> {
-        let name = (mount.to_string(), version);
-        if let Some((w, k)) = self
-            .mounts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&name)
-        {
-            if w == wrapped {
-                return Ok(k.clone());
-            }
-        }
-        let raw = self
-            .master
-            .open(&super::mount::key_wrap_aad(mount, version), wrapped)?;
-        let key = Arc::new(SealingKey::new(version, &raw)?);
-        let mut cache = self.mounts.write().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MOUNT_KEYS_CACHED {
-            cache.clear();
-        }
-        cache.insert(name, (wrapped.to_vec(), key.clone()));
-        Ok(key)
+        let aad = super::mount::key_wrap_aad(mount, version);
+        self.mounts
+            .get_or_unwrap((mount.to_string(), version), wrapped, || {
+                SealingKey::new(version, &self.master.open(&aad, wrapped)?)
+            })
     }
 
     /// Wraps a new data key for storage in the replicated state.
-    pub fn wrap(&self, id: u32, key: &[u8; 32]) -> Result<Vec<u8>, CryptoError> {
+    pub fn wrap(&self, id: u32, key: &[u8; 32]) -> Result<Sealed, CryptoError> {
         self.master.seal(&wrap_aad(id), key)
     }
 
     /// Unwraps (and caches) data key `id` from its wrapped bytes.
     pub fn unwrap(&self, id: u32, wrapped: &[u8]) -> Result<Arc<SealingKey>, CryptoError> {
-        if let Some((w, k)) = self
-            .unwrapped
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
-            if w == wrapped {
-                return Ok(k.clone());
-            }
-        }
-        let raw = self.master.open(&wrap_aad(id), wrapped)?;
-        let key = Arc::new(SealingKey::new(id, &raw)?);
-        self.unwrapped
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, (wrapped.to_vec(), key.clone()));
-        Ok(key)
+        self.unwrapped.get_or_unwrap(id, wrapped, || {
+            SealingKey::new(id, &self.master.open(&wrap_aad(id), wrapped)?)
+        })
     }
 }
 

@@ -249,7 +249,7 @@ pub fn login<S: StateRead>(
     };
     changes
         .writes
-        .insert(keys::token(&login.accessor), Some(login.sealed.clone()));
+        .insert(keys::token(&login.accessor), Some(login.sealed.to_vec()));
     changes.delete(keys::revoked(&login.accessor));
     changes.put(lease_key(&login.accessor), &lease);
     Ok(CommandResult::LoggedIn(lease))
@@ -301,6 +301,7 @@ pub fn renew<S: StateRead>(
 mod tests {
     use super::*;
     use crate::secret::command::{Caller, Command};
+    use crate::secret::crypto::Sealed;
     use crate::secret::testing::{single, Mem};
     use crate::secret::token::{PathPattern, Policy, Scope};
 
@@ -347,7 +348,7 @@ mod tests {
             config_generation: None,
             secret_id: sid.map(String::from),
             accessor: token.into(),
-            sealed: vec![1, 2, 3],
+            sealed: Sealed::from_bytes(vec![1, 2, 3]),
             ttl_ms: 60_000,
             max_ttl_ms: 300_000,
         }))
@@ -482,7 +483,7 @@ mod tests {
                 config_generation: Some(generation),
                 secret_id: None,
                 accessor: format!("t{generation}"),
-                sealed: vec![1],
+                sealed: Sealed::from_bytes(vec![1]),
                 ttl_ms: 1_000,
                 max_ttl_ms: 5_000,
             }))
@@ -535,7 +536,7 @@ mod tests {
         // An administrator's token (no lease) is not renewable.
         let create = Command::CreateToken {
             accessor: "admin".into(),
-            sealed: vec![1],
+            sealed: Sealed::from_bytes(vec![1]),
             bootstrap: false,
         };
         mem.run(&[single("c", 0, None, create)]);

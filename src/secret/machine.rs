@@ -6,7 +6,7 @@
 //!   the time into the request), so every replica that applies the same log ends up with
 //!   byte-identical state.
 //! - A request id seen before returns the recorded result and changes nothing, so a client
-//!   or forwarder retrying a write whose first attempt did commit cannot apply it twice.
+//!   or relaying node retrying a write whose first attempt did commit cannot apply it twice.
 //!   The same id with another request's fingerprint is refused (`RequestIdReused`) and
 //!   changes nothing: a client is never told a write happened that did not.
 //!   Seen ids are kept in one ring of [`DEDUP_CAPACITY`] slots *per caller*: a caller's
@@ -44,6 +44,7 @@
 //! them ([`keys::OPERATIONAL`]); everything else is the cluster's data.
 
 use super::command::{Caller, Command, CommandResult, Op, Precondition, Request, RequestId};
+use super::crypto::Sealed;
 use super::path::SecretPath;
 pub use super::state::{
     data_ranges, keys, ApplyError, Changes, Pair, Plan, SecretMeta, StateRead, VersionRecord,
@@ -182,7 +183,7 @@ fn apply_command<S: StateRead>(
             at_ms,
             path,
             *max_versions,
-            custom_metadata.as_deref(),
+            custom_metadata.as_ref(),
             *generation,
         )?,
         Command::CreateMount {
@@ -222,7 +223,7 @@ fn apply_command<S: StateRead>(
             } else {
                 changes
                     .writes
-                    .insert(keys::data_key(*id), Some(wrapped.clone()));
+                    .insert(keys::data_key(*id), Some(wrapped.to_vec()));
                 changes
                     .writes
                     .insert(keys::CURRENT_KEY.to_vec(), Some(id.to_be_bytes().to_vec()));
@@ -244,7 +245,7 @@ fn apply_command<S: StateRead>(
                 }
                 changes
                     .writes
-                    .insert(keys::token(accessor), Some(sealed.clone()));
+                    .insert(keys::token(accessor), Some(sealed.to_vec()));
                 changes.writes.insert(keys::revoked(accessor), None);
                 CommandResult::TokenCreated
             }
@@ -297,7 +298,7 @@ fn put<S: StateRead>(
     changes: &mut Changes,
     at_ms: u64,
     path: &SecretPath,
-    sealed: &[u8],
+    sealed: &Sealed,
     cas: Option<u64>,
     precondition: Option<Precondition>,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
@@ -327,7 +328,7 @@ fn put<S: StateRead>(
         updated_at_ms,
     };
     let record = VersionRecord {
-        sealed: sealed.to_vec(),
+        sealed: sealed.clone(),
         created_at_ms: updated_at_ms,
         deleted_at_ms: None,
     };
@@ -407,7 +408,8 @@ fn remember<S: StateRead>(
 mod tests {
     use super::*;
     use crate::codec;
-    use crate::secret::command::MountKind;
+    use crate::secret::command::{MountKind, StoredPairs};
+    use crate::secret::crypto::Sealed;
     use crate::secret::testing::{single, Mem};
 
     fn p(s: &str) -> SecretPath {
@@ -417,7 +419,7 @@ mod tests {
     fn put(id: &str, at: u64, path: &str, val: &[u8], cas: Option<u64>) -> Request {
         let command = Command::Put {
             path: p(path),
-            sealed: val.to_vec(),
+            sealed: Sealed::from_bytes(val.to_vec()),
             cas,
         };
         single(id, at, None, command)
@@ -453,7 +455,7 @@ mod tests {
             }
         );
         let v1: VersionRecord = codec::decode(&s.0[&keys::version(&p("a"), 1)]).unwrap();
-        assert_eq!(v1.sealed, b"x");
+        assert_eq!(&v1.sealed[..], b"x");
     }
 
     #[test]
@@ -542,7 +544,7 @@ mod tests {
                 i,
                 Command::AddDataKey {
                     id,
-                    wrapped: vec![id as u8],
+                    wrapped: Sealed::from_bytes(vec![id as u8]),
                 },
             )
         };
@@ -568,7 +570,7 @@ mod tests {
                 i,
                 Command::CreateToken {
                     accessor: acc.into(),
-                    sealed: vec![9],
+                    sealed: Sealed::from_bytes(vec![9]),
                     bootstrap,
                 },
             )
@@ -627,7 +629,7 @@ mod tests {
                 caller: None,
                 command: Command::Put {
                     path: p("a"),
-                    sealed: val.to_vec(),
+                    sealed: Sealed::from_bytes(val.to_vec()),
                     cas: None,
                 },
             }],
@@ -654,7 +656,7 @@ mod tests {
                 &format!("create-{acc}"),
                 Command::CreateToken {
                     accessor: acc.into(),
-                    sealed: vec![1],
+                    sealed: Sealed::from_bytes(vec![1]),
                     bootstrap: false,
                 },
             )
@@ -670,7 +672,7 @@ mod tests {
                 }),
                 command: Command::Put {
                     path: p("x"),
-                    sealed: vec![2],
+                    sealed: Sealed::from_bytes(vec![2]),
                     cas: None,
                 },
             }],
@@ -720,7 +722,7 @@ mod tests {
         let create = |i: &str, acc: &str| {
             let command = Command::CreateToken {
                 accessor: acc.into(),
-                sealed: vec![1],
+                sealed: Sealed::from_bytes(vec![1]),
                 bootstrap: false,
             };
             single(i, 1, None, command)
@@ -735,7 +737,7 @@ mod tests {
         let write = |i: &str, at: u64, caller| {
             let command = Command::Put {
                 path: p("x"),
-                sealed: vec![2],
+                sealed: Sealed::from_bytes(vec![2]),
                 cas: None,
             };
             single(i, at, caller, command)
@@ -803,7 +805,7 @@ mod tests {
                 Command::RestoreChunk {
                     restore: 7,
                     seq,
-                    pairs: pairs.to_vec(),
+                    pairs: StoredPairs::new(pairs.to_vec()),
                 },
             )
         };
@@ -876,7 +878,7 @@ mod tests {
                 Command::RestoreChunk {
                     restore: 9,
                     seq: 0,
-                    pairs: vec![(keys::meta(&p("new/a")), vec![1])],
+                    pairs: StoredPairs::new(vec![(keys::meta(&p("new/a")), vec![1])]),
                 },
             )
         };
@@ -949,7 +951,7 @@ mod tests {
         let mut s = Mem::default();
         let put_if = |pre| Command::PutIf {
             path: p("a"),
-            sealed: b"sealed-value-bytes".to_vec(),
+            sealed: Sealed::from_bytes(b"sealed-value-bytes".to_vec()),
             precondition: pre,
         };
         // If-Match on an absent path fails; If-None-Match: * creates it.
@@ -1104,7 +1106,7 @@ mod tests {
         Command::SetMetadata {
             path: p(path),
             max_versions: None,
-            custom_metadata: sealed.map(<[u8]>::to_vec),
+            custom_metadata: sealed.map(|b| Sealed::from_bytes(b.to_vec())),
             generation,
         }
     }
@@ -1127,7 +1129,7 @@ mod tests {
         );
         let rec = custom(&s, "a").unwrap();
         assert_eq!(
-            (rec.generation, rec.sealed.as_slice(), rec.created_at_ms),
+            (rec.generation, &rec.sealed[..], rec.created_at_ms),
             (1, b"sealed-1".as_slice(), 10)
         );
         assert!(!s.0.contains_key(&keys::meta(&p("a"))));
@@ -1148,7 +1150,7 @@ mod tests {
         );
         let rec = custom(&s, "a").unwrap();
         assert_eq!(
-            (rec.generation, rec.sealed.as_slice()),
+            (rec.generation, &rec.sealed[..]),
             (2, b"sealed-2".as_slice())
         );
         assert_eq!((rec.created_at_ms, rec.updated_at_ms), (10, 12));
@@ -1167,7 +1169,7 @@ mod tests {
                 CommandResult::CustomMetadataConflict { current: 3 }
             ]
         );
-        assert_eq!(custom(&s, "a").unwrap().sealed, b"x");
+        assert_eq!(&custom(&s, "a").unwrap().sealed[..], b"x");
         // A generation of 0 means "none yet": it fails once there is one.
         assert_eq!(
             run_cmd(&mut s, "c6", 15, set_meta("b", Some(b"b1"), Some(0))),
@@ -1187,7 +1189,7 @@ mod tests {
         let both = Command::SetMetadata {
             path: p("a"),
             max_versions: Some(2),
-            custom_metadata: Some(b"z".to_vec()),
+            custom_metadata: Some(Sealed::from_bytes(b"z".to_vec())),
             generation: Some(3),
         };
         assert_eq!(
@@ -1202,7 +1204,7 @@ mod tests {
         let stale = Command::SetMetadata {
             path: p("a"),
             max_versions: Some(1),
-            custom_metadata: Some(b"q".to_vec()),
+            custom_metadata: Some(Sealed::from_bytes(b"q".to_vec())),
             generation: Some(3),
         };
         assert_eq!(
@@ -1271,7 +1273,7 @@ mod tests {
         Command::CreateMount {
             path: p(path),
             kind: MountKind::Ondemand,
-            wrapped: format!("wrapped-{path}").into_bytes(),
+            wrapped: Sealed::from_bytes(format!("wrapped-{path}").into_bytes()),
         }
     }
 
@@ -1335,7 +1337,7 @@ mod tests {
         let add = |v: u32| Command::AddMountKey {
             path: p("pay"),
             version: v,
-            wrapped: vec![v as u8],
+            wrapped: Sealed::from_bytes(vec![v as u8]),
         };
         let rec = |r: CommandResult| match r {
             CommandResult::Mount(m) => m,

@@ -23,6 +23,7 @@ pub mod versions;
 
 pub use command::{
     Caller, Command, CommandResult, Metadata, MountKind, MountRecord, Op, Precondition, Request,
-    RequestId,
+    RequestId, StoredPairs,
 };
+pub use crypto::Sealed;
 pub use path::{PathError, SecretPath};

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::command::Metadata;
+use super::crypto::Sealed;
 use super::path::SecretPath;
 use crate::codec::{self, CodecError};
 
@@ -30,21 +31,11 @@ pub struct SecretMeta {
 }
 
 /// One stored version of a secret.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionRecord {
-    pub sealed: Vec<u8>,
+    pub sealed: Sealed,
     pub created_at_ms: u64,
     pub deleted_at_ms: Option<u64>,
-}
-
-impl std::fmt::Debug for VersionRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VersionRecord")
-            .field("sealed_len", &self.sealed.len())
-            .field("created_at_ms", &self.created_at_ms)
-            .field("deleted_at_ms", &self.deleted_at_ms)
-            .finish()
-    }
 }
 
 impl VersionRecord {

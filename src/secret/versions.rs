@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::command::CommandResult;
+use super::crypto::Sealed;
 use super::path::SecretPath;
 use super::state::{keys, ApplyError, Changes, SecretMeta, StateRead, VersionRecord};
 
@@ -162,7 +163,7 @@ pub fn destroy<S: StateRead>(
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     each_version(state, changes, path, versions, |r| {
         let changed = !r.is_destroyed();
-        r.sealed = Vec::new();
+        r.sealed = Sealed::default();
         changed
     })
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 use super::{refused, Linearized, Origin, Service, ServiceError, View};
 use crate::secret::keyring::MacPurpose;
 use crate::secret::token::TokenRecord;
-use crate::secret::{Caller, Command, CommandResult, MountKind, MountRecord, Op, SecretPath};
+use crate::secret::{
+    Caller, Command, CommandResult, MountKind, MountRecord, Op, SecretPath, StoredPairs,
+};
 use crate::store::backup::{self, BackupError, BackupHeader};
 
 /// How often a rotation retries after losing a race with another rotation.
@@ -360,7 +362,7 @@ impl Service {
                 match step(Command::RestoreChunk {
                     restore,
                     seq,
-                    pairs,
+                    pairs: StoredPairs::new(pairs),
                 })
                 .await?
                 {

@@ -13,7 +13,9 @@ use serde_json::Value;
 use super::{refused, Linearized, Origin, Service, ServiceError, View};
 pub use crate::secret::custom::{CustomMetadata, CustomMetadataPatch};
 use crate::secret::mount::Envelope;
-use crate::secret::{Command, CommandResult, Metadata, MountRecord, Precondition, SecretPath};
+use crate::secret::{
+    Command, CommandResult, Metadata, MountRecord, Precondition, Sealed, SecretPath,
+};
 pub use crate::store::state_machine::{Listed, PathVersions};
 
 /// How many times a PATCH of custom metadata reads, merges and writes before it gives up
@@ -398,7 +400,7 @@ impl Service {
         &self,
         path: &SecretPath,
         map: &CustomMetadata,
-    ) -> Result<Vec<u8>, ServiceError> {
+    ) -> Result<Sealed, ServiceError> {
         Ok(self
             .barrier
             .seal_custom_metadata(path, &crate::codec::encode(map))?)

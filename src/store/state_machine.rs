@@ -49,7 +49,7 @@ use crate::secret::login::{self, Lease, Method, SecretId, StoredJwtConfig, Store
 use crate::secret::machine::{self, keys, Changes, SecretMeta, StateRead, VersionRecord};
 use crate::secret::mount::ancestors_and_self;
 use crate::secret::versions::{PathSettings, DEFAULT_MAX_VERSIONS};
-use crate::secret::{CommandResult, Metadata, MountRecord, SecretPath};
+use crate::secret::{CommandResult, Metadata, MountRecord, Sealed, SecretPath};
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
@@ -523,7 +523,7 @@ pub struct Listed {
 #[derive(Debug, Clone)]
 pub struct StoredToken {
     pub accessor: String,
-    pub sealed: Vec<u8>,
+    pub sealed: Sealed,
     pub revoked_at_ms: Option<u64>,
     /// A login token's lease: its expiry replaces the record's.
     pub lease: Option<Lease>,
@@ -551,7 +551,7 @@ pub struct PathVersions {
 /// A version of a secret as stored: sealed bytes plus metadata.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    pub sealed: Vec<u8>,
+    pub sealed: Sealed,
     pub metadata: Metadata,
 }
 
@@ -804,7 +804,7 @@ impl Reader {
         };
         Ok(Some(StoredToken {
             accessor: accessor.to_string(),
-            sealed,
+            sealed: Sealed::from_bytes(sealed),
             revoked_at_ms,
             lease,
         }))

@@ -615,7 +615,7 @@ impl Call {
     }
 
     /// `sys/health`: no token, like Vault. Every raftsafe node serves linearizable reads and
-    /// forwards writes, so every ready node is "active" (`standby: false`, 200); a node that
+    /// relays writes, so every ready node is "active" (`standby: false`, 200); a node that
     /// cannot serve (no leader, bootstrapping) answers 503, which load balancers read as down.
     async fn health(&self, method: &Method) -> Reply {
         if method != Method::GET && method != Method::HEAD {
