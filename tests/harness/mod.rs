@@ -14,6 +14,7 @@
 //! - [`failover`]: repeated leader kills, timed to the first acknowledged write, in either
 //!   mode.
 //! - [`wait`]: polling for a condition with a deadline, the way a test waits.
+//! - [`golden`]: tables of bad requests, one a line, with the error each must get.
 //!
 //! Each binary uses part of it, so unused items are allowed.
 #![allow(dead_code)]
@@ -22,6 +23,7 @@ pub mod checker;
 pub mod cluster;
 pub mod docker;
 pub mod failover;
+pub mod golden;
 pub mod nemesis;
 pub mod nodes;
 pub mod proxy;

@@ -15,6 +15,7 @@ use raftsafe::client::Method;
 use serde_json::{json, Value};
 
 use crate::harness::cluster::{Cluster, Opts};
+use crate::harness::golden::{self, BadInput};
 use crate::harness::nodes::Nodes;
 
 /// The deadline of the single requests below.
@@ -458,6 +459,40 @@ async fn isolated_node_answers_503_not_stale_data() {
     assert!(t.elapsed() < Duration::from_millis(timeout_ms * 3));
 }
 
+/// The secret API's bad input, one case a line ([`crate::harness::golden`]). Unknown query
+/// parameters are refused on every route, the admin routes included, even on an otherwise
+/// valid request (a token or a data key made here would change the digest compared at the
+/// end).
+const BAD_INPUT: &str = r#"
+PUT /api/v1/secrets/a//b | {"data":{}} | 400 | invalidPath | empty segment
+PUT /api/v1/secrets/a/%2E%2E%2Fb | {"data":{}} | 400 | invalidPath | '..'
+PUT /api/v1/secrets/a%20b | {"data":{}} | 400 | invalidPath | contains ' '
+PUT /api/v1/secrets/a%zz | {"data":{}} | 400 | invalidPath | percent
+PUT /api/v1/secrets/ok/key | not json | 400 | - | not valid JSON
+PUT /api/v1/secrets/ok/key | [1,2] | 400 | - | JSON object
+PUT /api/v1/secrets/ok/key | {"data":"str"} | 400 | invalidData | must be a JSON object
+PUT /api/v1/secrets/ok/key | {"data":{},"extra":1} | 400 | unknownField | 'extra'
+PUT /api/v1/secrets/ok/key | {"data":{},"options":{"ttl":3}} | 400 | unknownField | options.ttl
+GET /api/v1/secrets/ok/key?version=zero | - | 400 | - | 'version'
+GET /api/v1/secrets/ok/key?bogus=1 | - | 400 | - | 'bogus'
+GET /api/v1/secrets/ok/key?ciphertext=abc | - | 400 | - | ondemand
+GET /api/v1/nope | - | 404 | notFound | no such endpoint
+PATCH /api/v1/secrets/ok/key | - | 405 | methodNotAllowed | not allowed
+GET /api/v1/tokens?bogus=1 | - | 400 | - | unknown query parameter 'bogus'
+POST /api/v1/tokens?bogus=1 | {"name":"q","scopes":["read:secret"],"paths":["*"]} | 400 | - | unknown query parameter 'bogus'
+DELETE /api/v1/tokens/abc?bogus=1 | - | 400 | - | unknown query parameter 'bogus'
+GET /api/v1/keys?bogus=1 | - | 400 | - | unknown query parameter 'bogus'
+POST /api/v1/keys/rotate?bogus=1 | - | 400 | - | unknown query parameter 'bogus'
+GET /api/v1/cluster?bogus=1 | - | 400 | - | unknown query parameter 'bogus'
+GET /api/v1/cluster/self?bogus=1 | - | 400 | - | unknown query parameter 'bogus'
+POST /api/v1/cluster/snapshot?bogus=1 | - | 400 | - | unknown query parameter 'bogus'
+DELETE /api/v1/cluster/members/9?bogus=1 | - | 400 | - | unknown query parameter 'bogus'
+GET /api/v1/cluster/backup?bogus=1 | - | 400 | - | unknown query parameter 'bogus'
+"#;
+
+/// The path of the secret the bad-input test writes first.
+const OK_KEY: &str = "/api/v1/secrets/ok/key";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_4xx_and_writes_nothing() {
     // Plain HTTP (dev mode) so that a raw request can carry a literal `..` segment.
@@ -476,201 +511,37 @@ async fn bad_input_gets_4xx_and_writes_nothing() {
     let huge = format!("{{\"data\":{{\"v\":\"{}\"}}}}", "x".repeat(100_000));
     let long_path = format!("/api/v1/secrets/{}", "a".repeat(600));
     let deep = format!("{{\"data\":{}1{}}}", "{\"a\":".repeat(40), "}".repeat(40));
-    /// (method, path, body, status, type, detail fragment)
-    type Case<'a> = (&'a str, &'a str, Option<String>, u16, &'a str, &'a str);
-    let cases: Vec<Case> = vec![
-        // (method, path, body, status, type, detail fragment)
-        (
-            "PUT",
-            "/api/v1/secrets/a//b",
-            Some(r#"{"data":{}}"#.into()),
+    let mut cases = golden::table(BAD_INPUT);
+    // Bodies and paths too long to write out.
+    cases.extend([
+        BadInput::new(
+            Method::GET,
+            &long_path,
+            None,
             400,
             "invalidPath",
-            "empty segment",
+            "512-byte",
         ),
-        (
-            "PUT",
-            "/api/v1/secrets/a/%2E%2E%2Fb",
-            Some(r#"{"data":{}}"#.into()),
-            400,
-            "invalidPath",
-            "'..'",
-        ),
-        (
-            "PUT",
-            "/api/v1/secrets/a%20b",
-            Some(r#"{"data":{}}"#.into()),
-            400,
-            "invalidPath",
-            "contains ' '",
-        ),
-        (
-            "PUT",
-            "/api/v1/secrets/a%zz",
-            Some(r#"{"data":{}}"#.into()),
-            400,
-            "invalidPath",
-            "percent",
-        ),
-        ("GET", &long_path, None, 400, "invalidPath", "512-byte"),
-        (
-            "PUT",
-            "/api/v1/secrets/ok/key",
-            Some("not json".into()),
-            400,
-            "",
-            "not valid JSON",
-        ),
-        (
-            "PUT",
-            "/api/v1/secrets/ok/key",
-            Some("[1,2]".into()),
-            400,
-            "",
-            "JSON object",
-        ),
-        (
-            "PUT",
-            "/api/v1/secrets/ok/key",
-            Some(r#"{"data":"str"}"#.into()),
-            400,
-            "invalidData",
-            "must be a JSON object",
-        ),
-        (
-            "PUT",
-            "/api/v1/secrets/ok/key",
-            Some(r#"{"data":{},"extra":1}"#.into()),
-            400,
-            "unknownField",
-            "'extra'",
-        ),
-        (
-            "PUT",
-            "/api/v1/secrets/ok/key",
-            Some(r#"{"data":{},"options":{"ttl":3}}"#.into()),
-            400,
-            "unknownField",
-            "options.ttl",
-        ),
-        (
-            "PUT",
-            "/api/v1/secrets/ok/key",
+        BadInput::new(
+            Method::PUT,
+            OK_KEY,
             Some(big),
             413,
             "tooLarge",
             "1024-byte limit",
         ),
-        (
-            "PUT",
-            "/api/v1/secrets/ok/key",
-            Some(huge),
-            413,
-            "tooLarge",
-            "limit",
-        ),
-        (
-            "PUT",
-            "/api/v1/secrets/ok/key",
+        BadInput::new(Method::PUT, OK_KEY, Some(huge), 413, "tooLarge", "limit"),
+        BadInput::new(
+            Method::PUT,
+            OK_KEY,
             Some(deep),
             400,
             "tooDeep",
             "deeper than 32",
         ),
-        (
-            "GET",
-            "/api/v1/secrets/ok/key?version=zero",
-            None,
-            400,
-            "",
-            "'version'",
-        ),
-        (
-            "GET",
-            "/api/v1/secrets/ok/key?bogus=1",
-            None,
-            400,
-            "",
-            "'bogus'",
-        ),
-        (
-            "GET",
-            "/api/v1/secrets/ok/key?ciphertext=abc",
-            None,
-            400,
-            "",
-            "ondemand",
-        ),
-        (
-            "GET",
-            "/api/v1/nope",
-            None,
-            404,
-            "notFound",
-            "no such endpoint",
-        ),
-        (
-            "PATCH",
-            "/api/v1/secrets/ok/key",
-            None,
-            405,
-            "methodNotAllowed",
-            "not allowed",
-        ),
-    ];
-    // Unknown query parameters are refused on every route, the admin routes included, even
-    // with an otherwise valid request (a token or a data key made here would change the
-    // digest compared at the end).
-    let token_body = r#"{"name":"q","scopes":["read:secret"],"paths":["*"]}"#;
-    let mut cases = cases;
-    for (method, path, body) in [
-        ("GET", "/api/v1/tokens?bogus=1", None),
-        (
-            "POST",
-            "/api/v1/tokens?bogus=1",
-            Some(token_body.to_string()),
-        ),
-        ("DELETE", "/api/v1/tokens/abc?bogus=1", None),
-        ("GET", "/api/v1/keys?bogus=1", None),
-        ("POST", "/api/v1/keys/rotate?bogus=1", None),
-        ("GET", "/api/v1/cluster?bogus=1", None),
-        ("GET", "/api/v1/cluster/self?bogus=1", None),
-        ("POST", "/api/v1/cluster/snapshot?bogus=1", None),
-        ("DELETE", "/api/v1/cluster/members/9?bogus=1", None),
-        ("GET", "/api/v1/cluster/backup?bogus=1", None),
-    ] {
-        cases.push((
-            method,
-            path,
-            body,
-            400,
-            "",
-            "unknown query parameter 'bogus'",
-        ));
-    }
-    for (method, path, body, status, kind, fragment) in cases {
-        let m = Method::from_bytes(method.as_bytes()).unwrap();
-        let r = c
-            .client(node)
-            .send(m, path, body.map(String::into_bytes), &[], Some(T))
-            .await
-            .unwrap();
-        let short: String = path.chars().take(60).collect();
-        assert_eq!(r.status, status, "{method} {short}: {:?}", r.body);
-        assert_eq!(
-            r.body["status"],
-            status.to_string(),
-            "{method} {short}: SCIM body {:?}",
-            r.body
-        );
-        if !kind.is_empty() {
-            assert_eq!(r.body["type"], kind, "{method} {short}: {:?}", r.body);
-        }
-        let detail = r.body["detail"].as_str().unwrap_or_default();
-        assert!(
-            detail.contains(fragment),
-            "{method} {short}: detail {detail:?} should mention {fragment:?}"
-        );
+    ]);
+    for case in &cases {
+        case.check(&c.client(node), T).await;
     }
     // A literal `..` segment, sent raw (HTTP clients normalise it away before sending).
     let (status, body) = c

@@ -212,6 +212,34 @@ async fn replacing_members_under_load_never_leaves_the_cluster_without_a_leader(
 }
 
 /// The two nodes of a three-node cluster other than `l`.
+/// The leader, once both other nodes have answered its appends without a break for a
+/// second (its `GET /cluster` health): a node resumed after a pause campaigns when it wakes,
+/// and a leader taken before that may be gone a moment later.
+async fn settled_leader(c: &Cluster) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = leader(c).await;
+        let steady = |r: &serde_json::Value| {
+            r["members"].as_array().is_some_and(|ms| {
+                ms.iter()
+                    .filter(|m| m["id"] != l)
+                    .all(|m| m["health"]["stableMs"].as_u64().is_some_and(|s| s >= 1000))
+            })
+        };
+        if let Ok(r) = c.client(l).cluster_status().await {
+            if r.status == 200 && steady(&r.body) {
+                return l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader that both followers answered steadily for 1 s within 30 s\n{}",
+            c.logs_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn followers_of(l: u64) -> (u64, u64) {
     let f: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != l).collect();
     (f[0], f[1])
@@ -243,7 +271,24 @@ async fn a_removal_the_client_gave_up_on_still_completes_and_never_strands_the_c
     // With a stopped for seconds, removing b would leave {l, a} with one healthy voter of
     // two: refused, and nothing changes.
     c.pause(a);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let silent = Instant::now();
+    loop {
+        let r = c.client(l).cluster_status().await.expect("cluster status");
+        let a_healthy = r.body["members"].as_array().and_then(|ms| {
+            ms.iter()
+                .find(|m| m["id"] == a)
+                .map(|m| m["health"]["healthy"] == true)
+        });
+        if a_healthy == Some(false) {
+            break;
+        }
+        assert!(
+            silent.elapsed() < Duration::from_secs(10),
+            "leader {l} still counts stopped node {a} healthy after 10 s: {:?}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let r = c.client(l).remove_member(b).await.unwrap();
     assert_eq!(r.status, 409, "{:?}", r.body);
     let detail = r.body["detail"].as_str().unwrap_or_default();
@@ -254,9 +299,8 @@ async fn a_removal_the_client_gave_up_on_still_completes_and_never_strands_the_c
     assert_eq!(view(&c, l).await, (vec![1, 2, 3], vec![], None));
     c.resume(a);
     // a may campaign when it wakes up (its election timer ran out while it was stopped):
-    // take the leader and followers afresh once things settle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let l = leader(&c).await;
+    // take the leader and followers afresh once both followers answer it steadily.
+    let l = settled_leader(&c).await;
     let (a, b) = followers_of(l);
 
     // Remove b the moment a stops (a still counts as healthy: it answered just now). The

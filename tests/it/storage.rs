@@ -11,7 +11,7 @@ use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
 use raftsafe::raft::{Entry, StorageError, TypeConfig};
-use raftsafe::secret::{Command, CommandResult, Op, Request, RequestId, SecretPath};
+use raftsafe::secret::{Command, CommandResult, Op, Request, RequestId, Sealed, SecretPath};
 use raftsafe::store::state_machine::Stored;
 use raftsafe::store::{Db, LogStore, StateMachine};
 use tempfile::TempDir;
@@ -42,7 +42,7 @@ fn put_entry(index: u64, path: &str, value: &[u8]) -> Entry {
                 caller: None,
                 command: Command::Put {
                     path: SecretPath::parse(path).unwrap(),
-                    sealed: value.to_vec(),
+                    sealed: Sealed::from_bytes(value.to_vec()),
                     cas: None,
                 },
             }],
@@ -77,7 +77,7 @@ async fn applied_state_survives_reopen_and_retries_dedupe() {
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(2));
     let got = latest(&sm, "a/b").expect("a/b is stored");
-    assert_eq!(got.sealed, b"two");
+    assert_eq!(&got.sealed[..], b"two");
     assert_eq!(got.metadata.version, 2);
     // The same request id at a later index (a retried write) changes nothing.
     let mut retry = put_entry(3, "a/b", b"three");
@@ -90,7 +90,7 @@ async fn applied_state_survives_reopen_and_retries_dedupe() {
         "{r:?}"
     );
     let got = latest(&sm, "a/b").expect("a/b is stored");
-    assert_eq!(got.sealed, b"two");
+    assert_eq!(&got.sealed[..], b"two");
 }
 
 #[tokio::test]
@@ -303,7 +303,7 @@ async fn committed_entries_missing_from_the_state_machine_are_reapplied_at_start
         .get(&SecretPath::parse("a/b").unwrap(), None)
         .unwrap()
         .unwrap();
-    assert_eq!(got.sealed, b"v10");
+    assert_eq!(&got.sealed[..], b"v10");
     assert_eq!(got.metadata.version, 10);
     raft.shutdown().await.unwrap();
 }
