@@ -22,6 +22,7 @@ use serde_json::json;
 use crate::harness::cluster::{Cluster, Opts};
 use crate::harness::golden::{self, BadInput};
 use crate::harness::nodes::Nodes;
+use crate::harness::wait;
 
 /// The deadline of the single requests below.
 const T: Duration = Duration::from_secs(15);
@@ -1048,11 +1049,17 @@ async fn lifecycle_etags_race_and_snapshot_install() {
     }
     c.restart(lagging);
     c.converged(Duration::from_secs(60)).await;
-    let logs = c.node_log(lagging);
-    assert!(
-        logs.contains("installed snapshot"),
-        "node {lagging} never installed a snapshot"
-    );
+    // The node logs the install just after its state is in place, which `converged` can
+    // see first (CI, 2026-12-06: converged, then no line yet): wait for the line.
+    wait::until(
+        Duration::from_secs(10),
+        &format!("node {lagging} logs that it installed a snapshot"),
+        async || match c.node_log(lagging).contains("installed snapshot") {
+            true => Ok(()),
+            false => Err("no 'installed snapshot' line in its log".to_string()),
+        },
+    )
+    .await;
     let view = c.client(lagging).metadata("life/x").await.unwrap();
     assert_eq!(
         view.body, view_before.body,
