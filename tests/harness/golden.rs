@@ -57,23 +57,7 @@ impl BadInput {
     /// Checks an answer to this request.
     #[track_caller]
     pub fn expect(&self, r: &Response) {
-        let what = self.name();
-        assert_eq!(r.status, self.status, "{what}: {:?}", r.body);
-        assert_eq!(
-            r.body["status"],
-            self.status.to_string(),
-            "{what}: SCIM body {:?}",
-            r.body
-        );
-        if !self.kind.is_empty() {
-            assert_eq!(r.body["type"], self.kind.as_str(), "{what}: {:?}", r.body);
-        }
-        let detail = r.detail();
-        assert!(
-            detail.contains(&self.fragment),
-            "{what}: detail {detail:?} should mention {:?}",
-            self.fragment
-        );
+        expect(r, self.status, &self.kind, &self.fragment, &self.name());
     }
 
     /// The method and the first 60 characters of the path.
@@ -81,6 +65,29 @@ impl BadInput {
         let short: String = self.path.chars().take(60).collect();
         format!("{} {short}", self.method)
     }
+}
+
+/// Asserts `r`'s status and, for an error, the SCIM error body's status; its `type` when
+/// `kind` is not empty; and that its detail mentions `fragment`. `what` names the request.
+#[track_caller]
+pub fn expect(r: &Response, status: u16, kind: &str, fragment: &str, what: &str) {
+    assert_eq!(r.status, status, "{what}: {:?}", r.body);
+    if status >= 400 {
+        assert_eq!(
+            r.body["status"],
+            status.to_string(),
+            "{what}: SCIM body {:?}",
+            r.body
+        );
+    }
+    if !kind.is_empty() {
+        assert_eq!(r.body["type"], kind, "{what}: {:?}", r.body);
+    }
+    let detail = r.detail();
+    assert!(
+        detail.contains(fragment),
+        "{what}: detail {detail:?} should mention {fragment:?}"
+    );
 }
 
 /// The cases of a table (see the module doc).

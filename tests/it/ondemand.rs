@@ -20,7 +20,7 @@ use raftsafe::client::{Client, Method, Response};
 use serde_json::json;
 
 use crate::harness::cluster::{Cluster, Opts};
-use crate::harness::golden::{self, BadInput};
+use crate::harness::golden::{self, expect, BadInput};
 use crate::harness::nodes::Nodes;
 use crate::harness::wait;
 
@@ -41,23 +41,6 @@ async fn token(c: &Cluster, node: u64, name: &str, scopes: &[&str], paths: &[&st
         .unwrap();
     assert_eq!(r.status, 201, "{:?}", r.body);
     r.body["token"].as_str().unwrap().to_string()
-}
-
-/// Asserts a status, the SCIM error body's status and type, and a fragment of its detail.
-#[track_caller]
-fn expect(r: &Response, status: u16, kind: &str, fragment: &str, what: &str) {
-    assert_eq!(r.status, status, "{what}: {:?}", r.body);
-    if status >= 400 {
-        assert_eq!(r.body["status"], status.to_string(), "{what}: {:?}", r.body);
-    }
-    if !kind.is_empty() {
-        assert_eq!(r.body["type"], kind, "{what}: {:?}", r.body);
-    }
-    let detail = r.detail();
-    assert!(
-        detail.contains(fragment),
-        "{what}: detail {detail:?} should mention {fragment:?}"
-    );
 }
 
 fn ciphertext(r: &Response) -> String {
