@@ -19,7 +19,9 @@
 //! hash-chained audit log; [`tls`], [`codec`] and [`time`] are small leaf helpers.
 //!
 //! What a user of the library needs is `pub`: the client, the CLI, configuration, TLS
-//! helpers, and the storage, Raft and domain types the integration tests drive directly.
+//! helpers, the storage, Raft and domain types the integration tests drive directly, and
+//! [`run`]: a node on listeners the caller bound (a test's in-process store), the function
+//! `raftsafe serve` runs after binding its configured addresses ([`serve`]).
 //! The service, the encryption barrier, bootstrap, metrics names, the server's wiring and
 //! the small helpers are `pub(crate)`: internals, free to change.
 //!
@@ -37,6 +39,7 @@ pub(crate) mod metrics;
 pub mod raft;
 pub mod secret;
 pub(crate) mod server;
+pub use server::{run, serve, Listeners, ServeError};
 pub(crate) mod service;
 pub mod store;
 pub(crate) mod time;

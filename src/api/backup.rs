@@ -37,7 +37,7 @@ const MAX_RESTORE_BYTES: u64 = 16 << 30;
 
 #[utoipa::path(
     get,
-    path = "/api/v1/cluster/backup",
+    path = "/cluster/backup",
     tag = "cluster",
     operation_id = "backup",
     summary = "The whole state as a backup file",
@@ -76,7 +76,7 @@ pub fn download(state: &AppState, at: &Linearized, who: &Principal, archive: boo
 
 #[utoipa::path(
     post,
-    path = "/api/v1/cluster/restore",
+    path = "/cluster/restore",
     tag = "cluster",
     operation_id = "restore",
     summary = "Replace the whole state with a backup",

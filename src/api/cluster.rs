@@ -19,7 +19,7 @@ use crate::secret::token::Scope;
 
 #[utoipa::path(
     get,
-    path = "/api/v1/cluster",
+    path = "/cluster",
     tag = "cluster",
     operation_id = "clusterStatus",
     summary = "The cluster as this node sees it, with every member's own report",
@@ -67,7 +67,7 @@ pub async fn status(state: State, call: Call) -> Result<Json<ClusterStatus>, Api
 
 #[utoipa::path(
     get,
-    path = "/api/v1/cluster/self",
+    path = "/cluster/self",
     tag = "cluster",
     operation_id = "nodeStatus",
     summary = "This node, with a digest of its state machine",
@@ -85,7 +85,7 @@ pub async fn node_status(state: State, call: Call) -> Result<Json<NodeReport>, A
 
 #[utoipa::path(
     post,
-    path = "/api/v1/cluster/members",
+    path = "/cluster/members",
     tag = "cluster",
     operation_id = "addMember",
     summary = "Add a node to the cluster",
@@ -136,7 +136,7 @@ pub async fn add_member(state: State, mut call: Call) -> Result<Response, ApiErr
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/cluster/members/{id}",
+    path = "/cluster/members/{id}",
     tag = "cluster",
     operation_id = "removeMember",
     summary = "Remove a node from the cluster",
@@ -167,7 +167,7 @@ pub async fn remove_member(
 
 #[utoipa::path(
     post,
-    path = "/api/v1/cluster/snapshot",
+    path = "/cluster/snapshot",
     tag = "cluster",
     operation_id = "snapshot",
     summary = "Build a snapshot on this node now (and let it purge its log)",

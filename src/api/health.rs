@@ -20,7 +20,7 @@ use super::wire::{NotReady, ReadinessErrors, Ready, StatusOk, OK};
 
 #[utoipa::path(
     get,
-    path = "/api/v1/health/alive",
+    path = "/health/alive",
     tag = "health",
     operation_id = "alive",
     summary = "The process answers",
@@ -32,7 +32,7 @@ pub async fn alive() -> Json<StatusOk> {
 
 #[utoipa::path(
     get,
-    path = "/api/v1/health/ready",
+    path = "/health/ready",
     tag = "health",
     operation_id = "ready",
     summary = "This node could serve a linearizable read and seal values right now",

@@ -15,7 +15,7 @@ use crate::secret::token::Scope;
 /// How often a rotation retries after losing a race to a concurrent one.
 #[utoipa::path(
     get,
-    path = "/api/v1/keys",
+    path = "/keys",
     tag = "keys",
     operation_id = "readKeys",
     summary = "The current data key",
@@ -34,7 +34,7 @@ pub async fn show(state: State, call: Call) -> Result<Json<KeyStatus>, ApiError>
 
 #[utoipa::path(
     post,
-    path = "/api/v1/keys/rotate",
+    path = "/keys/rotate",
     tag = "keys",
     operation_id = "rotateKeys",
     summary = "Make a new data key current",

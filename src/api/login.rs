@@ -48,7 +48,7 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T,
 
 #[utoipa::path(
     post,
-    path = "/api/v1/auth/approle/login",
+    path = "/auth/approle/login",
     tag = "auth",
     operation_id = "appRoleLogin",
     summary = "Log in with an AppRole role id and secret id",
@@ -80,7 +80,7 @@ pub async fn approle(state: State, body: Body) -> Result<Response, ApiError> {
 
 #[utoipa::path(
     post,
-    path = "/api/v1/auth/jwt/login",
+    path = "/auth/jwt/login",
     tag = "auth",
     operation_id = "jwtLogin",
     summary = "Log in with a signed JWT",
@@ -105,7 +105,7 @@ pub async fn jwt(state: State, body: Body) -> Result<Response, ApiError> {
 
 #[utoipa::path(
     post,
-    path = "/api/v1/tokens/self/renew",
+    path = "/tokens/self/renew",
     tag = "tokens",
     operation_id = "renewSelf",
     summary = "Renew the calling token's lease",

@@ -63,7 +63,7 @@ fn object_body(bytes: &[u8], field: &str) -> Result<Value, ApiError> {
 
 #[utoipa::path(
     get,
-    path = "/api/v1/metadata/{path}",
+    path = "/metadata/{*path}",
     tag = "metadata",
     operation_id = "readMetadata",
     summary = "A path's versions: times and states, never values",
@@ -116,7 +116,7 @@ pub async fn get(state: State, call: Call) -> Result<Response, ApiError> {
 
 #[utoipa::path(
     put,
-    path = "/api/v1/metadata/{path}",
+    path = "/metadata/{*path}",
     tag = "metadata",
     operation_id = "writeMetadata",
     summary = "Set how many versions the path keeps, and/or its custom metadata",
@@ -138,7 +138,7 @@ pub async fn put(state: State, call: Call) -> Result<Response, ApiError> {
 
 #[utoipa::path(
     patch,
-    path = "/api/v1/metadata/{path}",
+    path = "/metadata/{*path}",
     tag = "metadata",
     operation_id = "patchMetadata",
     summary = "Merge into the path's custom metadata (and/or set its version cap)",
@@ -234,7 +234,7 @@ async fn write(state: State, mut call: Call, patch: bool) -> Result<Response, Ap
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/metadata/{path}",
+    path = "/metadata/{*path}",
     tag = "metadata",
     operation_id = "deleteMetadata",
     summary = "Remove a path and every version, for good",
@@ -313,7 +313,7 @@ async fn versions_call(state: State, mut call: Call, destroy: bool) -> Result<Re
 
 #[utoipa::path(
     post,
-    path = "/api/v1/undelete/{path}",
+    path = "/undelete/{*path}",
     tag = "metadata",
     operation_id = "undeleteVersions",
     summary = "Bring deleted versions back",
@@ -333,7 +333,7 @@ pub async fn undelete(state: State, call: Call) -> Result<Response, ApiError> {
 
 #[utoipa::path(
     post,
-    path = "/api/v1/destroy/{path}",
+    path = "/destroy/{*path}",
     tag = "metadata",
     operation_id = "destroyVersions",
     summary = "Destroy versions' values for good (their metadata stays)",

@@ -16,9 +16,10 @@
 //!   from this node's own state so an isolated node can still be inspected.
 //! - `/v1/` is the Vault KV v2 dialect of the same store ([`vault`]), with the same tokens,
 //!   freshness rules, audit and metrics.
-//! - Every JSON body the API sends is a type of [`wire`], and [`openapi`] derives the OpenAPI
-//!   document (`GET /api/v1/openapi.json`) from those types and the handlers' annotations; a
-//!   route added here needs its annotation there (a unit test of [`openapi`] lists them all).
+//! - Every route is declared once, in [`routes`], from the handler's own `#[utoipa::path]`
+//!   annotation: the router serves that table and [`openapi`] documents it (`GET
+//!   /api/v1/openapi.json`), with the types of [`wire`] as bodies, so a route cannot be served
+//!   undocumented or documented unserved.
 //! - Health, the OpenAPI document and the logins ([`login`]) need no token. `/metrics` (at the root, as Prometheus expects) needs a
 //!   `metrics` or `admin` token and is answered from local state.
 
@@ -47,135 +48,122 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{any, delete, get, post, put};
+use axum::routing::{any, get, post, put, MethodRouter};
 use axum::Router;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use error::ApiError;
 pub use secrets::parse_put_body;
 pub use state::{AppState, State};
 
-pub fn router(state: Arc<AppState>) -> Router {
-    let current = || from_fn_with_state(state.clone(), auth::authenticate_current);
-    let write = || from_fn_with_state(state.clone(), auth::authenticate_write);
-    // A method router per group, merged per path: the group, not the path, picks the check.
-    let secrets = Router::new()
-        .route("/secrets", get(secrets::list).route_layer(current()))
+/// Which authentication a route's methods get (see [`auth`]): how current the token table
+/// must be when the token is checked.
+#[derive(Clone, Copy)]
+enum Group {
+    /// Reads of secrets, tokens and keys, and membership changes: after the read-index round.
+    Current,
+    /// Writes: against this node's table, and again by the state machine where they apply.
+    Write,
+    /// Answered from this node's own state, so an isolated node can still be inspected.
+    Local,
+}
+
+type Methods = MethodRouter<Arc<AppState>>;
+
+/// Every route of the server, declared once. [`router`] serves this table and
+/// [`openapi::document`] documents it, so the two cannot drift: each `routes!` takes a
+/// handler's method and path from its own `#[utoipa::path]` annotation. `guard` puts a group's
+/// authentication on a route's methods (the document is built with none).
+///
+/// Two kinds of route are served but not operations of the document: `/secrets/` (no path,
+/// answered with a 400 saying so) and Vault's `/v1/` dialect. A mount's actions
+/// (`mounts/{path}/rotate|trim|config`) are one route here, because axum cannot route a suffix
+/// after a wildcard; [`openapi::ApiDoc`] lists them one by one.
+fn routes(guard: &dyn Fn(Group, Methods) -> Methods) -> OpenApiRouter<Arc<AppState>> {
+    use Group::*;
+    let at = |group, (schemas, paths, methods): UtoipaMethodRouter<Arc<AppState>>| {
+        (schemas, paths, guard(group, methods))
+    };
+    let api = OpenApiRouter::new()
+        // Secrets and their versions.
+        .routes(at(Current, routes!(secrets::list)))
+        .routes(at(Current, routes!(secrets::get)))
+        .routes(at(Write, routes!(secrets::put, secrets::delete)))
         .route(
             "/secrets/",
-            get(secrets::empty_path).route_layer(current()).merge(
-                put(secrets::empty_path)
-                    .delete(secrets::empty_path)
-                    .route_layer(write()),
-            ),
+            guard(Current, get(secrets::empty_path)).merge(guard(
+                Write,
+                put(secrets::empty_path).delete(secrets::empty_path),
+            )),
         )
-        .route(
-            "/secrets/{*path}",
-            get(secrets::get).route_layer(current()).merge(
-                put(secrets::put)
-                    .delete(secrets::delete)
-                    .route_layer(write()),
-            ),
-        )
-        .route(
-            "/rewrap/{*path}",
-            post(secrets::rewrap).route_layer(current()),
-        )
-        .route(
-            "/metadata/{*path}",
-            get(metadata::get).route_layer(current()).merge(
-                put(metadata::put)
-                    .patch(metadata::patch)
-                    .delete(metadata::delete)
-                    .route_layer(write()),
-            ),
-        )
-        .route(
-            "/undelete/{*path}",
-            post(metadata::undelete).route_layer(write()),
-        )
-        .route(
-            "/destroy/{*path}",
-            post(metadata::destroy).route_layer(write()),
-        );
-    let mounts = Router::new()
-        .route(
-            "/mounts",
-            get(mounts::list)
-                .route_layer(current())
-                .merge(post(mounts::create).route_layer(write())),
-        )
+        .routes(at(Current, routes!(secrets::rewrap)))
+        .routes(at(Current, routes!(metadata::get)))
+        .routes(at(
+            Write,
+            routes!(metadata::put, metadata::patch, metadata::delete),
+        ))
+        .routes(at(Write, routes!(metadata::undelete)))
+        .routes(at(Write, routes!(metadata::destroy)))
+        // Ondemand mounts.
+        .routes(at(Current, routes!(mounts::list)))
+        .routes(at(Write, routes!(mounts::create)))
+        .routes(at(Current, routes!(mounts::show)))
+        .routes(at(Write, routes!(mounts::delete)))
         .route(
             "/mounts/{*path}",
-            get(mounts::show).route_layer(current()).merge(
-                delete(mounts::delete)
-                    .post(mounts::post_action)
-                    .put(mounts::put_config)
-                    .route_layer(write()),
-            ),
-        );
-    let admin = Router::new()
-        .route(
-            "/tokens",
-            get(tokens::list)
-                .route_layer(current())
-                .merge(post(tokens::create).route_layer(write())),
+            guard(Write, post(mounts::post_action).put(mounts::put_config)),
         )
-        .route(
-            "/tokens/{accessor}",
-            delete(tokens::revoke).route_layer(write()),
-        )
-        .route(
-            "/tokens/self/renew",
-            post(login::renew_self).route_layer(write()),
-        )
-        .route("/keys", get(keys::show).route_layer(current()))
-        .route("/keys/rotate", post(keys::rotate).route_layer(write()))
-        .route(
-            "/cluster/members",
-            post(cluster::add_member).route_layer(current()),
-        )
-        .route(
-            "/cluster/members/{id}",
-            delete(cluster::remove_member).route_layer(current()),
-        )
-        .route(
-            "/cluster/snapshot",
-            post(cluster::snapshot).route_layer(current()),
-        )
-        .route(
-            "/cluster/backup",
-            get(backup::export).route_layer(current()),
-        )
-        .route(
-            "/cluster/restore",
-            post(backup::restore).route_layer(current()),
-        );
-    let local = Router::new()
-        .route("/cluster", get(cluster::status))
-        .route("/cluster/self", get(cluster::node_status))
-        .route_layer(from_fn_with_state(state.clone(), auth::authenticate_local));
-    let open = Router::new()
-        .route("/health/alive", get(health::alive))
-        .route("/health/ready", get(health::ready))
-        .route("/openapi.json", get(openapi::serve))
-        // Logins need no token: the credential in the body is the authority.
-        .route("/auth/approle/login", post(login::approle))
-        .route("/auth/jwt/login", post(login::jwt));
-    let api = secrets
-        .merge(mounts)
-        .merge(admin)
-        .merge(local)
-        .merge(open)
-        .method_not_allowed_fallback(method_not_allowed);
-    let scrape = Router::new()
-        .route("/metrics", get(telemetry::scrape))
-        .route_layer(from_fn_with_state(state.clone(), auth::authenticate_local));
-    // Vault's KV v2 dialect: one dispatcher, which authenticates itself (see [`vault`]).
-    let vault = Router::new().route("/v1/{*rest}", any(vault::dispatch));
-    Router::new()
+        // Tokens, keys, membership, backup.
+        .routes(at(Current, routes!(tokens::list)))
+        .routes(at(Write, routes!(tokens::create)))
+        .routes(at(Write, routes!(tokens::revoke)))
+        .routes(at(Write, routes!(login::renew_self)))
+        .routes(at(Current, routes!(keys::show)))
+        .routes(at(Write, routes!(keys::rotate)))
+        .routes(at(Current, routes!(cluster::add_member)))
+        .routes(at(Current, routes!(cluster::remove_member)))
+        .routes(at(Current, routes!(cluster::snapshot)))
+        .routes(at(Current, routes!(backup::export)))
+        .routes(at(Current, routes!(backup::restore)))
+        .routes(at(Local, routes!(cluster::status)))
+        .routes(at(Local, routes!(cluster::node_status)))
+        // No token: health, this document, and the logins (the credential in the body is
+        // the authority).
+        .routes(routes!(health::alive))
+        .routes(routes!(health::ready))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(login::approle))
+        .routes(routes!(login::jwt));
+    OpenApiRouter::new()
         .nest("/api/v1", api)
-        .merge(scrape)
-        .merge(vault)
+        // At the root, where Prometheus looks.
+        .routes(at(Local, routes!(telemetry::scrape)))
+        // Vault's KV v2 dialect: one dispatcher, which authenticates itself (see [`vault`]).
+        .route("/v1/{*rest}", any(vault::dispatch))
+}
+
+/// The operations of [`routes`], as the OpenAPI document lists them.
+fn documented() -> utoipa::openapi::OpenApi {
+    routes(&|_, methods| methods).into_openapi()
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let guard = |group, methods: Methods| match group {
+        Group::Current => methods.route_layer(from_fn_with_state(
+            state.clone(),
+            auth::authenticate_current,
+        )),
+        Group::Write => {
+            methods.route_layer(from_fn_with_state(state.clone(), auth::authenticate_write))
+        }
+        Group::Local => {
+            methods.route_layer(from_fn_with_state(state.clone(), auth::authenticate_local))
+        }
+    };
+    let (routes, _) = routes(&guard).split_for_parts();
+    routes
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         // Every request that authenticates leaves an audit line (inside the counter, so a
         // request refused for the audit log is counted too).

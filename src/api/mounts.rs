@@ -86,7 +86,7 @@ fn answer(
 
 #[utoipa::path(
     post,
-    path = "/api/v1/mounts",
+    path = "/mounts",
     tag = "mounts",
     operation_id = "createMount",
     summary = "Mount the ondemand engine at a path",
@@ -145,7 +145,7 @@ pub async fn create(state: State, mut call: Call) -> Result<Response, ApiError> 
 
 #[utoipa::path(
     get,
-    path = "/api/v1/mounts",
+    path = "/mounts",
     tag = "mounts",
     operation_id = "listMounts",
     summary = "The mounts whose paths the token covers",
@@ -179,7 +179,7 @@ pub async fn list(state: State, call: Call) -> Result<Response, ApiError> {
 
 #[utoipa::path(
     get,
-    path = "/api/v1/mounts/{path}",
+    path = "/mounts/{*path}",
     tag = "mounts",
     operation_id = "readMount",
     summary = "A mount and its key versions",
@@ -205,7 +205,7 @@ pub async fn show(state: State, call: Call) -> Result<Response, ApiError> {
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/mounts/{path}",
+    path = "/mounts/{*path}",
     tag = "mounts",
     operation_id = "deleteMount",
     summary = "Unmount, destroying the mount's keys",

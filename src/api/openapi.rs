@@ -2,13 +2,13 @@
 //! token.
 //!
 //! Invariants:
-//! - It is derived at compile time from the handlers' own `#[utoipa::path]` annotations and the
-//!   wire types they serialize ([`super::wire`]): nothing here restates a body, so the
-//!   document cannot drift from what is sent. `tests/it/openapi.rs` checks it against a real
-//!   cluster with schemathesis.
-//! - Every `/api/v1` route of [`super::router`] and `/metrics` is an operation of [`ApiDoc`]
-//!   (the unit test `documents_every_route` lists them: a route added without its annotation
-//!   fails it), with an `operationId` of its own, for client generators.
+//! - It is derived from the route table the server serves (`super::routes`, built from the
+//!   handlers' own `#[utoipa::path]` annotations) and the wire types they serialize
+//!   ([`super::wire`]): nothing here restates a route or a body, so the document cannot drift
+//!   from what is served and sent. `tests/it/openapi.rs` checks it against a real cluster
+//!   with schemathesis.
+//! - Every `/api/v1` route and `/metrics` is an operation with an `operationId` of its own,
+//!   for client generators (the unit test `documents_every_route` lists them).
 //! - An operation that needs a token lists, in `security`, the `bearer` scheme with the scopes
 //!   its handler checks (OpenAPI 3.1 allows role names for schemes other than OAuth). Its 401,
 //!   403, 500 and 503 answers are added once, by [`CommonErrors`], because every
@@ -60,47 +60,11 @@ document.";
         description = DESCRIPTION,
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(
-        super::secrets::get,
-        super::secrets::put,
-        super::secrets::delete,
-        super::secrets::list,
-        super::secrets::rewrap,
-        super::metadata::get,
-        super::metadata::put,
-        super::metadata::patch,
-        super::metadata::delete,
-        super::metadata::undelete,
-        super::metadata::destroy,
-        super::mounts::create,
-        super::mounts::list,
-        super::mounts::show,
-        super::mounts::delete,
-        super::mounts::rotate,
-        super::mounts::trim,
-        super::mounts::put_config,
-        super::tokens::create,
-        super::tokens::list,
-        super::tokens::revoke,
-        super::login::renew_self,
-        super::login::approle,
-        super::login::jwt,
-        super::keys::show,
-        super::keys::rotate,
-        super::cluster::status,
-        super::cluster::node_status,
-        super::cluster::add_member,
-        super::cluster::remove_member,
-        super::cluster::snapshot,
-        super::backup::export,
-        super::backup::restore,
-        super::health::alive,
-        super::health::ready,
-        super::telemetry::scrape,
-        serve,
-    ),
+    // Every other operation comes from the route table (`super::routes`): see [`document`].
+    // These three are routed as one wildcard route there (axum cannot route a suffix after
+    // a wildcard), so they are listed here, one operation each.
+    paths(super::mounts::rotate, super::mounts::trim, super::mounts::put_config),
     components(schemas(ErrorBody, crate::secret::token::Scope)),
-    modifiers(&CommonErrors, &AtLeastOneField),
     tags(
         (name = "secrets", description = "Read, write, delete and list secrets; under an ondemand mount, encrypt and decrypt instead."),
         (name = "metadata", description = "A path's versions: the metadata view, the version cap, custom metadata, undelete and destroy."),
@@ -274,14 +238,39 @@ impl Modify for CommonErrors {
     }
 }
 
+/// The whole document: [`ApiDoc`] (what no single route says) merged with every operation of
+/// the route table, then completed by the modifiers, in this order.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::documented());
+    PathTemplates.modify(&mut doc);
+    CommonErrors.modify(&mut doc);
+    AtLeastOneField.modify(&mut doc);
+    doc
+}
+
+/// axum's catch-all segment `{*path}` (a secret path has `/` in it) is the plain parameter
+/// `{path}` of an OpenAPI path template.
+struct PathTemplates;
+
+impl Modify for PathTemplates {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let paths = std::mem::take(&mut doc.paths.paths);
+        doc.paths.paths = paths
+            .into_iter()
+            .map(|(path, item)| (path.replace("{*", "{"), item))
+            .collect();
+    }
+}
+
 /// The document as served (rendered once).
 static DOCUMENT: LazyLock<Result<String, String>> =
-    LazyLock::new(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string()));
+    LazyLock::new(|| document().to_json().map_err(|e| e.to_string()));
 
 /// `GET /api/v1/openapi.json`.
 #[utoipa::path(
     get,
-    path = "/api/v1/openapi.json",
+    path = "/openapi.json",
     tag = "meta",
     operation_id = "openapi",
     summary = "This OpenAPI 3.1 document",
@@ -307,8 +296,8 @@ mod tests {
         serde_json::from_str(DOCUMENT.as_ref().expect("the document renders")).unwrap()
     }
 
-    /// Every route of `super::router` under `/api/v1`, and `/metrics`: adding a route to the
-    /// router without documenting it (or documenting one that does not exist) fails here.
+    /// Every operation under `/api/v1`, and `/metrics`: the route table's, so a route removed
+    /// (or a group that lost a route) fails here.
     #[test]
     fn documents_every_route() {
         let expected = [

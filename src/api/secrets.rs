@@ -45,7 +45,7 @@ pub async fn empty_path() -> ApiError {
 
 #[utoipa::path(
     get,
-    path = "/api/v1/secrets/{path}",
+    path = "/secrets/{*path}",
     tag = "secrets",
     operation_id = "readSecret",
     summary = "Read a secret, or decrypt under an ondemand mount",
@@ -381,7 +381,7 @@ pub fn parse_body(
 
 #[utoipa::path(
     put,
-    path = "/api/v1/secrets/{path}",
+    path = "/secrets/{*path}",
     tag = "secrets",
     operation_id = "writeSecret",
     summary = "Write a secret's next version, or encrypt under an ondemand mount",
@@ -493,7 +493,7 @@ fn encrypt_put(
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/secrets/{path}",
+    path = "/secrets/{*path}",
     tag = "secrets",
     operation_id = "deleteSecret",
     summary = "Delete a secret's latest version",
@@ -540,7 +540,7 @@ pub async fn delete(state: State, call: Call) -> Result<Response, ApiError> {
 /// `read:secret` on the path (as decrypting does); runs after the read-index round.
 #[utoipa::path(
     post,
-    path = "/api/v1/rewrap/{path}",
+    path = "/rewrap/{*path}",
     tag = "secrets",
     operation_id = "rewrap",
     summary = "Re-encrypt a ciphertext under the mount's latest key version",
@@ -604,7 +604,7 @@ pub async fn rewrap(state: State, mut call: Call) -> Result<Response, ApiError> 
 /// Lists the paths under `prefix` that the caller may read (others are not counted either).
 #[utoipa::path(
     get,
-    path = "/api/v1/secrets",
+    path = "/secrets",
     tag = "secrets",
     operation_id = "listSecrets",
     summary = "List the secrets the token may read",

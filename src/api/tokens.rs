@@ -36,7 +36,7 @@ pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600 + 25 * 24 * 3600;
 
 #[utoipa::path(
     post,
-    path = "/api/v1/tokens",
+    path = "/tokens",
     tag = "tokens",
     operation_id = "createToken",
     summary = "Create a token",
@@ -136,7 +136,7 @@ pub async fn create(state: State, mut call: Call) -> Result<Response, ApiError> 
 
 #[utoipa::path(
     get,
-    path = "/api/v1/tokens",
+    path = "/tokens",
     tag = "tokens",
     operation_id = "listTokens",
     summary = "Every token, revoked and expired ones included",
@@ -166,7 +166,7 @@ pub async fn list(state: State, call: Call) -> Result<Json<TokenList>, ApiError>
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/tokens/{accessor}",
+    path = "/tokens/{accessor}",
     tag = "tokens",
     operation_id = "revokeToken",
     summary = "Revoke a token",

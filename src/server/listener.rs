@@ -117,6 +117,24 @@ pub fn bind(what: &'static str, addr: SocketAddr) -> Result<Bound, ListenerError
 pub type Stop = tokio::sync::watch::Receiver<bool>;
 
 impl Bound {
+    /// A listener the caller bound itself, for `what`.
+    pub fn from_std(
+        what: &'static str,
+        listener: std::net::TcpListener,
+    ) -> Result<Bound, ListenerError> {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ListenerError { what, addr, source })?;
+        Ok(Bound {
+            what,
+            addr,
+            listener,
+        })
+    }
+
     /// The address actually bound (the port, when bound to port 0).
     #[cfg(test)]
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -6,8 +6,8 @@
 //! 1. The master key is resolved ([`master_key`]), and checked against any keyring already on
 //!    disk, before Raft starts: a node with the wrong key refuses to start and writes nothing.
 //! 2. TLS material is loaded; without it the node is a dev server and may only bind loopback.
-//! 3. Listeners bind ([`listener`]) before Raft starts so peers can reach this node as it
-//!    votes. Each serves within the configured limits (header and idle timeouts, a cap on
+//! 3. Listeners are bound ([`Listeners`], by [`serve`] or by whoever calls [`run`]) before
+//!    Raft starts so peers can reach this node as it votes. Each serves within the configured limits (header and idle timeouts, a cap on
 //!    connections).
 //! 4. The bootstrap node of a new cluster then creates the keyring and the root token
 //!    ([`crate::bootstrap`]).
@@ -109,8 +109,54 @@ fn open_store(
     Ok((db, sm, barrier))
 }
 
-/// Runs a node until `shutdown` completes (see [`shutdown_signal`] for the binary's).
+/// The sockets a node serves on, bound before anything else starts: a test (or a supervisor
+/// handing over sockets) binds them itself, so no port is ever probed and released.
+pub struct Listeners {
+    api: listener::Bound,
+    raft: listener::Bound,
+    metrics: Option<listener::Bound>,
+}
+
+impl Listeners {
+    /// Binds the addresses `config` names.
+    pub fn bind(config: &Config) -> Result<Listeners, ServeError> {
+        Ok(Listeners {
+            api: listener::bind("the API", config.api_addr)?,
+            raft: listener::bind("the Raft listener", config.raft_addr)?,
+            metrics: match config.metrics_addr {
+                Some(addr) => Some(listener::bind("the metrics listener", addr)?),
+                None => None,
+            },
+        })
+    }
+
+    /// Listeners already bound by the caller (the metrics listener is not served).
+    pub fn from_std(
+        api: std::net::TcpListener,
+        raft: std::net::TcpListener,
+    ) -> Result<Listeners, ServeError> {
+        Ok(Listeners {
+            api: listener::Bound::from_std("the API", api)?,
+            raft: listener::Bound::from_std("the Raft listener", raft)?,
+            metrics: None,
+        })
+    }
+}
+
+/// Binds the addresses of `config` and runs a node until `shutdown` completes (see
+/// [`shutdown_signal`] for the binary's).
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    let listeners = Listeners::bind(&config)?;
+    run(config, listeners, shutdown).await
+}
+
+/// Runs a node on `listeners` until `shutdown` completes. `config`'s own addresses are what
+/// this node advertises; the listeners must be bound to them.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     install_crypto_provider();
     // Everything this process creates (database, snapshots, keys) is owner-only.
     // SAFETY: umask only changes this process's file-creation mask.
@@ -133,12 +179,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
 
     let config = Arc::new(config);
     crate::metrics::install();
-    let api_listener = listener::bind("the API", config.api_addr)?;
-    let raft_listener = listener::bind("the Raft listener", config.raft_addr)?;
-    let metrics_listener = match config.metrics_addr {
-        Some(addr) => Some(listener::bind("the metrics listener", addr)?),
-        None => None,
-    };
+    let Listeners {
+        api: api_listener,
+        raft: raft_listener,
+        metrics: metrics_listener,
+    } = listeners;
 
     let disk = Arc::new(DiskGuard::new(
         config.node_id,

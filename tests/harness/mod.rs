@@ -15,6 +15,8 @@
 //!   mode.
 //! - [`wait`]: polling for a condition with a deadline, the way a test waits.
 //! - [`golden`]: tables of bad requests, one a line, with the error each must get.
+//! - [`inproc`]: one node inside the test's own process, for tests of the API that need no
+//!   cluster.
 //!
 //! Each binary uses part of it, so unused items are allowed.
 #![allow(dead_code)]
@@ -24,6 +26,7 @@ pub mod cluster;
 pub mod docker;
 pub mod failover;
 pub mod golden;
+pub mod inproc;
 pub mod nemesis;
 pub mod nodes;
 pub mod proxy;

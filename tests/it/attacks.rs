@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::cluster::{Cluster, Opts};
+use crate::harness::inproc::OneNode;
 use crate::harness::nodes::Nodes;
 
 /// A plain-HTTP (dev mode) cluster of `nodes`, so raw sockets can speak to it.
@@ -41,7 +42,7 @@ async fn plain(nodes: u64) -> (Cluster, u64) {
 }
 
 /// Creates a token as root through `node`; its token and accessor.
-async fn token(c: &Cluster, node: u64, scopes: &[&str], paths: &[&str]) -> (String, String) {
+async fn token(c: &impl Nodes, node: u64, scopes: &[&str], paths: &[&str]) -> (String, String) {
     let r = c
         .client(node)
         .create_token("t", scopes, paths, None)
@@ -55,7 +56,7 @@ async fn token(c: &Cluster, node: u64, scopes: &[&str], paths: &[&str]) -> (Stri
 }
 
 async fn call(
-    c: &Cluster,
+    c: &impl Nodes,
     node: u64,
     token: &str,
     method: Method,
@@ -71,10 +72,10 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_path_limited_admin_cannot_widen_its_authority() {
-    let (c, n) = plain(1).await;
-    c.put(n, "other/db", json!({"password": "hunter2"}))
-        .await
-        .unwrap();
+    // Authorization needs a store, not a cluster: one node in this process.
+    let (c, n) = (OneNode::start().await, 1);
+    let r = c.put("other/db", json!({"password": "hunter2"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
     let (team_admin, _) = token(&c, n, &["admin"], &["team-a/*"]).await;
     let (_, root_wide_acc) = token(&c, n, &["read:secret"], &["*"]).await;
 
@@ -208,9 +209,9 @@ async fn chunked_until_answer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_caller_without_the_scope_cannot_make_the_node_buffer_a_body() {
-    let (c, n) = plain(1).await;
+    let (c, n) = (OneNode::start().await, 1);
     let (metrics, _) = token(&c, n, &["metrics"], &["*"]).await;
-    let addr = c.api(n);
+    let addr = c.api();
     let head = |t: &str| {
         format!("POST /api/v1/tokens HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {t}")
     };
