@@ -95,6 +95,7 @@ pub async fn node_status(state: State, call: Call) -> Result<Json<NodeReport>, A
         (status = 200, description = "Added.", body = MemberAdded),
         (status = 400, description = "A bad body.", body = ErrorBody),
         (status = 409, description = "The membership change was refused (`type` `rejected`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB.", body = ErrorBody),
     ),
     security(("bearer" = ["admin"])),
 )]

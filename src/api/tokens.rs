@@ -45,6 +45,7 @@ pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600 + 25 * 24 * 3600;
     responses(
         (status = 201, description = "The new token.", body = CreatedToken),
         (status = 400, description = "A bad body: unknown field, unknown scope, no scope, bad path pattern, name or ttlSeconds out of range.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
     ),
     security(("bearer" = ["admin"])),
 )]
