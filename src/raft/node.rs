@@ -151,7 +151,11 @@ impl Node {
         let relay = Relay::start(peers.clone(), config.request_timeout);
         let leader_seen_ms = Arc::new(AtomicU64::new(crate::time::now_ms()));
         tokio::spawn(watch_leader(raft.clone(), leader_seen_ms.clone()));
-        tokio::spawn(snapshots::run(raft.clone(), config.snapshot_every));
+        tokio::spawn(snapshots::run(
+            raft.clone(),
+            config.node_id,
+            config.snapshot_every,
+        ));
         tokio::spawn(disk::watch(
             disk.clone(),
             config.data_dir.clone(),

@@ -13,6 +13,15 @@
 //!   duration since that build finished: building takes at most ~1/(1 + IDLE_PER_BUILD) of
 //!   the node's time, whatever the state's size. A small state builds in milliseconds, so
 //!   small stores (and the tests, which set `snapshot_every` low) see no difference.
+//! - Nodes do not build at the same time. Every node applies the same entries, so with one
+//!   threshold all three reached it together and built at once: during those ~70 ms (10k
+//!   secrets, two cores, one disk) a write had no quorum that was not building, and the
+//!   single-client PUT's p99 doubled (BENCHMARKS.md, "The single-client tail"). Each node
+//!   builds once per `every` entries as before, but at its own offset ([`phase`]: a third
+//!   of `every` per node id, modulo 3), so in a three-node cluster at most one node builds
+//!   at a time and the other two still make a quorum; in five or seven nodes, at most
+//!   two or three. A node's first snapshot therefore comes up to two thirds of `every`
+//!   early, never later.
 //! - Only the timing changes: the snapshot is openraft's (`trigger().snapshot()`), and the
 //!   log is still purged behind it, keeping `keep_logs` entries. A longer gap between builds
 //!   means a longer log on disk, bounded by the same ratio.
@@ -26,6 +35,8 @@ use super::Raft;
 
 /// Time a node spends not building a snapshot, per unit of time it spent building the last.
 pub const IDLE_PER_BUILD: u32 = 9;
+/// Nodes build in this many staggered groups (by node id): see the module's invariants.
+const STAGGER: u64 = 3;
 /// How often the policy looks again when no Raft event wakes it.
 const RECHECK: Duration = Duration::from_secs(1);
 /// A requested build that has not shown up after this long (or after ten times the last
@@ -37,6 +48,8 @@ const GIVE_UP: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Policy {
     every: u64,
+    /// This node's offset into each period of `every` entries (see [`phase`]).
+    phase: u64,
     /// How long the last build took, and when it finished.
     last_cost: Duration,
     last_done: Instant,
@@ -45,9 +58,10 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(every: u64, now: Instant) -> Policy {
+    pub fn new(every: u64, phase: u64, now: Instant) -> Policy {
         Policy {
-            every,
+            every: every.max(1),
+            phase: phase % every.max(1),
             last_cost: Duration::ZERO,
             last_done: now,
             pending: None,
@@ -71,18 +85,29 @@ impl Policy {
         }
         let rested =
             now.saturating_duration_since(self.last_done) >= self.last_cost * IDLE_PER_BUILD;
-        if applied.saturating_sub(snapshot) >= self.every && rested {
+        if self.period(applied) > self.period(snapshot) && rested {
             self.pending = Some((now, snapshot));
             return true;
         }
         false
     }
+
+    /// Which period of `every` entries `index` lies in, this node's periods starting
+    /// `phase` entries before the multiples of `every`.
+    fn period(&self, index: u64) -> u64 {
+        index.saturating_add(self.phase) / self.every
+    }
 }
 
-/// Runs the policy for `raft` until Raft stops.
-pub async fn run(raft: Raft, every: u64) {
+/// Node `id`'s phase: a third of `every` per id, modulo three.
+pub fn phase(id: u64, every: u64) -> u64 {
+    every / STAGGER * (id % STAGGER)
+}
+
+/// Runs the policy for node `id`'s `raft` until Raft stops.
+pub async fn run(raft: Raft, id: u64, every: u64) {
     let mut rx = raft.metrics();
-    let mut policy = Policy::new(every, Instant::now());
+    let mut policy = Policy::new(every, phase(id, every), Instant::now());
     loop {
         let (applied, snapshot) = {
             let m = rx.borrow_and_update();
@@ -109,7 +134,7 @@ mod tests {
     #[test]
     fn due_after_every_entries_when_builds_are_cheap() {
         let t0 = Instant::now();
-        let mut p = Policy::new(100, t0);
+        let mut p = Policy::new(100, 0, t0);
         assert!(!p.due(99, 0, t0));
         assert!(p.due(100, 0, t0));
         // Asked once: not again until that build shows up.
@@ -123,7 +148,7 @@ mod tests {
     #[test]
     fn a_slow_build_spaces_the_next_one() {
         let t0 = Instant::now();
-        let mut p = Policy::new(100, t0);
+        let mut p = Policy::new(100, 0, t0);
         assert!(p.due(100, 0, t0));
         // The build took 2 s: the next waits 18 s more, however many entries arrive.
         let done = t0 + Duration::from_secs(2);
@@ -135,16 +160,43 @@ mod tests {
     #[test]
     fn a_request_that_never_shows_up_is_made_again() {
         let t0 = Instant::now();
-        let mut p = Policy::new(100, t0);
+        let mut p = Policy::new(100, 0, t0);
         assert!(p.due(100, 0, t0));
         assert!(!p.due(300, 0, t0 + GIVE_UP - Duration::from_millis(1)));
         assert!(p.due(300, 0, t0 + GIVE_UP));
     }
 
     #[test]
+    fn nodes_build_at_staggered_indexes() {
+        let t0 = Instant::now();
+        // Three nodes, each asked as the same entries are applied: never two at one index.
+        let mut nodes: Vec<Policy> = (1..=3)
+            .map(|id| Policy::new(300, phase(id, 300), t0))
+            .collect();
+        let mut built: Vec<(u64, usize)> = Vec::new();
+        let mut snapshot = [0u64; 3];
+        for applied in 0..=1_200u64 {
+            for (n, p) in nodes.iter_mut().enumerate() {
+                if p.due(applied, snapshot[n], t0) {
+                    built.push((applied, n));
+                    snapshot[n] = applied; // built at once
+                                           // The built snapshot shows up before the next entry.
+                    assert!(!p.due(applied, snapshot[n], t0));
+                }
+            }
+        }
+        let at =
+            |n: usize| -> Vec<u64> { built.iter().filter(|b| b.1 == n).map(|b| b.0).collect() };
+        // Node 3 (phase 0) at the multiples; node 1 a third earlier, node 2 two thirds.
+        assert_eq!(at(2), vec![300, 600, 900, 1_200]);
+        assert_eq!(at(0), vec![200, 500, 800, 1_100]);
+        assert_eq!(at(1), vec![100, 400, 700, 1_000]);
+    }
+
+    #[test]
     fn a_snapshot_installed_from_the_leader_counts_as_done() {
         let t0 = Instant::now();
-        let mut p = Policy::new(10, t0);
+        let mut p = Policy::new(10, 0, t0);
         assert!(p.due(10, 0, t0));
         // A newer snapshot arrives (installed, not built here): pending clears.
         assert!(!p.due(15, 12, t0 + Duration::from_millis(5)));
