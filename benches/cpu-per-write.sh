@@ -7,6 +7,7 @@
 #   CONNS=64 OPS="put get" FOLLOWER=1 benches/cpu-per-write.sh
 #   RAFTSAFE_BIN=/tmp/a/raftsafe LABEL=a benches/cpu-per-write.sh; RAFTSAFE_BIN=/tmp/b/raftsafe LABEL=b …
 #   STAGES=1 CONNS="1 64" VALUE=4096 benches/cpu-per-write.sh   # and where each PUT's time went
+#   SPIKES=1 DURATION=40 benches/cpu-per-write.sh   # one client's slow PUTs, one by one
 #
 # Per run: starts three nodes on 127.0.0.1:97x0 (benches/raftsafe-cluster.sh, as compare.sh),
 # preloads KEYS keys with the workload tool, then for each connection count and operation runs
@@ -14,11 +15,14 @@
 # follower) and prints req/s, latency, the three nodes' user+system CPU (from /proc/<pid>/stat)
 # per request, the leader's share, and each node's RSS at the end. With STAGES=1, also a table
 # of the write's stages from the nodes' own histograms over that run (benches/stages.py).
+# With SPIKES=1, instead of wrk: one client's PUTs to the leader for DURATION seconds, each
+# slow one set beside the nodes' snapshot builds and RocksDB flushes and compactions
+# (benches/spikes.py), and the leader's total build time.
 # Stops only the PIDs it started.
 #
 # Environment: RAFTSAFE_BIN (default $CARGO_TARGET_DIR/release/raftsafe), WORKLOAD_BIN (default
 # the newest release/deps/workload-*), LABEL, CONNS ("1 64"), OPS ("put"), KEYS (10000),
-# VALUE (bytes, 256), DURATION (10), FOLLOWER (unset), STAGES (unset).
+# VALUE (bytes, 256), DURATION (10), FOLLOWER (unset), STAGES (unset), SPIKES (unset).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 target="${CARGO_TARGET_DIR:-$(dirname "$here")/target}"
@@ -47,6 +51,14 @@ ticks() { # user+system clock ticks of the given PIDs
   for p in "$@"; do set -- $(cut -d' ' -f14,15 "/proc/$p/stat"); s=$((s + $1 + $2)); done
   echo "$s"
 }
+if [ -n "${SPIKES:-}" ]; then
+  echo "leader: node $leader"
+  python3 "$here/spikes.py" "$leader_url" "$token" "$DURATION" "$WORK"/raftsafe/node-*.log \
+    "$WORK"/raftsafe/node-*/db/LOG
+  curl -fsS -H "Authorization: Bearer $token" "$leader_url/metrics" |
+    grep -E '^raftsafe_snapshot_build_seconds_(sum|count)' | sed 's/^/leader: /' || true
+  exit 0
+fi
 hz="$(getconf CLK_TCK)"
 lpid="${pids[$((leader - 1))]}"
 for c in $CONNS; do

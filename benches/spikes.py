@@ -2,6 +2,7 @@
 """The single-client write tail, request by request: which slow PUTs fell during a snapshot.
 
     benches/spikes.py LEADER_URL TOKEN SECONDS LOG...
+    SPIKES=1 DURATION=40 benches/cpu-per-write.sh   # a cluster of its own, then this
 
 One client, one keep-alive connection, PUTs of 256 bytes to bench/k<i % 10000> through the
 leader for SECONDS, each request's start (wall clock) and latency kept. Then the "built
