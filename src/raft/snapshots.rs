@@ -21,7 +21,10 @@
 //!   of `every` per node id, modulo 3), so in a three-node cluster at most one node builds
 //!   at a time and the other two still make a quorum; in five or seven nodes, at most
 //!   two or three. A node's first snapshot therefore comes up to two thirds of `every`
-//!   early, never later.
+//!   early, never later. A node whose last snapshot came late (a build held back by the
+//!   rest above, or one installed from the leader) builds at its next offset, which may be
+//!   fewer than `every` entries away: that is how it gets back in step. The rest still
+//!   bounds the time spent building.
 //! - Only the timing changes: the snapshot is openraft's (`trigger().snapshot()`), and the
 //!   log is still purged behind it, keeping `keep_logs` entries. A longer gap between builds
 //!   means a longer log on disk, bounded by the same ratio.
@@ -179,8 +182,8 @@ mod tests {
             for (n, p) in nodes.iter_mut().enumerate() {
                 if p.due(applied, snapshot[n], t0) {
                     built.push((applied, n));
-                    snapshot[n] = applied; // built at once
-                                           // The built snapshot shows up before the next entry.
+                    // Built at once, and seen before the next entry: not due again.
+                    snapshot[n] = applied;
                     assert!(!p.due(applied, snapshot[n], t0));
                 }
             }
