@@ -518,24 +518,24 @@ impl Client {
 
     /// `POST /undelete/{path}` `{"versions": [...]}`.
     pub async fn undelete(&self, path: &str, versions: &[u64]) -> Result<Response, ClientError> {
-        let body = json!({ "versions": versions });
-        self.request(
-            Method::POST,
-            &format!("/api/v1/undelete/{path}"),
-            Some(&body),
-        )
-        .await
+        self.on_versions("undelete", path, versions).await
     }
 
     /// `POST /destroy/{path}` `{"versions": [...]}`.
     pub async fn destroy(&self, path: &str, versions: &[u64]) -> Result<Response, ClientError> {
+        self.on_versions("destroy", path, versions).await
+    }
+
+    /// `POST /{action}/{path}` `{"versions": [...]}`.
+    async fn on_versions(
+        &self,
+        action: &str,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Response, ClientError> {
         let body = json!({ "versions": versions });
-        self.request(
-            Method::POST,
-            &format!("/api/v1/destroy/{path}"),
-            Some(&body),
-        )
-        .await
+        let uri = format!("/api/v1/{action}/{path}");
+        self.request(Method::POST, &uri, Some(&body)).await
     }
 
     // ----- tokens -----

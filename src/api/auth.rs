@@ -1,18 +1,18 @@
 //! Authentication and authorization of API calls.
 //!
-//! Every route except `/health/*` passes through one of three middlewares, chosen by the
-//! route's group in [`super::router`]. Each takes the bearer token and looks it up in the
-//! replicated token table; they differ in how current that table must be:
-//! - [`authenticate_current`] (reads of secrets, tokens and keys; membership changes) runs
+//! Every route except `/health/*` passes through [`authenticate`], with the [`Freshness`] of
+//! the route's group in [`super::routes`]. It takes the bearer token and looks it up in the
+//! replicated token table; the groups differ in how current that table must be:
+//! - [`Freshness::Current`] (reads of secrets, tokens and keys; membership changes) runs
 //!   the node's read-index round first, so a token revoked by an acknowledged write is refused
 //!   from then on, on every node.
-//! - [`authenticate_write`] (writes of secrets, tokens and keys) checks against this node's
+//! - [`Freshness::Write`] (writes of secrets, tokens and keys) checks against this node's
 //!   table and proposes the write with the token's accessor; the state machine checks again
 //!   that the token exists and is neither revoked nor expired *where the write lands in the
 //!   log* (`secret::machine`), so a write can never commit after an acknowledged revocation
 //!   — and a write costs one quorum round, not two. A token this node does not know yet
 //!   (created moments ago) gets the read-index round and a second look before a 401.
-//! - [`authenticate_local`] (`GET /cluster...`) uses this node's table as it is, so an
+//! - [`Freshness::Local`] (`GET /cluster...`) uses this node's table as it is, so an
 //!   isolated node can still be inspected; the check may lag a revocation by as much as
 //!   this node lags the leader.
 //!
@@ -205,41 +205,13 @@ fn identify(state: &AppState, presented: &str) -> Result<Principal, Refusal> {
 
 /// How current the token table must be for a route group (see the module doc).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Freshness {
-    /// After the read-index round.
+pub enum Freshness {
+    /// Reads of secrets, tokens and keys, and membership changes: after the read-index round.
     Current,
-    /// This node's table; the state machine checks again where the write applies.
+    /// Writes: against this node's table, and again by the state machine where they apply.
     Write,
-    /// This node's table as it is.
+    /// This node's table as it is, so an isolated node can still be inspected.
     Local,
-}
-
-/// Authenticates after the read-index round: for every route that touches secrets, tokens or
-/// keys.
-pub async fn authenticate_current(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    authenticate(state, request, next, Freshness::Current).await
-}
-
-/// Authenticates a write against this node's table (see the module doc).
-pub async fn authenticate_write(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    authenticate(state, request, next, Freshness::Write).await
-}
-
-/// Authenticates against this node's local state: for cluster status only.
-pub async fn authenticate_local(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    authenticate(state, request, next, Freshness::Local).await
 }
 
 /// The caller presenting `presented`, after the read-index round, and the view the round
@@ -264,11 +236,11 @@ pub async fn principal_write(state: &AppState, presented: &str) -> Result<Princi
     }
 }
 
-async fn authenticate(
-    state: Arc<AppState>,
+/// The middleware of every route group: authenticates with the group's [`Freshness`].
+pub async fn authenticate(
+    State((state, freshness)): State<(Arc<AppState>, Freshness)>,
     mut request: Request,
     next: Next,
-    freshness: Freshness,
 ) -> Response {
     let presented = match bearer(request.headers()) {
         Ok(t) => t.to_string(),

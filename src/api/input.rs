@@ -35,11 +35,7 @@ pub fn query(raw: Option<String>, allowed: &[&str]) -> Result<BTreeMap<String, S
             let name: String = k.chars().take(64).collect();
             return Err(ApiError::bad_request(format!(
                 "unknown query parameter '{name}' (allowed: {})",
-                if allowed.is_empty() {
-                    "none".to_string()
-                } else {
-                    allowed.join(", ")
-                }
+                allowed_names(allowed)
             )));
         }
         if out.insert(k.to_string(), v.into_owned()).is_some() {
@@ -68,21 +64,36 @@ pub fn json_object(
         )));
     };
     if let Some(unknown) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
-        let name: String = unknown.chars().take(64).collect();
-        return Err(ApiError::invalid_field(
-            "unknownField",
-            &format!("/{name}"),
-            format!(
-                "unknown field '{name}' (allowed: {})",
-                if allowed.is_empty() {
-                    "none".to_string()
-                } else {
-                    allowed.join(", ")
-                }
-            ),
-        ));
+        return Err(unknown_field(None, unknown, allowed));
     }
     Ok(body)
+}
+
+/// The 400 for the unknown field `name` of the body, or of its object field `parent`, with
+/// its JSON pointer and the fields allowed there. Names are cut to 64 characters.
+pub fn unknown_field(parent: Option<&str>, name: &str, allowed: &[&str]) -> ApiError {
+    let name: String = name.chars().take(64).collect();
+    let (pointer, shown) = match parent {
+        None => (format!("/{name}"), name),
+        Some(parent) => (format!("/{parent}/{name}"), format!("{parent}.{name}")),
+    };
+    ApiError::invalid_field(
+        "unknownField",
+        &pointer,
+        format!(
+            "unknown field '{shown}' (allowed: {})",
+            allowed_names(allowed)
+        ),
+    )
+}
+
+/// The names a refusal lists as allowed: `a, b`, or `none`.
+pub fn allowed_names(allowed: &[&str]) -> String {
+    if allowed.is_empty() {
+        "none".to_string()
+    } else {
+        allowed.join(", ")
+    }
 }
 
 /// The field `name` of a body, refusing its absence.

@@ -53,21 +53,10 @@ use axum::Router;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
+use auth::Freshness;
 use error::ApiError;
 pub use secrets::parse_put_body;
 pub use state::{AppState, State};
-
-/// Which authentication a route's methods get (see [`auth`]): how current the token table
-/// must be when the token is checked.
-#[derive(Clone, Copy)]
-enum Group {
-    /// Reads of secrets, tokens and keys, and membership changes: after the read-index round.
-    Current,
-    /// Writes: against this node's table, and again by the state machine where they apply.
-    Write,
-    /// Answered from this node's own state, so an isolated node can still be inspected.
-    Local,
-}
 
 type Methods = MethodRouter<Arc<AppState>>;
 
@@ -80,8 +69,8 @@ type Methods = MethodRouter<Arc<AppState>>;
 /// answered with a 400 saying so) and Vault's `/v1/` dialect. A mount's actions
 /// (`mounts/{path}/rotate|trim|config`) are one route here, because axum cannot route a suffix
 /// after a wildcard; [`openapi::ApiDoc`] lists them one by one.
-fn routes(guard: &dyn Fn(Group, Methods) -> Methods) -> OpenApiRouter<Arc<AppState>> {
-    use Group::*;
+fn routes(guard: &dyn Fn(Freshness, Methods) -> Methods) -> OpenApiRouter<Arc<AppState>> {
+    use Freshness::*;
     let at = |group, (schemas, paths, methods): UtoipaMethodRouter<Arc<AppState>>| {
         (schemas, paths, guard(group, methods))
     };
@@ -149,17 +138,11 @@ fn documented() -> utoipa::openapi::OpenApi {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let guard = |group, methods: Methods| match group {
-        Group::Current => methods.route_layer(from_fn_with_state(
-            state.clone(),
-            auth::authenticate_current,
-        )),
-        Group::Write => {
-            methods.route_layer(from_fn_with_state(state.clone(), auth::authenticate_write))
-        }
-        Group::Local => {
-            methods.route_layer(from_fn_with_state(state.clone(), auth::authenticate_local))
-        }
+    let guard = |freshness, methods: Methods| {
+        methods.route_layer(from_fn_with_state(
+            (state.clone(), freshness),
+            auth::authenticate,
+        ))
     };
     let (routes, _) = routes(&guard).split_for_parts();
     routes

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::input::Call;
-use super::input::{json_int, json_object, parse_u64};
+use super::input::{json_int, json_object, parse_u64, unknown_field};
 use super::state::{AppState, State};
 use super::wire::{ConditionalHeaders, RequestIdHeader, SecretPathParam};
 use super::wire::{
@@ -363,18 +363,7 @@ pub fn parse_body(
         .keys()
         .find(|k| !allowed_options.contains(&k.as_str()))
     {
-        return Err(ApiError::invalid_field(
-            "unknownField",
-            &format!("/options/{other}"),
-            format!(
-                "unknown field 'options.{other}' (allowed: {})",
-                if allowed_options.is_empty() {
-                    "none".to_string()
-                } else {
-                    allowed_options.join(", ")
-                }
-            ),
-        ));
+        return Err(unknown_field(Some("options"), other, allowed_options));
     }
     Ok(ParsedBody { data, options })
 }

@@ -149,13 +149,7 @@ impl Keyring {
 
     /// HMAC-SHA256 of `data` under the key derived for `purpose`.
     pub fn mac(&self, purpose: MacPurpose, data: &[u8]) -> [u8; 32] {
-        let key = &self
-            .macs
-            .iter()
-            .find(|(p, _)| *p == purpose)
-            .expect("every purpose has a key")
-            .1;
-        let tag = ring::hmac::sign(key, data);
+        let tag = ring::hmac::sign(self.mac_key(purpose), data);
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
@@ -163,13 +157,17 @@ impl Keyring {
 
     /// Whether `tag` is the HMAC of `data` for `purpose`, compared in constant time.
     pub fn verify_mac(&self, purpose: MacPurpose, data: &[u8], tag: &[u8]) -> bool {
-        let key = &self
+        ring::hmac::verify(self.mac_key(purpose), data, tag).is_ok()
+    }
+
+    /// The key derived for `purpose` (`new` derives one for every purpose).
+    fn mac_key(&self, purpose: MacPurpose) -> &ring::hmac::Key {
+        &self
             .macs
             .iter()
             .find(|(p, _)| *p == purpose)
             .expect("every purpose has a key")
-            .1;
-        ring::hmac::verify(key, data, tag).is_ok()
+            .1
     }
 
     /// Wraps key `version` of the mount at `mount` for storage in the replicated state.

@@ -340,6 +340,16 @@ mod tests {
         }
     }
 
+    /// The index the current snapshot file covers.
+    fn current_index(dir: &Path) -> u64 {
+        read_meta(&current_path(dir))
+            .unwrap()
+            .unwrap()
+            .last_log_id
+            .unwrap()
+            .index
+    }
+
     fn write(path: &Path, index: u64, pairs: &[(&[u8], &[u8])]) {
         let mut w = SnapshotWriter::create(path, &meta(index)).unwrap();
         for (k, v) in pairs {
@@ -387,15 +397,7 @@ mod tests {
         write(&b, 5, &[(b"k", b"old")]);
         assert!(!promote(d, &b, &meta(5)).unwrap());
         assert!(!b.exists());
-        assert_eq!(
-            read_meta(&current_path(d))
-                .unwrap()
-                .unwrap()
-                .last_log_id
-                .unwrap()
-                .index,
-            10
-        );
+        assert_eq!(current_index(d), 10);
     }
 
     #[test]
@@ -416,14 +418,6 @@ mod tests {
         let bytes = fs::read(incoming_path(d)).unwrap();
         fs::write(incoming_path(d), &bytes[..bytes.len() - 5]).unwrap();
         assert!(secure_incoming(d, None).unwrap().is_none());
-        assert_eq!(
-            read_meta(&current_path(d))
-                .unwrap()
-                .unwrap()
-                .last_log_id
-                .unwrap()
-                .index,
-            20
-        );
+        assert_eq!(current_index(d), 20);
     }
 }

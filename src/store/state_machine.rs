@@ -561,11 +561,30 @@ impl Reader {
         self.gate.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn meta(&self, path: &SecretPath) -> Result<Option<SecretMeta>, StoreError> {
-        match self.db.get(CF_SM_DATA, &keys::meta(path))? {
-            Some(b) => Ok(Some(decode("secret metadata", &b)?)),
+    /// The record at `key`, decoded; for a caller that holds the gate already.
+    fn held<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.db.get(CF_SM_DATA, key)? {
+            Some(b) => Ok(Some(decode(what, &b)?)),
             None => Ok(None),
         }
+    }
+
+    /// The record at `key`, decoded, read under the gate.
+    fn record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        let _hold = self.hold();
+        self.held(key, what)
+    }
+
+    fn meta(&self, path: &SecretPath) -> Result<Option<SecretMeta>, StoreError> {
+        self.held(&keys::meta(path), "secret metadata")
     }
 
     /// The given version (default: latest) unless absent or deleted.
@@ -627,13 +646,12 @@ impl Reader {
             total += 1;
             if total > skip && page.len() < take {
                 let meta: SecretMeta = decode("secret metadata", &v)?;
-                let deleted_at_ms = match self
-                    .db
-                    .get(CF_SM_DATA, &keys::version(&p, meta.current_version))?
-                {
-                    Some(b) => decode::<VersionRecord>("secret version", &b)?.deleted_at_ms,
-                    None => None,
-                };
+                let deleted_at_ms = self
+                    .held::<VersionRecord>(
+                        &keys::version(&p, meta.current_version),
+                        "secret version",
+                    )?
+                    .and_then(|r| r.deleted_at_ms);
                 page.push(Listed {
                     path,
                     metadata: Metadata {
@@ -649,10 +667,7 @@ impl Reader {
     }
 
     fn custom_held(&self, path: &SecretPath) -> Result<Option<CustomMetadataRecord>, StoreError> {
-        match self.db.get(CF_SM_DATA, &keys::custom_metadata(path))? {
-            Some(b) => Ok(Some(decode("custom metadata", &b)?)),
-            None => Ok(None),
-        }
+        self.held(&keys::custom_metadata(path), "custom metadata")
     }
 
     /// The custom metadata record of `path` (sealed), if it has one.
@@ -670,10 +685,9 @@ impl Reader {
     pub fn versions(&self, path: &SecretPath) -> Result<Option<PathVersions>, StoreError> {
         let _hold = self.hold();
         let meta = self.meta(path)?;
-        let max_versions = match self.db.get(CF_SM_DATA, &keys::settings(path))? {
-            Some(b) => Some(decode::<PathSettings>("path settings", &b)?.max_versions),
-            None => None,
-        };
+        let max_versions = self
+            .held::<PathSettings>(&keys::settings(path), "path settings")?
+            .map(|s| s.max_versions);
         let custom = self.custom_held(path)?;
         if meta.is_none() && max_versions.is_none() && custom.is_none() {
             return Ok(None);
@@ -710,10 +724,7 @@ impl Reader {
 
     /// The mount at exactly `path`.
     pub fn mount(&self, path: &str) -> Result<Option<MountRecord>, StoreError> {
-        match self.raw(&keys::mount(path))? {
-            Some(b) => Ok(Some(decode("mount record", &b)?)),
-            None => Ok(None),
-        }
+        self.record(&keys::mount(path), "mount record")
     }
 
     /// The mount `path` is at or under, with its record.
@@ -798,10 +809,7 @@ impl Reader {
             .get(CF_SM_DATA, &keys::revoked(accessor))?
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map(u64::from_be_bytes);
-        let lease = match self.db.get(CF_SM_DATA, &login::lease_key(accessor))? {
-            Some(b) => Some(decode("token lease", &b)?),
-            None => None,
-        };
+        let lease = self.held(&login::lease_key(accessor), "token lease")?;
         Ok(Some(StoredToken {
             accessor: accessor.to_string(),
             sealed: Sealed::from_bytes(sealed),
@@ -812,10 +820,7 @@ impl Reader {
 
     /// Named ACL policy `name`.
     pub fn acl_policy(&self, name: &str) -> Result<Option<StoredAclPolicy>, StoreError> {
-        match self.raw(&acl::key(name))? {
-            Some(b) => Ok(Some(decode("ACL policy", &b)?)),
-            None => Ok(None),
-        }
+        self.record(&acl::key(name), "ACL policy")
     }
 
     /// Every named ACL policy, in name order.
@@ -830,10 +835,7 @@ impl Reader {
 
     /// Login role `name` of `method`.
     pub fn role(&self, method: Method, name: &str) -> Result<Option<StoredRole>, StoreError> {
-        match self.raw(&login::role_key(method, name))? {
-            Some(b) => Ok(Some(decode("login role", &b)?)),
-            None => Ok(None),
-        }
+        self.record(&login::role_key(method, name), "login role")
     }
 
     /// Every role of `method`, in name order.
@@ -851,18 +853,12 @@ impl Reader {
 
     /// The JWT method's configuration, once written.
     pub fn jwt_config(&self) -> Result<Option<StoredJwtConfig>, StoreError> {
-        match self.raw(login::JWT_CONFIG)? {
-            Some(b) => Ok(Some(decode("JWT configuration", &b)?)),
-            None => Ok(None),
-        }
+        self.record(login::JWT_CONFIG, "JWT configuration")
     }
 
     /// Secret id `accessor` of AppRole role `role`.
     pub fn secret_id(&self, role: &str, accessor: &str) -> Result<Option<SecretId>, StoreError> {
-        match self.raw(&login::secret_id_key(role, accessor))? {
-            Some(b) => Ok(Some(decode("secret id", &b)?)),
-            None => Ok(None),
-        }
+        self.record(&login::secret_id_key(role, accessor), "secret id")
     }
 
     /// Every secret id of AppRole role `role`, by accessor.

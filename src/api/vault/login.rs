@@ -457,10 +457,7 @@ fn login_reply(outcome: LoginOutcome) -> Reply {
 impl Call {
     /// `sys/auth`: the login methods (token, approle, jwt), as `bao auth list` reads them.
     pub(super) async fn auth_methods(&self, method: &Method) -> Reply {
-        if method != Method::GET {
-            return Err(VaultError::unsupported(method, "sys/auth"));
-        }
-        self.query(&[])?;
+        self.only_get(method, "sys/auth")?;
         let _ = self.current().await?;
         let entry = |kind: &str, description: &str| {
             json!({
@@ -746,10 +743,7 @@ impl Call {
             }
             return Ok(envelope(json!({"keys": keys})));
         }
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(method, "secret-id"));
-        }
-        self.query(&[])?;
+        self.only_write(method, "secret-id")?;
         let (who, _, role) = self.managed_approle(name).await?;
         let Binding::AppRole(binding) = &role.binding else {
             return Err(VaultError::not_found());
@@ -881,10 +875,7 @@ impl Call {
 
     /// `auth/approle/login` `{"role_id", "secret_id"}`: no token needed.
     async fn approle_login(&self, method: &Method, body: Body) -> Reply {
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(method, "auth/approle/login"));
-        }
-        self.query(&[])?;
+        self.only_write(method, "auth/approle/login")?;
         let bytes = read_body(body, MAX_CREDENTIAL_BYTES).await?;
         let fields = object(&bytes, &["role_id", "secret_id"])?;
         let role_id = string(&fields, "role_id")?
@@ -899,10 +890,7 @@ impl Call {
 
     /// `auth/jwt/login` `{"role", "jwt"}`: no token needed.
     async fn jwt_login(&self, method: &Method, body: Body) -> Reply {
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(method, "auth/jwt/login"));
-        }
-        self.query(&[])?;
+        self.only_write(method, "auth/jwt/login")?;
         let bytes = read_body(body, MAX_CREDENTIAL_BYTES).await?;
         let fields = object(&bytes, &["role", "jwt"])?;
         let role = string(&fields, "role")?
@@ -1008,10 +996,7 @@ impl Call {
 
     /// `auth/token/renew-self` `{"increment"?}`: a login token's lease, extended.
     pub(super) async fn renew_self(&self, method: &Method, body: Body) -> Reply {
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(method, "auth/token/renew-self"));
-        }
-        self.query(&[])?;
+        self.only_write(method, "auth/token/renew-self")?;
         let who = self.principal().await?;
         let bytes = read_body(body, 4 * 1024).await?;
         let fields = object(&bytes, &["increment"])?;

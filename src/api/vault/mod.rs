@@ -594,6 +594,25 @@ impl Call {
         })
     }
 
+    /// Refuses all but Vault's write verbs (`POST`, `PUT`) and any query parameter: the
+    /// preamble of every endpoint that takes its input in the body.
+    fn only_write(&self, method: &Method, route: &str) -> Result<(), VaultError> {
+        if method != Method::POST && method != Method::PUT {
+            return Err(VaultError::unsupported(method, route));
+        }
+        self.query(&[])?;
+        Ok(())
+    }
+
+    /// Refuses all but `GET` and any query parameter.
+    fn only_get(&self, method: &Method, route: &str) -> Result<(), VaultError> {
+        if method != Method::GET {
+            return Err(VaultError::unsupported(method, route));
+        }
+        self.query(&[])?;
+        Ok(())
+    }
+
     fn query(
         &self,
         allowed: &[&str],
@@ -668,10 +687,7 @@ impl Call {
     /// the one mount is Vault's 403, which the CLI explains as a policy problem: the detail
     /// says what raftsafe serves.
     async fn mount_of(&self, method: &Method, path: &str) -> Reply {
-        if method != Method::GET {
-            return Err(VaultError::unsupported(method, "sys/internal/ui/mounts"));
-        }
-        self.query(&[])?;
+        self.only_get(method, "sys/internal/ui/mounts")?;
         let (_, at) = self.current().await?;
         let first = path.split('/').next().unwrap_or("");
         if first == transit::MOUNT {

@@ -636,10 +636,7 @@ impl Call {
     /// token copies the caller's authority, as Vault's child tokens inherit their parent's
     /// policies.
     pub(super) async fn create_token(&self, method: &Method, body: Body) -> Reply {
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(method, "auth/token/create"));
-        }
-        self.query(&[])?;
+        self.only_write(method, "auth/token/create")?;
         let (who, at) = self.current().await?;
         who.require(Scope::Admin)?;
         let bytes = read_body(body, 64 * 1024).await?;

@@ -431,10 +431,7 @@ impl Call {
             Capabilities::Token => "sys/capabilities",
             Capabilities::Accessor => "sys/capabilities-accessor",
         };
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(method, route));
-        }
-        self.query(&[])?;
+        self.only_write(method, route)?;
         let bytes = read_body(body, 64 * 1024).await?;
         // The CLI also sends its own token to capabilities-self; it is this caller's, so it
         // adds nothing there.
@@ -515,13 +512,7 @@ impl Call {
     /// `sys/storage/raft/configuration`: the members, their Raft addresses, who leads and
     /// who votes (`bao operator raft list-peers`).
     pub(super) async fn raft_configuration(&self, method: &Method) -> Reply {
-        if method != Method::GET {
-            return Err(VaultError::unsupported(
-                method,
-                "sys/storage/raft/configuration",
-            ));
-        }
-        self.query(&[])?;
+        self.only_get(method, "sys/storage/raft/configuration")?;
         self.cluster_admin().await?;
         let me = self.local_status().await?;
         let servers: Vec<Value> = me
@@ -545,13 +536,7 @@ impl Call {
     /// `sys/storage/raft/autopilot/state`: every member's health (`bao operator raft
     /// autopilot state`), from what each member answers this node now (see [`autopilot`]).
     pub(super) async fn autopilot_state(&self, method: &Method) -> Reply {
-        if method != Method::GET {
-            return Err(VaultError::unsupported(
-                method,
-                "sys/storage/raft/autopilot/state",
-            ));
-        }
-        self.query(&[])?;
+        self.only_get(method, "sys/storage/raft/autopilot/state")?;
         self.cluster_admin().await?;
         let me = self.local_status().await?;
         let answers = self.state.node.cluster_status().await;
@@ -562,13 +547,7 @@ impl Call {
     /// `sys/storage/raft/remove-peer` `{"server_id": "<node id>"}`: the membership change of
     /// `DELETE /api/v1/cluster/members/{id}` (204).
     pub(super) async fn remove_peer(&self, method: &Method, body: Body) -> Reply {
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(
-                method,
-                "sys/storage/raft/remove-peer",
-            ));
-        }
-        self.query(&[])?;
+        self.only_write(method, "sys/storage/raft/remove-peer")?;
         let who = self.cluster_admin().await?;
         let bytes = read_body(body, 4 * 1024).await?;
         let mut body = json_object(

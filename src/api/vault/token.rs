@@ -97,13 +97,7 @@ impl Call {
     /// policy covers it (or the caller itself). After the read-index round, so a token
     /// created or revoked before the call is seen as such.
     pub(super) async fn lookup_accessor(&self, method: &Method, body: Body) -> Reply {
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(
-                method,
-                "auth/token/lookup-accessor",
-            ));
-        }
-        self.query(&[])?;
+        self.only_write(method, "auth/token/lookup-accessor")?;
         let (who, _) = self.current().await?;
         let accessor = accessor_body(body).await?;
         if accessor != who.accessor {
@@ -131,13 +125,7 @@ impl Call {
 
     /// `auth/token/revoke-accessor` `{"accessor"}`: 204, with `/api/v1`'s authority rule.
     pub(super) async fn revoke_accessor(&self, method: &Method, body: Body) -> Reply {
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(
-                method,
-                "auth/token/revoke-accessor",
-            ));
-        }
-        self.query(&[])?;
+        self.only_write(method, "auth/token/revoke-accessor")?;
         let who = self.principal().await?;
         who.require(Scope::Admin)?;
         let accessor = accessor_body(body).await?;
@@ -147,10 +135,7 @@ impl Call {
 
     /// `auth/token/revoke-self`: the calling token, whatever its scopes (204).
     pub(super) async fn revoke_self(&self, method: &Method) -> Reply {
-        if method != Method::POST && method != Method::PUT {
-            return Err(VaultError::unsupported(method, "auth/token/revoke-self"));
-        }
-        self.query(&[])?;
+        self.only_write(method, "auth/token/revoke-self")?;
         let who = self.principal().await?;
         crate::api::tokens::revoke_as(&self.state, &who, &who.accessor).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
