@@ -244,18 +244,7 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let fail = |e: reqwest::Error| transport(&url, &e);
-        let resp = req.send().await.map_err(fail)?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(fail)?.to_vec();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Response {
-            status,
-            headers,
-            body,
-            bytes,
-        })
+        exchange(&url, req).await
     }
 
     /// Streams the body of a `GET` into `out` when the answer is 2xx; any other answer is
@@ -352,18 +341,7 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let fail = |e: reqwest::Error| transport(&url, &e);
-        let resp = req.send().await.map_err(fail)?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(fail)?.to_vec();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Response {
-            status,
-            headers,
-            body,
-            bytes,
-        })
+        exchange(&url, req).await
     }
 
     // ----- the API's calls -----
@@ -750,6 +728,22 @@ fn normalize(addr: &str, https_default: bool) -> Result<String, ClientError> {
     }
     let scheme = if https_default { "https" } else { "http" };
     Ok(format!("{scheme}://{addr}"))
+}
+
+/// Sends `req` (to `url`, named in errors) and reads the whole answer.
+async fn exchange(url: &str, req: reqwest::RequestBuilder) -> Result<Response, ClientError> {
+    let fail = |e: reqwest::Error| transport(url, &e);
+    let resp = req.send().await.map_err(fail)?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.map_err(fail)?.to_vec();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(Response {
+        status,
+        headers,
+        body,
+        bytes,
+    })
 }
 
 fn transport(url: &str, e: &reqwest::Error) -> ClientError {

@@ -20,22 +20,22 @@ use super::{CliError, Format, View};
 pub(super) fn inspect_backup(file: &Path, format: Format) -> Result<(), CliError> {
     let header = crate::store::backup::verify(file)
         .map_err(|e| CliError::Local(format!("{}: {e}", file.display())))?;
-    if format == Format::Json {
+    print_header(&header);
+    if format != Format::Json {
         println!(
-            "{}",
-            serde_json::to_string_pretty(&header).unwrap_or_default()
+            "checksum OK: {} pairs, {} bytes of body",
+            header.pairs, header.body_bytes
         );
-        return Ok(());
     }
+    Ok(())
+}
+
+/// A backup's header as JSON, on stdout.
+fn print_header(header: &crate::store::backup::BackupHeader) {
     println!(
         "{}",
-        serde_json::to_string_pretty(&header).unwrap_or_default()
+        serde_json::to_string_pretty(header).unwrap_or_default()
     );
-    println!(
-        "checksum OK: {} pairs, {} bytes of body",
-        header.pairs, header.body_bytes
-    );
-    Ok(())
 }
 
 pub(super) async fn backup(conn: &Conn, out: &Path) -> Result<(), CliError> {
@@ -86,10 +86,7 @@ pub(super) async fn backup(conn: &Conn, out: &Path) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::Local(format!("{}: {e}", out.display())))?;
     if conn.format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&header).unwrap_or_default()
-        );
+        print_header(&header);
         return Ok(());
     }
     println!(

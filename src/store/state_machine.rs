@@ -739,24 +739,7 @@ impl Reader {
 
     /// Every mount, in path order.
     pub fn mounts(&self) -> Result<Vec<(String, MountRecord)>, StoreError> {
-        let _hold = self.hold();
-        let start = [keys::MOUNT];
-        let it = self.db.iter(
-            CF_SM_DATA,
-            IteratorMode::From(&start, rocksdb::Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in it {
-            let (k, v) = item?;
-            if k.first() != Some(&keys::MOUNT) {
-                break;
-            }
-            out.push((
-                String::from_utf8_lossy(&k[1..]).into_owned(),
-                decode("mount record", &v)?,
-            ));
-        }
-        Ok(out)
+        self.scan(&[keys::MOUNT], "mount record")
     }
 
     /// Key `version` of the mount at `mount`, wrapped under the master key.
