@@ -103,11 +103,7 @@ pub async fn add_member(state: State, mut call: Call) -> Result<Response, ApiErr
     call.who.require_unrestricted(Scope::Admin)?;
     call.query(&[])?;
     let body = call.body(16 * 1024).await?;
-    let m: AddMember = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "body must be {{\"id\", \"raftAddr\", \"apiAddr\"}}: {e}"
-        ))
-    })?;
+    let m: AddMember = super::body::parse(&body)?;
     if m.id == 0 {
         return Err(ApiError::invalid_field(
             "invalidMember",

@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::audit::LoggedIn;
+use super::body::parse;
 use super::error::ApiError;
-use super::input::{json_int, read_body, Call};
+use super::input::{read_body, Call};
 use super::state::State;
 use super::wire::{AppRoleLogin, JwtLogin, LoginToken, RenewToken, RenewedToken, TokenView};
 use crate::service::{Issued, LoginOutcome, MAX_CREDENTIAL_BYTES};
@@ -41,11 +42,6 @@ fn answer(outcome: LoginOutcome) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("body must be {shape}: {e}")))
-}
-
 #[utoipa::path(
     post,
     path = "/auth/approle/login",
@@ -64,7 +60,7 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T,
 )]
 pub async fn approle(state: State, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, MAX_CREDENTIAL_BYTES).await?;
-    let b: AppRoleLogin = parse(&bytes, "{\"roleId\", \"secretId\"}")?;
+    let b: AppRoleLogin = parse(&bytes)?;
     if b.role_id.is_empty() || b.secret_id.is_empty() {
         return Err(ApiError::bad_request(
             "roleId and secretId must not be empty",
@@ -96,7 +92,7 @@ pub async fn approle(state: State, body: Body) -> Result<Response, ApiError> {
 )]
 pub async fn jwt(state: State, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, MAX_CREDENTIAL_BYTES + 1024).await?;
-    let b: JwtLogin = parse(&bytes, "{\"role\", \"jwt\"}")?;
+    let b: JwtLogin = parse(&bytes)?;
     if b.role.is_empty() || b.jwt.is_empty() {
         return Err(ApiError::bad_request("role and jwt must not be empty"));
     }
@@ -124,19 +120,8 @@ pub async fn renew_self(state: State, mut call: Call) -> Result<Json<RenewedToke
     let increment = if bytes.trim_ascii().is_empty() {
         0
     } else {
-        let b: RenewToken = parse(&bytes, "{\"incrementSeconds\"?}")?;
-        match b.increment_seconds {
-            None | Some(serde_json::Value::Null) => 0,
-            Some(v) => json_int(&v)
-                .filter(|n| *n <= super::tokens::MAX_TTL_SECONDS)
-                .ok_or_else(|| {
-                    ApiError::invalid_field(
-                        "invalidField",
-                        "/incrementSeconds",
-                        "incrementSeconds must be an integer from 0 to 3155760000",
-                    )
-                })?,
-        }
+        let b: RenewToken = parse(&bytes)?;
+        b.increment_seconds.unwrap_or(0)
     };
     let who = &call.who;
     let lease = state

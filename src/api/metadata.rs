@@ -18,11 +18,10 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::Value;
 
+use super::body::parse;
 use super::error::ApiError;
 use super::input::Call;
-use super::input::{json_int, json_object, required};
 use super::state::{AppState, State};
 use super::wire::{
     ErrorBody, MetadataSet, MetadataSetData, MetadataView, PatchMetadata, PathMetadata,
@@ -31,7 +30,6 @@ use super::wire::{
 use super::wire::{RequestIdHeader, SecretPathParam};
 use crate::secret::custom;
 use crate::secret::token::Scope;
-use crate::secret::versions::MAX_MAX_VERSIONS;
 use crate::secret::SecretPath;
 use crate::service::{CustomChange, MetadataChange, MetadataOutcome, VersionChange, View};
 use crate::time::rfc3339;
@@ -40,8 +38,6 @@ const METADATA: &str = "/api/v1/metadata/";
 const UNDELETE: &str = "/api/v1/undelete/";
 const DESTROY: &str = "/api/v1/destroy/";
 const MAX_BODY: usize = 64 * 1024;
-/// Most versions one undelete or destroy may name.
-pub const MAX_LISTED_VERSIONS: usize = 1000;
 
 /// Refuses a path under an ondemand mount, as `view` sees the mounts: current for a read;
 /// this node's own state for a change (under a mount there is nothing for it to find where
@@ -53,12 +49,6 @@ fn not_under_mount(state: &AppState, view: &impl View, path: &SecretPath) -> Res
         ))),
         None => Ok(()),
     }
-}
-
-/// The one field `field` of an object body.
-fn object_body(bytes: &[u8], field: &str) -> Result<Value, ApiError> {
-    let mut body = json_object(bytes, &[field], "a JSON object")?;
-    required(&mut body, field)
 }
 
 #[utoipa::path(
@@ -167,22 +157,17 @@ async fn write(state: State, mut call: Call, patch: bool) -> Result<Response, Ap
     let bytes = call.body(MAX_BODY).await?;
     let what = if patch { "PATCH" } else { "PUT" };
     let origin = call.origin(&state, &format!("{what} metadata/{path}"), &bytes)?;
-    let mut body = json_object(&bytes, &["maxVersions", "customMetadata"], "a JSON object")?;
-    let max_versions = match body.remove("maxVersions") {
-        None => None,
-        Some(v) => match json_int(&v) {
-            Some(n) if (1..=MAX_MAX_VERSIONS).contains(&n) => Some(n),
-            _ => {
-                return Err(ApiError::invalid_field(
-                    "invalidField",
-                    "/maxVersions",
-                    format!("field 'maxVersions' must be an integer from 1 to {MAX_MAX_VERSIONS}"),
-                ))
-            }
-        },
+    // The two bodies differ in what `customMetadata` may hold (`null` removes a key in a
+    // patch), which `custom::from_json` checks with Vault's wording.
+    let (max_versions, custom_metadata) = if patch {
+        let b: PatchMetadata = parse(&bytes)?;
+        (b.max_versions, b.custom_metadata)
+    } else {
+        let b: WriteMetadata = parse(&bytes)?;
+        (b.max_versions, b.custom_metadata)
     };
     let invalid = |why: String| ApiError::invalid_field("invalidField", "/customMetadata", why);
-    let custom = match body.remove("customMetadata") {
+    let custom = match custom_metadata {
         None => None,
         Some(v) => {
             let parsed = custom::from_json("customMetadata", &v, patch).map_err(invalid)?;
@@ -272,23 +257,7 @@ async fn versions_call(state: State, mut call: Call, destroy: bool) -> Result<Re
     };
     let bytes = call.body(MAX_BODY).await?;
     let origin = call.origin(&state, &format!("{what}/{path}"), &bytes)?;
-    let listed = object_body(&bytes, "versions")?;
-    let bad = || {
-        ApiError::invalid_field(
-            "invalidField",
-            "/versions",
-            format!(
-                "field 'versions' must be a non-empty array of at most {MAX_LISTED_VERSIONS} integers >= 1"
-            ),
-        )
-    };
-    let versions: Vec<u64> = match listed {
-        Value::Array(a) if !a.is_empty() && a.len() <= MAX_LISTED_VERSIONS => a
-            .iter()
-            .map(|v| json_int(v).filter(|n| *n >= 1).ok_or_else(bad))
-            .collect::<Result<_, _>>()?,
-        _ => return Err(bad()),
-    };
+    let VersionList { versions } = parse(&bytes)?;
     not_under_mount(&state, &state.service.local(), &path)?;
     let change = if destroy {
         VersionChange::Destroy

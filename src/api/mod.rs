@@ -27,6 +27,7 @@ mod archive;
 mod audit;
 mod auth;
 mod backup;
+mod body;
 mod cluster;
 mod error;
 mod health;

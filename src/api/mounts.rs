@@ -19,12 +19,11 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{Map, Value};
 
 use super::auth::Principal;
+use super::body::parse;
 use super::error::ApiError;
 use super::input::Call;
-use super::input::{json_int, json_object};
 use super::state::State;
 use super::wire::{
     CreateMount, Empty, ErrorBody, Mount, MountConfig, MountList, MountTrim, LIST_RESPONSE,
@@ -38,26 +37,6 @@ use crate::service::{MountChange, Origin};
 const PREFIX: &str = "/api/v1/mounts/";
 /// Largest body of a mount call.
 const MAX_BODY: usize = 16 * 1024;
-
-/// A JSON object body with only `allowed` fields.
-fn object_body(bytes: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
-    json_object(bytes, allowed, "a JSON object")
-}
-
-/// A key version field: an integer in `min..=u32::MAX`.
-fn version_field(body: &Map<String, Value>, name: &str, min: u32) -> Result<Option<u32>, ApiError> {
-    match body.get(name) {
-        None => Ok(None),
-        Some(v) => match json_int(v).and_then(|n| u32::try_from(n).ok()) {
-            Some(n) if n >= min => Ok(Some(n)),
-            _ => Err(ApiError::invalid_field(
-                "invalidField",
-                &format!("/{name}"),
-                format!("field '{name}' must be an integer >= {min}"),
-            )),
-        },
-    }
-}
 
 fn mount_path(raw: &str) -> Result<SecretPath, ApiError> {
     Ok(SecretPath::parse(raw)?)
@@ -107,32 +86,14 @@ pub async fn create(state: State, mut call: Call) -> Result<Response, ApiError> 
     call.query(&[])?;
     let bytes = call.body(MAX_BODY).await?;
     let origin = call.origin(&state, "POST mounts", &bytes)?;
-    let body = object_body(&bytes, &["path", "type"])?;
-    let path = match body.get("path") {
-        // A path, with at most one trailing '/', at most 512 bytes in all: the document's
-        // rule (a longer run of '/' used to be trimmed, an empty path refused only after).
-        Some(Value::String(p)) if p.len() > MAX_PATH_BYTES => {
-            return Err(ApiError::InvalidPath(PathError::TooLong(p.len())))
-        }
-        Some(Value::String(p)) => SecretPath::parse_decoded(p.strip_suffix('/').unwrap_or(p))?,
-        _ => {
-            return Err(ApiError::invalid_field(
-                "invalidField",
-                "/path",
-                "field 'path' is required and must be a string",
-            ))
-        }
-    };
-    match body.get("type") {
-        Some(Value::String(t)) if t == "ondemand" => {}
-        _ => {
-            return Err(ApiError::invalid_field(
-                "invalidField",
-                "/type",
-                "field 'type' is required and must be \"ondemand\" (the only engine)",
-            ))
-        }
+    // `type` can only be `ondemand` (the only engine), which its type already says.
+    let CreateMount { path, kind: _ } = parse(&bytes)?;
+    // A path, with at most one trailing '/', at most 512 bytes in all: the document's rule
+    // (a longer run of '/' used to be trimmed, an empty path refused only after).
+    if path.len() > MAX_PATH_BYTES {
+        return Err(ApiError::InvalidPath(PathError::TooLong(path.len())));
     }
+    let path = SecretPath::parse_decoded(path.strip_suffix('/').unwrap_or(&path))?;
     call.who.require_path(Scope::Admin, &path)?;
     match state.service.create_mount(origin, &path).await? {
         MountChange::Changed(rec) => {
@@ -271,7 +232,7 @@ pub async fn post_action(state: State, mut call: Call) -> Result<Response, ApiEr
     let bytes = call.body(MAX_BODY).await?;
     if act == "rotate" {
         if !bytes.is_empty() {
-            object_body(&bytes, &[])?;
+            let Empty {} = parse(&bytes)?;
         }
         return rotate(&state, &call.who, &path).await;
     }
@@ -307,15 +268,9 @@ pub async fn trim(
     path: &SecretPath,
     bytes: &[u8],
 ) -> Result<Response, ApiError> {
-    let body = object_body(bytes, &["minAvailableVersion"])?;
-    let min_available_version =
-        version_field(&body, "minAvailableVersion", 1)?.ok_or_else(|| {
-            ApiError::invalid_field(
-                "invalidField",
-                "/minAvailableVersion",
-                "field 'minAvailableVersion' is required",
-            )
-        })?;
+    let MountTrim {
+        min_available_version,
+    } = parse(bytes)?;
     let change = state
         .service
         .trim_mount(origin, path, min_available_version)
@@ -376,9 +331,10 @@ pub async fn put_config(state: State, mut call: Call) -> Result<Response, ApiErr
     call.query(&[])?;
     let bytes = call.body(MAX_BODY).await?;
     let origin = call.origin(&state, &format!("PUT mounts/{path}/config"), &bytes)?;
-    let body = object_body(&bytes, &["minDecryptionVersion", "minEncryptionVersion"])?;
-    let min_decryption_version = version_field(&body, "minDecryptionVersion", 1)?;
-    let min_encryption_version = version_field(&body, "minEncryptionVersion", 0)?;
+    let MountConfig {
+        min_decryption_version,
+        min_encryption_version,
+    } = parse(&bytes)?;
     if min_decryption_version.is_none() && min_encryption_version.is_none() {
         return Err(ApiError::bad_request(
             "nothing to change: give minDecryptionVersion and/or minEncryptionVersion",

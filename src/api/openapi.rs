@@ -558,7 +558,7 @@ mod tests {
         );
         assert_eq!(
             schemas["VersionList"]["properties"]["versions"]["maxItems"],
-            super::super::metadata::MAX_LISTED_VERSIONS
+            super::super::wire::MAX_LISTED_VERSIONS
         );
         let path = &doc["paths"]["/api/v1/secrets/{path}"]["get"]["parameters"][0];
         assert_eq!(path["name"], "path");

@@ -20,7 +20,6 @@ use axum::Json;
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::json_int;
 use super::input::Call;
 use super::state::{AppState, State};
 use super::wire::{CreateToken, CreatedToken, ErrorBody, TokenList, TokenView, LIST_RESPONSE};
@@ -30,9 +29,9 @@ use crate::time::now_ms;
 /// The largest token-creation body: a name, four scopes and a few hundred path patterns.
 const MAX_BODY: usize = 64 * 1024;
 
-/// The longest lifetime a token may be given: 100 years. (Longer ones used to be accepted
-/// and stored with an expiry past year 9999, which the listing then failed to show.)
-pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600 + 25 * 24 * 3600;
+// The longest lifetime a token may be given: 100 years. (Longer ones used to be accepted
+// and stored with an expiry past year 9999, which the listing then failed to show.)
+pub use super::wire::MAX_TTL_SECONDS;
 
 #[utoipa::path(
     post,
@@ -53,11 +52,7 @@ pub async fn create(state: State, mut call: Call) -> Result<Response, ApiError> 
     call.who.require(Scope::Admin)?;
     call.query(&[])?;
     let body = call.body(MAX_BODY).await?;
-    let b: CreateToken = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "body must be {{\"name\", \"scopes\", \"paths\", \"ttlSeconds\"?}}: {e}"
-        ))
-    })?;
+    let b: CreateToken = super::body::parse(&body)?;
     // Characters, as the message (and the document) says; this counted bytes.
     if b.name.is_empty() || b.name.chars().count() > 128 {
         return Err(ApiError::invalid_field(
@@ -84,23 +79,7 @@ pub async fn create(state: State, mut call: Call) -> Result<Response, ApiError> 
             "at least one scope is required",
         ));
     }
-    let ttl_seconds = b
-        .ttl_seconds
-        .as_ref()
-        .map(|v| {
-            json_int(v)
-                .filter(|ttl| (1..=MAX_TTL_SECONDS).contains(ttl))
-                .ok_or_else(|| {
-                    ApiError::invalid_field(
-                        "invalidToken",
-                        "/ttlSeconds",
-                        format!(
-                            "ttlSeconds must be an integer from 1 to {MAX_TTL_SECONDS} (100 years)"
-                        ),
-                    )
-                })
-        })
-        .transpose()?;
+    let ttl_seconds = b.ttl_seconds;
     let paths = b
         .paths
         .iter()

@@ -10,10 +10,13 @@
 //!   bodies that were `serde_json::Value` maps serialized their keys sorted (serde_json is
 //!   built without `preserve_order`), so those types declare their fields in that order
 //!   (bytewise: capitals first); [`ErrorBody`] was a struct and keeps its order.
-//! - Request bodies are parsed by hand in the handlers, so that each refusal names the field
-//!   and why (`ApiError::invalid_field`); the request types here are their schemas, and deny
-//!   unknown fields as the handlers do. `tests/it/openapi.rs` holds the two together:
-//!   schemathesis sends bodies valid under these schemas, and fails when one is refused.
+//! - Every request body is parsed into its type here, by serde ([`super::body::parse`]), so
+//!   the schema the document shows is the parser the handler runs. The types deny unknown
+//!   fields; their `deserialize_with` rules ([`super::body`]) refuse what the schema's
+//!   bounds exclude, naming the field. What a schema cannot say (a token's scopes exist, a
+//!   mount's key versions) the handlers check after parsing. `tests/it/openapi.rs` holds
+//!   the two together: schemathesis sends bodies valid under these schemas, and fails when
+//!   one is refused.
 //! - Times are RFC 3339 strings in UTC with milliseconds ([`crate::time::rfc3339`]).
 
 use serde::{Deserialize, Serialize};
@@ -23,10 +26,12 @@ use utoipa::openapi::RefOr;
 use utoipa::IntoParams;
 use utoipa::ToSchema;
 
+use super::body::Body;
 use crate::raft::node::NodeStatus;
 use crate::secret::custom::{MAX_KEYS, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::secret::path::MAX_PATH_BYTES;
 use crate::secret::token::{Scope, TokenRecord};
+use crate::secret::versions::MAX_MAX_VERSIONS;
 use crate::secret::{Metadata, MountRecord};
 use crate::time::rfc3339;
 
@@ -150,22 +155,39 @@ pub struct PutSecret {
     /// The value: any JSON object, at most 32 levels deep and the server's `max_value_bytes`
     /// long once encoded.
     #[schema(value_type = Object)]
+    #[serde(deserialize_with = "super::body::object")]
     pub data: Value,
     #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "super::body::some_map")]
     pub options: Option<PutOptions>,
+}
+
+impl Body for PutSecret {
+    const EXPECTED: &'static str = "a JSON object with a \"data\" object";
+    fn kind(field: &str) -> &'static str {
+        match field {
+            "data" => "invalidData",
+            _ => "invalidOptions",
+        }
+    }
 }
 
 /// A write's options; which apply depends on the path: `cas` to a stored secret,
 /// `keyVersion` under an ondemand mount. The other is refused with 400.
-#[derive(Deserialize, ToSchema)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutOptions {
     /// Check-and-set: write only if the latest version is this one (0: only if the path has
     /// no version). Not with `If-Match` / `If-None-Match`.
     #[schema(nullable = false, minimum = 0)]
+    #[serde(
+        default,
+        deserialize_with = "super::body::some_int::<_, 0, { u64::MAX }>"
+    )]
     pub cas: Option<u64>,
     /// Encrypt under this key version of the ondemand mount (default: the latest).
     #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295u64)]
+    #[serde(default, deserialize_with = "super::body::some_key_version::<_, 1>")]
     pub key_version: Option<u32>,
 }
 
@@ -175,6 +197,10 @@ pub struct PutOptions {
 pub struct Rewrap {
     /// A ciphertext made for this path under its ondemand mount.
     pub ciphertext: String,
+}
+
+impl Body for Rewrap {
+    const EXPECTED: &'static str = "a JSON object {\"ciphertext\": \"...\"}";
 }
 
 /// One entry of a secrets listing.
@@ -283,11 +309,19 @@ fn custom_metadata_schema(patch: bool) -> utoipa::openapi::schema::Object {
 pub struct WriteMetadata {
     /// How many versions to keep; older ones are removed now and as new ones are written.
     #[schema(nullable = false, minimum = 1, maximum = 1000000)]
+    #[serde(
+        default,
+        deserialize_with = "super::body::some_int::<_, 1, MAX_MAX_VERSIONS>"
+    )]
     pub max_versions: Option<u64>,
-    /// The path's custom metadata, in place of what it had.
+    /// The path's custom metadata, in place of what it had. Kept as JSON here: its rules
+    /// and their wording are Vault's, in [`crate::secret::custom`].
     #[schema(nullable = false, schema_with = custom_metadata_map)]
-    pub custom_metadata: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "super::body::some")]
+    pub custom_metadata: Option<Value>,
 }
+
+impl Body for WriteMetadata {}
 
 /// `PATCH /metadata/{path}`: merges into the custom metadata (a `null` value removes its
 /// key), and sets the version cap when given. At least one.
@@ -296,11 +330,18 @@ pub struct WriteMetadata {
 pub struct PatchMetadata {
     /// How many versions to keep.
     #[schema(nullable = false, minimum = 1, maximum = 1000000)]
+    #[serde(
+        default,
+        deserialize_with = "super::body::some_int::<_, 1, MAX_MAX_VERSIONS>"
+    )]
     pub max_versions: Option<u64>,
-    /// Keys to set (strings) and to remove (`null`).
+    /// Keys to set (strings) and to remove (`null`); checked as [`WriteMetadata`]'s.
     #[schema(nullable = false, schema_with = custom_metadata_patch)]
-    pub custom_metadata: Option<std::collections::BTreeMap<String, Option<String>>>,
+    #[serde(default, deserialize_with = "super::body::some")]
+    pub custom_metadata: Option<Value>,
 }
+
+impl Body for PatchMetadata {}
 
 /// The answer to `PUT` and `PATCH /metadata/{path}`.
 #[derive(Serialize, ToSchema)]
@@ -330,8 +371,14 @@ pub struct MetadataSetData {
 pub struct VersionList {
     /// At most 1000 versions, each >= 1.
     #[schema(schema_with = version_numbers)]
+    #[serde(deserialize_with = "super::body::version_list::<_, MAX_LISTED_VERSIONS>")]
     pub versions: Vec<u64>,
 }
+
+impl Body for VersionList {}
+
+/// Most versions one undelete or destroy may name.
+pub const MAX_LISTED_VERSIONS: usize = 1000;
 
 fn version_numbers() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new()
@@ -342,7 +389,7 @@ fn version_numbers() -> utoipa::openapi::schema::Array {
                 .minimum(Some(1)),
         )
         .min_items(Some(1))
-        .max_items(Some(1000))
+        .max_items(Some(MAX_LISTED_VERSIONS))
         .build()
 }
 
@@ -424,6 +471,8 @@ pub struct CreateMount {
     pub kind: MountType,
 }
 
+impl Body for CreateMount {}
+
 fn mount_path() -> utoipa::openapi::schema::Object {
     let p = path_pattern();
     ObjectBuilder::new()
@@ -439,11 +488,15 @@ fn mount_path() -> utoipa::openapi::schema::Object {
 pub struct MountConfig {
     /// Ciphertexts of older key versions are refused.
     #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295u64)]
+    #[serde(default, deserialize_with = "super::body::some_key_version::<_, 1>")]
     pub min_decryption_version: Option<u32>,
     /// Encryption may name no older key version (0: the latest only).
     #[schema(nullable = false, format = Int64, minimum = 0, maximum = 4294967295u64)]
+    #[serde(default, deserialize_with = "super::body::some_key_version::<_, 0>")]
     pub min_encryption_version: Option<u32>,
 }
+
+impl Body for MountConfig {}
 
 /// `POST /mounts/{path}/trim`.
 #[derive(Deserialize, ToSchema)]
@@ -451,13 +504,18 @@ pub struct MountConfig {
 pub struct MountTrim {
     /// Destroy the keys of every version below this one, for good.
     #[schema(format = Int64, minimum = 1, maximum = 4294967295u64)]
+    #[serde(deserialize_with = "super::body::key_version::<_, 1>")]
     pub min_available_version: u32,
 }
+
+impl Body for MountTrim {}
 
 /// `POST /mounts/{path}/rotate`: no body, or an empty object.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
+
+impl Body for Empty {}
 
 // ---------------------------------------------------------------------------------------
 // Tokens
@@ -531,6 +589,8 @@ pub struct AppRoleLogin {
     pub secret_id: String,
 }
 
+impl Body for AppRoleLogin {}
+
 /// `POST /auth/jwt/login`: a JWT role's name and the workload's signed token.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -544,6 +604,8 @@ pub struct JwtLogin {
     #[schema(min_length = 1, max_length = 16384)]
     pub jwt: String,
 }
+
+impl Body for JwtLogin {}
 
 /// A login's token, shown this once, and its lease.
 #[derive(Serialize, ToSchema)]
@@ -566,8 +628,17 @@ pub struct LoginToken {
 pub struct RenewToken {
     /// Seconds from now the token should live (capped at its max); none: its role's TTL.
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 3155760000u64)]
-    pub increment_seconds: Option<Value>,
+    #[serde(
+        default,
+        deserialize_with = "super::body::null_or_int::<_, 0, MAX_TTL_SECONDS>"
+    )]
+    pub increment_seconds: Option<u64>,
 }
+
+impl Body for RenewToken {}
+
+/// The longest a token may live: 100 years (of 365 days, plus 25 leap days).
+pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600 + 25 * 24 * 3600;
 
 /// A renewed token's lease.
 #[derive(Serialize, ToSchema)]
@@ -592,7 +663,17 @@ pub struct CreateToken {
     pub paths: Vec<String>,
     /// Lifetime in seconds, at most 100 years; none (or null): the token does not expire.
     #[schema(value_type = Option<u64>, minimum = 1, maximum = 3155760000u64)]
-    pub ttl_seconds: Option<Value>,
+    #[serde(
+        default,
+        deserialize_with = "super::body::null_or_int::<_, 1, MAX_TTL_SECONDS>"
+    )]
+    pub ttl_seconds: Option<u64>,
+}
+
+impl Body for CreateToken {
+    fn kind(_: &str) -> &'static str {
+        "invalidToken"
+    }
 }
 
 /// A scope, by the name tokens are created with ([`Scope::as_str`]): the schema is built
@@ -837,6 +918,12 @@ pub struct AddMember {
     pub raft_addr: String,
     /// `host:port` of the node's API listener.
     pub api_addr: String,
+}
+
+impl Body for AddMember {
+    fn kind(_: &str) -> &'static str {
+        "invalidMember"
+    }
 }
 
 /// The answer to `POST /cluster/members`.
