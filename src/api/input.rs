@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, Uri};
 
 use super::auth::Principal;
 use super::error::ApiError;
+use super::fields::MAX_INT;
 use crate::secret::keyring::MacPurpose;
 use crate::secret::{RequestId, SecretPath};
 use crate::service::{Linearized, Origin};
@@ -110,10 +111,6 @@ pub fn required(
     })
 }
 
-/// The largest integer the API accepts anywhere: 2^63 - 1, the `int64` of the OpenAPI
-/// document. (Larger ones were accepted where the document promised a refusal.)
-pub const MAX_INT: u64 = i64::MAX as u64;
-
 /// An integer query parameter from `min` to [`MAX_INT`].
 pub fn parse_u64(name: &str, v: &str, min: u64) -> Result<u64, ApiError> {
     match v.parse::<u64>() {
@@ -122,17 +119,6 @@ pub fn parse_u64(name: &str, v: &str, min: u64) -> Result<u64, ApiError> {
             "query parameter '{name}' must be an integer from {min} to {MAX_INT}"
         ))),
     }
-}
-
-/// A JSON integer from 0 to [`MAX_INT`], written as `3` or `3.0`: JSON has one number type,
-/// and JSON Schema (so the OpenAPI document) counts `3.0` as the integer 3.
-pub fn json_int(v: &serde_json::Value) -> Option<u64> {
-    if let Some(n) = v.as_u64() {
-        return (n <= MAX_INT).then_some(n);
-    }
-    // Beyond 2^53 a float is not an exact integer any more: refused.
-    let f = v.as_f64()?;
-    (f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f)).then_some(f as u64)
 }
 
 /// How much of an oversized body is read (and dropped) before the 413 is sent.

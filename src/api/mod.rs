@@ -30,6 +30,7 @@ mod backup;
 mod body;
 mod cluster;
 mod error;
+mod fields;
 mod health;
 mod input;
 mod keys;

@@ -10,9 +10,9 @@
 //!   bodies that were `serde_json::Value` maps serialized their keys sorted (serde_json is
 //!   built without `preserve_order`), so those types declare their fields in that order
 //!   (bytewise: capitals first); [`ErrorBody`] was a struct and keeps its order.
-//! - Every request body is parsed into its type here, by serde ([`super::body::parse`]), so
+//! - Every request body is parsed into its type here, by serde ([`super::fields::parse`]), so
 //!   the schema the document shows is the parser the handler runs. The types deny unknown
-//!   fields; their `deserialize_with` rules ([`super::body`]) refuse what the schema's
+//!   fields; their `deserialize_with` rules ([`super::fields`]) refuse what the schema's
 //!   bounds exclude, naming the field. What a schema cannot say (a token's scopes exist, a
 //!   mount's key versions) the handlers check after parsing. `tests/it/openapi.rs` holds
 //!   the two together: schemathesis sends bodies valid under these schemas, and fails when
@@ -26,7 +26,7 @@ use utoipa::openapi::RefOr;
 use utoipa::IntoParams;
 use utoipa::ToSchema;
 
-use super::body::Body;
+use super::fields::Body;
 use crate::raft::node::NodeStatus;
 use crate::secret::custom::{MAX_KEYS, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::secret::path::MAX_PATH_BYTES;
@@ -155,10 +155,10 @@ pub struct PutSecret {
     /// The value: any JSON object, at most 32 levels deep and the server's `max_value_bytes`
     /// long once encoded.
     #[schema(value_type = Object)]
-    #[serde(deserialize_with = "super::body::object")]
+    #[serde(deserialize_with = "super::fields::object")]
     pub data: Value,
     #[schema(nullable = false)]
-    #[serde(default, deserialize_with = "super::body::some_map")]
+    #[serde(default, deserialize_with = "super::fields::some_map")]
     pub options: Option<PutOptions>,
 }
 
@@ -182,12 +182,12 @@ pub struct PutOptions {
     #[schema(nullable = false, minimum = 0)]
     #[serde(
         default,
-        deserialize_with = "super::body::some_int::<_, 0, { u64::MAX }>"
+        deserialize_with = "super::fields::some_int::<_, 0, { u64::MAX }>"
     )]
     pub cas: Option<u64>,
     /// Encrypt under this key version of the ondemand mount (default: the latest).
     #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295u64)]
-    #[serde(default, deserialize_with = "super::body::some_key_version::<_, 1>")]
+    #[serde(default, deserialize_with = "super::fields::some_key_version::<_, 1>")]
     pub key_version: Option<u32>,
 }
 
@@ -311,13 +311,13 @@ pub struct WriteMetadata {
     #[schema(nullable = false, minimum = 1, maximum = 1000000)]
     #[serde(
         default,
-        deserialize_with = "super::body::some_int::<_, 1, MAX_MAX_VERSIONS>"
+        deserialize_with = "super::fields::some_int::<_, 1, MAX_MAX_VERSIONS>"
     )]
     pub max_versions: Option<u64>,
     /// The path's custom metadata, in place of what it had. Kept as JSON here: its rules
     /// and their wording are Vault's, in [`crate::secret::custom`].
     #[schema(nullable = false, schema_with = custom_metadata_map)]
-    #[serde(default, deserialize_with = "super::body::some")]
+    #[serde(default, deserialize_with = "super::fields::some")]
     pub custom_metadata: Option<Value>,
 }
 
@@ -332,12 +332,12 @@ pub struct PatchMetadata {
     #[schema(nullable = false, minimum = 1, maximum = 1000000)]
     #[serde(
         default,
-        deserialize_with = "super::body::some_int::<_, 1, MAX_MAX_VERSIONS>"
+        deserialize_with = "super::fields::some_int::<_, 1, MAX_MAX_VERSIONS>"
     )]
     pub max_versions: Option<u64>,
     /// Keys to set (strings) and to remove (`null`); checked as [`WriteMetadata`]'s.
     #[schema(nullable = false, schema_with = custom_metadata_patch)]
-    #[serde(default, deserialize_with = "super::body::some")]
+    #[serde(default, deserialize_with = "super::fields::some")]
     pub custom_metadata: Option<Value>,
 }
 
@@ -371,7 +371,7 @@ pub struct MetadataSetData {
 pub struct VersionList {
     /// At most 1000 versions, each >= 1.
     #[schema(schema_with = version_numbers)]
-    #[serde(deserialize_with = "super::body::version_list::<_, MAX_LISTED_VERSIONS>")]
+    #[serde(deserialize_with = "super::fields::version_list::<_, MAX_LISTED_VERSIONS>")]
     pub versions: Vec<u64>,
 }
 
@@ -488,11 +488,11 @@ fn mount_path() -> utoipa::openapi::schema::Object {
 pub struct MountConfig {
     /// Ciphertexts of older key versions are refused.
     #[schema(nullable = false, format = Int64, minimum = 1, maximum = 4294967295u64)]
-    #[serde(default, deserialize_with = "super::body::some_key_version::<_, 1>")]
+    #[serde(default, deserialize_with = "super::fields::some_key_version::<_, 1>")]
     pub min_decryption_version: Option<u32>,
     /// Encryption may name no older key version (0: the latest only).
     #[schema(nullable = false, format = Int64, minimum = 0, maximum = 4294967295u64)]
-    #[serde(default, deserialize_with = "super::body::some_key_version::<_, 0>")]
+    #[serde(default, deserialize_with = "super::fields::some_key_version::<_, 0>")]
     pub min_encryption_version: Option<u32>,
 }
 
@@ -504,7 +504,7 @@ impl Body for MountConfig {}
 pub struct MountTrim {
     /// Destroy the keys of every version below this one, for good.
     #[schema(format = Int64, minimum = 1, maximum = 4294967295u64)]
-    #[serde(deserialize_with = "super::body::key_version::<_, 1>")]
+    #[serde(deserialize_with = "super::fields::key_version::<_, 1>")]
     pub min_available_version: u32,
 }
 
@@ -630,7 +630,7 @@ pub struct RenewToken {
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 3155760000u64)]
     #[serde(
         default,
-        deserialize_with = "super::body::null_or_int::<_, 0, MAX_TTL_SECONDS>"
+        deserialize_with = "super::fields::null_or_int::<_, 0, MAX_TTL_SECONDS>"
     )]
     pub increment_seconds: Option<u64>,
 }
@@ -665,7 +665,7 @@ pub struct CreateToken {
     #[schema(value_type = Option<u64>, minimum = 1, maximum = 3155760000u64)]
     #[serde(
         default,
-        deserialize_with = "super::body::null_or_int::<_, 1, MAX_TTL_SECONDS>"
+        deserialize_with = "super::fields::null_or_int::<_, 1, MAX_TTL_SECONDS>"
     )]
     pub ttl_seconds: Option<u64>,
 }

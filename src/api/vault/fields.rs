@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::VaultError;
-use crate::api::input::{json_int, json_object};
+use crate::api::fields::json_int;
+use crate::api::input::json_object;
 
 /// The fields of `sys/mounts/{path}` and `sys/auth/{path}` bodies (`bao secrets enable`,
 /// `bao auth enable`).
