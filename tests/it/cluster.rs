@@ -473,6 +473,14 @@ PUT /api/v1/secrets/ok/key | [1,2] | 400 | - | JSON object
 PUT /api/v1/secrets/ok/key | {"data":"str"} | 400 | invalidData | must be a JSON object
 PUT /api/v1/secrets/ok/key | {"data":{},"extra":1} | 400 | unknownField | 'extra'
 PUT /api/v1/secrets/ok/key | {"data":{},"options":{"ttl":3}} | 400 | unknownField | options.ttl
+PUT /api/v1/secrets/ok/key | {"data":{"v":1},"data":{"v":2}} | 400 | invalidData | 'data' is given more than once
+PUT /api/v1/secrets/ok/key | {"data":{},"options":[3]} | 400 | invalidOptions | expected a JSON object
+PUT /api/v1/secrets/ok/key | {"data":{},"options":null} | 400 | invalidOptions | 'options'
+PUT /api/v1/secrets/ok/key | {"data":{},"options":{"cas":null}} | 400 | invalidOptions | 'options.cas' must be an integer
+PUT /api/v1/secrets/ok/key | {"data":{},"options":{"keyVersion":1}} | 400 | unknownField | 'options.keyVersion' (allowed: cas)
+PUT /api/v1/secrets/ok/key | - | 400 | - | request body is empty
+POST /api/v1/tokens | {"name":"q","scopes":["read:secret"],"paths":["*"],"ttlSeconds":0} | 400 | invalidToken | 'ttlSeconds'
+POST /api/v1/tokens | ["q",["read:secret"],["*"]] | 400 | - | must be a JSON object
 GET /api/v1/secrets/ok/key?version=zero | - | 400 | - | 'version'
 GET /api/v1/secrets/ok/key?bogus=1 | - | 400 | - | 'bogus'
 GET /api/v1/secrets/ok/key?ciphertext=abc | - | 400 | - | ondemand
@@ -543,6 +551,24 @@ async fn bad_input_gets_4xx_and_writes_nothing() {
     for case in &cases {
         case.check(&c.client(node), T).await;
     }
+    // A refused field names itself in `validation` too, by its JSON pointer.
+    let r = c
+        .client(node)
+        .send(
+            Method::PUT,
+            OK_KEY,
+            Some(br#"{"data":{},"options":{"cas":"3"}}"#.to_vec()),
+            &[],
+            Some(T),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(
+        r.body["validation"][0]["propertyPath"], "/options/cas",
+        "{:?}",
+        r.body
+    );
     // A literal `..` segment, sent raw (HTTP clients normalise it away before sending).
     let (status, body) = c
         .raw(
