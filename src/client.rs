@@ -658,6 +658,49 @@ impl Client {
             .await
     }
 
+    // ----- keys and the cluster -----
+
+    /// `GET /keys`: the data keyring (the current key's id; never a key).
+    pub async fn keys(&self) -> Result<Response, ClientError> {
+        self.request(Method::GET, KEYS, None).await
+    }
+
+    /// `POST /keys/rotate`: a new data key becomes current; values sealed under older keys
+    /// still open.
+    pub async fn rotate_keys(&self) -> Result<Response, ClientError> {
+        self.request(Method::POST, &format!("{KEYS}/rotate"), None)
+            .await
+    }
+
+    /// `POST /cluster/snapshot`: the node asked builds a snapshot now.
+    pub async fn snapshot(&self) -> Result<Response, ClientError> {
+        self.request(Method::POST, "/api/v1/cluster/snapshot", None)
+            .await
+    }
+
+    /// `GET /cluster/backup` streamed into `out` (see [`Client::download`]).
+    pub async fn backup(
+        &self,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+        progress: impl FnMut(u64),
+    ) -> Result<Result<u64, Response>, ClientError> {
+        self.download(BACKUP, out, progress).await
+    }
+
+    /// `POST /cluster/restore[?force=true]` with the backup `file` as the body, streamed;
+    /// `progress` is called with the bytes sent so far. Without `force` the cluster refuses
+    /// if it holds data.
+    pub async fn restore(
+        &self,
+        file: tokio::fs::File,
+        force: bool,
+        progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<Response, ClientError> {
+        let q = if force { "?force=true" } else { "" };
+        self.upload_with_progress(&format!("{RESTORE}{q}"), file, progress)
+            .await
+    }
+
     /// `GET /health/ready`.
     pub async fn ready(&self) -> Result<Response, ClientError> {
         self.request(Method::GET, "/api/v1/health/ready", None)
@@ -702,6 +745,9 @@ impl Client {
 const SECRETS: &str = "/api/v1/secrets";
 const MOUNTS: &str = "/api/v1/mounts";
 const TOKENS: &str = "/api/v1/tokens";
+const KEYS: &str = "/api/v1/keys";
+const BACKUP: &str = "/api/v1/cluster/backup";
+const RESTORE: &str = "/api/v1/cluster/restore";
 
 /// A rustls client configuration that trusts only the CA in `ca`.
 fn client_tls(ca: &Path) -> Result<rustls::ClientConfig, ClientError> {

@@ -202,6 +202,13 @@ pub enum Cmd {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The data keyring that seals stored values (admin token): its status, or rotate it.
+    Keys {
+        #[command(subcommand)]
+        op: KeyOp,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// API tokens (admin token): create one, list them (accessors, never tokens), revoke one.
     Token {
         #[command(subcommand)]
@@ -250,6 +257,14 @@ pub enum ClusterOp {
     Remove { id: u64 },
     /// Build a snapshot on the node addressed.
     Snapshot,
+}
+
+#[derive(Subcommand)]
+pub enum KeyOp {
+    /// The current data key's id and the algorithm (never a key).
+    Status,
+    /// Make a new data key current: new values are sealed under it, older ones still open.
+    Rotate,
 }
 
 #[derive(Subcommand)]

@@ -53,7 +53,7 @@ pub(super) async fn backup(conn: &Conn, out: &Path) -> Result<(), CliError> {
     let interactive = std::io::stderr().is_terminal();
     let outcome = conn
         .client
-        .download("/api/v1/cluster/backup", &mut file, |n| {
+        .backup(&mut file, |n| {
             if interactive {
                 eprint!("\rdownloading backup: {}   ", size(n));
             }
@@ -122,10 +122,9 @@ pub(super) async fn restore(conn: &Conn, file: &Path, force: bool) -> Result<(),
         .map_err(|e| CliError::Local(format!("{}: {e}", file.display())))?;
     let total = f.metadata().await.map(|m| m.len()).unwrap_or(0);
     let interactive = std::io::stderr().is_terminal();
-    let q = if force { "?force=true" } else { "" };
     let resp = conn
         .client
-        .upload_with_progress(&format!("/api/v1/cluster/restore{q}"), f, move |n| {
+        .restore(f, force, move |n| {
             if interactive {
                 eprint!("\ruploading backup: {} of {}", size(n), size(total));
                 if n >= total {

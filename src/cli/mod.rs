@@ -32,11 +32,11 @@ use std::process::ExitCode;
 use clap::FromArgMatches;
 use serde_json::Value;
 
-use crate::client::{ClientError, Method};
+use crate::client::ClientError;
 use crate::config::Settings;
 pub use args::{
-    command, AuditOp, BackupOp, Cli, ClientArgs, ClusterOp, Cmd, MetadataOp, MountOp, TokenOp,
-    EXIT_CODES,
+    command, AuditOp, BackupOp, Cli, ClientArgs, ClusterOp, Cmd, KeyOp, MetadataOp, MountOp,
+    TokenOp, EXIT_CODES,
 };
 pub use connection::DEFAULT_ADDR;
 pub use input::{parse_data, Inputs, StdInputs};
@@ -295,6 +295,7 @@ async fn call(cmd: Cmd) -> Result<(), CliError> {
         | Cmd::Destroy { client, .. }
         | Cmd::List { client, .. }
         | Cmd::Cluster { client, .. }
+        | Cmd::Keys { client, .. }
         | Cmd::Token { client, .. } => client,
         Cmd::Serve(_)
         | Cmd::Certs { .. }
@@ -428,11 +429,11 @@ async fn call(cmd: Cmd) -> Result<(), CliError> {
                 View::Plain(String::new()),
             ),
             ClusterOp::Remove { id } => (c.remove_member(id).await, View::Plain(String::new())),
-            ClusterOp::Snapshot => (
-                c.request(Method::POST, "/api/v1/cluster/snapshot", None)
-                    .await,
-                View::Plain(String::new()),
-            ),
+            ClusterOp::Snapshot => (c.snapshot().await, View::Plain(String::new())),
+        },
+        Cmd::Keys { op, .. } => match op {
+            KeyOp::Status => (c.keys().await, View::Plain(String::new())),
+            KeyOp::Rotate => (c.rotate_keys().await, View::Plain(String::new())),
         },
         Cmd::Token { op, .. } => match op {
             TokenOp::Create {

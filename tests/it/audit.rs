@@ -78,11 +78,7 @@ async fn every_request_leaves_a_chained_line_without_secrets() {
     );
     assert_eq!(root.get("app/audited", None).await.unwrap().status, 200);
     let reader = root
-        .request(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(&json!({"name": "r", "scopes": ["read:secret"], "paths": ["other/*"]})),
-        )
+        .create_token("r", &["read:secret"], &["other/*"], None)
         .await
         .unwrap();
     let reader_token = reader.body["token"].as_str().unwrap().to_string();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftsafe::client::{Client, Method};
+use raftsafe::client::Client;
 use serde_json::{json, Value};
 
 use crate::harness::cluster::{Cluster, Opts};
@@ -103,10 +103,7 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
         .map(|i| (format!("app/{:05}", i), json!({"v": format!("one-{i}")})))
         .collect();
     write_all(&ca, first).await;
-    let r = ca
-        .request(Method::POST, "/api/v1/keys/rotate", None)
-        .await
-        .unwrap();
+    let r = ca.rotate_keys().await.unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
     let again = |round: &str| -> Vec<(String, Value)> {
         (0..SECRETS)
@@ -120,27 +117,17 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
             .collect()
     };
     write_all(&ca, again("two")).await;
-    let r = ca
-        .request(Method::POST, "/api/v1/keys/rotate", None)
-        .await
-        .unwrap();
+    let r = ca.rotate_keys().await.unwrap();
     assert_eq!(r.status, 200);
     write_all(&ca, again("three")).await;
     let token = ca
-        .request(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(&json!({"name": "reader", "scopes": ["read:secret"], "paths": ["app/*"]})),
-        )
+        .create_token("reader", &["read:secret"], &["app/*"], None)
         .await
         .unwrap();
     assert_eq!(token.status, 201, "{:?}", token.body);
     let reader_token = token.body["token"].as_str().unwrap().to_string();
-    let tokens_before = ca
-        .request(Method::GET, "/api/v1/tokens", None)
-        .await
-        .unwrap();
-    let keys_before = ca.request(Method::GET, "/api/v1/keys", None).await.unwrap();
+    let tokens_before = ca.tokens().await.unwrap();
+    let keys_before = ca.keys().await.unwrap();
     assert_eq!(keys_before.body["currentKeyId"], 3);
     // Custom metadata, on a secret and on a path with no version yet; one map sealed under
     // key 3, one patched after a first write under it.
@@ -173,7 +160,7 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
     let mut out = tokio::fs::File::create(&file).await.unwrap();
     let got = a
         .client(follower(&a, leader))
-        .download("/api/v1/cluster/backup", &mut out, |_| {})
+        .backup(&mut out, |_| {})
         .await
         .unwrap();
     drop(out);
@@ -250,12 +237,12 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
     let before = b.converged(Duration::from_secs(20)).await;
     for bad in [&flipped, &truncated, &forged] {
         let f = tokio::fs::File::open(bad).await.unwrap();
-        let r = cb.upload("/api/v1/cluster/restore", f).await.unwrap();
+        let r = cb.restore(f, false, |_| {}).await.unwrap();
         assert_eq!(r.status, 400, "{}: {:?}", bad.display(), r.body);
         assert_eq!(r.body["type"], "invalidBackup");
     }
     let f = tokio::fs::File::open(&forged).await.unwrap();
-    let r = cb.upload("/api/v1/cluster/restore", f).await.unwrap();
+    let r = cb.restore(f, false, |_| {}).await.unwrap();
     assert!(
         r.body.to_string().contains("not authenticated"),
         "{:?}",
@@ -267,7 +254,7 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
         "a refused restore writes nothing"
     );
     let f = tokio::fs::File::open(&file).await.unwrap();
-    let r = cb.upload("/api/v1/cluster/restore", f).await.unwrap();
+    let r = cb.restore(f, false, |_| {}).await.unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["restored"], header.pairs);
     let (_, digest) = b.converged(Duration::from_secs(60)).await;
@@ -319,10 +306,7 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
         assert_eq!(r.body["data"]["currentVersion"], 0);
     }
     // Tokens and keys came back: the same accessors, the same key id, a working old token.
-    let tokens_after = cb
-        .request(Method::GET, "/api/v1/tokens", None)
-        .await
-        .unwrap();
+    let tokens_after = cb.tokens().await.unwrap();
     let accessors = |r: &raftsafe::client::Response| -> BTreeMap<String, Value> {
         r.body["Resources"]
             .as_array()
@@ -337,7 +321,7 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
             .collect()
     };
     assert_eq!(accessors(&tokens_after), accessors(&tokens_before));
-    let keys_after = cb.request(Method::GET, "/api/v1/keys", None).await.unwrap();
+    let keys_after = cb.keys().await.unwrap();
     assert_eq!(
         keys_after.body["currentKeyId"],
         keys_before.body["currentKeyId"]
@@ -354,24 +338,17 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
 
     // The new cluster now holds secrets: a second restore needs force.
     let f = tokio::fs::File::open(&file).await.unwrap();
-    let r = cb.upload("/api/v1/cluster/restore", f).await.unwrap();
+    let r = cb.restore(f, false, |_| {}).await.unwrap();
     assert_eq!(r.status, 409, "{:?}", r.body);
     assert_eq!(r.body["type"], "restoreRefused");
     let f = tokio::fs::File::open(&file).await.unwrap();
-    let r = cb
-        .upload("/api/v1/cluster/restore?force=true", f)
-        .await
-        .unwrap();
+    let r = cb.restore(f, true, |_| {}).await.unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
     b.converged(Duration::from_secs(60)).await;
     // A backup of the restored cluster holds exactly the data of the original backup.
     let copy = files.path().join("copy.bak");
     let mut out = tokio::fs::File::create(&copy).await.unwrap();
-    let got = b
-        .client(b_leader)
-        .download("/api/v1/cluster/backup", &mut out, |_| {})
-        .await
-        .unwrap();
+    let got = b.client(b_leader).backup(&mut out, |_| {}).await.unwrap();
     drop(out);
     assert!(got.is_ok());
     let h2 = raftsafe::store::backup::verify(&copy).unwrap();

@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::harness::cluster::{Cluster, Opts, ROOT_TOKEN};
+use crate::harness::nodes::Nodes;
 
 /// Every variable the CLI reads, removed so that the test's own environment cannot leak in.
 const VARS: &[&str] = &[
@@ -429,6 +430,26 @@ async fn cli_against_a_tls_cluster() {
     assert!(leader_row.ends_with(&format!(" {leader}")), "{status}");
     let o = cli(&["cluster", "status", "--format", "json"], &env, b"");
     assert_eq!(json_of(&o)["members"].as_array().unwrap().len(), 3);
+    // keys: the status, a rotation, and the status after it (the API agrees).
+    let o = cli(&["keys", "status", "--format", "json"], &env, b"");
+    code(&o, 0);
+    let before = json_of(&o)["currentKeyId"].as_u64().unwrap();
+    let o = cli(&["keys", "rotate", "--format", "json"], &env, b"");
+    code(&o, 0);
+    assert_eq!(json_of(&o)["currentKeyId"], before + 1, "{}", out(&o));
+    let o = cli(&["keys", "status"], &env, b"");
+    code(&o, 0);
+    let row = out(&o)
+        .lines()
+        .find(|l| l.starts_with("currentKeyId "))
+        .map(str::to_string);
+    assert!(
+        row.is_some_and(|r| r.ends_with(&format!(" {}", before + 1))),
+        "{}",
+        out(&o)
+    );
+    let api = c.client(leader).keys().await.unwrap();
+    assert_eq!(api.body["currentKeyId"], before + 1);
     // token create: the token printed once; it works, within its scope and paths only;
     // list shows its accessor, revoke ends it.
     let o = cli(

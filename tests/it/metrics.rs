@@ -102,13 +102,12 @@ async fn metrics_move_with_writes_refusals_and_elections() {
         .await
         .unwrap();
     assert_eq!(r.status, 401);
-    let make = |scope: &str| json!({"name": scope, "scopes": [scope], "paths": ["*"]});
     let reader = cl
-        .request(Method::POST, "/api/v1/tokens", Some(&make("read:secret")))
+        .create_token("read:secret", &["read:secret"], &["*"], None)
         .await
         .unwrap();
     let scraper = cl
-        .request(Method::POST, "/api/v1/tokens", Some(&make("metrics")))
+        .create_token("metrics", &["metrics"], &["*"], None)
         .await
         .unwrap();
     assert_eq!((reader.status, scraper.status), (201, 201));

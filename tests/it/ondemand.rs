@@ -33,10 +33,9 @@ fn followers(c: &Cluster, leader: u64) -> Vec<u64> {
 
 /// Creates a token with `scopes` on `paths`; returns the token.
 async fn token(c: &Cluster, node: u64, name: &str, scopes: &[&str], paths: &[&str]) -> String {
-    let body = json!({"name": name, "scopes": scopes, "paths": paths});
     let r = c
         .client(node)
-        .request(Method::POST, "/api/v1/tokens", Some(&body))
+        .create_token(name, scopes, paths, None)
         .await
         .unwrap();
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -1012,11 +1011,7 @@ async fn lifecycle_etags_race_and_snapshot_install() {
             .unwrap();
         assert_eq!(r.status, 200);
     }
-    let r = c
-        .client(leader)
-        .request(Method::POST, "/api/v1/cluster/snapshot", None)
-        .await
-        .unwrap();
+    let r = c.client(leader).snapshot().await.unwrap();
     assert_eq!(r.status, 202);
     let t = Instant::now();
     while c.status(leader).await.unwrap()["purgedIndex"]

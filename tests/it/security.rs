@@ -221,11 +221,7 @@ async fn auth_matrix_on_leader_and_follower() {
         .collect();
     assert_eq!(paths, vec!["app/x"], "{:?}", r.body);
     // Token listings never contain the token itself.
-    let r = c
-        .client(follower)
-        .request(Method::GET, "/api/v1/tokens", None)
-        .await
-        .unwrap();
+    let r = c.client(follower).tokens().await.unwrap();
     let listed = serde_json::to_string(&r.body).unwrap();
     for t in [reader.as_str(), &writer, &admin, &revoked, ROOT_TOKEN] {
         assert!(!listed.contains(t), "token listing leaks a token");
@@ -322,11 +318,7 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
             .unwrap();
         assert_eq!(r.status, 200);
     }
-    let r = c
-        .client(leader)
-        .request(Method::POST, "/api/v1/cluster/snapshot", None)
-        .await
-        .unwrap();
+    let r = c.client(leader).snapshot().await.unwrap();
     assert_eq!(r.status, 202);
     let t = std::time::Instant::now();
     while c.status(leader).await.unwrap()["purgedIndex"]
@@ -417,11 +409,7 @@ async fn no_plaintext_canary_on_disk_or_in_logs() {
 async fn mount_keys(c: &Cluster, node: u64) -> Vec<Vec<u8>> {
     let file = c.dir.path().join("keys.backup");
     let mut out = tokio::fs::File::create(&file).await.unwrap();
-    let r = c
-        .client(node)
-        .download("/api/v1/cluster/backup", &mut out, |_| {})
-        .await
-        .unwrap();
+    let r = c.client(node).backup(&mut out, |_| {}).await.unwrap();
     assert!(r.is_ok(), "backup: {:?}", r.err().map(|e| e.body));
     tokio::io::AsyncWriteExt::flush(&mut out).await.unwrap();
     drop(out);
@@ -598,11 +586,7 @@ async fn key_rotation_keeps_old_values_readable() {
             assert_eq!(c.put(node, &path, v.clone()).await.unwrap().status, 200);
             written.push((path, v));
         }
-        let r = c
-            .client(1 + round as u64)
-            .request(Method::POST, "/api/v1/keys/rotate", None)
-            .await
-            .unwrap();
+        let r = c.client(1 + round as u64).rotate_keys().await.unwrap();
         assert_eq!(r.status, 200, "{:?}", r.body);
         assert_eq!(r.body["currentKeyId"], round + 2);
     }
@@ -628,11 +612,7 @@ async fn key_rotation_keeps_old_values_readable() {
         }
         let r = c.client(node).get("rot/0/0", Some(1)).await.unwrap();
         assert_eq!(r.body["data"], json!({"round": 0, "i": 0}));
-        let r = c
-            .client(node)
-            .request(Method::GET, "/api/v1/keys", None)
-            .await
-            .unwrap();
+        let r = c.client(node).keys().await.unwrap();
         assert_eq!(r.body["currentKeyId"], 4);
     }
 }
