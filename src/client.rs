@@ -290,18 +290,8 @@ impl Client {
         Ok(Ok(total))
     }
 
-    /// Sends `file` as the body of a `POST` (streamed, not read into memory).
-    pub async fn upload(
-        &self,
-        path_and_query: &str,
-        file: tokio::fs::File,
-    ) -> Result<Response, ClientError> {
-        self.post_stream(path_and_query, reqwest::Body::from(file))
-            .await
-    }
-
-    /// [`Client::upload`], calling `progress` with the bytes handed to the connection so far
-    /// (the CLI's restore counter).
+    /// Sends `file` as the body of a `POST`, streamed (not read into memory), calling
+    /// `progress` with the bytes handed to the connection so far (the CLI's restore counter).
     pub async fn upload_with_progress(
         &self,
         path_and_query: &str,

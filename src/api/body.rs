@@ -21,7 +21,7 @@ use serde_path_to_error::Segment;
 
 use super::error::ApiError;
 use super::fields::Body;
-use super::input::allowed_names;
+use super::input::{dotted, pointer, unknown_field};
 
 /// Parses `bytes` as the body `T` (see the module's invariants for the refusals).
 pub fn parse<T: Body>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -87,15 +87,7 @@ fn refused<T: Body>(e: serde_path_to_error::Error<serde_json::Error>) -> ApiErro
             Some(i) => message[i..].split('`').skip(1).step_by(2).collect(),
             None => Vec::new(),
         };
-        return ApiError::invalid_field(
-            "unknownField",
-            &pointer(&path),
-            format!(
-                "unknown field '{}' (allowed: {})",
-                dotted(&path),
-                allowed_names(&allowed)
-            ),
-        );
+        return unknown_field(&path, &allowed);
     }
     field_error::<T>(&path, message)
 }
@@ -117,29 +109,6 @@ fn field_error<T: Body>(path: &[String], message: &str) -> ApiError {
     };
     let top = path.first().map_or("", String::as_str);
     ApiError::invalid_field(T::kind(top), &pointer(path), detail)
-}
-
-/// `options.cas`, `versions[2]`.
-fn dotted(path: &[String]) -> String {
-    let mut out = String::new();
-    for segment in path {
-        if segment.bytes().all(|b| b.is_ascii_digit()) && !out.is_empty() {
-            out.push_str(&format!("[{segment}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(segment);
-        }
-    }
-    out
-}
-
-/// The JSON pointer (RFC 6901) of `path`: `/options/cas`.
-fn pointer(path: &[String]) -> String {
-    path.iter()
-        .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
-        .collect()
 }
 
 #[cfg(test)]
@@ -370,12 +339,5 @@ mod tests {
                 "must be an integer from 1 to 4294967295",
             ),
         )]);
-    }
-
-    #[test]
-    fn names_and_pointers() {
-        let path: Vec<String> = ["options", "a/b~c", "2"].map(String::from).to_vec();
-        assert_eq!(dotted(&path), "options.a/b~c[2]");
-        assert_eq!(pointer(&path), "/options/a~1b~0c/2");
     }
 }

@@ -65,27 +65,51 @@ pub fn json_object(
         )));
     };
     if let Some(unknown) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(unknown_field(None, unknown, allowed));
+        return Err(unknown_field(&[unknown], allowed));
     }
     Ok(body)
 }
 
-/// The 400 for the unknown field `name` of the body, or of its object field `parent`, with
-/// its JSON pointer and the fields allowed there. Names are cut to 64 characters.
-pub fn unknown_field(parent: Option<&str>, name: &str, allowed: &[&str]) -> ApiError {
-    let name: String = name.chars().take(64).collect();
-    let (pointer, shown) = match parent {
-        None => (format!("/{name}"), name),
-        Some(parent) => (format!("/{parent}/{name}"), format!("{parent}.{name}")),
-    };
+/// The 400 for the unknown field at `path` (the names from the body's top down, the unknown
+/// one last), with its JSON pointer and the fields allowed there. Every refusal of an
+/// unknown body field is made here. Names are cut to 64 characters.
+pub fn unknown_field(path: &[impl AsRef<str>], allowed: &[&str]) -> ApiError {
+    let path: Vec<String> = path
+        .iter()
+        .map(|s| s.as_ref().chars().take(64).collect())
+        .collect();
     ApiError::invalid_field(
         "unknownField",
-        &pointer,
+        &pointer(&path),
         format!(
-            "unknown field '{shown}' (allowed: {})",
+            "unknown field '{}' (allowed: {})",
+            dotted(&path),
             allowed_names(allowed)
         ),
     )
+}
+
+/// A body field's name as a refusal shows it: `options.cas`, `versions[2]`.
+pub fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        if segment.bytes().all(|b| b.is_ascii_digit()) && !out.is_empty() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+/// The JSON pointer (RFC 6901) of a body field: `/options/cas`.
+pub fn pointer(path: &[String]) -> String {
+    path.iter()
+        .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
+        .collect()
 }
 
 /// The names a refusal lists as allowed: `a, b`, or `none`.
@@ -364,5 +388,23 @@ mod tests {
         );
         let e = query(Some("x=1".into()), &[]).unwrap_err().to_string();
         assert!(e.contains("'x'") && e.contains("none"), "{e}");
+    }
+
+    #[test]
+    fn names_and_pointers() {
+        let path: Vec<String> = ["options", "a/b~c", "2"].map(String::from).to_vec();
+        assert_eq!(dotted(&path), "options.a/b~c[2]");
+        assert_eq!(pointer(&path), "/options/a~1b~0c/2");
+        let ApiError::BadRequest {
+            kind,
+            detail,
+            pointer,
+        } = unknown_field(&["options", "ttl"], &["cas"])
+        else {
+            panic!("not a 400")
+        };
+        assert_eq!(kind, Some("unknownField"));
+        assert_eq!(pointer.as_deref(), Some("/options/ttl"));
+        assert_eq!(detail, "unknown field 'options.ttl' (allowed: cas)");
     }
 }

@@ -515,7 +515,7 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         assert_eq!(
             schemas["CreateToken"]["properties"]["ttlSeconds"]["maximum"],
-            super::super::tokens::MAX_TTL_SECONDS
+            super::super::wire::MAX_TTL_SECONDS
         );
         for schema in ["WriteMetadata", "PatchMetadata"] {
             let props = &schemas[schema]["properties"];

@@ -290,7 +290,7 @@ pub fn parse_put_body(bytes: &[u8], max_value_bytes: usize) -> Result<PutBody, A
     let PutSecret { data, options } = parse_value(bytes, max_value_bytes)?;
     let options = options.unwrap_or_default();
     if options.key_version.is_some() {
-        return Err(unknown_field(Some("options"), "keyVersion", &["cas"]));
+        return Err(unknown_field(&["options", "keyVersion"], &["cas"]));
     }
     Ok(PutBody {
         data,
@@ -431,7 +431,7 @@ fn encrypt_put(
     let PutSecret { data, options } = parse_value(bytes, state.service.max_value_bytes())?;
     let options = options.unwrap_or_default();
     if options.cas.is_some() {
-        return Err(unknown_field(Some("options"), "cas", &["keyVersion"]));
+        return Err(unknown_field(&["options", "cas"], &["keyVersion"]));
     }
     encrypt(state, mount, rec, path, &data, options.key_version)
 }

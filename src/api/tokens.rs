@@ -29,10 +29,6 @@ use crate::time::now_ms;
 /// The largest token-creation body: a name, four scopes and a few hundred path patterns.
 const MAX_BODY: usize = 64 * 1024;
 
-// The longest lifetime a token may be given: 100 years. (Longer ones used to be accepted
-// and stored with an expiry past year 9999, which the listing then failed to show.)
-pub use super::wire::MAX_TTL_SECONDS;
-
 #[utoipa::path(
     post,
     path = "/tokens",

@@ -637,7 +637,9 @@ pub struct RenewToken {
 
 impl Body for RenewToken {}
 
-/// The longest a token may live: 100 years (of 365 days, plus 25 leap days).
+/// The longest a token may live: 100 years (of 365 days, plus 25 leap days). Longer ones
+/// used to be accepted and stored with an expiry past year 9999, which the listing then
+/// failed to show.
 pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600 + 25 * 24 * 3600;
 
 /// A renewed token's lease.

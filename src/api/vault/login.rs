@@ -32,7 +32,7 @@ use crate::api::audit::LoggedIn;
 use crate::api::auth::Principal;
 use crate::api::error::ApiError;
 use crate::api::input::read_body;
-use crate::api::tokens::MAX_TTL_SECONDS;
+use crate::api::wire::MAX_TTL_SECONDS;
 use crate::secret::login::{AppRoleBinding, Binding, JwtBinding, JwtConfig, Method as Login, Role};
 use crate::secret::token::{Authority, PathPattern, Policy, Scope};
 use crate::service::{random_uuid, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};

@@ -705,10 +705,10 @@ impl Call {
         }
         // 0 (what the CLI sends without -ttl) is Vault's "the default": no expiry of its own.
         let ttl_s = seconds(&fields, "ttl")?.filter(|t| *t > 0);
-        if ttl_s.is_some_and(|t| t > crate::api::tokens::MAX_TTL_SECONDS) {
+        if ttl_s.is_some_and(|t| t > crate::api::wire::MAX_TTL_SECONDS) {
             return Err(bad(format!(
                 "ttl must be at most {}s",
-                crate::api::tokens::MAX_TTL_SECONDS
+                crate::api::wire::MAX_TTL_SECONDS
             )));
         }
         let (policy, grants, names) = if let Some(requested) = requested {
