@@ -9,6 +9,10 @@
 //!   policy changes no existing token: a token's authority is fixed at creation, which the
 //!   write path's authorization relies on (`api::auth`). Tokens created afterwards get the
 //!   new grants.
+//! - A login role may name policies (`token_policies`): its logins compile their grants at
+//!   login time. Writing or deleting a policy raises the generation of every role naming it
+//!   ([`super::login::policy_changed`]), so a login checked against the policy as it was is
+//!   refused where it applies.
 //! - Names are 1–128 characters of `A-Z a-z 0-9 _ . -`; `root` and `default` are Vault's
 //!   own and cannot be written or deleted here.
 //! - Stored with bincode (`P<name>`), so [`StoredAclPolicy`] never changes shape; a new need
@@ -90,6 +94,7 @@ pub fn put<S: StateRead>(
     };
     let generation = stored.generation;
     changes.put(key, &stored);
+    super::login::policy_changed(state, changes, name)?;
     Ok(CommandResult::AclPolicyWritten { generation })
 }
 
@@ -107,5 +112,6 @@ pub fn delete<S: StateRead>(
         return Ok(CommandResult::NotFound);
     }
     changes.delete(key);
+    super::login::policy_changed(state, changes, name)?;
     Ok(CommandResult::AclPolicyDeleted)
 }

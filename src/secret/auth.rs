@@ -89,14 +89,75 @@ pub struct JwtBinding {
     pub clock_skew_leeway_s: u64,
 }
 
-/// A role as stored (`u<method byte><name>`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A role as stored (`u<method byte><name>`), read and written with [`StoredRole::decode`]
+/// and [`StoredRole::encode`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRole {
-    /// Raised by every write of the role (1 at creation).
+    /// Raised by every write of the role, and by every write or delete of an ACL policy it
+    /// names (1 at creation): a login checked against an older generation is refused.
     pub generation: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     pub role: Role,
+    /// The ACL policies (Vault's `token_policies`) whose grants a login's token gets, on top
+    /// of the role's own [`Role::policy`]. Compiled at each login, from the policies as they
+    /// are then (`super::acl`).
+    pub token_policies: Vec<String>,
+}
+
+/// The first stored layout of a role, still the one written for a role without
+/// `token_policies`, so that a node of an earlier release reads it during a rolling upgrade.
+#[derive(Serialize, Deserialize)]
+struct StoredRoleV1 {
+    generation: u64,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    role: Role,
+}
+
+/// The layout of a role with `token_policies`: V1's fields, then the names. An earlier
+/// release cannot decode it (trailing bytes are refused), so it fails such a login instead
+/// of issuing a token without the policies' grants.
+#[derive(Serialize, Deserialize)]
+struct StoredRoleV2 {
+    v1: StoredRoleV1,
+    token_policies: Vec<String>,
+}
+
+impl StoredRole {
+    /// The bytes to store: [`StoredRoleV1`] without `token_policies`, else [`StoredRoleV2`].
+    pub fn encode(&self) -> Vec<u8> {
+        let v1 = StoredRoleV1 {
+            generation: self.generation,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            role: self.role.clone(),
+        };
+        if self.token_policies.is_empty() {
+            crate::codec::encode(&v1)
+        } else {
+            crate::codec::encode(&StoredRoleV2 {
+                v1,
+                token_policies: self.token_policies.clone(),
+            })
+        }
+    }
+
+    /// Reads either layout (each refuses the other's bytes: V1 is a prefix of V2, and
+    /// trailing bytes are an error).
+    pub fn decode(bytes: &[u8]) -> Result<StoredRole, crate::codec::CodecError> {
+        let (v1, token_policies) = match crate::codec::decode::<StoredRoleV2>(bytes) {
+            Ok(v2) => (v2.v1, v2.token_policies),
+            Err(_) => (crate::codec::decode::<StoredRoleV1>(bytes)?, Vec::new()),
+        };
+        Ok(StoredRole {
+            generation: v1.generation,
+            created_at_ms: v1.created_at_ms,
+            updated_at_ms: v1.updated_at_ms,
+            role: v1.role,
+            token_policies,
+        })
+    }
 }
 
 /// Where the JWT method finds the keys that sign tokens, and the issuer it trusts.
@@ -178,4 +239,38 @@ pub struct Login {
     pub sealed: Sealed,
     pub ttl_ms: u64,
     pub max_ttl_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::testing::approle;
+
+    fn stored(token_policies: &[&str]) -> StoredRole {
+        StoredRole {
+            generation: 3,
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            role: approle("id"),
+            token_policies: token_policies.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_role_without_policies_keeps_the_layout_an_earlier_release_reads() {
+        let plain = stored(&[]);
+        let bytes = plain.encode();
+        // The first layout, field for field: what a node of an earlier release decodes.
+        let v1: StoredRoleV1 = crate::codec::decode(&bytes).unwrap();
+        assert_eq!((v1.generation, v1.role), (3, plain.role.clone()));
+        assert_eq!(StoredRole::decode(&bytes).unwrap(), plain);
+
+        let named = stored(&["deploy", "default"]);
+        let bytes = named.encode();
+        assert!(
+            crate::codec::decode::<StoredRoleV1>(&bytes).is_err(),
+            "an earlier release refuses a role with policies instead of dropping them"
+        );
+        assert_eq!(StoredRole::decode(&bytes).unwrap(), named);
+    }
 }

@@ -289,6 +289,13 @@ pub enum Command {
     },
     /// Unregister the KV mount at `path`, if its folder holds no path.
     DeleteKvMount { path: SecretPath },
+    /// [`Command::PutRole`] for a role that names ACL policies (`token_policies`). A variant
+    /// of its own so that a role without them is still the entry an earlier release applies.
+    PutRoleWithPolicies {
+        name: String,
+        role: Box<Role>,
+        token_policies: Vec<String>,
+    },
 }
 
 /// Key/value pairs exactly as stored, as a restore stages them: a backup's bytes (values and
@@ -398,6 +405,16 @@ impl Command {
             | Command::ConfigureMount { path, .. }
             | Command::TrimMount { path, .. } => path.as_str().len() + 16,
             Command::PutRole { name, role } => name.len() + 256 + 64 * role.policy.paths.len(),
+            Command::PutRoleWithPolicies {
+                name,
+                role,
+                token_policies,
+            } => {
+                name.len()
+                    + 256
+                    + 64 * role.policy.paths.len()
+                    + token_policies.iter().map(|p| p.len() + 8).sum::<usize>()
+            }
             Command::DeleteRole { name, .. } => name.len(),
             Command::PutJwtConfig { config } => {
                 config.jwks.as_ref().map_or(0, String::len)
@@ -466,6 +483,7 @@ impl Command {
             Command::DeleteAclPolicy { .. } => "delete_acl_policy",
             Command::CreateKvMount { .. } => "create_kv_mount",
             Command::DeleteKvMount { .. } => "delete_kv_mount",
+            Command::PutRoleWithPolicies { .. } => "put_role",
         }
     }
 }

@@ -8,8 +8,10 @@
 //! *generations* it checked against. Apply issues the token only if they are still current.
 //!
 //! Invariants:
-//! - A role grants one fixed [`Policy`](super::token::Policy) (scopes × path patterns) and token TTLs; every change
-//!   to a role, or to the JWT configuration, raises its generation, and deleting a role
+//! - A role grants one fixed [`Policy`](super::token::Policy) (scopes × path patterns), the
+//!   grants of the ACL policies it names (`token_policies`, compiled at each login) and token
+//!   TTLs. Every change to a role, to an ACL policy it names, or to the JWT configuration
+//!   raises a generation, and deleting a role
 //!   removes it with its secret ids. A login checked against an older generation, or a role
 //!   that is gone, is refused where it applies: no token is issued after an acknowledged
 //!   change that would have refused it (revoking a role or a key stops new logins at once).
@@ -75,9 +77,10 @@ pub fn put_role<S: StateRead>(
     at_ms: u64,
     name: &str,
     role: &Role,
+    token_policies: &[String],
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     let key = role_key(role.method(), name);
-    let old: Option<StoredRole> = changes.get_decoded(state, &key)?;
+    let old = stored_role(state, changes, &key)?;
     if let Binding::AppRole(b) = &role.binding {
         let id_key = role_id_key(&b.role_id);
         if let Some(owner) = changes.get(state, &id_key)? {
@@ -102,10 +105,50 @@ pub fn put_role<S: StateRead>(
         created_at_ms: old.as_ref().map_or(at_ms, |o| o.created_at_ms),
         updated_at_ms: old.as_ref().map_or(at_ms, |o| at_ms.max(o.updated_at_ms)),
         role: role.clone(),
+        token_policies: token_policies.to_vec(),
     };
     let generation = stored.generation;
-    changes.put(key, &stored);
+    changes.writes.insert(key, Some(stored.encode()));
     Ok(CommandResult::RoleWritten { generation })
+}
+
+/// The role stored at `key`, in either layout.
+fn stored_role<S: StateRead>(
+    state: &S,
+    changes: &Changes,
+    key: &[u8],
+) -> Result<Option<StoredRole>, ApplyError<S::Error>> {
+    let Some(bytes) = changes.get(state, key)? else {
+        return Ok(None);
+    };
+    StoredRole::decode(&bytes)
+        .map(Some)
+        .map_err(|source| ApplyError::Decode {
+            key: String::from_utf8_lossy(key).into_owned(),
+            source,
+        })
+}
+
+/// Raises the generation of every role that names ACL policy `policy` in its
+/// `token_policies`, because the policy was just written or deleted: a login checked against
+/// the policy as it was is then refused, as a login checked against an older role is. A
+/// cluster where no role names a policy (every cluster a node of an earlier release still
+/// applies to: it cannot apply a role with policies) changes nothing here.
+pub fn policy_changed<S: StateRead>(
+    state: &S,
+    changes: &mut Changes,
+    policy: &str,
+) -> Result<(), ApplyError<S::Error>> {
+    for key in changes.keys_with_prefix(state, &[keys::ROLE])? {
+        let Some(mut stored) = stored_role(state, changes, &key)? else {
+            continue;
+        };
+        if stored.token_policies.iter().any(|p| p == policy) {
+            stored.generation += 1;
+            changes.writes.insert(key, Some(stored.encode()));
+        }
+    }
+    Ok(())
 }
 
 /// Deletes role `name` with its secret ids (tokens it issued live out their leases).
@@ -116,7 +159,7 @@ pub fn delete_role<S: StateRead>(
     name: &str,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     let key = role_key(method, name);
-    let Some(old) = changes.get_decoded::<S, StoredRole>(state, &key)? else {
+    let Some(old) = stored_role(state, changes, &key)? else {
         return Ok(CommandResult::NotFound);
     };
     if let Binding::AppRole(b) = &old.role.binding {
@@ -196,7 +239,7 @@ pub fn login<S: StateRead>(
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     let refuse = |why: String| Ok(CommandResult::LoginRefused(why));
     let role_key = role_key(login.method, &login.role);
-    match changes.get_decoded::<S, StoredRole>(state, &role_key)? {
+    match stored_role(state, changes, &role_key)? {
         None => return refuse(format!("role '{}' does not exist", login.role)),
         Some(r) if r.generation != login.role_generation => {
             return refuse(format!(
@@ -302,24 +345,7 @@ mod tests {
     use super::*;
     use crate::secret::command::{Caller, Command};
     use crate::secret::crypto::Sealed;
-    use crate::secret::testing::{single, Mem};
-    use crate::secret::token::{PathPattern, Policy, Scope};
-
-    fn approle(role_id: &str) -> Role {
-        Role {
-            policy: Policy {
-                scopes: vec![Scope::ReadSecret],
-                paths: vec![PathPattern::parse("app/*").unwrap()],
-            },
-            token_ttl_s: 60,
-            token_max_ttl_s: 300,
-            binding: Binding::AppRole(AppRoleBinding {
-                role_id: role_id.into(),
-                secret_id_ttl_s: 0,
-                secret_id_num_uses: 0,
-            }),
-        }
-    }
+    use crate::secret::testing::{approle, single, Mem};
 
     fn put_role(mem: &mut Mem, id: &str, at: u64, name: &str, role: Role) -> CommandResult {
         let command = Command::PutRole {
@@ -546,5 +572,74 @@ mod tests {
         };
         let out = mem.run(&[single("n4", 1, None, command)]);
         assert!(matches!(&out[0], CommandResult::LoginRefused(w) if w.contains("not renewable")));
+    }
+
+    fn with_policies(mem: &mut Mem, id: &str, name: &str, role_id: &str, policies: &[&str]) {
+        let command = Command::PutRoleWithPolicies {
+            name: name.into(),
+            role: Box::new(approle(role_id)),
+            token_policies: policies.iter().map(|p| p.to_string()).collect(),
+        };
+        mem.run(&[single(id, 10, None, command)]);
+    }
+
+    fn generation(mem: &Mem, name: &str) -> u64 {
+        StoredRole::decode(&mem.0[&role_key(Method::AppRole, name)])
+            .unwrap()
+            .generation
+    }
+
+    #[test]
+    fn writing_or_deleting_a_policy_refuses_logins_checked_against_its_roles() {
+        let mut mem = Mem::default();
+        with_policies(&mut mem, "r1", "ci", "id-ci-0001", &["deploy", "default"]);
+        with_policies(&mut mem, "r2", "other", "id-other-01", &["audit"]);
+        put_role(&mut mem, "r3", 10, "plain", approle("id-plain-01"));
+        let stored = StoredRole::decode(&mem.0[&role_key(Method::AppRole, "ci")]).unwrap();
+        assert_eq!(stored.token_policies, ["deploy", "default"]);
+        mem.run(&[single(
+            "a",
+            11,
+            None,
+            Command::AddSecretId {
+                role: "ci".into(),
+                secret_id: Box::new(secret_id("s1", None, None)),
+            },
+        )]);
+        // The policy is written after the node read the role at generation 1.
+        let put = Command::PutAclPolicy {
+            name: "deploy".into(),
+            rules: String::new(),
+            grants: vec![],
+        };
+        mem.run(&[single("p1", 12, None, put)]);
+        assert_eq!(generation(&mem, "ci"), 2, "the role naming it moved");
+        assert_eq!(
+            generation(&mem, "other"),
+            1,
+            "a role naming another did not"
+        );
+        assert_eq!(generation(&mem, "plain"), 1);
+        let out = mem.run(&[single("l1", 20, None, login("ci", 1, Some("s1"), "t1"))]);
+        assert!(matches!(&out[0], CommandResult::LoginRefused(w) if w.contains("changed")));
+        let out = mem.run(&[single("l2", 21, None, login("ci", 2, Some("s1"), "t2"))]);
+        assert!(matches!(out[0], CommandResult::LoggedIn(_)));
+        // Deleting it moves the role again, in the same entry as the delete.
+        let del = Command::DeleteAclPolicy {
+            name: "deploy".into(),
+        };
+        mem.run(&[
+            single("p2", 22, None, del),
+            single("l3", 22, None, login("ci", 2, Some("s1"), "t3")),
+        ]);
+        assert_eq!(generation(&mem, "ci"), 3);
+        assert!(!mem.0.contains_key(&keys::token("t3")));
+        // The role keeps its names (and the layout that holds them) across a rewrite.
+        with_policies(&mut mem, "r4", "ci", "id-ci-0001", &["deploy"]);
+        assert_eq!(generation(&mem, "ci"), 4);
+        put_role(&mut mem, "r5", 30, "ci", approle("id-ci-0001"));
+        let stored = StoredRole::decode(&mem.0[&role_key(Method::AppRole, "ci")]).unwrap();
+        assert!(stored.token_policies.is_empty(), "PutRole names no policy");
+        assert_eq!(stored.generation, 5);
     }
 }

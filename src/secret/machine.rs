@@ -262,8 +262,13 @@ fn apply_command<S: StateRead>(
         } => super::restore::chunk(state, changes, *restore, *seq, pairs)?,
         Command::RestoreCommit { restore } => super::restore::commit(state, changes, *restore)?,
         Command::PutRole { name, role } => {
-            super::login::put_role(state, changes, at_ms, name, role)?
+            super::login::put_role(state, changes, at_ms, name, role, &[])?
         }
+        Command::PutRoleWithPolicies {
+            name,
+            role,
+            token_policies,
+        } => super::login::put_role(state, changes, at_ms, name, role, token_policies)?,
         Command::DeleteRole { method, name } => {
             super::login::delete_role(state, changes, *method, name)?
         }

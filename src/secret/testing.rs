@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::auth::{AppRoleBinding, Binding, Role};
 use super::command::{Caller, Command, CommandResult, Op, Request, RequestId};
 use super::machine::apply;
 use super::state::{data_ranges, keys, Changes, StateRead};
+use super::token::{PathPattern, Policy, Scope};
 
 /// An in-memory state: apply a batch, then fold its changes in, as the store does.
 #[derive(Default)]
@@ -67,5 +69,22 @@ pub fn single(id: &str, at_ms: u64, caller: Option<Caller>, command: Command) ->
             caller,
             command,
         }],
+    }
+}
+
+/// An AppRole role with id `role_id` granting `read:secret` on `app/*` for 60 s (300 s max).
+pub fn approle(role_id: &str) -> Role {
+    Role {
+        policy: Policy {
+            scopes: vec![Scope::ReadSecret],
+            paths: vec![PathPattern::parse("app/*").unwrap()],
+        },
+        token_ttl_s: 60,
+        token_max_ttl_s: 300,
+        binding: Binding::AppRole(AppRoleBinding {
+            role_id: role_id.into(),
+            secret_id_ttl_s: 0,
+            secret_id_num_uses: 0,
+        }),
     }
 }

@@ -24,6 +24,25 @@ impl Service {
         Ok(view.state().acl_policy(name)?)
     }
 
+    /// What the ACL policies `names` grant in `view`, with the names of those that do not
+    /// exist there. Vault's `default` policy grants nothing here (every token may look up,
+    /// renew and revoke itself) and is never missing.
+    pub fn policy_grants(
+        &self,
+        view: &impl View,
+        names: &[String],
+    ) -> Result<(Vec<Policy>, Vec<String>), ServiceError> {
+        let mut grants = Vec::new();
+        let mut missing = Vec::new();
+        for name in names.iter().filter(|n| *n != "default") {
+            match self.acl_policy(view, name)? {
+                Some(stored) => grants.extend(stored.grants),
+                None => missing.push(name.clone()),
+            }
+        }
+        Ok((grants, missing))
+    }
+
     pub fn acl_policies(
         &self,
         at: &Linearized,

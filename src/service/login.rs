@@ -7,6 +7,10 @@
 //!   secret id, created moments ago elsewhere) gets the read-index round and a second look.
 //!   The login then commits only if that role and configuration are still current and the
 //!   secret id still has a use left where it applies (`secret::login`).
+//! - A login's token gets its role's scopes and paths and the grants of the ACL policies the
+//!   role names, as they are at the login (read after the role; a policy change raises the
+//!   role's generation, so a login that read the policy before it is refused where it
+//!   applies). Like every token's, its authority is fixed from then on.
 //! - A failed login proposes nothing: refusing a bad credential costs no log entry.
 //! - The issued token is shown once, in the answer; like every token only its hash is kept.
 //! - Neither the secret id nor the JWT is logged, stored or echoed.
@@ -98,15 +102,27 @@ impl Service {
         Ok(at.state().roles(method)?)
     }
 
+    /// Creates or replaces role `name`; `token_policies` names the ACL policies whose grants
+    /// its logins' tokens get too.
     pub async fn put_role(
         &self,
         origin: Origin,
         name: &str,
         role: Role,
+        token_policies: Vec<String>,
     ) -> Result<RoleChange, ServiceError> {
-        let command = Command::PutRole {
-            name: name.to_string(),
-            role: Box::new(role),
+        // A role without policies is written as the entry an earlier release applies too.
+        let command = if token_policies.is_empty() {
+            Command::PutRole {
+                name: name.to_string(),
+                role: Box::new(role),
+            }
+        } else {
+            Command::PutRoleWithPolicies {
+                name: name.to_string(),
+                role: Box::new(role),
+                token_policies,
+            }
         };
         match self.propose(origin, command).await? {
             CommandResult::RoleWritten { generation } => Ok(RoleChange::Written { generation }),
@@ -340,6 +356,11 @@ impl Service {
         metadata: Vec<(String, String)>,
     ) -> Result<LoginOutcome, ServiceError> {
         let role = &stored.role;
+        // The policies are read after the role, from this node's latest state: a change to
+        // one since the role was read raised the role's generation, so the login below is
+        // refused rather than issued with grants older than its generation says. A policy
+        // deleted since the role was written grants nothing.
+        let (grants, _missing) = self.policy_grants(&self.local(), &stored.token_policies)?;
         let token = Token::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
         let now = now_ms();
         let ttl_ms = role.token_ttl_s.saturating_mul(1000);
@@ -350,8 +371,8 @@ impl Service {
             policy: role.policy.clone(),
             created_at_ms: now,
             expires_at_ms: Some(now.saturating_add(ttl_ms)),
-            acl_policies: Vec::new(),
-            grants: Vec::new(),
+            acl_policies: stored.token_policies.clone(),
+            grants,
         };
         let login = Login {
             method: role.method(),

@@ -102,6 +102,14 @@ fn decode<T: serde::de::DeserializeOwned>(
     codec::decode(bytes).map_err(|source| StoreError::Decode { what, source })
 }
 
+/// A login role, in either of its layouts.
+fn decode_role(bytes: &[u8]) -> Result<StoredRole, StoreError> {
+    StoredRole::decode(bytes).map_err(|source| StoreError::Decode {
+        what: "login role",
+        source,
+    })
+}
+
 impl StateMachine {
     /// Opens the state machine and brings it up to its snapshot: finishes an install that a
     /// crash interrupted, secures a completely received snapshot, and installs the current
@@ -818,13 +826,14 @@ impl Reader {
 
     /// Login role `name` of `method`.
     pub fn role(&self, method: Method, name: &str) -> Result<Option<StoredRole>, StoreError> {
-        self.record(&login::role_key(method, name), "login role")
+        self.raw(&login::role_key(method, name))?
+            .map(|b| decode_role(&b))
+            .transpose()
     }
 
     /// Every role of `method`, in name order.
     pub fn roles(&self, method: Method) -> Result<Vec<(String, StoredRole)>, StoreError> {
-        let prefix = login::role_prefix(method);
-        self.scan(&prefix, "login role")
+        self.scan_with(&login::role_prefix(method), decode_role)
     }
 
     /// The name of the AppRole role whose role_id is `role_id`.
@@ -860,6 +869,15 @@ impl Reader {
         prefix: &[u8],
         what: &'static str,
     ) -> Result<Vec<(String, T)>, StoreError> {
+        self.scan_with(prefix, |v| decode(what, v))
+    }
+
+    /// [`Self::scan`] for a record with more than one layout, read by its own `decode`.
+    fn scan_with<T>(
+        &self,
+        prefix: &[u8],
+        decode: impl Fn(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<(String, T)>, StoreError> {
         let _hold = self.hold();
         let it = self.db.iter(
             CF_SM_DATA,
@@ -873,7 +891,7 @@ impl Reader {
             }
             out.push((
                 String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
-                decode(what, &v)?,
+                decode(&v)?,
             ));
         }
         Ok(out)

@@ -37,6 +37,7 @@ async fn workloads_log_in_with_approle_and_jwt_against_a_tls_cluster() {
             "approle login",
             "renew_self",
             "approle refusals",
+            "approle token_policies",
             "jwt config and role",
             "jwt login",
             "jwt refusals",

@@ -1053,6 +1053,23 @@ path "secret/+/shared/db" { capabilities = ["read", "list"] }
     let v = limited.json(&r, &["token", "create", "-format=json", "-policy=app-only"]);
     assert_eq!(v["auth"]["policies"], json!(["app-only"]), "{v}");
     limited.refused(&r, &["token", "create", "-policy=app"], "within its own");
+    // Nor through a role that mints tokens from a policy: its policies count with what they
+    // grant when the role is written.
+    limited.refused(
+        &w,
+        &["write", "auth/approle/role/wide", "token_policies=app"],
+        "token_policies lie within its own",
+    );
+    limited.ok(
+        &w,
+        &[
+            "write",
+            "auth/approle/role/narrow",
+            "token_policies=app-only",
+        ],
+    );
+    let v = limited.json(&r, &["read", "-format=json", "auth/approle/role/narrow"]);
+    assert_eq!(v["data"]["token_policies"], json!(["app-only"]), "{v}");
     // A limited admin cannot write policies either (they need admin on every path).
     let (code, _, err) = limited.run(&w, &["policy", "write", "x", "-"], app.as_bytes());
     assert_ne!(code, 0);

@@ -76,8 +76,9 @@ role = admin.read("auth/approle/role/ci")["data"]
 assert role["token_scopes"] == ["read:secret"] and role["token_paths"] == ["ci/*"], role
 assert role["token_ttl"] == 600 and role["token_max_ttl"] == 3600, role
 assert admin.list("auth/approle/role")["data"]["keys"] == ["ci"]
-# Vault's policies are refused by name, never mapped to something wider.
-refused(admin.write_data, "token_scopes", "auth/approle/role/bad",
+# A role grants something: scopes on paths, or named policies (which must exist).
+refused(admin.write_data, "token_policies", "auth/approle/role/bad", data={"token_ttl": "1m"})
+refused(admin.write_data, "no policy named 'admin-policy'", "auth/approle/role/bad",
         data={"token_policies": ["admin-policy"]})
 step("approle role")
 
@@ -133,6 +134,54 @@ admin.write_data("auth/approle/role/ci/secret-id/destroy", data={"secret_id": si
 refused(anon.auth.approle.login, "invalid role or secret ID", role_id, sid["secret_id"],
         use_token=False)
 step("approle refusals")
+
+# ---- AppRole with Vault's token_policies ---------------------------------------------------
+CI_READ = 'path "secret/+/ci/*" { capabilities = ["read", "list"] }'
+admin.sys.create_or_update_acl_policy("ci-read", CI_READ)
+refused(admin.write_data, "cannot issue root tokens", "auth/approle/role/bad",
+        data={"token_policies": ["root"]})
+admin.write_data("auth/approle/role/pol", data={"token_policies": "ci-read,default",
+                                                 "token_ttl": "10m"})
+role = admin.read("auth/approle/role/pol")["data"]
+assert role["token_policies"] == ["ci-read", "default"] and role["token_scopes"] == [], role
+# A new role id keeps the role's policies.
+admin.write_data("auth/approle/role/pol/role-id", data={"role_id": "pol-role-id"})
+role = admin.read("auth/approle/role/pol")["data"]
+assert role["token_policies"] == ["ci-read", "default"], role
+pol_sid = admin.auth.approle.generate_secret_id("pol")["data"]["secret_id"]
+
+
+def pol_login():
+    out = anon.auth.approle.login("pol-role-id", pol_sid, use_token=False)["auth"]
+    assert out["policies"] == ["ci-read", "default"], out
+    return as_token(out["client_token"])
+
+
+def can_read(client, path):
+    try:
+        client.secrets.kv.v2.read_secret_version(path=path, raise_on_deleted_version=True)
+        return True
+    except exceptions.Forbidden:
+        return False
+
+
+before = pol_login()
+assert can_read(before, "ci/deploy") and not can_read(before, "payments/db")
+try:
+    before.secrets.kv.v2.create_or_update_secret(path="ci/deploy", secret={"no": "write"})
+    raise AssertionError("a ci-read token wrote")
+except exceptions.Forbidden:
+    pass
+assert before.auth.token.lookup_self()["data"]["policies"] == ["ci-read", "default"]
+# Widening the policy reaches the next login; the token issued before keeps what it had.
+admin.sys.create_or_update_acl_policy(
+    "ci-read", CI_READ + '\npath "secret/+/payments/*" { capabilities = ["read", "list"] }')
+after = pol_login()
+assert can_read(after, "payments/db") and not can_read(before, "payments/db")
+# A deleted policy grants the next login nothing.
+admin.sys.delete_acl_policy("ci-read")
+assert not can_read(pol_login(), "ci/deploy")
+step("approle token_policies")
 
 # ---- JWT ---------------------------------------------------------------------------------
 rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

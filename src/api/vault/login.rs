@@ -4,16 +4,19 @@
 //! `bao write auth/approle/login`, the agent injectors and External Secrets' `jwt` and
 //! `appRole` auth).
 //!
-//! A role's grant is raftsafe's policy, spelled as two role fields: `token_scopes`
-//! (`read:secret`, `write:secret`, `admin`, `metrics`) and `token_paths` (path patterns).
-//! A role does not name ACL policies (those apply to tokens made with `auth/token/create`,
-//! [`super::policy`]), so `token_policies` is refused naming those fields, never mapped to
-//! something wider.
+//! A role's grant is raftsafe's policy, spelled as two role fields, `token_scopes`
+//! (`read:secret`, `write:secret`, `admin`, `metrics`) and `token_paths` (path patterns),
+//! and/or Vault's `token_policies`: named ACL policies ([`super::policy`]) whose grants each
+//! login's token gets, as they are at the login. `policies` is the older name of the same
+//! field, as in Vault.
 //!
 //! Invariants:
 //! - Managing a role needs `admin`, and a role may grant nothing beyond its writer's own
 //!   policy (the rule for creating tokens, since a role mints them): no escalation through a
-//!   role. The JWT keys are cluster-wide: writing them needs an unrestricted `admin`.
+//!   role. Its `token_policies` count with the grants they hold when it is written, and
+//!   must exist then (a name that exists only later would grant what its later author
+//!   chose). Changing what a named policy grants is the policy's author's decision, which
+//!   `sys/policies/acl` already restricts to an unrestricted `admin`. The JWT keys are cluster-wide: writing them needs an unrestricted `admin`.
 //! - A login needs no token. A refused login proposes nothing and says why (for AppRole,
 //!   Vault's single "invalid role or secret ID"), with 400 as Vault does; the credential
 //!   itself is never logged or echoed.
@@ -33,9 +36,11 @@ use crate::api::auth::Principal;
 use crate::api::error::ApiError;
 use crate::api::input::read_body;
 use crate::api::wire::MAX_TTL_SECONDS;
-use crate::secret::login::{AppRoleBinding, Binding, JwtBinding, JwtConfig, Method as Login, Role};
+use crate::secret::login::{
+    AppRoleBinding, Binding, JwtBinding, JwtConfig, Method as Login, Role, StoredRole,
+};
 use crate::secret::token::{Authority, PathPattern, Policy, Scope};
-use crate::service::{random_uuid, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
+use crate::service::{random_uuid, Linearized, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
 use crate::time::rfc3339;
 
 /// A token's lifetime when its role sets none: short, since workloads renew or log in again.
@@ -127,17 +132,44 @@ fn nothing_asked(body: &Map<String, Value>, name: &str, why: &str) -> Result<(),
     }
 }
 
-/// Applies the token fields of `body` to `role` (a new role starts from the defaults).
-fn token_fields(body: &Map<String, Value>, role: &mut Role) -> Result<(), VaultError> {
-    for name in ["token_policies", "policies"] {
-        if let Some(p) = strings(body, name)? {
-            if p.iter().any(|p| p != "default") {
-                return Err(bad(format!(
-                    "'{name}' is not supported on roles: a raftsafe role grants token_scopes (read:secret, write:secret, admin, metrics) on token_paths (path patterns such as app/*); ACL policies apply to tokens made with auth/token/create"
-                )));
-            }
+/// The ACL policies a role write names (`token_policies`, or Vault's older `policies`), if
+/// it names any: deduplicated, in order. `root` is refused; `default` is kept, and grants
+/// nothing beyond what every token may do to itself.
+fn token_policies(body: &Map<String, Value>) -> Result<Option<Vec<String>>, VaultError> {
+    let given = match (strings(body, "token_policies")?, strings(body, "policies")?) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "give 'token_policies' or its older name 'policies', not both",
+            ))
+        }
+        (Some(p), None) | (None, Some(p)) => p,
+        (None, None) => return Ok(None),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for p in given.into_iter().filter(|p| !p.is_empty()) {
+        if p == "root" {
+            return Err(bad(
+                "token_policies: a role cannot issue root tokens; name policies that grant what its workloads need",
+            ));
+        }
+        if p != "default" {
+            crate::secret::acl::check_name(&p).map_err(|e| bad(format!("token_policies: {e}")))?;
+        }
+        if !names.contains(&p) {
+            names.push(p);
         }
     }
+    Ok(Some(names))
+}
+
+/// Applies the token fields of `body` to `role` (a new role starts from the defaults), but
+/// for `token_policies` ([`token_policies`]). `policies` says whether the role names ACL
+/// policies that grant something, without which it needs `token_scopes` and `token_paths`.
+fn token_fields(
+    body: &Map<String, Value>,
+    role: &mut Role,
+    policies: bool,
+) -> Result<(), VaultError> {
     if let Some(t) = string(body, "token_type")? {
         if !matches!(t, "" | "default" | "service") {
             return Err(bad(format!(
@@ -201,12 +233,16 @@ fn token_fields(body: &Map<String, Value>, role: &mut Role) -> Result<(), VaultE
             role.token_ttl_s, role.token_max_ttl_s
         )));
     }
-    if role.policy.scopes.is_empty() {
+    let (scopes, paths) = (role.policy.scopes.is_empty(), role.policy.paths.is_empty());
+    if scopes && paths && policies {
+        return Ok(());
+    }
+    if scopes {
         return Err(bad(
-            "a role needs token_scopes (read:secret, write:secret, admin, metrics) and token_paths",
+            "a role needs token_scopes (read:secret, write:secret, admin, metrics) and token_paths, or token_policies",
         ));
     }
-    if role.policy.paths.is_empty() {
+    if paths {
         return Err(bad(
             "a role needs token_paths: the path patterns its tokens reach (e.g. app/*)",
         ));
@@ -350,14 +386,15 @@ fn jwt_fields(body: &Map<String, Value>, b: &mut JwtBinding) -> Result<(), Vault
 }
 
 /// A role as Vault's `GET auth/<method>/role/<name>` shows it.
-fn role_view(role: &Role) -> Value {
+fn role_view(stored: &StoredRole) -> Value {
+    let role = &stored.role;
     let scopes: Vec<&str> = role.policy.scopes.iter().map(|s| s.as_str()).collect();
     let paths: Vec<&str> = role.policy.paths.iter().map(|p| p.as_str()).collect();
     let mut v = json!({
         "token_scopes": scopes,
         "token_paths": paths,
-        "token_policies": [],
-        "policies": [],
+        "token_policies": stored.token_policies,
+        "policies": stored.token_policies,
         "token_ttl": role.token_ttl_s,
         "token_max_ttl": role.token_max_ttl_s,
         "token_type": "service",
@@ -405,13 +442,8 @@ fn login_reply(outcome: LoginOutcome) -> Reply {
         LoginOutcome::Refused(why) => return Err(VaultError::new(StatusCode::BAD_REQUEST, why)),
     };
     let mut body = envelope_value(Value::Null);
-    let policies: Vec<&str> = issued
-        .record
-        .policy
-        .scopes
-        .iter()
-        .map(|s| s.as_str())
-        .collect();
+    let policies =
+        super::token::policy_names(&issued.record.acl_policies, &issued.record.authority());
     let paths: Vec<&str> = issued
         .record
         .policy
@@ -547,12 +579,36 @@ impl Call {
         }
     }
 
-    /// The caller, who must hold `admin`, and may manage `role` only if its policy covers it.
-    fn may_manage(&self, who: &Principal, role: &Role) -> Result<(), VaultError> {
+    /// What a login with `role` naming `policies` would be granted in `at`, and which of
+    /// those policies do not exist there.
+    fn role_authority(
+        &self,
+        at: &Linearized,
+        role: &Role,
+        policies: &[String],
+    ) -> Result<(Authority, Vec<String>), VaultError> {
+        let (grants, missing) = self
+            .state
+            .service
+            .policy_grants(at, policies)
+            .map_err(ApiError::from)?;
+        Ok((Authority::new(role.policy.clone(), &grants), missing))
+    }
+
+    /// The caller, who must hold `admin`, and may manage a role only if what its logins
+    /// would be granted in `at` lies within the caller's own authority.
+    fn may_manage(
+        &self,
+        who: &Principal,
+        at: &Linearized,
+        role: &Role,
+        policies: &[String],
+    ) -> Result<(), VaultError> {
         who.require(Scope::Admin)?;
-        who.require_within(&Authority::from(role.policy.clone())).map_err(|_| {
+        let (authority, _) = self.role_authority(at, role, policies)?;
+        who.require_within(&authority).map_err(|_| {
             VaultError::from(ApiError::Forbidden(format!(
-                "token '{}' may only manage roles whose token_scopes and token_paths lie within its own",
+                "token '{}' may only manage roles whose token_scopes, token_paths and token_policies lie within its own",
                 who.name
             )))
         })
@@ -565,15 +621,18 @@ impl Call {
         }
         let (who, at) = self.current().await?;
         who.require(Scope::Admin)?;
-        let keys: Vec<String> = self
+        let mut keys: Vec<String> = Vec::new();
+        for (name, r) in self
             .state
             .service
             .roles(&at, kind)
             .map_err(ApiError::from)?
-            .into_iter()
-            .filter(|(_, r)| who.authority.contains(&r.role.policy))
-            .map(|(name, _)| name)
-            .collect();
+        {
+            let (authority, _) = self.role_authority(&at, &r.role, &r.token_policies)?;
+            if who.authority.covers(&authority) {
+                keys.push(name);
+            }
+        }
         if keys.is_empty() {
             return Err(VaultError::not_found());
         }
@@ -591,8 +650,8 @@ impl Call {
                     .role(&at, kind, name)
                     .map_err(ApiError::from)?
                     .ok_or_else(VaultError::not_found)?;
-                self.may_manage(&who, &stored.role)?;
-                Ok(envelope(role_view(&stored.role)))
+                self.may_manage(&who, &at, &stored.role, &stored.token_policies)?;
+                Ok(envelope(role_view(&stored)))
             }
             Method::POST | Method::PUT => {
                 let (who, at) = self.current().await?;
@@ -609,42 +668,52 @@ impl Call {
                     .service
                     .role(&at, kind, name)
                     .map_err(ApiError::from)?;
-                let mut role = match &existing {
+                let (mut role, kept) = match existing {
                     Some(stored) => {
-                        self.may_manage(&who, &stored.role)?;
-                        stored.role.clone()
+                        self.may_manage(&who, &at, &stored.role, &stored.token_policies)?;
+                        (stored.role, stored.token_policies)
                     }
-                    None => Role {
-                        policy: Policy {
-                            scopes: Vec::new(),
-                            paths: Vec::new(),
+                    None => (
+                        Role {
+                            policy: Policy {
+                                scopes: Vec::new(),
+                                paths: Vec::new(),
+                            },
+                            token_ttl_s: DEFAULT_TOKEN_TTL_S,
+                            token_max_ttl_s: DEFAULT_TOKEN_MAX_TTL_S,
+                            binding: match kind {
+                                Login::AppRole => Binding::AppRole(AppRoleBinding {
+                                    role_id: random_uuid().map_err(ApiError::from)?,
+                                    secret_id_ttl_s: 0,
+                                    secret_id_num_uses: 0,
+                                }),
+                                Login::Jwt => Binding::Jwt(JwtBinding {
+                                    bound_audiences: Vec::new(),
+                                    bound_subject: String::new(),
+                                    bound_claims: Vec::new(),
+                                    user_claim: String::new(),
+                                    clock_skew_leeway_s: 60,
+                                }),
+                            },
                         },
-                        token_ttl_s: DEFAULT_TOKEN_TTL_S,
-                        token_max_ttl_s: DEFAULT_TOKEN_MAX_TTL_S,
-                        binding: match kind {
-                            Login::AppRole => Binding::AppRole(AppRoleBinding {
-                                role_id: random_uuid().map_err(ApiError::from)?,
-                                secret_id_ttl_s: 0,
-                                secret_id_num_uses: 0,
-                            }),
-                            Login::Jwt => Binding::Jwt(JwtBinding {
-                                bound_audiences: Vec::new(),
-                                bound_subject: String::new(),
-                                bound_claims: Vec::new(),
-                                user_claim: String::new(),
-                                clock_skew_leeway_s: 60,
-                            }),
-                        },
-                    },
+                        Vec::new(),
+                    ),
                 };
-                token_fields(&fields, &mut role)?;
+                let policies = token_policies(&fields)?.unwrap_or(kept);
+                token_fields(&fields, &mut role, policies.iter().any(|p| p != "default"))?;
                 match &mut role.binding {
                     Binding::AppRole(b) => approle_fields(&fields, b)?,
                     Binding::Jwt(b) => jwt_fields(&fields, b)?,
                 }
-                self.may_manage(&who, &role)?;
+                let (_, missing) = self.role_authority(&at, &role, &policies)?;
+                if let Some(name) = missing.first() {
+                    return Err(bad(format!(
+                        "token_policies: no policy named '{name}' (write it with sys/policies/acl first)"
+                    )));
+                }
+                self.may_manage(&who, &at, &role, &policies)?;
                 let origin = self.origin(&who, &format!("vault role {kind:?} {name}"), &bytes)?;
-                self.write_role(origin, name, role).await
+                self.write_role(origin, name, role, policies).await
             }
             Method::DELETE => {
                 let (who, at) = self.current().await?;
@@ -658,7 +727,7 @@ impl Call {
                     who.require(Scope::Admin)?;
                     return Ok(StatusCode::NO_CONTENT.into_response());
                 };
-                self.may_manage(&who, &stored.role)?;
+                self.may_manage(&who, &at, &stored.role, &stored.token_policies)?;
                 let origin =
                     self.origin(&who, &format!("vault delete role {kind:?} {name}"), b"")?;
                 self.state
@@ -674,11 +743,17 @@ impl Call {
 
     /// Writes role `name` (a whole role, or one whose role id changed): 204, or the apply's
     /// refusal as a 400.
-    async fn write_role(&self, origin: crate::service::Origin, name: &str, role: Role) -> Reply {
+    async fn write_role(
+        &self,
+        origin: crate::service::Origin,
+        name: &str,
+        role: Role,
+        token_policies: Vec<String>,
+    ) -> Reply {
         match self
             .state
             .service
-            .put_role(origin, name, role)
+            .put_role(origin, name, role, token_policies)
             .await
             .map_err(ApiError::from)?
         {
@@ -691,7 +766,7 @@ impl Call {
     async fn managed_approle(
         &self,
         name: &str,
-    ) -> Result<(Principal, crate::service::Linearized, Role), VaultError> {
+    ) -> Result<(Principal, crate::service::Linearized, StoredRole), VaultError> {
         let (who, at) = self.current().await?;
         who.require(Scope::Admin)?;
         let stored = self
@@ -700,14 +775,19 @@ impl Call {
             .role(&at, Login::AppRole, name)
             .map_err(ApiError::from)?
             .ok_or_else(|| bad(format!("role \"{name}\" does not exist")))?;
-        self.may_manage(&who, &stored.role)?;
-        Ok((who, at, stored.role))
+        self.may_manage(&who, &at, &stored.role, &stored.token_policies)?;
+        Ok((who, at, stored))
     }
 
     /// `auth/approle/role/<name>/role-id`: read it, or set it (POST `{"role_id"}`).
     async fn role_id(&self, method: &Method, name: &str, body: Body) -> Reply {
         self.query(&[])?;
-        let (who, _, mut role) = self.managed_approle(name).await?;
+        let (who, _, stored) = self.managed_approle(name).await?;
+        let StoredRole {
+            mut role,
+            token_policies,
+            ..
+        } = stored;
         let Binding::AppRole(binding) = &mut role.binding else {
             return Err(VaultError::not_found());
         };
@@ -720,7 +800,7 @@ impl Call {
                     .ok_or_else(|| bad("field 'role_id' is required"))?;
                 binding.role_id = role_id(id)?;
                 let origin = self.origin(&who, &format!("vault role-id {name}"), &bytes)?;
-                self.write_role(origin, name, role).await
+                self.write_role(origin, name, role, token_policies).await
             }
             ref m => Err(VaultError::unsupported(m, "role-id")),
         }
@@ -744,8 +824,8 @@ impl Call {
             return Ok(envelope(json!({"keys": keys})));
         }
         self.only_write(method, "secret-id")?;
-        let (who, _, role) = self.managed_approle(name).await?;
-        let Binding::AppRole(binding) = &role.binding else {
+        let (who, _, stored) = self.managed_approle(name).await?;
+        let Binding::AppRole(binding) = &stored.role.binding else {
             return Err(VaultError::not_found());
         };
         let bytes = read_body(body, 64 * 1024).await?;

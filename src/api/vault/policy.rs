@@ -712,32 +712,26 @@ impl Call {
             )));
         }
         let (policy, grants, names) = if let Some(requested) = requested {
-            let mut grants = Vec::new();
-            let mut names = Vec::new();
-            for p in &requested {
-                // Vault's default policy lets a token look up, renew and revoke itself,
-                // which every raftsafe token may: it adds no grant.
-                if p == "default" {
-                    if !names.contains(p) {
-                        names.push(p.clone());
-                    }
-                    continue;
+            if requested.iter().any(|p| p == "root") {
+                return Err(bad(
+                    "a root token is the cluster's bootstrap token; create admin tokens with POST /api/v1/tokens",
+                ));
+            }
+            let mut names: Vec<String> = Vec::new();
+            for p in requested {
+                if !names.contains(&p) {
+                    names.push(p);
                 }
-                if p == "root" {
-                    return Err(bad(
-                        "a root token is the cluster's bootstrap token; create admin tokens with POST /api/v1/tokens",
-                    ));
-                }
-                let stored = self
-                    .state
-                    .service
-                    .acl_policy(&at, p)
-                    .map_err(ApiError::from)?
-                    .ok_or_else(|| bad(format!("no policy named '{p}'")))?;
-                grants.extend(stored.grants);
-                if !names.contains(p) {
-                    names.push(p.clone());
-                }
+            }
+            // Vault's default policy lets a token look up, renew and revoke itself, which
+            // every raftsafe token may: it adds no grant.
+            let (grants, missing) = self
+                .state
+                .service
+                .policy_grants(&at, &names)
+                .map_err(ApiError::from)?;
+            if let Some(p) = missing.first() {
+                return Err(bad(format!("no policy named '{p}'")));
             }
             let none = Policy {
                 scopes: vec![],

@@ -21,17 +21,18 @@ use crate::api::input::{json_object, read_body, required};
 use crate::secret::token::{Authority, Scope};
 use crate::time::rfc3339;
 
-/// Vault's `policies` for a token: the named ACL policies it was made with, or else its own
-/// policy's scopes (a token of `/api/v1/tokens`, a login or the root token).
+/// Vault's `policies` for a token: the named ACL policies it was made with (by
+/// `auth/token/create -policy=…` or a role's `token_policies`), then its own policy's scopes
+/// (all a token of `/api/v1/tokens`, the root token or a role with only `token_scopes` has).
 pub(super) fn policy_names(acl_policies: &[String], authority: &Authority) -> Vec<String> {
-    if !acl_policies.is_empty() {
-        return acl_policies.to_vec();
-    }
-    authority.grants()[0]
-        .scopes
-        .iter()
-        .map(|s| s.as_str().to_string())
-        .collect()
+    let mut names = acl_policies.to_vec();
+    names.extend(
+        authority.grants()[0]
+            .scopes
+            .iter()
+            .map(|s| s.as_str().to_string()),
+    );
+    names
 }
 
 /// A token as Vault's lookup calls describe it.
