@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{refused, Linearized, Origin, Service, ServiceError, View};
 use crate::secret::keyring::MacPurpose;
+use crate::secret::login::Method;
 use crate::secret::token::TokenRecord;
 use crate::secret::{
     Caller, Command, CommandResult, MountKind, MountRecord, Op, SecretPath, StoredPairs,
@@ -305,11 +306,39 @@ impl Service {
         rx
     }
 
+    /// What configuration a restore would replace, if the cluster holds any: the kinds
+    /// that apply's own check (`secret::restore`, secrets and mounts) does not count.
+    /// Checked here, after the read-index round, rather than in apply, so that a
+    /// `RestoreBegin` is applied alike by every release: a configuration written between
+    /// this check and the commit is replaced like the rest, as with any forced restore.
+    async fn configuration_held(&self) -> Result<Option<&'static str>, ServiceError> {
+        let at = self.linearize().await?;
+        let state = at.state();
+        let mut roles = 0;
+        for method in Method::ALL {
+            roles += state.roles(method)?.len();
+        }
+        let held = if !state.acl_policies()?.is_empty() {
+            Some("ACL policies")
+        } else if roles > 0 {
+            Some("login roles")
+        } else if state.jwt_config()?.is_some() {
+            Some("the JWT login's keys")
+        } else if !state.kv_mounts()?.is_empty() {
+            Some("KV mounts")
+        } else {
+            None
+        };
+        Ok(held)
+    }
+
     /// Replaces the whole state with the backup in `file`: checked whole first (its tag
     /// under this cluster's master key, checksum, length, that its keys unwrap), then
     /// through the log as `RestoreBegin`, chunks and `RestoreCommit`, so the state changes
     /// only at the commit, atomically, on every node. Without `force`, a cluster holding
-    /// secrets or mounts refuses, at the start and again at the commit.
+    /// secrets or mounts refuses, at the start and again at the commit; one holding only
+    /// configuration (ACL policies, login roles or keys, KV mounts) is refused here, before
+    /// anything is proposed (see [`Self::configuration_held`]).
     pub async fn restore(
         &self,
         caller: Caller,
@@ -321,6 +350,13 @@ impl Service {
         let header = tokio::task::spawn_blocking(move || barrier.check_backup(&checked))
             .await
             .map_err(|e| ServiceError::Internal(format!("checking the backup: {e}")))??;
+        if !force {
+            if let Some(what) = self.configuration_held().await? {
+                return Err(RestoreError::Refused(format!(
+                    "the cluster already holds {what}; restoring would replace them (force it to)"
+                )));
+            }
+        }
         let restore = u64::from_be_bytes(
             crate::secret::crypto::random_key()
                 .map_err(|e| ServiceError::Internal(e.to_string()))?[..8]

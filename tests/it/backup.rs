@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftsafe::client::Client;
+use raftsafe::client::{Client, Method};
 use serde_json::{json, Value};
 
 use crate::harness::cluster::{Cluster, Opts};
@@ -253,6 +253,22 @@ async fn backup_from_a_follower_under_writes_restores_into_a_new_cluster() {
         before,
         "a refused restore writes nothing"
     );
+    // A cluster holding only configuration (an ACL policy here) refuses too, before anything
+    // is proposed; deleting the policy makes the cluster fresh again.
+    let policy = "/v1/sys/policies/acl/app";
+    let rules = json!({"policy": r#"path "secret/+/app/*" { capabilities = ["read", "list"] }"#});
+    let r = cb.request(Method::PUT, policy, Some(&rules)).await.unwrap();
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let f = tokio::fs::File::open(&file).await.unwrap();
+    let r = cb.restore(f, false, |_| {}).await.unwrap();
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("ACL policies"),
+        "{:?}",
+        r.body
+    );
+    let r = cb.request(Method::DELETE, policy, None).await.unwrap();
+    assert_eq!(r.status, 204, "{:?}", r.body);
     let f = tokio::fs::File::open(&file).await.unwrap();
     let r = cb.restore(f, false, |_| {}).await.unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
