@@ -237,6 +237,17 @@ for name, token_jwt in [("RS256 (PEM key)", sign(claims())),
         raise AssertionError(f"{name}: the payments token read outside payments/*")
     except exceptions.Forbidden:
         pass
+# A JWT role may name policies too: the same login path, the same grants.
+admin.sys.create_or_update_acl_policy(
+    "pay-read", 'path "secret/+/payments/*" { capabilities = ["read", "list"] }')
+admin.write_data("auth/jwt/role/payments-pol", data={
+    "role_type": "jwt", "bound_audiences": ["raftsafe"], "user_claim": "sub",
+    "token_policies": ["pay-read"],
+})
+out = jwt_login("payments-pol", sign(claims()), use_token=False)["auth"]
+assert out["policies"] == ["pay-read"], out
+t = as_token(out["client_token"])
+assert can_read(t, "payments/db") and not can_read(t, "ci/deploy")
 step("jwt login")
 
 # The refusal matrix: each refused with a message naming the check, and no token issued.
