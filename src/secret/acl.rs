@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::command::CommandResult;
-use super::state::{keys, ApplyError, Changes, StateRead};
+use super::state::{keys, next_stamp, ApplyError, Changes, StateRead};
 use super::token::Policy;
 
 /// A policy as stored.
@@ -85,14 +85,15 @@ pub fn put<S: StateRead>(
     }
     let key = key(name);
     let old: Option<StoredAclPolicy> = changes.get_decoded(state, &key)?;
+    let (generation, updated_at_ms) =
+        next_stamp(old.as_ref().map(|o| (o.generation, o.updated_at_ms)), at_ms);
     let stored = StoredAclPolicy {
-        generation: old.as_ref().map_or(1, |o| o.generation + 1),
+        generation,
         created_at_ms: old.as_ref().map_or(at_ms, |o| o.created_at_ms),
-        updated_at_ms: old.as_ref().map_or(at_ms, |o| at_ms.max(o.updated_at_ms)),
+        updated_at_ms,
         rules: rules.to_string(),
         grants: grants.to_vec(),
     };
-    let generation = stored.generation;
     changes.put(key, &stored);
     super::login::policy_changed(state, changes, name)?;
     Ok(CommandResult::AclPolicyWritten { generation })

@@ -32,7 +32,7 @@ pub use super::auth::{
     StoredJwtConfig, StoredRole,
 };
 use super::command::CommandResult;
-use super::state::{keys, ApplyError, Changes, StateRead};
+use super::state::{keys, next_stamp, ApplyError, Changes, StateRead};
 
 pub fn role_key(method: Method, name: &str) -> Vec<u8> {
     let mut k = vec![keys::ROLE, method.byte()];
@@ -100,14 +100,15 @@ pub fn put_role<S: StateRead>(
             .writes
             .insert(id_key, Some(name.as_bytes().to_vec()));
     }
+    let (generation, updated_at_ms) =
+        next_stamp(old.as_ref().map(|o| (o.generation, o.updated_at_ms)), at_ms);
     let stored = StoredRole {
-        generation: old.as_ref().map_or(1, |o| o.generation + 1),
+        generation,
         created_at_ms: old.as_ref().map_or(at_ms, |o| o.created_at_ms),
-        updated_at_ms: old.as_ref().map_or(at_ms, |o| at_ms.max(o.updated_at_ms)),
+        updated_at_ms,
         role: role.clone(),
         token_policies: token_policies.to_vec(),
     };
-    let generation = stored.generation;
     changes.writes.insert(key, Some(stored.encode()));
     Ok(CommandResult::RoleWritten { generation })
 }
@@ -180,12 +181,13 @@ pub fn put_jwt_config<S: StateRead>(
     config: &JwtConfig,
 ) -> Result<CommandResult, ApplyError<S::Error>> {
     let old: Option<StoredJwtConfig> = changes.get_decoded(state, JWT_CONFIG)?;
+    let (generation, updated_at_ms) =
+        next_stamp(old.as_ref().map(|o| (o.generation, o.updated_at_ms)), at_ms);
     let stored = StoredJwtConfig {
-        generation: old.as_ref().map_or(1, |o| o.generation + 1),
-        updated_at_ms: old.as_ref().map_or(at_ms, |o| at_ms.max(o.updated_at_ms)),
+        generation,
+        updated_at_ms,
         config: config.clone(),
     };
-    let generation = stored.generation;
     changes.put(JWT_CONFIG.to_vec(), &stored);
     Ok(CommandResult::RoleWritten { generation })
 }

@@ -229,6 +229,16 @@ pub struct Plan {
     pub replace_data_with_staging: bool,
 }
 
+/// The generation and update time of a record (a role, an ACL policy, the JWT keys) written
+/// at `at_ms` over one stamped `old` (its generation and update time): one generation higher,
+/// 1 for a new record, and an update time that never moves back, though a new leader's
+/// clock may.
+pub fn next_stamp(old: Option<(u64, u64)>, at_ms: u64) -> (u64, u64) {
+    old.map_or((1, at_ms), |(generation, updated_at_ms)| {
+        (generation + 1, at_ms.max(updated_at_ms))
+    })
+}
+
 /// The `[start, end)` ranges that together hold every data key ([`keys::is_data`]) and no
 /// bookkeeping key.
 pub fn data_ranges() -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -430,5 +440,18 @@ impl Changes {
 
     pub(super) fn delete(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_stamp;
+
+    #[test]
+    fn a_stamp_counts_writes_and_its_time_never_moves_back() {
+        assert_eq!(next_stamp(None, 7), (1, 7));
+        assert_eq!(next_stamp(Some((3, 100)), 150), (4, 150));
+        // A new leader whose clock is behind the last writer's.
+        assert_eq!(next_stamp(Some((4, 150)), 120), (5, 150));
     }
 }
