@@ -16,7 +16,8 @@
 //!   role. Its `token_policies` count with the grants they hold when it is written, and
 //!   must exist then (a name that exists only later would grant what its later author
 //!   chose). Changing what a named policy grants is the policy's author's decision, which
-//!   `sys/policies/acl` already restricts to an unrestricted `admin`. The JWT keys are cluster-wide: writing them needs an unrestricted `admin`.
+//!   `sys/policies/acl` already restricts to an unrestricted `admin`. The JWT keys are
+//!   cluster-wide: writing them needs an unrestricted `admin`.
 //! - A login needs no token. A refused login proposes nothing and says why (for AppRole,
 //!   Vault's single "invalid role or secret ID"), with 400 as Vault does; the credential
 //!   itself is never logged or echoed.
