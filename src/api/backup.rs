@@ -11,7 +11,9 @@
 //!   it goes through the log as `RestoreBegin`, chunks and `RestoreCommit`
 //!   (`secret::restore`): the live state changes only at the commit, atomically, on every
 //!   node. A cluster that holds secrets or mounts refuses it unless `?force=true`, checked
-//!   again at the commit (a write acknowledged during the upload is never wiped).
+//!   again at the commit (a write acknowledged during the upload is never wiped); one that
+//!   holds configuration (ACL policies, login roles or keys, KV mounts) refuses it too,
+//!   checked by the service before the upload.
 //! - A restore also takes the backup inside Vault's snapshot archive (`super::archive`),
 //!   unpacked and checked before the backup's own checks run.
 //! - The uploaded file (and an archive's unpacked backup) is kept in the data directory only
@@ -81,12 +83,12 @@ pub fn download(state: &AppState, at: &Linearized, who: &Principal, archive: boo
     operation_id = "restore",
     summary = "Replace the whole state with a backup",
     description = "The file is checked whole (its tag under this cluster's master key, checksum, length, and that its keys unwrap) before anything changes; then the state is replaced atomically on every node. A cluster holding secrets or mounts refuses unless `?force=true`, checked again when the restore commits.",
-    params(("force" = Option<bool>, Query, description = "Replace a state that holds secrets or mounts (default false).")),
+    params(("force" = Option<bool>, Query, description = "Replace a state that holds secrets, mounts or configuration (default false).")),
     request_body(content = Binary, content_type = "application/octet-stream", description = "A file from `GET /api/v1/cluster/backup`, or the same backup inside Vault's snapshot archive (`bao operator raft snapshot save`)."),
     responses(
         (status = 200, description = "Restored.", body = Restored),
         (status = 400, description = "A bad query; a damaged, truncated, edited or foreign backup or snapshot archive (`type` `invalidBackup`).", body = ErrorBody),
-        (status = 409, description = "The cluster holds secrets or mounts and `force` is not set (at the start, or written while the backup uploaded), or another restore ran at once (`type` `restoreRefused`).", body = ErrorBody),
+        (status = 409, description = "The cluster holds secrets or mounts (at the start, or written while the backup uploaded) or configuration (ACL policies, login roles or keys, KV mounts: at the start) and `force` is not set, or another restore ran at once (`type` `restoreRefused`).", body = ErrorBody),
         (status = 413, description = "The backup is larger than 16 GiB.", body = ErrorBody),
     ),
     security(("bearer" = ["admin"])),
