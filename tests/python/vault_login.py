@@ -240,10 +240,13 @@ for name, token_jwt in [("RS256 (PEM key)", sign(claims())),
 # A JWT role may name policies too: the same login path, the same grants.
 admin.sys.create_or_update_acl_policy(
     "pay-read", 'path "secret/+/payments/*" { capabilities = ["read", "list"] }')
-admin.write_data("auth/jwt/role/payments-pol", data={
-    "role_type": "jwt", "bound_audiences": ["raftsafe"], "user_claim": "sub",
-    "token_policies": ["pay-read"],
-})
+# hvac's own helper (it sends the role's name in the body too, as Vault accepts).
+admin.auth.jwt.create_role("payments-pol", user_claim="sub", allowed_redirect_uris=[],
+                           role_type="jwt", bound_audiences=["raftsafe"],
+                           token_policies=["pay-read"])
+assert admin.auth.jwt.read_role("payments-pol")["data"]["token_policies"] == ["pay-read"]
+refused(admin.write_data, "the path names role 'payments-pol'", "auth/jwt/role/payments-pol",
+        data={"name": "other", "token_policies": ["pay-read"]})
 out = jwt_login("payments-pol", sign(claims()), use_token=False)["auth"]
 assert out["policies"] == ["pay-read"], out
 t = as_token(out["client_token"])

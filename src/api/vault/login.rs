@@ -658,12 +658,21 @@ impl Call {
                 let (who, at) = self.current().await?;
                 who.require(Scope::Admin)?;
                 let bytes = read_body(body, 64 * 1024).await?;
-                let mut allowed: Vec<&str> = TOKEN_FIELDS.to_vec();
+                // `name` is the path's own field in Vault, which also takes it in the body
+                // (hvac's `auth.jwt.create_role` sends it): accepted when it is the path's.
+                let mut allowed: Vec<&str> = vec!["name"];
+                allowed.extend(TOKEN_FIELDS);
                 allowed.extend(match kind {
                     Login::AppRole => APPROLE_FIELDS.as_slice(),
                     Login::Jwt => JWT_FIELDS.as_slice(),
                 });
                 let fields = object(&bytes, &allowed)?;
+                if let Some(given) = string(&fields, "name")?.filter(|n| *n != name) {
+                    return Err(bad(format!(
+                        "field 'name' is '{}' but the path names role '{name}'",
+                        given.chars().take(128).collect::<String>()
+                    )));
+                }
                 let existing = self
                     .state
                     .service
