@@ -62,6 +62,16 @@ pub struct NewSecretId {
     pub record: SecretId,
 }
 
+/// How adding a secret id ended.
+#[derive(Debug)]
+pub enum SecretIdOutcome {
+    Created(NewSecretId),
+    /// No AppRole role of that name.
+    NoRole,
+    /// A chosen secret id that the role already has.
+    Taken,
+}
+
 /// 16 random bytes as a UUID (version 4) string, the form Vault gives role and secret ids.
 pub fn random_uuid() -> Result<String, ServiceError> {
     let mut b = [0u8; 16];
@@ -179,15 +189,22 @@ impl Service {
 
     /// Generates a secret id for AppRole role `role` (`None`: no such role). `ttl_s` and
     /// `num_uses`: 0 means the role's defaults.
+    /// Adds a secret id to AppRole role `role`: `chosen` (Vault's custom secret id), or a
+    /// random UUID.
     pub async fn create_secret_id(
         &self,
         origin: Origin,
         role: &str,
+        chosen: Option<String>,
         ttl_s: u64,
         num_uses: u64,
         metadata: Vec<(String, String)>,
-    ) -> Result<Option<NewSecretId>, ServiceError> {
-        let secret_id = random_uuid()?;
+    ) -> Result<SecretIdOutcome, ServiceError> {
+        let custom = chosen.is_some();
+        let secret_id = match chosen {
+            Some(s) => s,
+            None => random_uuid()?,
+        };
         let mac = self.secret_id_mac(&secret_id);
         let now = now_ms();
         let record = SecretId {
@@ -203,8 +220,12 @@ impl Service {
             secret_id: Box::new(record.clone()),
         };
         match self.propose(origin, command).await? {
-            CommandResult::SecretIdAdded => Ok(Some(NewSecretId { secret_id, record })),
-            CommandResult::NotFound => Ok(None),
+            CommandResult::SecretIdAdded => {
+                Ok(SecretIdOutcome::Created(NewSecretId { secret_id, record }))
+            }
+            CommandResult::NotFound => Ok(SecretIdOutcome::NoRole),
+            // The accessor is the MAC's first 8 bytes: a chosen id already added has it.
+            CommandResult::RoleRefused(_) if custom => Ok(SecretIdOutcome::Taken),
             CommandResult::RoleRefused(why) => Err(ServiceError::Unavailable(why)),
             other => Err(refused("adding a secret id", other)),
         }

@@ -41,7 +41,9 @@ pub use kv::{
     MetadataOutcome, PutOutcome, VersionChange,
 };
 pub use kv_mount::KvMountChange;
-pub use login::{random_uuid, Issued, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
+pub use login::{
+    random_uuid, Issued, LoginOutcome, RoleChange, SecretIdOutcome, MAX_CREDENTIAL_BYTES,
+};
 
 use crate::barrier::{Barrier, BarrierError, OndemandError};
 use crate::raft::node::{Node, NodeError};

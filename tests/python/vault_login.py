@@ -89,6 +89,14 @@ looked = admin.write_data("auth/approle/role/ci/secret-id/lookup",
                           data={"secret_id": sid["secret_id"]})["data"]
 assert looked["metadata"] == {"pipeline": "deploy"}, looked
 assert looked["secret_id_accessor"] == sid["secret_id_accessor"], looked
+# Vault's custom secret id: one the administrator chose (Terraform and CI systems set it).
+CUSTOM = "ci-pipeline-secret-0001"
+custom = admin.auth.approle.create_custom_secret_id("ci", CUSTOM)["data"]
+assert custom["secret_id"] == CUSTOM and len(custom["secret_id_accessor"]) == 16, custom
+refused(admin.auth.approle.create_custom_secret_id, "already registered", "ci", CUSTOM)
+refused(admin.write_data, "secret_id", "auth/approle/role/ci/custom-secret-id", data={})
+assert anon.auth.approle.login(role_id, CUSTOM, use_token=False)["auth"]["client_token"]
+admin.auth.approle.destroy_secret_id("ci", CUSTOM)
 step("role-id secret-id")
 
 login = anon.auth.approle.login(role_id, sid["secret_id"], use_token=False)

@@ -41,7 +41,9 @@ use crate::secret::login::{
     AppRoleBinding, Binding, JwtBinding, JwtConfig, Method as Login, Role, StoredRole,
 };
 use crate::secret::token::{Authority, PathPattern, Policy, Scope};
-use crate::service::{random_uuid, Linearized, LoginOutcome, RoleChange, MAX_CREDENTIAL_BYTES};
+use crate::service::{
+    random_uuid, Linearized, LoginOutcome, RoleChange, SecretIdOutcome, MAX_CREDENTIAL_BYTES,
+};
 use crate::time::rfc3339;
 
 /// A token's lifetime when its role sets none: short, since workloads renew or log in again.
@@ -569,6 +571,10 @@ impl Call {
             (Login::AppRole, ["role", name, "secret-id"]) => {
                 self.secret_id(method, role_name(name)?, body).await
             }
+            (Login::AppRole, ["role", name, "custom-secret-id"]) => {
+                self.only_write(method, "custom-secret-id")?;
+                self.new_secret_id(role_name(name)?, body, true).await
+            }
             (Login::AppRole, ["role", name, "secret-id", op @ ("lookup" | "destroy")])
             | (Login::AppRole, ["role", name, "secret-id-accessor", op @ ("lookup" | "destroy")]) =>
             {
@@ -834,21 +840,39 @@ impl Call {
             return Ok(envelope(json!({"keys": keys})));
         }
         self.only_write(method, "secret-id")?;
+        self.new_secret_id(name, body, false).await
+    }
+
+    /// A new secret id for role `name`: generated, or (`custom`, Vault's
+    /// `custom-secret-id`) the one the body's `secret_id` gives.
+    async fn new_secret_id(&self, name: &str, body: Body, custom: bool) -> Reply {
         let (who, _, stored) = self.managed_approle(name).await?;
         let Binding::AppRole(binding) = &stored.role.binding else {
             return Err(VaultError::not_found());
         };
         let bytes = read_body(body, 64 * 1024).await?;
-        let fields = object(
-            &bytes,
-            &[
-                "metadata",
-                "ttl",
-                "num_uses",
-                "cidr_list",
-                "token_bound_cidrs",
-            ],
-        )?;
+        let mut allowed = vec![
+            "metadata",
+            "ttl",
+            "num_uses",
+            "cidr_list",
+            "token_bound_cidrs",
+        ];
+        if custom {
+            allowed.push("secret_id");
+        }
+        let fields = object(&bytes, &allowed)?;
+        let chosen = if custom {
+            let given = string(&fields, "secret_id")?.unwrap_or("");
+            if given.is_empty() || given.len() > MAX_CREDENTIAL_BYTES {
+                return Err(bad(format!(
+                    "field 'secret_id' must be 1-{MAX_CREDENTIAL_BYTES} bytes"
+                )));
+            }
+            Some(given.to_string())
+        } else {
+            None
+        };
         nothing_asked(
             &fields,
             "cidr_list",
@@ -875,13 +899,18 @@ impl Call {
             binding.secret_id_num_uses,
         );
         let origin = self.origin(&who, &format!("vault secret-id {name}"), &bytes)?;
-        let created = self
+        let created = match self
             .state
             .service
-            .create_secret_id(origin, name, ttl, uses, metadata)
+            .create_secret_id(origin, name, chosen, ttl, uses, metadata)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| bad(format!("role \"{name}\" does not exist")))?;
+        {
+            SecretIdOutcome::Created(created) => created,
+            SecretIdOutcome::NoRole => return Err(bad(format!("role \"{name}\" does not exist"))),
+            // Vault's words; which role holds it is not told.
+            SecretIdOutcome::Taken => return Err(bad("SecretID is already registered")),
+        };
         Ok(envelope(json!({
             "secret_id": created.secret_id,
             "secret_id_accessor": created.record.accessor,
