@@ -388,6 +388,18 @@ fn jwt_fields(body: &Map<String, Value>, b: &mut JwtBinding) -> Result<(), Vault
     Ok(())
 }
 
+/// `who` must hold `admin`, and may manage a role only if `authority`, what its logins would
+/// be granted, lies within its own.
+fn require_manage(who: &Principal, authority: &Authority) -> Result<(), VaultError> {
+    who.require(Scope::Admin)?;
+    who.require_within(authority).map_err(|_| {
+        VaultError::from(ApiError::Forbidden(format!(
+            "token '{}' may only manage roles whose token_scopes, token_paths and token_policies lie within its own",
+            who.name
+        )))
+    })
+}
+
 /// A role as Vault's `GET auth/<method>/role/<name>` shows it.
 fn role_view(stored: &StoredRole) -> Value {
     let role = &stored.role;
@@ -611,14 +623,10 @@ impl Call {
         role: &Role,
         policies: &[String],
     ) -> Result<(), VaultError> {
+        // A caller without `admin` is refused before any policy is read for it.
         who.require(Scope::Admin)?;
         let (authority, _) = self.role_authority(at, role, policies)?;
-        who.require_within(&authority).map_err(|_| {
-            VaultError::from(ApiError::Forbidden(format!(
-                "token '{}' may only manage roles whose token_scopes, token_paths and token_policies lie within its own",
-                who.name
-            )))
-        })
+        require_manage(who, &authority)
     }
 
     async fn list_roles(&self, method: &Method, kind: Login) -> Reply {
@@ -721,13 +729,13 @@ impl Call {
                     Binding::AppRole(b) => approle_fields(&fields, b)?,
                     Binding::Jwt(b) => jwt_fields(&fields, b)?,
                 }
-                let (_, missing) = self.role_authority(&at, &role, &policies)?;
-                if let Some(name) = missing.first() {
+                let (authority, missing) = self.role_authority(&at, &role, &policies)?;
+                if let Some(absent) = missing.first() {
                     return Err(bad(format!(
-                        "token_policies: no policy named '{name}' (write it with sys/policies/acl first)"
+                        "token_policies: no policy named '{absent}' (write it with sys/policies/acl first)"
                     )));
                 }
-                self.may_manage(&who, &at, &role, &policies)?;
+                require_manage(&who, &authority)?;
                 let origin = self.origin(&who, &format!("vault role {kind:?} {name}"), &bytes)?;
                 self.write_role(origin, name, role, policies).await
             }
